@@ -1,0 +1,1 @@
+"""Filters: pure functions `(record, **params) -> Verdict`. Only beam_adapter imports Beam."""

@@ -1,0 +1,20 @@
+"""Sufficiency: the think stage saw only the extraction and the question (the pipeline
+refuses a think template that uses anything else), so when its traces reach the gold
+answer, the extraction held what the question needs. The score is the share of all
+reasoning samples, over all turns, that reached it; below `min_ratio` the record is
+rejected, so an extraction that leads there only by luck does not pass."""
+
+from __future__ import annotations
+
+from filters.correctness import correct_samples
+from pipelines.record import Record, Verdict
+
+NAME = "sufficiency"
+
+
+def sufficiency(record: Record, min_ratio: float = 0.5, tolerance: float = 0.0, fuzzy_threshold: float = 90.0) -> Verdict:
+    correct = [c for turn in correct_samples(record, tolerance, fuzzy_threshold) for c in turn]
+    if not correct:
+        return Verdict(NAME, False, "extraction_insufficient", 0.0)
+    ratio = sum(correct) / len(correct)
+    return Verdict(NAME, ratio >= min_ratio, None if ratio >= min_ratio else "extraction_insufficient", ratio)

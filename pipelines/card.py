@@ -1,0 +1,104 @@
+"""The dataset card: README.md with a YAML header that `datasets` reads (configs and their
+data files, licenses, task categories) and a body that says how the data was made:
+teacher and revision, prompt templates with their hashes, sampling, seeds, and the funnel."""
+
+from __future__ import annotations
+
+import yaml
+
+from pipelines.config import to_plain
+from pipelines.prompting import prompt_hash, render, template_inputs
+from pipelines.publish import CONFIGS
+from pipelines.recipe import Recipe
+from pipelines.stages import STAGE_ORDER
+
+
+def _size_category(n: int) -> str:
+    for limit, name in ((1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"), (1_000_000, "100K<n<1M")):
+        if n < limit:
+            return name
+    return "1M<n<10M"
+
+
+def _template_hash(template_id: str) -> str:
+    from pipelines.prompting import _locate
+
+    env, name = _locate(template_id)
+    return prompt_hash(env.loader.get_source(env, name)[0])[:16]
+
+
+def render_card(recipe: Recipe, funnel: dict, licenses: list[str]) -> str:
+    header = {
+        "configs": [
+            {"config_name": c, "data_files": [{"split": "train", "path": f"{c}/train-*.parquet"}], **({"default": True} if c == "extraction" else {})}
+            for c in CONFIGS
+        ],
+        "license": licenses[0] if len(licenses) == 1 else "other",
+        "task_categories": ["image-text-to-text", "visual-question-answering"],
+        "size_categories": [_size_category(funnel["kept"])],
+        "tags": ["extract-think", "visual-extraction-tuning", "synthetic" if recipe.source.kind == "synthetic" else "vqa"],
+        "pretty_name": f"extract-think: {recipe.name}",
+    }
+    lines = ["---", yaml.safe_dump(header, sort_keys=False).strip(), "---", "", f"# {recipe.name}", ""]
+    if recipe.description:
+        lines += [recipe.description.strip(), ""]
+    lines += [
+        "Made with [extract-think](https://github.com/extract-think): a teacher wrote, for each image and its",
+        "questions, declarative statements, a focus phrase, a fine-grained *extraction* of the image, and",
+        "text-only reasoning from that extraction; filters kept a record only when that reasoning reached",
+        "the gold answers.",
+        "",
+        "## Configs",
+        "",
+        "| config | rows | what a row is |",
+        "|---|---|---|",
+        f"| `extraction` | {funnel['kept']} | image, the student's prompt (with the focus), the extraction as the target |",
+        f"| `reasoning` | {funnel['reasoning_rows']} | extraction, one question, its reasoning trace and gold answer |",
+        f"| `rejected` | {funnel['rejected'] + funnel['failed']} | a rejected or failed record with its reason |",
+        "",
+        "```python",
+        "from datasets import load_dataset",
+        'ds = load_dataset("<this repo or folder>", "extraction", split="train")',
+        "```",
+        "",
+        "## Filter funnel",
+        "",
+        "| step | records |",
+        "|---|---|",
+        f"| records in | {funnel['in']} |",
+    ]
+    lines += [f"| failed: `{reason}` | {n} |" for reason, n in sorted(funnel["failed_by_reason"].items())]
+    lines += [f"| rejected: `{reason}` | {n} |" for reason, n in sorted(funnel["rejected_by_reason"].items())]
+    lines += [
+        f"| **kept** | **{funnel['kept']}** |",
+        "",
+        f"in = kept + rejected + failed: {funnel['in']} = {funnel['kept']} + {funnel['rejected']} + {funnel['failed']}",
+        "",
+        "## How it was made",
+        "",
+        "| stage | teacher | model | revision | template | template sha256 | inputs | sampling |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for name in STAGE_ORDER:
+        stage = getattr(recipe.stages, name)
+        t = recipe.stage_teacher(name)
+        sampling = ", ".join(f"{k}={v}" for k, v in to_plain(stage.sampling).items())
+        lines.append(
+            f"| {name} | {t.backend} | `{t.model}` | `{t.revision}` | `{stage.template}` | `{_template_hash(stage.template)}` "
+            f"| {', '.join(template_inputs(stage.template))} | {sampling} |"
+        )
+    student = render(recipe.stages.student_prompt, focus="<focus>")
+    filters = ", ".join(f"`{f.name}` {f.params}" if f.params else f"`{f.name}`" for f in recipe.filters)
+    lines += [
+        "",
+        f"Student prompt (`{recipe.stages.student_prompt}`): \"{student}\"",
+        "",
+        f"Filters, in order: {filters}.",
+        "",
+        f"Teacher usage: {funnel['teacher_requests']} requests, {funnel['prompt_tokens']} prompt tokens and "
+        f"{funnel['completion_tokens']} completion tokens.",
+        "",
+        f"Source licenses: {', '.join(licenses)}. The full resolved recipe is in `recipe.yaml` beside this card.",
+        "",
+    ]
+    return "\n".join(lines)

@@ -1,0 +1,164 @@
+"""Strict conversion of plain YAML data into typed dataclasses.
+
+`build(cls, data)` walks the dataclass's fields and type hints: unknown keys, missing
+required keys and wrong types fail with a `ConfigError` naming the dotted key, e.g.
+"teacher.oracle.error_rate: expected a number, got 'high'".
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from typing import Any, Literal, Union
+
+import yaml
+
+
+class ConfigError(ValueError):
+    pass
+
+
+def build(cls: type, data: Any, path: str = "") -> Any:
+    return _convert(cls, data, path)
+
+
+def _where(path: str) -> str:
+    return path or "<recipe>"
+
+
+def _convert(tp: Any, value: Any, path: str) -> Any:
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if tp is Any:
+        return value
+    if origin in (Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        options = [a for a in args if a is not type(None)]
+        errors = []
+        for option in options:
+            try:
+                return _convert(option, value, path)
+            except ConfigError as e:
+                errors.append(str(e))
+        raise ConfigError(errors[0] if len(errors) == 1 else f"{_where(path)}: {value!r} fits none of {options}")
+    if origin is Literal:
+        if value not in args:
+            raise ConfigError(f"{_where(path)}: expected one of {list(args)}, got {value!r}")
+        return value
+    if origin in (list, tuple):
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{_where(path)}: expected a list, got {value!r}")
+        item = args[0] if args else Any
+        items = [_convert(item, v, f"{path}.{i}") for i, v in enumerate(value)]
+        return tuple(items) if origin is tuple else items
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{_where(path)}: expected a mapping, got {value!r}")
+        vt = args[1] if args else Any
+        return {str(k): _convert(vt, v, f"{path}.{k}") for k, v in value.items()}
+    if dataclasses.is_dataclass(tp):
+        return _dataclass(tp, value, path)
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{_where(path)}: expected true or false, got {value!r}")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{_where(path)}: expected an integer, got {value!r}")
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{_where(path)}: expected a number, got {value!r}")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{_where(path)}: expected a string, got {value!r}")
+        return value
+    raise TypeError(f"unsupported config type {tp!r} at {path}")
+
+
+def _dataclass(cls: type, value: Any, path: str) -> Any:
+    if value is None:
+        value = {}
+    if not isinstance(value, dict):
+        raise ConfigError(f"{_where(path)}: expected a mapping, got {value!r}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    for key in value:
+        if key not in fields:
+            close = difflib.get_close_matches(str(key), list(fields), n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else f" (known: {', '.join(fields)})"
+            raise ConfigError(f"{_join(path, key)}: unknown key{hint}")
+    kwargs = {}
+    for name, f in fields.items():
+        sub = _join(path, name)
+        if name in value:
+            kwargs[name] = _convert(hints[name], value[name], sub)
+        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            raise ConfigError(f"{sub}: required key is missing")
+    try:
+        return cls(**kwargs)
+    except ConfigError as e:
+        raise ConfigError(f"{_where(path)}: {e}") from None
+    except (TypeError, ValueError) as e:
+        raise ConfigError(f"{_where(path)}: {e}") from None
+
+
+def _join(path: str, key: Any) -> str:
+    return f"{path}.{key}" if path else str(key)
+
+
+def apply_override(data: dict, assignment: str) -> None:
+    """Apply one `key.sub=value` to raw recipe data in place; the value is parsed as YAML
+    (so `3`, `0.5`, `true`, `[a, b]` get their types). List items are addressed by index."""
+    if "=" not in assignment:
+        raise ConfigError(f"override {assignment!r}: expected key.sub=value")
+    key, raw = assignment.split("=", 1)
+    parts = key.strip().split(".")
+    if not all(parts):
+        raise ConfigError(f"override {assignment!r}: empty key segment")
+    try:
+        value = yaml.safe_load(raw)
+    except yaml.YAMLError as e:
+        raise ConfigError(f"override {key}: cannot parse value {raw!r}: {e}") from None
+    node: Any = data
+    for i, part in enumerate(parts[:-1]):
+        node = _step(node, part, ".".join(parts[: i + 1]), create=True)
+    last = parts[-1]
+    if isinstance(node, list):
+        node[_index(node, last, key)] = value
+    else:
+        node[last] = value
+
+
+def _step(node: Any, part: str, where: str, create: bool) -> Any:
+    if isinstance(node, list):
+        return node[_index(node, part, where)]
+    if not isinstance(node, dict):
+        raise ConfigError(f"override {where}: {node!r} has no keys")
+    if node.get(part) is None and create:
+        node[part] = {}
+    return node[part]
+
+
+def _index(node: list, part: str, where: str) -> int:
+    try:
+        i = int(part)
+        node[i]
+        return i
+    except (ValueError, IndexError):
+        raise ConfigError(f"override {where}: {part!r} is not an index of a {len(node)}-item list") from None
+
+
+def to_plain(obj: Any) -> Any:
+    """A dataclass tree as plain dicts and lists, ready for YAML."""
+    if dataclasses.is_dataclass(obj):
+        return {f.name: to_plain(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, (list, tuple)):
+        return [to_plain(v) for v in obj]
+    if isinstance(obj, dict):
+        return {k: to_plain(v) for k, v in obj.items()}
+    return obj

@@ -1,0 +1,109 @@
+"""The Beam pipeline of one recipe run:
+
+source -> statements -> focus -> extraction -> think -> filters -> write
+
+Teacher calls go through RunInference with one ModelHandler per stage (`TeacherModelHandler`,
+keyed by record). Records that fail in a stage flow on untouched and end in `rejected` with
+status "failed"; filters split the rest into kept and rejected. Counters in the
+`extract_think` namespace make the funnel; in = kept + rejected + failed.
+"""
+
+from __future__ import annotations
+
+import math
+
+import apache_beam as beam
+from apache_beam.metrics import Metrics
+from apache_beam.ml.inference.base import KeyedModelHandler, RunInference
+
+from filters.beam_adapter import ApplyFilters
+from pipelines import progress
+from pipelines.publish import arrow_schema, extraction_row, reasoning_rows, rejected_row
+from pipelines.recipe import Recipe
+from pipelines.sources import expected_count, read_source
+from pipelines.stages import Stage, build_stages
+from pipelines.teachers.handler import TeacherModelHandler
+
+NAMESPACE = "extract_think"
+
+
+def _count(name: str):
+    counter = Metrics.counter(NAMESPACE, name)
+
+    def inc(x):
+        counter.inc()
+        return x
+
+    return inc
+
+
+def _count_in(record):
+    Metrics.counter(NAMESPACE, "in").inc()
+    Metrics.counter(f"{NAMESPACE}.licenses", record.license).inc()
+    progress.tick("source")
+    return record
+
+
+def _count_ended(record):
+    Metrics.counter(NAMESPACE, f"{record.status}.{record.reason}").inc()
+    Metrics.counter(NAMESPACE, record.status).inc()
+    progress.tick("written")
+    return record
+
+
+def _count_kept(record):
+    Metrics.counter(NAMESPACE, "kept").inc()
+    progress.tick("written")
+    return record
+
+
+def _parse(element, stage: Stage):
+    record, result = element
+    progress.tick(stage.name)
+    return stage.apply(record, result.inference)
+
+
+class RunStage(beam.PTransform):
+    """Build the prompts, query the teacher, parse the replies."""
+
+    def __init__(self, stage: Stage):
+        super().__init__()
+        self._stage = stage
+
+    def expand(self, records):
+        stage = self._stage
+        return (
+            records
+            | "BuildPrompts" >> beam.Map(lambda r: (r, stage.requests(r)))
+            | "QueryTeacher" >> RunInference(KeyedModelHandler(TeacherModelHandler(stage.teacher)))
+            | "ParseReplies" >> beam.Map(_parse, stage)
+        )
+
+
+def _write(rows, prefix: str, config: str, shards: int):
+    return rows | f"Write[{config}]" >> beam.io.WriteToParquet(
+        f"{prefix}/{config}/train",
+        schema=arrow_schema(config),
+        file_name_suffix=".parquet",
+        num_shards=shards,
+        shard_name_template="-SSSSS-of-NNNNN",
+        codec="snappy",
+    )
+
+
+def build_pipeline(p: beam.Pipeline, recipe: Recipe, out_prefix: str) -> None:
+    stages = build_stages(recipe)
+    known = expected_count(recipe.source)
+    shards = max(1, math.ceil(known / recipe.output.rows_per_shard)) if known else 0
+
+    records = p | "ReadSource" >> read_source(recipe.source) | "CountIn" >> beam.Map(_count_in)
+    for stage in stages:
+        records = records | f"Stage[{stage.name}]" >> RunStage(stage)
+    split = records | "Filters" >> ApplyFilters(recipe.filters)
+
+    kept = split.kept | "CountKept" >> beam.Map(_count_kept)
+    _write(kept | "ExtractionRows" >> beam.Map(extraction_row, recipe.stages.student_prompt), out_prefix, "extraction", shards)
+    reasoning = kept | "ReasoningRows" >> beam.FlatMap(reasoning_rows) | "CountReasoning" >> beam.Map(_count("reasoning_rows"))
+    _write(reasoning, out_prefix, "reasoning", shards)
+    ended = (split.rejected, split.ended) | "AllEnded" >> beam.Flatten() | "CountEnded" >> beam.Map(_count_ended)
+    _write(ended | "RejectedRows" >> beam.Map(rejected_row), out_prefix, "rejected", shards)

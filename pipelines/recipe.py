@@ -1,0 +1,202 @@
+"""Recipes: a run described in YAML, validated into typed dataclasses.
+
+`load_recipe(path_or_name, overrides)` reads a YAML file (or a recipe bundled in recipes/
+by name, e.g. "quickstart"), applies `key.sub=value` overrides and validates. Unknown keys
+and wrong types fail with a message naming the key. `dump_recipe` writes the resolved
+recipe that is saved beside every output.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Literal
+
+import yaml
+
+from pipelines.config import ConfigError, apply_override, build, to_plain
+
+SCENE_FAMILIES = ("beakers", "shapes", "barchart", "sign")
+ORACLE_ERRORS = ("miscount", "wrong_colour", "invented_object", "wrong_answer", "truncation", "refusal")
+
+
+@dataclass
+class SyntheticSource:
+    num_records: int = 100
+    families: list[str] = field(default_factory=lambda: list(SCENE_FAMILIES))
+    image_size: int = 512
+    max_turns: int = 3
+    seed: int = 0
+
+    def __post_init__(self):
+        unknown = set(self.families) - set(SCENE_FAMILIES)
+        if unknown or not self.families:
+            raise ConfigError(f"families: {sorted(unknown) or '[]'} not among {list(SCENE_FAMILIES)}")
+        if self.num_records < 0 or self.max_turns < 1 or self.image_size < 64:
+            raise ConfigError("num_records >= 0, max_turns >= 1 and image_size >= 64 are required")
+
+
+@dataclass
+class SourceConfig:
+    kind: Literal["synthetic"] = "synthetic"
+    synthetic: SyntheticSource = field(default_factory=SyntheticSource)
+
+
+@dataclass
+class OracleOptions:
+    error_rate: float = 0.0  # fraction of records that get one injected mistake
+    errors: list[str] = field(default_factory=lambda: list(ORACLE_ERRORS))
+    seed: int = 0
+
+    def __post_init__(self):
+        if not 0.0 <= self.error_rate <= 1.0:
+            raise ConfigError(f"error_rate: must lie in [0, 1], got {self.error_rate}")
+        unknown = set(self.errors) - set(ORACLE_ERRORS)
+        if unknown or not self.errors:
+            raise ConfigError(f"errors: {sorted(unknown) or '[]'} not among {list(ORACLE_ERRORS)}")
+
+
+@dataclass
+class TransformersOptions:
+    device: str = "cpu"
+    dtype: str = "auto"  # "auto", "float32", "bfloat16", "float16"
+    trust_remote_code: bool = False
+    gguf_file: str | None = None  # load a GGUF checkpoint (dequantised by transformers)
+    chat_template_kwargs: dict[str, bool | int | float | str] = field(default_factory=dict)
+
+
+@dataclass
+class TeacherConfig:
+    backend: Literal["oracle", "transformers"] = "oracle"
+    model: str = "oracle"  # a Hub id or a local path for real backends
+    revision: str = "main"
+    batch_size: int = 8  # records per call to the backend
+    oracle: OracleOptions = field(default_factory=OracleOptions)
+    transformers: TransformersOptions = field(default_factory=TransformersOptions)
+
+    def __post_init__(self):
+        if self.batch_size < 1:
+            raise ConfigError(f"batch_size: must be >= 1, got {self.batch_size}")
+
+
+@dataclass
+class SamplingConfig:
+    temperature: float = 0.0
+    top_p: float = 1.0
+    max_tokens: int = 512
+    n: int = 1
+    seed: int | None = 0
+
+    def __post_init__(self):
+        if self.n < 1 or self.max_tokens < 1:
+            raise ConfigError("n and max_tokens must be >= 1")
+
+
+@dataclass
+class StageConfig:
+    template: str
+    sampling: SamplingConfig = field(default_factory=SamplingConfig)
+    teacher: TeacherConfig | None = None  # None: the recipe's teacher
+
+
+def _stage(template: str, **sampling) -> StageConfig:
+    return StageConfig(template=template, sampling=SamplingConfig(**sampling))
+
+
+@dataclass
+class StagesConfig:
+    statements: StageConfig = field(default_factory=lambda: _stage("statements/v1", max_tokens=256))
+    focus: StageConfig = field(default_factory=lambda: _stage("focus/v1", max_tokens=64))
+    extraction: StageConfig = field(default_factory=lambda: _stage("extraction/v1", max_tokens=768))
+    think: StageConfig = field(default_factory=lambda: _stage("think/v1", max_tokens=1024))
+    student_prompt: str = "student/v1"  # the prompt the small model is trained with
+
+
+@dataclass
+class FilterConfig:
+    name: str
+    params: dict[str, float | int | str | bool] = field(default_factory=dict)
+
+
+def _default_filters() -> list[FilterConfig]:
+    return [FilterConfig("answer_correct"), FilterConfig("sufficiency", {"min_ratio": 0.5})]
+
+
+@dataclass
+class OutputConfig:
+    dir: str = "out/quickstart"
+    rows_per_shard: int = 2000
+
+
+@dataclass
+class RunnerConfig:
+    runner: str = "FnApiRunner"  # any Beam runner name: DirectRunner, DataflowRunner, ...
+    options: list[str] = field(default_factory=list)  # extra Beam pipeline flags
+
+
+@dataclass
+class Recipe:
+    name: str
+    description: str = ""
+    source: SourceConfig = field(default_factory=SourceConfig)
+    teacher: TeacherConfig = field(default_factory=TeacherConfig)
+    stages: StagesConfig = field(default_factory=StagesConfig)
+    filters: list[FilterConfig] = field(default_factory=_default_filters)
+    output: OutputConfig = field(default_factory=OutputConfig)
+    runner: RunnerConfig = field(default_factory=RunnerConfig)
+
+    def __post_init__(self):
+        from filters.registry import FILTERS
+
+        for f in self.filters:
+            if f.name not in FILTERS:
+                raise ConfigError(f"filters: unknown filter {f.name!r} (known: {', '.join(FILTERS)})")
+        for name in ("statements", "focus", "extraction", "think"):
+            teacher = self.stage_teacher(name)
+            if teacher.backend == "oracle" and self.source.kind != "synthetic":
+                raise ConfigError(f"stages.{name}: the oracle teacher only works with the synthetic source")
+
+    def stage_teacher(self, stage: str) -> TeacherConfig:
+        return getattr(self.stages, stage).teacher or self.teacher
+
+
+def bundled_recipes() -> list[str]:
+    return sorted(p.name[: -len(".yaml")] for p in resources.files("recipes").iterdir() if p.name.endswith(".yaml"))
+
+
+def _read(path_or_name: str | Path) -> tuple[dict, str]:
+    path = Path(path_or_name)
+    if path.exists():
+        text = path.read_text()
+    else:
+        bundled = resources.files("recipes") / f"{path_or_name}.yaml"
+        if not bundled.is_file():
+            raise ConfigError(
+                f"no recipe file {str(path_or_name)!r} and no bundled recipe of that name "
+                f"(bundled: {', '.join(bundled_recipes())})"
+            )
+        text = bundled.read_text()
+    try:
+        data = yaml.safe_load(text) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path_or_name}: not valid YAML: {e}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path_or_name}: a recipe is a mapping of keys, got {type(data).__name__}")
+    return data, str(path_or_name)
+
+
+def load_recipe(path_or_name: str | Path, overrides: tuple[str, ...] | list[str] = ()) -> Recipe:
+    data, where = _read(path_or_name)
+    data = copy.deepcopy(data)
+    for assignment in overrides:
+        apply_override(data, assignment)
+    try:
+        return build(Recipe, data)
+    except ConfigError as e:
+        raise ConfigError(f"{where}: {e}") from None
+
+
+def dump_recipe(recipe: Recipe) -> str:
+    return yaml.safe_dump(to_plain(recipe), sort_keys=False, allow_unicode=True)

@@ -1,0 +1,179 @@
+"""The Record: one image (or several) with its QA turns, and what the stages add to it.
+
+A record moves through the pipeline as an immutable value. Stages call `Record.add`,
+which refuses to overwrite a field a previous stage already set: stages add, never remove.
+A record that cannot go on ends with `status` "rejected" (a quality decision, by a filter or
+a record check) or "failed" (a technical failure: a teacher error, a broken image) and a
+`reason`; it is never dropped.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+# Which fields a source sets; everything else on a Record is written by the stages.
+SOURCE_FIELDS = ("id", "source", "license", "images", "turns", "facts")
+STATUSES = ("ok", "rejected", "failed")
+
+
+@dataclass(frozen=True)
+class ImageData:
+    """Encoded image bytes, kept as they came when no change was needed (PNG re-encoding
+    costs milliseconds per image); `sha256` is of those bytes."""
+
+    bytes: bytes
+    sha256: str
+    width: int
+    height: int
+    format: str  # "PNG", "JPEG", ...
+
+    @classmethod
+    def from_bytes(cls, data: bytes, width: int, height: int, format: str) -> "ImageData":
+        return cls(data, hashlib.sha256(data).hexdigest(), width, height, format)
+
+
+@dataclass(frozen=True)
+class Turn:
+    """One question with its gold answer.
+
+    `answer_type` is one of "choice" (the answer is an option letter), "yesno", "number"
+    or "text". `meta` holds source-specific data (the synthetic source puts the question
+    template and its arguments there, so that ground truth can be recomputed)."""
+
+    question: str
+    answer: str
+    choices: tuple[str, ...] = ()
+    answer_type: str = "text"
+    meta: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class TeacherOutput:
+    """One completion of a teacher, as kept on the record."""
+
+    text: str
+    finish_reason: str
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    thinking: str = ""  # the reasoning model's thinking, kept apart from `text`
+
+
+@dataclass(frozen=True)
+class ThinkSample:
+    """One reasoning trace for one turn: the teacher's output and the answer parsed from
+    its last `Answer:` line (None when it has none)."""
+
+    output: TeacherOutput
+    answer: str | None
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """A filter's decision on one record: keep it or not, why, and a score."""
+
+    filter: str
+    keep: bool
+    reason: str | None = None
+    score: float | None = None
+
+
+@dataclass(frozen=True)
+class StageProvenance:
+    """How one stage produced its fields: enough to reproduce the teacher call."""
+
+    template: str  # template id, e.g. "extraction/v1"
+    prompt_sha256: str  # hash of the rendered prompt(s) of this record
+    inputs: tuple[str, ...]  # the template's variables: what the teacher was shown
+    backend: str
+    model: str
+    revision: str
+    sampling: dict
+
+
+@dataclass(frozen=True)
+class Record:
+    id: str
+    source: str
+    license: str
+    images: tuple[ImageData, ...]
+    turns: tuple[Turn, ...]
+    facts: dict | None = None  # ground truth, only for sources that know it (synthetic)
+
+    # Written by the stages.
+    statements: tuple[str, ...] | None = None
+    focus: str | None = None
+    extractions: tuple[TeacherOutput, ...] | None = None  # N samples; [0] is published
+    reasoning: tuple[tuple[ThinkSample, ...], ...] | None = None  # per turn, M samples
+    provenance: dict = field(default_factory=dict)  # stage name -> StageProvenance
+    verdicts: tuple[Verdict, ...] = ()
+    injected: tuple[dict, ...] = ()  # oracle only: the mistakes it made on purpose
+    status: str = "ok"
+    reason: str | None = None
+    detail: str | None = None  # a human-readable explanation of `reason`
+
+    @property
+    def extraction(self) -> str | None:
+        return self.extractions[0].text if self.extractions else None
+
+    def add(self, **fields: Any) -> "Record":
+        """A copy with new fields set. Refuses to overwrite what a stage already wrote or to
+        touch what the source set; `provenance`, `verdicts` and `injected` are appended to."""
+        changes: dict[str, Any] = {}
+        for name, value in fields.items():
+            if name in SOURCE_FIELDS:
+                raise ValueError(f"stages may not change the source field {name!r}")
+            current = getattr(self, name)
+            if name == "provenance":
+                clash = set(current) & set(value)
+                if clash:
+                    raise ValueError(f"provenance for {sorted(clash)} is already recorded")
+                changes[name] = {**current, **value}
+            elif name in ("verdicts", "injected"):
+                changes[name] = tuple(current) + tuple(value)
+            elif name in ("status", "reason", "detail"):
+                raise ValueError("use Record.reject or Record.fail to end a record")
+            elif current is not None:
+                raise ValueError(f"field {name!r} is already set; stages add, never remove")
+            else:
+                changes[name] = value
+        return dataclasses.replace(self, **changes)
+
+    def reject(self, reason: str, detail: str | None = None) -> "Record":
+        return self._end("rejected", reason, detail)
+
+    def fail(self, reason: str, detail: str | None = None) -> "Record":
+        return self._end("failed", reason, detail)
+
+    def _end(self, status: str, reason: str, detail: str | None) -> "Record":
+        if self.status != "ok":
+            raise ValueError(f"record {self.id} already ended as {self.status}: {self.reason}")
+        return dataclasses.replace(self, status=status, reason=reason, detail=detail)
+
+
+def record_id(source: str, images: tuple[ImageData, ...], turns: tuple[Turn, ...]) -> str:
+    """Stable id: the hash of the source name, the image bytes and the QA turns, so the
+    same content gets the same id in every run and on every worker."""
+    h = hashlib.sha256(source.encode())
+    for image in images:
+        h.update(bytes.fromhex(image.sha256))
+    qa = [[t.question, t.answer, list(t.choices)] for t in turns]
+    h.update(json.dumps(qa, ensure_ascii=False, sort_keys=True).encode())
+    return h.hexdigest()[:20]
+
+
+def to_jsonable(value: Any) -> Any:
+    """Dataclasses, tuples and bytes turned into JSON-ready values (bytes are dropped to
+    their length; images are published through their own column)."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: to_jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, dict):
+        return {str(k): to_jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [to_jsonable(v) for v in value]
+    if isinstance(value, bytes):
+        return f"<{len(value)} bytes>"
+    return value

@@ -1,0 +1,93 @@
+"""Run a recipe: build the pipeline, run it, and publish the result locally.
+
+The pipeline writes into a staging folder beside the output; only when it finished are the
+card, the resolved recipe and the funnel added and the folder swapped into place, so a run
+that dies leaves the previous output intact.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import apache_beam as beam
+from apache_beam.metrics.metric import MetricsFilter
+from apache_beam.options.pipeline_options import PipelineOptions
+
+from pipelines.card import render_card
+from pipelines.pipeline import NAMESPACE, build_pipeline
+from pipelines.recipe import Recipe, dump_recipe, load_recipe
+from pipelines.teachers.handler import NAMESPACE as TEACHER_NAMESPACE
+
+
+@dataclass
+class RunOutcome:
+    out_dir: Path
+    funnel: dict
+
+
+def _counters(result) -> dict[tuple[str, str], int]:
+    out: dict[tuple[str, str], int] = {}
+    for c in result.metrics().query(MetricsFilter())["counters"]:
+        key = (c.key.metric.namespace, c.key.metric.name)
+        value = c.committed if c.committed is not None else c.attempted
+        out[key] = out.get(key, 0) + int(value or 0)
+    return out
+
+
+def funnel_from_counters(counters: dict[tuple[str, str], int]) -> dict:
+    main = {name: v for (ns, name), v in counters.items() if ns == NAMESPACE}
+    teacher = {name: v for (ns, name), v in counters.items() if ns == TEACHER_NAMESPACE}
+    return {
+        "in": main.get("in", 0),
+        "kept": main.get("kept", 0),
+        "rejected": main.get("rejected", 0),
+        "failed": main.get("failed", 0),
+        "reasoning_rows": main.get("reasoning_rows", 0),
+        "rejected_by_reason": {k.split(".", 1)[1]: v for k, v in main.items() if k.startswith("rejected.")},
+        "failed_by_reason": {k.split(".", 1)[1]: v for k, v in main.items() if k.startswith("failed.")},
+        "licenses": sorted(name for (ns, name) in counters if ns == f"{NAMESPACE}.licenses"),
+        "teacher_requests": teacher.get("requests", 0),
+        "teacher_errors": teacher.get("errors", 0),
+        "prompt_tokens": teacher.get("prompt_tokens", 0),
+        "completion_tokens": teacher.get("completion_tokens", 0),
+    }
+
+
+def pipeline_options(recipe: Recipe) -> PipelineOptions:
+    return PipelineOptions(list(recipe.runner.options), runner=recipe.runner.runner)
+
+
+def run(recipe: Recipe | str | Path, overrides: tuple[str, ...] = (), test_pipeline: beam.Pipeline | None = None) -> RunOutcome:
+    if not isinstance(recipe, Recipe):
+        recipe = load_recipe(recipe, overrides)
+    out = Path(recipe.output.dir).resolve()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = out.parent / f".{out.name}.partial-{uuid.uuid4().hex[:8]}"
+    try:
+        p = test_pipeline or beam.Pipeline(options=pipeline_options(recipe))
+        build_pipeline(p, recipe, str(staging))
+        result = p.run()
+        result.wait_until_finish()
+        funnel = funnel_from_counters(_counters(result))
+        if funnel["in"] != funnel["kept"] + funnel["rejected"] + funnel["failed"]:
+            raise RuntimeError(f"records were lost: {funnel}")
+        (staging / "recipe.yaml").write_text(dump_recipe(recipe))
+        (staging / "funnel.json").write_text(json.dumps(funnel, indent=2) + "\n")
+        (staging / "README.md").write_text(render_card(recipe, funnel, funnel["licenses"] or ["unknown"]))
+        _swap(staging, out)
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)
+    return RunOutcome(out, funnel)
+
+
+def _swap(staging: Path, out: Path) -> None:
+    old = out.parent / f".{out.name}.old-{uuid.uuid4().hex[:8]}"
+    if out.exists():
+        out.rename(old)
+    staging.rename(out)
+    shutil.rmtree(old, ignore_errors=True)

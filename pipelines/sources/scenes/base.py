@@ -1,0 +1,108 @@
+"""What every synthetic scene family provides, and drawing helpers they share.
+
+A family turns a random generator into ground-truth `facts` (a flat dict of named values),
+draws them, asks questions about them and answers those questions *from the facts*. Since
+answers are recomputed from facts, the oracle teacher can corrupt a fact (a miscount, a
+wrong colour) and every downstream answer changes the way a real model's would.
+"""
+
+from __future__ import annotations
+
+import random
+from functools import lru_cache
+
+from PIL import ImageFont
+
+COLOURS = {
+    "red": (214, 39, 40),
+    "blue": (31, 119, 180),
+    "green": (44, 160, 44),
+    "yellow": (235, 200, 20),
+    "purple": (148, 103, 189),
+    "orange": (255, 127, 14),
+    "black": (20, 20, 20),
+    "white": (250, 250, 250),
+}
+LETTERS = "ABCDEFGH"
+
+
+@lru_cache(maxsize=32)
+def font(size: int) -> ImageFont.FreeTypeFont:
+    return ImageFont.load_default(size=size)
+
+
+def letter_of(choices: tuple[str, ...], option: str) -> str:
+    return LETTERS[choices.index(option)]
+
+
+def choice_options(rng: random.Random, correct: str, pool: list[str], k: int = 4) -> tuple[str, ...]:
+    """`k` distinct options including `correct`, shuffled deterministically."""
+    others = [p for p in pool if p != correct]
+    options = [correct] + rng.sample(others, min(k - 1, len(others)))
+    rng.shuffle(options)
+    return tuple(options)
+
+
+def count_phrase(n: int, noun: str) -> str:
+    if n == 0:
+        return f"no {noun}s"
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
+def join_words(items: list[str]) -> str:
+    if len(items) <= 1:
+        return "".join(items)
+    return ", ".join(items[:-1]) + " and " + items[-1]
+
+
+class Family:
+    """Interface of a scene family. `template` names a question kind; `args` its
+    parameters; `facts` the ground truth (possibly corrupted by the oracle)."""
+
+    name: str
+    scene_sentence: str  # how an extraction opens
+
+    def sample_facts(self, rng: random.Random) -> dict:
+        raise NotImplementedError
+
+    def draw(self, facts: dict, size: int, rng: random.Random):
+        raise NotImplementedError
+
+    def turn_specs(self, facts: dict, rng: random.Random, k: int) -> list[tuple[str, dict, tuple[str, ...]]]:
+        """Up to `k` distinct (template, args, choices) to ask about this scene."""
+        raise NotImplementedError
+
+    def question(self, template: str, args: dict) -> tuple[str, str]:
+        """The question text and its answer type ("choice", "yesno", "number", "text")."""
+        raise NotImplementedError
+
+    def solve(self, template: str, args: dict, facts: dict, choices: tuple[str, ...]) -> str:
+        """The answer from `facts`; raises KeyError when a needed fact is unknown."""
+        raise NotImplementedError
+
+    def describe(self, facts: dict) -> list[tuple[tuple[str, ...], str]]:
+        """Sentences of a fine-grained description, each with the fact keys it states."""
+        raise NotImplementedError
+
+    def statement(self, template: str, args: dict, answer: str, choices: tuple[str, ...]) -> str:
+        raise NotImplementedError
+
+    def focus(self, template: str, args: dict) -> str:
+        raise NotImplementedError
+
+    def alternatives(self, template: str, args: dict, facts: dict) -> list[str]:
+        """Plausible values for a text answer of this template (to make a wrong answer)."""
+        return []
+
+    def miscount(self, facts: dict, rng: random.Random) -> tuple[dict, str]:
+        """Facts with one count off by a little, and a note of what changed."""
+        raise NotImplementedError
+
+    def wrong_colour(self, facts: dict, rng: random.Random) -> tuple[dict, str]:
+        raise NotImplementedError
+
+
+def shift_count(value: int, rng: random.Random) -> int:
+    """A plausible miscount: off by one or two, never negative, never the same."""
+    options = [v for v in (value - 2, value - 1, value + 1, value + 2) if v >= 0]
+    return rng.choice(options)

@@ -1,0 +1,125 @@
+"""The four teacher stages. Each is three separate steps: build the prompt(s) for a record,
+call the teacher (done by RunInference, outside this module), parse the replies into the
+fields the stage adds.
+
+- statements: the QA pairs -> one declarative sentence per pair (text only)
+- focus:      the questions -> a short phrase of what to look at (text only)
+- extraction: image + statements -> fine-grained description (N samples)
+- think:      extraction + one question -> reasoning ending in "Answer: X" (per turn, M samples)
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from filters.answers import parse_final_answer
+from pipelines.config import ConfigError
+from pipelines.prompting import prompt_hash, render, template_inputs
+from pipelines.record import Record, StageProvenance, TeacherOutput, ThinkSample, Turn
+from pipelines.recipe import Recipe, TeacherConfig
+from pipelines.teachers.base import ChatRequest, Sampling, TeacherReply, user_message
+
+STAGE_ORDER = ("statements", "focus", "extraction", "think")
+# What the think stage may see. Sufficiency means something only if the reasoner was shown
+# the extraction and the question and nothing else: no image, no statements, no answer.
+THINK_INPUTS = {"extraction", "question", "choices"}
+_NUMBERING = re.compile(r"^\s*(?:[-*\u2022]|\d+[.)]|pair \d+:?)\s*", re.IGNORECASE)
+
+
+def option_lines(turn: Turn) -> list[str]:
+    return [f"{chr(65 + i)}. {c}" for i, c in enumerate(turn.choices)]
+
+
+def answer_text(turn: Turn) -> str:
+    """The gold answer as words: a choice letter becomes its option text."""
+    if turn.answer_type == "choice" and turn.choices:
+        return turn.choices[ord(turn.answer.upper()) - 65]
+    return turn.answer
+
+
+@dataclass
+class Stage:
+    name: str
+    template: str
+    sampling: Sampling
+    teacher: TeacherConfig
+
+    def prompts(self, record: Record) -> list[tuple[str, bool, dict]]:
+        """(prompt text, attach the image?, meta) per teacher request."""
+        if self.name == "statements":
+            qa = [{"question": t.question, "answer": answer_text(t)} for t in record.turns]
+            return [(render(self.template, qa_pairs=qa), False, {})]
+        if self.name == "focus":
+            return [(render(self.template, questions=[t.question for t in record.turns]), False, {})]
+        if self.name == "extraction":
+            return [(render(self.template, statements=list(record.statements or ())), True, {})]
+        return [
+            (render(self.template, extraction=record.extraction, question=t.question, choices=option_lines(t)), False, {"turn": i})
+            for i, t in enumerate(record.turns)
+        ]
+
+    def requests(self, record: Record) -> list[ChatRequest]:
+        if record.status != "ok":
+            return []
+        out = []
+        for text, with_image, meta in self.prompts(record):
+            messages = user_message(text, record.images if with_image else ())
+            out.append(ChatRequest(messages, self.sampling, {"stage": self.name, "record": record, **meta}))
+        return out
+
+    def apply(self, record: Record, replies: list[TeacherReply]) -> Record:
+        """The record with this stage's fields added, or failed with the teacher's error."""
+        if record.status != "ok":
+            return record
+        for reply in replies:
+            if reply.error or not reply.outputs:
+                return record.fail(f"{self.name}_teacher_error", reply.error or "no completion returned")
+        injected = [r.meta["injected"] for r in replies if r.meta.get("injected")]
+        texts = [text for text, _, _ in self.prompts(record)]
+        provenance = StageProvenance(
+            template=self.template,
+            prompt_sha256=prompt_hash(*texts),
+            inputs=template_inputs(self.template),
+            backend=self.teacher.backend,
+            model=self.teacher.model,
+            revision=self.teacher.revision,
+            sampling=self.sampling.as_dict(),
+        )
+        fields = self.parse(record, replies)
+        return record.add(provenance={self.name: provenance}, injected=injected, **fields)
+
+    def parse(self, record: Record, replies: list[TeacherReply]) -> dict:
+        first: TeacherOutput = replies[0].outputs[0]
+        if self.name == "statements":
+            lines = [_NUMBERING.sub("", ln).strip() for ln in first.text.splitlines()]
+            return {"statements": tuple(ln for ln in lines if ln)}
+        if self.name == "focus":
+            line = next((ln.strip() for ln in first.text.splitlines() if ln.strip()), "")
+            return {"focus": line.strip("\"'").rstrip(".")}
+        if self.name == "extraction":
+            return {"extractions": tuple(replace_text(o, o.text.strip()) for o in replies[0].outputs)}
+        return {"reasoning": tuple(tuple(ThinkSample(o, parse_final_answer(o.text)) for o in r.outputs) for r in replies)}
+
+
+def replace_text(output: TeacherOutput, text: str) -> TeacherOutput:
+    return TeacherOutput(text, output.finish_reason, output.prompt_tokens, output.completion_tokens, output.thinking)
+
+
+def build_stages(recipe: Recipe) -> list[Stage]:
+    stages = []
+    for name in STAGE_ORDER:
+        cfg = getattr(recipe.stages, name)
+        try:
+            inputs = set(template_inputs(cfg.template))
+        except FileNotFoundError as e:
+            raise ConfigError(f"stages.{name}.template: {e}") from None
+        if name == "think" and not inputs <= THINK_INPUTS:
+            raise ConfigError(
+                f"stages.think.template: {cfg.template!r} uses {sorted(inputs - THINK_INPUTS)}; the reasoner may only "
+                f"see {sorted(THINK_INPUTS)}, or the sufficiency check would be meaningless"
+            )
+        s = cfg.sampling
+        sampling = Sampling(s.temperature, s.top_p, s.max_tokens, s.n, s.seed)
+        stages.append(Stage(name, cfg.template, sampling, recipe.stage_teacher(name)))
+    return stages

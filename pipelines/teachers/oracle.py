@@ -1,0 +1,177 @@
+"""The oracle teacher: a test instrument, not a model.
+
+It only works on synthetic records, whose ground truth it reads, and writes what a good
+teacher would: statements, a focus phrase, an extraction and reasoning traces. At
+`error_rate` it makes one realistic mistake per chosen record and says so in the reply's
+`meta["injected"]`, which the stages copy onto the record; the filter suite can then be
+scored against what was injected.
+
+The mistakes are planned per record by a generator seeded with (oracle seed, record id),
+so the extraction stage and the think stage, which may run on different workers, agree on
+them. The think stage answers from the facts *as the extraction stated them*: a miscount
+in the extraction leads to a wrong answer, as it would for a real text-only reasoner.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from typing import Sequence
+
+from pipelines.record import Record, TeacherOutput
+from pipelines.recipe import OracleOptions, TeacherConfig
+from pipelines.sources.scenes import FAMILIES
+from pipelines.teachers.base import ChatRequest, TeacherReply
+
+INVENTED = [
+    "A small green star is drawn in the top left corner.",
+    "A black cat sits at the bottom edge of the picture.",
+    "A red umbrella leans against the right side of the frame.",
+    "Two white clouds float along the top of the image.",
+]
+REFUSAL = "I'm sorry, but I can't help with describing this image."
+UNKNOWN = "unknown"
+
+
+def plan_injection(record: Record, options: OracleOptions) -> dict | None:
+    """The one mistake the oracle makes on `record`, or None. Deterministic."""
+    rng = random.Random(f"oracle:{options.seed}:{record.id}")
+    if rng.random() >= options.error_rate:
+        return None
+    kind = rng.choice(list(options.errors))
+    family = FAMILIES[record.facts["family"]]
+    facts = record.facts["values"]
+    plan: dict = {"kind": kind, "stage": "extraction"}
+    if kind in ("miscount", "wrong_colour"):
+        changed, detail = getattr(family, kind)(facts, rng)
+        plan.update(facts=changed, detail=detail)
+    elif kind == "invented_object":
+        plan.update(sentence=rng.choice(INVENTED), detail="invented object")
+    elif kind == "refusal":
+        plan.update(detail="refused")
+    elif kind == "truncation":
+        plan["stage"] = rng.choice(["extraction", "think"])
+        n = len(family.describe(facts))
+        plan.update(keep=rng.randint(0, max(0, n - 1)), turn=rng.randrange(len(record.turns)), detail="cut at max_tokens")
+    elif kind == "wrong_answer":
+        plan.update(stage="think", turn=rng.randrange(len(record.turns)), share=rng.random(), detail="wrong final answer")
+    return plan
+
+
+def _extraction(record: Record, plan: dict | None) -> tuple[str, str, dict]:
+    """(text, finish reason, the facts that text states)."""
+    family = FAMILIES[record.facts["family"]]
+    facts = dict(record.facts["values"])
+    kind = plan["kind"] if plan and plan["stage"] == "extraction" else None
+    if kind == "refusal":
+        return REFUSAL, "stop", {}
+    if kind in ("miscount", "wrong_colour"):
+        facts = plan["facts"]
+    sentences = family.describe(facts)
+    finish = "stop"
+    if kind == "truncation":
+        kept, cut = sentences[: plan["keep"]], sentences[plan["keep"]]
+        for keys, _ in sentences[plan["keep"] :]:
+            for key in keys:
+                facts.pop(key, None)
+        half = cut[1][: len(cut[1]) // 2].rsplit(" ", 1)[0]
+        return " ".join([family.scene_sentence] + [s for _, s in kept] + [half]), "length", facts
+    text = " ".join([family.scene_sentence] + [s for _, s in sentences])
+    if kind == "invented_object":
+        text += " " + plan["sentence"]
+    return text, finish, facts
+
+
+class _Tracking(dict):
+    """A dict that remembers which keys were read (to quote the facts an answer used)."""
+
+    def __init__(self, *a):
+        super().__init__(*a)
+        self.used: set[str] = set()
+
+    def __getitem__(self, key):
+        self.used.add(key)
+        return super().__getitem__(key)
+
+
+def _wrong(answer: str, record: Record, turn_index: int, rng: random.Random) -> str:
+    turn = record.turns[turn_index]
+    if turn.answer_type == "choice":
+        return rng.choice([chr(65 + i) for i in range(len(turn.choices)) if chr(65 + i) != answer])
+    if turn.answer_type == "yesno":
+        return "no" if answer == "yes" else "yes"
+    if turn.answer_type == "number" and answer.isdigit():
+        return str(int(answer) + 1 if int(answer) == 0 else int(answer) + rng.choice([-1, 1]))
+    family = FAMILIES[record.facts["family"]]
+    options = [a for a in family.alternatives(turn.meta["template"], turn.meta["args"], record.facts["values"]) if a != answer]
+    return rng.choice(options) if options else UNKNOWN
+
+
+def _think(record: Record, turn_index: int, sample: int, n: int, plan: dict | None) -> tuple[str, str]:
+    family = FAMILIES[record.facts["family"]]
+    turn = record.turns[turn_index]
+    _, _, seen = _extraction(record, plan)
+    facts = _Tracking(seen)
+    try:
+        answer = family.solve(turn.meta["template"], turn.meta["args"], facts, turn.choices)
+        quoted = " ".join(s for keys, s in family.describe(seen) if set(keys) & facts.used)
+        body = f"The description says: {quoted} That settles the question."
+    except KeyError:
+        answer, body = UNKNOWN, "The description does not state the detail this question needs, so I cannot determine it."
+    on_this_turn = plan is not None and plan["stage"] == "think" and plan["turn"] == turn_index
+    if on_this_turn and plan["kind"] == "wrong_answer" and sample < max(1, math.ceil(plan["share"] * n)):
+        answer = _wrong(answer, record, turn_index, random.Random(f"{record.id}:{turn_index}:{sample}"))
+        body = body.replace("That settles the question.", "Reading it quickly, I pick the other option.")
+    text = f"{body}\nAnswer: {answer}"
+    if on_this_turn and plan["kind"] == "truncation":
+        return text[: len(body) // 2], "length"
+    return text, "stop"
+
+
+def _words(text: str) -> int:
+    return len(text.split())
+
+
+class OracleTeacher:
+    backend = "oracle"
+    model = "oracle"
+    revision = "v1"
+
+    def __init__(self, config: TeacherConfig):
+        self.options = config.oracle
+
+    def generate(self, requests: Sequence[ChatRequest]) -> list[TeacherReply]:
+        return [self._reply(r) for r in requests]
+
+    def close(self) -> None:
+        pass
+
+    def _reply(self, request: ChatRequest) -> TeacherReply:
+        record: Record | None = request.meta.get("record")
+        if record is None or not record.facts or record.facts.get("family") not in FAMILIES:
+            return TeacherReply(error="the oracle teacher needs synthetic records that carry their ground truth")
+        stage = request.meta["stage"]
+        plan = plan_injection(record, self.options)
+        family = FAMILIES[record.facts["family"]]
+        n = request.sampling.n
+        prompt_tokens = sum(_words(m["content"] if isinstance(m["content"], str) else m["content"][-1]["text"]) for m in request.messages)
+        if stage == "statements":
+            texts = ["\n".join(family.statement(t.meta["template"], t.meta["args"], t.answer, t.choices) for t in record.turns)]
+            finishes = ["stop"]
+        elif stage == "focus":
+            phrases = list(dict.fromkeys(family.focus(t.meta["template"], t.meta["args"]) for t in record.turns))
+            texts, finishes = [", ".join(phrases)], ["stop"]
+        elif stage == "extraction":
+            text, finish, _ = _extraction(record, plan)
+            texts, finishes = [text], [finish]
+        elif stage == "think":
+            pairs = [_think(record, request.meta["turn"], j, n, plan) for j in range(n)]
+            texts, finishes = [p[0] for p in pairs], [p[1] for p in pairs]
+        else:
+            return TeacherReply(error=f"the oracle has no answer for stage {stage!r}")
+        if len(texts) == 1 and n > 1:
+            texts, finishes = texts * n, finishes * n
+        outputs = tuple(TeacherOutput(t, f, prompt_tokens, _words(t)) for t, f in zip(texts, finishes))
+        injected = plan if plan and plan["stage"] == stage and (stage != "think" or plan["turn"] == request.meta["turn"]) else None
+        meta = {"injected": {k: plan[k] for k in ("kind", "stage", "detail")}} if injected else {}
+        return TeacherReply(outputs, meta=meta)
