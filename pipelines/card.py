@@ -8,7 +8,7 @@ import yaml
 
 from pipelines.config import to_plain
 from pipelines.prompting import prompt_hash, render, template_inputs
-from pipelines.publish import CONFIGS
+from pipelines.publish import config_rows
 from pipelines.recipe import Recipe
 from pipelines.stages import STAGE_ORDER
 
@@ -27,11 +27,16 @@ def _template_hash(template_id: str) -> str:
     return prompt_hash(env.loader.get_source(env, name)[0])[:16]
 
 
-def render_card(recipe: Recipe, funnel: dict, licenses: list[str]) -> str:
+def render_card(recipe: Recipe, funnel: dict, licenses: list[str], run_id: str) -> str:
+    # The run id is in the data-file patterns because `datasets` caches a local dataset
+    # under a hash of its card's configs (folder name and patterns, not the files): with a
+    # fixed pattern, a rerun into the same folder would be served the old rows.
+    # `datasets` cannot load a config with zero rows, so an empty config is left out.
+    present = [c for c, n in config_rows(funnel).items() if n]
     header = {
         "configs": [
-            {"config_name": c, "data_files": [{"split": "train", "path": f"{c}/train-*.parquet"}], **({"default": True} if c == "extraction" else {})}
-            for c in CONFIGS
+            {"config_name": c, "data_files": [{"split": "train", "path": f"{c}/train-{run_id}-*.parquet"}], **({"default": True} if i == 0 else {})}
+            for i, c in enumerate(present)
         ],
         "license": licenses[0] if len(licenses) == 1 else "other",
         "task_categories": ["image-text-to-text", "visual-question-answering"],

@@ -80,9 +80,10 @@ class RunStage(beam.PTransform):
         )
 
 
-def _write(rows, prefix: str, config: str, shards: int):
+def _write(rows, prefix: str, config: str, shards: int, run_id: str):
+    # The run id in the file names lets the card name exactly this run's files (card.py).
     return rows | f"Write[{config}]" >> beam.io.WriteToParquet(
-        f"{prefix}/{config}/train",
+        f"{prefix}/{config}/train-{run_id}",
         schema=arrow_schema(config),
         file_name_suffix=".parquet",
         num_shards=shards,
@@ -91,7 +92,7 @@ def _write(rows, prefix: str, config: str, shards: int):
     )
 
 
-def build_pipeline(p: beam.Pipeline, recipe: Recipe, out_prefix: str) -> None:
+def build_pipeline(p: beam.Pipeline, recipe: Recipe, out_prefix: str, run_id: str) -> None:
     stages = build_stages(recipe)
     known = expected_count(recipe.source)
     shards = max(1, math.ceil(known / recipe.output.rows_per_shard)) if known else 0
@@ -102,8 +103,8 @@ def build_pipeline(p: beam.Pipeline, recipe: Recipe, out_prefix: str) -> None:
     split = records | "Filters" >> ApplyFilters(recipe.filters)
 
     kept = split.kept | "CountKept" >> beam.Map(_count_kept)
-    _write(kept | "ExtractionRows" >> beam.Map(extraction_row, recipe.stages.student_prompt), out_prefix, "extraction", shards)
+    _write(kept | "ExtractionRows" >> beam.Map(extraction_row, recipe.stages.student_prompt), out_prefix, "extraction", shards, run_id)
     reasoning = kept | "ReasoningRows" >> beam.FlatMap(reasoning_rows) | "CountReasoning" >> beam.Map(_count("reasoning_rows"))
-    _write(reasoning, out_prefix, "reasoning", shards)
+    _write(reasoning, out_prefix, "reasoning", shards, run_id)
     ended = (split.rejected, split.ended) | "AllEnded" >> beam.Flatten() | "CountEnded" >> beam.Map(_count_ended)
-    _write(ended | "RejectedRows" >> beam.Map(rejected_row), out_prefix, "rejected", shards)
+    _write(ended | "RejectedRows" >> beam.Map(rejected_row), out_prefix, "rejected", shards, run_id)

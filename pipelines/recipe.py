@@ -96,7 +96,7 @@ class SamplingConfig:
 
 @dataclass
 class StageConfig:
-    template: str
+    template: str = ""  # "" means "<stage>/v1"
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
     teacher: TeacherConfig | None = None  # None: the recipe's teacher
 
@@ -112,6 +112,13 @@ class StagesConfig:
     extraction: StageConfig = field(default_factory=lambda: _stage("extraction/v1", max_tokens=768))
     think: StageConfig = field(default_factory=lambda: _stage("think/v1", max_tokens=1024))
     student_prompt: str = "student/v1"  # the prompt the small model is trained with
+
+    def __post_init__(self):
+        # A recipe (or a --set) may give a stage only some keys; its template still defaults.
+        for name in ("statements", "focus", "extraction", "think"):
+            stage = getattr(self, name)
+            if not stage.template:
+                stage.template = f"{name}/v1"
 
 
 @dataclass

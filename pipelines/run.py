@@ -19,6 +19,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 
 from pipelines.card import render_card
 from pipelines.pipeline import NAMESPACE, build_pipeline
+from pipelines.publish import config_rows
 from pipelines.recipe import Recipe, dump_recipe, load_recipe
 from pipelines.teachers.handler import NAMESPACE as TEACHER_NAMESPACE
 
@@ -27,6 +28,7 @@ from pipelines.teachers.handler import NAMESPACE as TEACHER_NAMESPACE
 class RunOutcome:
     out_dir: Path
     funnel: dict
+    run_id: str
 
 
 def _counters(result) -> dict[tuple[str, str], int]:
@@ -66,23 +68,27 @@ def run(recipe: Recipe | str | Path, overrides: tuple[str, ...] = (), test_pipel
         recipe = load_recipe(recipe, overrides)
     out = Path(recipe.output.dir).resolve()
     out.parent.mkdir(parents=True, exist_ok=True)
-    staging = out.parent / f".{out.name}.partial-{uuid.uuid4().hex[:8]}"
+    run_id = uuid.uuid4().hex[:8]
+    staging = out.parent / f".{out.name}.partial-{run_id}"
     try:
         p = test_pipeline or beam.Pipeline(options=pipeline_options(recipe))
-        build_pipeline(p, recipe, str(staging))
+        build_pipeline(p, recipe, str(staging), run_id)
         result = p.run()
         result.wait_until_finish()
         funnel = funnel_from_counters(_counters(result))
         if funnel["in"] != funnel["kept"] + funnel["rejected"] + funnel["failed"]:
             raise RuntimeError(f"records were lost: {funnel}")
+        for config, rows in config_rows(funnel).items():
+            if not rows:  # an empty shard that `datasets` would refuse to load
+                shutil.rmtree(staging / config, ignore_errors=True)
         (staging / "recipe.yaml").write_text(dump_recipe(recipe))
-        (staging / "funnel.json").write_text(json.dumps(funnel, indent=2) + "\n")
-        (staging / "README.md").write_text(render_card(recipe, funnel, funnel["licenses"] or ["unknown"]))
+        (staging / "funnel.json").write_text(json.dumps({"run_id": run_id, **funnel}, indent=2) + "\n")
+        (staging / "README.md").write_text(render_card(recipe, funnel, funnel["licenses"] or ["unknown"], run_id))
         _swap(staging, out)
     finally:
         if staging.exists():
             shutil.rmtree(staging, ignore_errors=True)
-    return RunOutcome(out, funnel)
+    return RunOutcome(out, funnel, run_id)
 
 
 def _swap(staging: Path, out: Path) -> None:

@@ -141,7 +141,13 @@ class OracleTeacher:
         self.options = config.oracle
 
     def generate(self, requests: Sequence[ChatRequest]) -> list[TeacherReply]:
-        return [self._reply(r) for r in requests]
+        replies = []
+        for request in requests:
+            try:
+                replies.append(self._reply(request))
+            except Exception as e:  # one request's failure must not take its batch down
+                replies.append(TeacherReply(error=f"oracle: {type(e).__name__}: {e}"))
+        return replies
 
     def close(self) -> None:
         pass

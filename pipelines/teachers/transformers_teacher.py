@@ -98,15 +98,12 @@ class TransformersTeacher:
         conversations = [c for c, _ in converted]
         if not self.vision:  # text tokenizers' templates expect string content
             conversations = [[{"role": m["role"], "content": "".join(p["text"] for p in m["content"])} for m in c] for c in conversations]
-        return self.processor.apply_chat_template(
-            conversations,
-            add_generation_prompt=True,
-            tokenize=True,
-            return_dict=True,
-            return_tensors="pt",
-            padding=True,
-            **self.chat_template_kwargs,
-        ).to(self.device)
+        common = dict(add_generation_prompt=True, tokenize=True, return_dict=True, return_tensors="pt", **self.chat_template_kwargs)
+        if self.vision:  # processors take tokenizer settings through `processor_kwargs`
+            inputs = self.processor.apply_chat_template(conversations, processor_kwargs={"padding": True}, **common)
+        else:
+            inputs = self.processor.apply_chat_template(conversations, padding=True, **common)
+        return inputs.to(self.device)
 
     @torch.inference_mode()
     def _generate(self, requests: Sequence[ChatRequest]) -> list[TeacherReply]:

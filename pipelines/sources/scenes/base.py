@@ -32,6 +32,10 @@ def font(size: int) -> ImageFont.FreeTypeFont:
 
 
 def letter_of(choices: tuple[str, ...], option: str) -> str:
+    """The letter of `option`; KeyError when the facts point at no offered option (as when
+    a misperceived colour is not among the choices): the question cannot be answered."""
+    if option not in choices:
+        raise KeyError(option)
     return LETTERS[choices.index(option)]
 
 

@@ -1,0 +1,92 @@
+"""The `extract-think` command line.
+
+    extract-think run RECIPE [--set key.sub=value ...] [--no-progress]
+    extract-think validate RECIPE [--set ...]      # print the resolved recipe
+    extract-think recipes                           # list bundled recipes
+
+RECIPE is a path to a YAML file or the name of a bundled recipe ("quickstart").
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+
+from pipelines.config import ConfigError
+from pipelines.recipe import bundled_recipes, dump_recipe, load_recipe
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="extract-think", description="Make Extract+Think training data with a teacher VLM.")
+    sub = p.add_subparsers(dest="command", required=True)
+    for name, help_ in (("run", "run a recipe and publish its dataset locally"), ("validate", "check a recipe and print it resolved")):
+        c = sub.add_parser(name, help=help_)
+        c.add_argument("recipe", help="a recipe YAML file, or the name of a bundled recipe")
+        c.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                       help="override a recipe key, e.g. --set source.synthetic.num_records=50 (repeatable)")
+        if name == "run":
+            c.add_argument("--no-progress", action="store_true", help="no progress bars")
+    sub.add_parser("recipes", help="list the bundled recipes")
+    return p
+
+
+def _print_funnel(funnel: dict, out_dir, seconds: float) -> None:
+    print(f"\nFunnel ({seconds:.1f} s): {funnel['in']} in -> {funnel['kept']} kept, "
+          f"{funnel['rejected']} rejected, {funnel['failed']} failed")
+    for status in ("rejected", "failed"):
+        for reason, n in sorted(funnel[f"{status}_by_reason"].items(), key=lambda kv: -kv[1]):
+            print(f"  {status:>8}  {reason:<28} {n:>7}")
+    print(f"  teacher: {funnel['teacher_requests']} requests, {funnel['prompt_tokens']} prompt + "
+          f"{funnel['completion_tokens']} completion tokens")
+    from pipelines.publish import config_rows
+
+    empty = [c for c, n in config_rows(funnel).items() if not n]
+    print(f"\nDataset: {out_dir}  (card: {out_dir}/README.md)")
+    if empty:
+        print(f"  empty, so left out: {', '.join(empty)}")
+    print(f"  from datasets import load_dataset; load_dataset({str(out_dir)!r}, 'extraction', split='train')")
+
+
+def _run(args) -> int:
+    from pipelines import progress
+    from pipelines.run import run
+    from pipelines.sources import expected_count
+    from pipelines.stages import STAGE_ORDER
+
+    recipe = load_recipe(args.recipe, args.overrides)
+    print(f"Running recipe {recipe.name!r} -> {recipe.output.dir}", flush=True)
+    bars = None
+    if not args.no_progress:
+        bars = progress.TqdmBars(["source", *STAGE_ORDER, "written"], expected_count(recipe.source))
+        progress.set_listener(bars)
+    start = time.perf_counter()
+    try:
+        outcome = run(recipe)
+    finally:
+        progress.set_listener(None)
+        if bars:
+            bars.close()
+    _print_funnel(outcome.funnel, outcome.out_dir, time.perf_counter() - start)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING)
+    try:
+        if args.command == "recipes":
+            print("\n".join(bundled_recipes()))
+            return 0
+        if args.command == "validate":
+            print(dump_recipe(load_recipe(args.recipe, args.overrides)), end="")
+            return 0
+        return _run(args)
+    except ConfigError as e:
+        print(f"extract-think: recipe error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,82 @@
+import math
+from collections import Counter
+
+import pytest
+
+from pipelines.recipe import ORACLE_ERRORS, OracleOptions, SyntheticSource, TeacherConfig
+from pipelines.sources.synthetic import make_record
+from pipelines.teachers.base import ChatRequest, Sampling
+from pipelines.teachers.oracle import OracleTeacher, plan_injection
+
+SOURCE = SyntheticSource(num_records=2000, image_size=64, seed=0)
+RECORDS = [make_record(i, SOURCE) for i in range(2000)]
+
+
+@pytest.mark.parametrize("rate", [0.0, 0.1, 0.2, 0.5, 1.0])
+def test_injects_at_the_configured_rate(rate):
+    plans = [plan_injection(r, OracleOptions(error_rate=rate)) for r in RECORDS]
+    injected = sum(p is not None for p in plans) / len(plans)
+    sd = math.sqrt(rate * (1 - rate) / len(plans))
+    assert abs(injected - rate) <= 4 * sd + 1e-9
+
+
+def test_every_kind_is_used_and_only_configured_kinds():
+    kinds = Counter(p["kind"] for r in RECORDS if (p := plan_injection(r, OracleOptions(error_rate=1.0))))
+    assert set(kinds) == set(ORACLE_ERRORS)
+    assert min(kinds.values()) > 2000 / len(ORACLE_ERRORS) / 2
+    only = {p["kind"] for r in RECORDS[:300] if (p := plan_injection(r, OracleOptions(error_rate=1.0, errors=["miscount"])))}
+    assert only == {"miscount"}
+
+
+def _ask(teacher, record, stage, turn=None, n=1):
+    meta = {"stage": stage, "record": record, **({"turn": turn} if turn is not None else {})}
+    return teacher.generate([ChatRequest([{"role": "user", "content": "x"}], Sampling(n=n), meta)])[0]
+
+
+def test_a_clean_oracle_answers_every_question_correctly_from_its_extraction():
+    teacher = OracleTeacher(TeacherConfig(oracle=OracleOptions(error_rate=0.0)))
+    for record in RECORDS[:60]:
+        for i, turn in enumerate(record.turns):
+            reply = _ask(teacher, record, "think", i)
+            assert reply.outputs[0].text.splitlines()[-1] == f"Answer: {turn.answer}"
+            assert not reply.meta
+
+
+def test_a_miscount_changes_the_extraction_and_is_reported():
+    teacher = OracleTeacher(TeacherConfig(oracle=OracleOptions(error_rate=1.0, errors=["miscount"])))
+    clean = OracleTeacher(TeacherConfig(oracle=OracleOptions(error_rate=0.0)))
+    for record in RECORDS[:30]:
+        bad, good = _ask(teacher, record, "extraction"), _ask(clean, record, "extraction")
+        assert bad.outputs[0].text != good.outputs[0].text
+        assert bad.meta["injected"]["kind"] == "miscount"
+
+
+def test_truncation_ends_by_length_and_refusal_refuses():
+    cut = OracleTeacher(TeacherConfig(oracle=OracleOptions(error_rate=1.0, errors=["truncation"])))
+    for record in RECORDS[:40]:
+        plan = plan_injection(record, cut.options)
+        turn = plan["turn"] if plan["stage"] == "think" else None
+        reply = _ask(cut, record, plan["stage"], turn)
+        assert reply.outputs[0].finish_reason == "length"
+        assert "Answer:" not in reply.outputs[0].text
+    refuse = OracleTeacher(TeacherConfig(oracle=OracleOptions(error_rate=1.0, errors=["refusal"])))
+    assert "can't help" in _ask(refuse, RECORDS[0], "extraction").outputs[0].text
+
+
+def test_wrong_answer_spoils_some_samples_of_one_turn():
+    teacher = OracleTeacher(TeacherConfig(oracle=OracleOptions(error_rate=1.0, errors=["wrong_answer"])))
+    for record in RECORDS[:40]:
+        plan = plan_injection(record, teacher.options)
+        reply = _ask(teacher, record, "think", plan["turn"], n=4)
+        answers = [o.text.splitlines()[-1].removeprefix("Answer: ") for o in reply.outputs]
+        wrong = sum(a != record.turns[plan["turn"]].answer for a in answers)
+        assert 1 <= wrong <= 4
+
+
+def test_records_without_ground_truth_fail_one_request_not_the_batch():
+    teacher = OracleTeacher(TeacherConfig())
+    good = ChatRequest([], Sampling(), {"stage": "focus", "record": RECORDS[0]})
+    bad = ChatRequest([], Sampling(), {"stage": "focus", "record": None})
+    replies = teacher.generate([good, bad])
+    assert replies[0].error is None and replies[0].outputs[0].text
+    assert "ground truth" in replies[1].error

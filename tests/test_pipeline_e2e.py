@@ -1,0 +1,165 @@
+"""End to end: recipe -> Beam pipeline -> published dataset, read back with `datasets`."""
+
+import json
+
+import datasets
+import pytest
+
+from pipelines import teachers
+from pipelines.recipe import SyntheticSource, load_recipe
+from pipelines.run import run
+from pipelines.sources.synthetic import make_record
+from pipelines.teachers.base import TeacherReply
+
+N = 20
+ANSWER_REASONS = {"answer_wrong", "answer_unparsable", "extraction_insufficient"}
+
+
+def _recipe(tmp_path, *extra):
+    return load_recipe("quickstart", [
+        f"source.synthetic.num_records={N}", "source.synthetic.image_size=128", "teacher.oracle.error_rate=0.5",
+        f"output.dir={tmp_path / 'out'}", *extra,
+    ])
+
+
+def _load(out, config):
+    return datasets.load_dataset(str(out), config, split="train")
+
+
+@pytest.fixture(scope="module")
+def published(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("e2e")
+    recipe = _recipe(tmp)
+    return recipe, run(recipe)
+
+
+def test_conservation_in_the_funnel_and_in_the_files(published):
+    recipe, outcome = published
+    f = outcome.funnel
+    assert f["in"] == N == f["kept"] + f["rejected"] + f["failed"]
+    extraction, rejected = _load(outcome.out_dir, "extraction"), _load(outcome.out_dir, "rejected")
+    assert len(extraction) == f["kept"] and len(rejected) == f["rejected"] + f["failed"]
+    source_ids = {make_record(i, recipe.source.synthetic).id for i in range(N)}
+    published_ids = list(extraction["id"]) + list(rejected["id"])
+    assert sorted(published_ids) == sorted(source_ids)  # every record exactly once
+    assert sum(f["rejected_by_reason"].values()) == f["rejected"]
+    assert sorted(Counter_of(rejected["reason"]).items()) == sorted({**f["rejected_by_reason"], **f["failed_by_reason"]}.items())
+
+
+def Counter_of(values):
+    from collections import Counter
+
+    return dict(Counter(values))
+
+
+def test_reasons_follow_what_the_oracle_injected(published):
+    _, outcome = published
+    extraction, rejected = _load(outcome.out_dir, "extraction"), _load(outcome.out_dir, "rejected")
+    assert set(rejected["reason"]) <= ANSWER_REASONS
+    assert len(rejected) > 0
+    for row in rejected:
+        assert json.loads(row["injected"]), f"{row['id']} was rejected ({row['reason']}) without an injected mistake"
+    # a record the oracle wrote without a mistake is always kept; mistakes that leave the
+    # answers right (an invented object) are kept too, for later filters to catch
+    for row in extraction:
+        kinds = {i["kind"] for i in json.loads(row["injected"])}
+        assert kinds <= {"invented_object", "wrong_colour", "miscount", "wrong_answer", "truncation"}
+
+
+def test_the_dataset_loads_with_images_and_the_right_columns(published):
+    recipe, outcome = published
+    extraction = _load(outcome.out_dir, "extraction")
+    row = extraction[0]
+    assert row["image"].size == (128, 128)
+    assert row["prompt"].startswith("Describe the fine-grained content of the image") and row["focus"] in row["prompt"]
+    assert row["extraction"] and row["statements"]
+    prov = json.loads(row["provenance"])
+    assert set(prov) == {"statements", "focus", "extraction", "think"}
+    assert prov["think"]["inputs"] == ["choices", "extraction", "question"]
+    reasoning = _load(outcome.out_dir, "reasoning")
+    assert len(reasoning) == outcome.funnel["reasoning_rows"]
+    assert set(reasoning["record_id"]) == set(extraction["id"])
+    for r in reasoning:
+        assert r["reasoning"].splitlines()[-1].startswith("Answer:")
+    streamed = next(iter(datasets.load_dataset(str(outcome.out_dir), "extraction", split="train", streaming=True)))
+    assert streamed["id"] in set(extraction["id"])
+
+
+def test_card_and_resolved_recipe_tell_the_truth(published):
+    recipe, outcome = published
+    card = (outcome.out_dir / "README.md").read_text()
+    f = outcome.funnel
+    assert f"| records in | {f['in']} |" in card
+    assert f"| **kept** | **{f['kept']}** |" in card
+    for reason, n in f["rejected_by_reason"].items():
+        assert f"| rejected: `{reason}` | {n} |" in card
+    assert "extraction/v1" in card and "license: cc0-1.0" in card
+    assert load_recipe(outcome.out_dir / "recipe.yaml") == recipe
+    assert json.loads((outcome.out_dir / "funnel.json").read_text()) == {"run_id": outcome.run_id, **f}
+
+
+def test_a_rerun_replaces_the_output_whole(published, tmp_path):
+    recipe = _recipe(tmp_path)
+    run(recipe)
+    smaller = _recipe(tmp_path, "source.synthetic.num_records=5")
+    outcome = run(smaller)
+    assert outcome.funnel["in"] == 5
+    assert len(_load(outcome.out_dir, "extraction")) + len(_load(outcome.out_dir, "rejected")) == 5
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".out")]  # no staging left behind
+
+
+def test_teacher_failures_become_failed_rows_and_the_run_goes_on(tmp_path, monkeypatch):
+    real_build = teachers._build
+
+    class Flaky:
+        def __init__(self, inner):
+            self.inner, self.backend, self.model, self.revision = inner, inner.backend, inner.model, inner.revision
+
+        def generate(self, requests):
+            replies = self.inner.generate(requests)
+            return [TeacherReply(error="HTTP 503: overloaded") if r.meta["stage"] == "think" and r.meta["record"].id[0] in "01234567"
+                    else reply for r, reply in zip(requests, replies)]
+
+        def close(self):
+            pass
+
+    monkeypatch.setattr(teachers, "_build", lambda cfg: Flaky(real_build(cfg)))
+    outcome = run(_recipe(tmp_path, "teacher.oracle.error_rate=0"))
+    f = outcome.funnel
+    assert f["failed"] > 0 and f["failed_by_reason"] == {"think_teacher_error": f["failed"]}
+    assert f["in"] == N == f["kept"] + f["rejected"] + f["failed"]
+    rejected = _load(outcome.out_dir, "rejected")
+    failed = [r for r in rejected if r["status"] == "failed"]
+    assert len(failed) == f["failed"] and all(r["detail"] == "HTTP 503: overloaded" for r in failed)
+    assert all(r["id"][0] in "01234567" for r in failed)
+    assert all(r["extraction"] for r in failed)  # what the earlier stages wrote is kept
+
+
+@pytest.mark.slow
+def test_the_pipeline_runs_a_real_transformers_teacher(tmp_path, tiny_idefics3, tiny_llama):
+    recipe = _recipe(
+        tmp_path, "source.synthetic.num_records=4", "teacher.backend=transformers", f"teacher.model={tiny_idefics3}",
+        "teacher.batch_size=2", "stages.statements.sampling.max_tokens=8", "stages.focus.sampling.max_tokens=8",
+        "stages.extraction.sampling.max_tokens=8", "stages.think.sampling.max_tokens=8", "stages.think.sampling.n=2",
+        "stages.think.teacher.backend=transformers", f"stages.think.teacher.model={tiny_llama}",
+    )
+    outcome = run(recipe)
+    f = outcome.funnel
+    assert f["in"] == 4 == f["kept"] + f["rejected"] + f["failed"]
+    assert f["failed"] == 0 and f["teacher_requests"] >= 4 * 4 and f["completion_tokens"] > 0
+    rows = list(_load(outcome.out_dir, "rejected")) if f["rejected"] else []
+    rows += list(_load(outcome.out_dir, "extraction")) if f["kept"] else []
+    assert len(rows) == 4 and all(r["extraction"] for r in rows)
+    card = (outcome.out_dir / "README.md").read_text()
+    assert str(tiny_llama) in card and str(tiny_idefics3) in card
+
+
+def test_an_all_rejected_run_publishes_only_what_it_has(tmp_path):
+    outcome = run(_recipe(tmp_path, "source.synthetic.num_records=3", "teacher.oracle.error_rate=1", "teacher.oracle.errors=[refusal]"))
+    assert outcome.funnel["kept"] == 0 and outcome.funnel["rejected"] == 3
+    assert not (outcome.out_dir / "extraction").exists()
+    card = (outcome.out_dir / "README.md").read_text()
+    assert "config_name: rejected" in card and "config_name: extraction" not in card
+    assert set(_load(outcome.out_dir, "rejected")["reason"]) == {"answer_wrong"}  # "Answer: unknown"
+    with pytest.raises(ValueError, match="extraction"):
+        _load(outcome.out_dir, "extraction")

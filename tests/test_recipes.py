@@ -1,0 +1,84 @@
+from pathlib import Path
+
+import pytest
+import yaml
+
+from pipelines.config import ConfigError
+from pipelines.recipe import Recipe, bundled_recipes, dump_recipe, load_recipe
+
+RECIPES = sorted(Path(__file__).resolve().parents[1].joinpath("recipes").glob("*.yaml"))
+
+
+def test_there_are_recipes_and_quickstart_is_one():
+    assert "quickstart" in [p.stem for p in RECIPES]
+    assert bundled_recipes() == [p.stem for p in RECIPES]
+
+
+@pytest.mark.parametrize("path", RECIPES, ids=lambda p: p.stem)
+def test_every_recipe_loads(path, tmp_path):
+    recipe = load_recipe(path)
+    assert isinstance(recipe, Recipe)
+    # the resolved recipe written beside outputs loads back to the same recipe
+    resolved = tmp_path / f"{path.stem}.resolved.yaml"
+    resolved.write_text(dump_recipe(recipe))
+    assert load_recipe(resolved) == recipe
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("teacher.modle=x", "teacher.modle: unknown key (did you mean 'model'?)"),
+        ("teacher.oracle.error_rate=high", "teacher.oracle.error_rate: expected a number, got 'high'"),
+        ("teacher.oracle.error_rate=1.5", "error_rate: must lie in [0, 1]"),
+        ("source.synthetic.num_records=ten", "source.synthetic.num_records: expected an integer"),
+        ("source.synthetic.families=[beakers, dragons]", "dragons"),
+        ("teacher.backend=gpt", "teacher.backend: expected one of ['oracle', 'transformers']"),
+        ("filters.0.name=nonsense", "unknown filter 'nonsense'"),
+        ("stages.think.sampling.n=true", "stages.think.sampling.n: expected an integer, got True"),
+        ("runner.options=--flag", "runner.options: expected a list"),
+    ],
+)
+def test_bad_values_fail_naming_the_key(override, message):
+    with pytest.raises(ConfigError) as e:
+        load_recipe("quickstart", [override])
+    assert message in str(e.value)
+
+
+def test_overrides_take_types_from_yaml_and_reach_nested_keys():
+    r = load_recipe("quickstart", ["source.synthetic.num_records=7", "teacher.oracle.error_rate=0",
+                                   "filters.1.params.min_ratio=0.9", "stages.think.sampling.n=5"])
+    assert r.source.synthetic.num_records == 7
+    assert r.teacher.oracle.error_rate == 0.0
+    assert r.filters[1].params == {"min_ratio": 0.9}
+    assert r.stages.think.sampling.n == 5
+
+
+def test_override_needs_key_value_and_a_valid_index():
+    with pytest.raises(ConfigError, match="expected key.sub=value"):
+        load_recipe("quickstart", ["teacher.model"])
+    with pytest.raises(ConfigError, match="not an index"):
+        load_recipe("quickstart", ["filters.9.name=x"])
+
+
+def test_missing_recipe_and_required_name(tmp_path):
+    with pytest.raises(ConfigError, match="no recipe file"):
+        load_recipe(tmp_path / "absent.yaml")
+    p = tmp_path / "r.yaml"
+    p.write_text(yaml.safe_dump({"description": "no name"}))
+    with pytest.raises(ConfigError, match="name: required key is missing"):
+        load_recipe(p)
+    p.write_text("- a list\n")
+    with pytest.raises(ConfigError, match="mapping"):
+        load_recipe(p)
+
+
+def test_per_stage_teacher_overrides_the_recipe_teacher():
+    r = load_recipe("quickstart", ["stages.think.teacher.backend=transformers", "stages.think.teacher.model=/m"])
+    assert r.stage_teacher("think").backend == "transformers"
+    assert r.stage_teacher("extraction").backend == "oracle"
+
+
+def test_a_partly_given_stage_keeps_its_default_template():
+    r = load_recipe("quickstart", ["stages.statements.sampling.max_tokens=8"])
+    assert r.stages.statements.template == "statements/v1"
+    assert r.stages.statements.sampling.max_tokens == 8
