@@ -7,10 +7,10 @@ from __future__ import annotations
 import yaml
 
 from pipelines.config import to_plain
-from pipelines.prompting import prompt_hash, render, template_inputs
+from pipelines.prompting import prompt_hash, render
 from pipelines.publish import config_rows
 from pipelines.recipe import Recipe
-from pipelines.stages import STAGE_ORDER
+from pipelines.stages import STAGE_ORDER, stage_inputs
 
 
 def _size_category(n: int) -> str:
@@ -48,7 +48,7 @@ def render_card(recipe: Recipe, funnel: dict, licenses: list[str], run_id: str) 
     if recipe.description:
         lines += [recipe.description.strip(), ""]
     lines += [
-        "Made with [extract-think](https://github.com/extract-think): a teacher wrote, for each image and its",
+        "Made with extract-think: a teacher wrote, for each image and its",
         "questions, declarative statements, a focus phrase, a fine-grained *extraction* of the image, and",
         "text-only reasoning from that extraction; filters kept a record only when that reasoning reached",
         "the gold answers.",
@@ -90,7 +90,7 @@ def render_card(recipe: Recipe, funnel: dict, licenses: list[str], run_id: str) 
         sampling = ", ".join(f"{k}={v}" for k, v in to_plain(stage.sampling).items())
         lines.append(
             f"| {name} | {t.backend} | `{t.model}` | `{t.revision}` | `{stage.template}` | `{_template_hash(stage.template)}` "
-            f"| {', '.join(template_inputs(stage.template))} | {sampling} |"
+            f"| {', '.join(stage_inputs(name, stage.template))} | {sampling} |"
         )
     student = render(recipe.stages.student_prompt, focus="<focus>")
     filters = ", ".join(f"`{f.name}` {f.params}" if f.params else f"`{f.name}`" for f in recipe.filters)

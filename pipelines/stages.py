@@ -27,6 +27,11 @@ THINK_INPUTS = {"extraction", "question", "choices"}
 _NUMBERING = re.compile(r"^\s*(?:[-*\u2022]|\d+[.)]|pair \d+:?)\s*", re.IGNORECASE)
 
 
+def stage_inputs(name: str, template: str) -> tuple[str, ...]:
+    """What the teacher is shown in a stage: the template's variables, plus the image."""
+    return template_inputs(template) + (("image",) if name == "extraction" else ())
+
+
 def option_lines(turn: Turn) -> list[str]:
     return [f"{chr(65 + i)}. {c}" for i, c in enumerate(turn.choices)]
 
@@ -80,7 +85,7 @@ class Stage:
         provenance = StageProvenance(
             template=self.template,
             prompt_sha256=prompt_hash(*texts),
-            inputs=template_inputs(self.template),
+            inputs=stage_inputs(self.name, self.template),
             backend=self.teacher.backend,
             model=self.teacher.model,
             revision=self.teacher.revision,
