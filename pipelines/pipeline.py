@@ -60,7 +60,7 @@ def _count_kept(record):
 def _parse(element, stage: Stage):
     record, result = element
     progress.tick(stage.name)
-    return stage.apply(record, result.inference)
+    return stage.apply(record, result.example, result.inference)
 
 
 class RunStage(beam.PTransform):

@@ -73,15 +73,16 @@ class Stage:
             out.append(ChatRequest(messages, self.sampling, {"stage": self.name, "record": record, **meta}))
         return out
 
-    def apply(self, record: Record, replies: list[TeacherReply]) -> Record:
-        """The record with this stage's fields added, or failed with the teacher's error."""
+    def apply(self, record: Record, requests: list[ChatRequest], replies: list[TeacherReply]) -> Record:
+        """The record with this stage's fields added, or failed with the teacher's error.
+        `requests` are the ones `requests(record)` built (their prompts are hashed)."""
         if record.status != "ok":
             return record
         for reply in replies:
             if reply.error or not reply.outputs:
                 return record.fail(f"{self.name}_teacher_error", reply.error or "no completion returned")
         injected = [r.meta["injected"] for r in replies if r.meta.get("injected")]
-        texts = [text for text, _, _ in self.prompts(record)]
+        texts = [_prompt_text(r) for r in requests]
         provenance = StageProvenance(
             template=self.template,
             prompt_sha256=prompt_hash(*texts),
@@ -105,6 +106,11 @@ class Stage:
         if self.name == "extraction":
             return {"extractions": tuple(replace_text(o, o.text.strip()) for o in replies[0].outputs)}
         return {"reasoning": tuple(tuple(ThinkSample(o, parse_final_answer(o.text)) for o in r.outputs) for r in replies)}
+
+
+def _prompt_text(request: ChatRequest) -> str:
+    content = request.messages[-1]["content"]
+    return content if isinstance(content, str) else next(p["text"] for p in content if p["type"] == "text")
 
 
 def replace_text(output: TeacherOutput, text: str) -> TeacherOutput:

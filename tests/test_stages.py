@@ -1,7 +1,7 @@
 import pytest
 
 from pipelines.config import ConfigError
-from pipelines.prompting import render, template_inputs
+from pipelines.prompting import prompt_hash, render, template_inputs
 from pipelines.recipe import SyntheticSource, load_recipe
 from pipelines.sources.synthetic import make_record
 from pipelines.stages import build_stages
@@ -35,10 +35,11 @@ def test_prompts_requests_and_parsing():
     (req,) = statements.requests(RECORD)
     assert isinstance(req.messages[0]["content"], str)  # text only
     reply = TeacherReply((TeacherOutput("1. The bus is red.\n\n- The sky is blue.", "stop"),))
-    r = statements.apply(RECORD, [reply])
+    r = statements.apply(RECORD, [req], [reply])
     assert r.statements == ("The bus is red.", "The sky is blue.")
     prov = r.provenance["statements"]
-    assert prov.template == "statements/v1" and len(prov.prompt_sha256) == 64 and "qa_pairs" in prov.inputs
+    assert prov.template == "statements/v1" and "qa_pairs" in prov.inputs
+    assert prov.prompt_sha256 == prompt_hash(req.messages[0]["content"])
 
     (ext,) = stages["extraction"].requests(r)
     assert ext.messages[0]["content"][0]["type"] == "image_url"
@@ -55,6 +56,6 @@ def test_prompts_requests_and_parsing():
 
 def test_a_teacher_error_fails_the_record_with_the_stage_in_the_reason():
     stage = build_stages(load_recipe("quickstart"))[0]
-    r = stage.apply(RECORD, [TeacherReply(error="HTTP 500")])
+    r = stage.apply(RECORD, stage.requests(RECORD), [TeacherReply(error="HTTP 500")])
     assert (r.status, r.reason, r.detail) == ("failed", "statements_teacher_error", "HTTP 500")
-    assert stage.requests(r) == [] and stage.apply(r, []) is r
+    assert stage.requests(r) == [] and stage.apply(r, [], []) is r
