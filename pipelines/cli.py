@@ -38,8 +38,8 @@ def _print_funnel(funnel: dict, out_dir, seconds: float) -> None:
     for status in ("rejected", "failed"):
         for reason, n in sorted(funnel[f"{status}_by_reason"].items(), key=lambda kv: -kv[1]):
             print(f"  {status:>8}  {reason:<28} {n:>7}")
-    print(f"  teacher: {funnel['teacher_requests']} requests, {funnel['prompt_tokens']} prompt + "
-          f"{funnel['completion_tokens']} completion tokens")
+    print(f"  teacher: {funnel['teacher_requests']} requests ({funnel['cache_hits']} more answered from the cache), "
+          f"{funnel['prompt_tokens']} prompt + {funnel['completion_tokens']} completion tokens")
     from pipelines.publish import config_rows
 
     empty = [c for c, n in config_rows(funnel).items() if not n]

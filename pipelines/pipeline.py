@@ -66,16 +66,17 @@ def _parse(element, stage: Stage):
 class RunStage(beam.PTransform):
     """Build the prompts, query the teacher, parse the replies."""
 
-    def __init__(self, stage: Stage):
+    def __init__(self, stage: Stage, cache_dir: str | None):
         super().__init__()
         self._stage = stage
+        self._cache_dir = cache_dir
 
     def expand(self, records):
         stage = self._stage
         return (
             records
             | "BuildPrompts" >> beam.Map(lambda r: (r, stage.requests(r)))
-            | "QueryTeacher" >> RunInference(KeyedModelHandler(TeacherModelHandler(stage.teacher)))
+            | "QueryTeacher" >> RunInference(KeyedModelHandler(TeacherModelHandler(stage.teacher, self._cache_dir)))
             | "ParseReplies" >> beam.Map(_parse, stage)
         )
 
@@ -99,7 +100,7 @@ def build_pipeline(p: beam.Pipeline, recipe: Recipe, out_prefix: str, run_id: st
 
     records = p | "ReadSource" >> read_source(recipe.source) | "CountIn" >> beam.Map(_count_in)
     for stage in stages:
-        records = records | f"Stage[{stage.name}]" >> RunStage(stage)
+        records = records | f"Stage[{stage.name}]" >> RunStage(stage, recipe.cache.dir)
     split = records | "Filters" >> ApplyFilters(recipe.filters)
 
     kept = split.kept | "CountKept" >> beam.Map(_count_kept)

@@ -138,6 +138,13 @@ class OutputConfig:
 
 
 @dataclass
+class CacheConfig:
+    # Where teacher replies are kept (a local path or an fsspec URL); null turns it off.
+    # Shared by runs and workers: a rerun, or a resumed run, pays only for missing calls.
+    dir: str | None = ".cache/extract-think/replies"
+
+
+@dataclass
 class RunnerConfig:
     runner: str = "FnApiRunner"  # any Beam runner name: DirectRunner, DataflowRunner, ...
     options: list[str] = field(default_factory=list)  # extra Beam pipeline flags
@@ -152,6 +159,7 @@ class Recipe:
     stages: StagesConfig = field(default_factory=StagesConfig)
     filters: list[FilterConfig] = field(default_factory=_default_filters)
     output: OutputConfig = field(default_factory=OutputConfig)
+    cache: CacheConfig = field(default_factory=CacheConfig)
     runner: RunnerConfig = field(default_factory=RunnerConfig)
 
     def __post_init__(self):

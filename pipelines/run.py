@@ -53,6 +53,7 @@ def funnel_from_counters(counters: dict[tuple[str, str], int]) -> dict:
         "failed_by_reason": {k.split(".", 1)[1]: v for k, v in main.items() if k.startswith("failed.")},
         "licenses": sorted(name for (ns, name) in counters if ns == f"{NAMESPACE}.licenses"),
         "teacher_requests": teacher.get("requests", 0),
+        "cache_hits": teacher.get("cache_hits", 0),
         "teacher_errors": teacher.get("errors", 0),
         "prompt_tokens": teacher.get("prompt_tokens", 0),
         "completion_tokens": teacher.get("completion_tokens", 0),

@@ -4,7 +4,7 @@ from pipelines.cli import main
 def test_run_prints_the_funnel_and_publishes(tmp_path, capsys):
     out = tmp_path / "ds"
     code = main(["run", "quickstart", "--no-progress", "--set", "source.synthetic.num_records=12",
-                 "--set", "source.synthetic.image_size=96", "--set", f"output.dir={out}"])
+                 "--set", "source.synthetic.image_size=96", "--set", f"output.dir={out}", "--set", f"cache.dir={tmp_path / 'c'}"])
     assert code == 0
     printed = capsys.readouterr().out
     assert "Funnel" in printed and "12 in ->" in printed
@@ -12,7 +12,7 @@ def test_run_prints_the_funnel_and_publishes(tmp_path, capsys):
 
 
 def test_progress_bars_count_every_record(tmp_path, capsys):
-    assert main(["run", "quickstart", "--set", "source.synthetic.num_records=6", "--set", f"output.dir={tmp_path / 'p'}"]) == 0
+    assert main(["run", "quickstart", "--set", "source.synthetic.num_records=6", "--set", f"output.dir={tmp_path / 'p'}", "--set", f"cache.dir={tmp_path / 'c'}"]) == 0
     err = capsys.readouterr().err
     assert "written: 100%" in err and "6/6" in err
 

@@ -18,7 +18,7 @@ ANSWER_REASONS = {"answer_wrong", "answer_unparsable", "extraction_insufficient"
 def _recipe(tmp_path, *extra):
     return load_recipe("quickstart", [
         f"source.synthetic.num_records={N}", "source.synthetic.image_size=128", "teacher.oracle.error_rate=0.5",
-        f"output.dir={tmp_path / 'out'}", *extra,
+        f"output.dir={tmp_path / 'out'}", f"cache.dir={tmp_path / 'cache'}", *extra,
     ])
 
 

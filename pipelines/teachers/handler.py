@@ -4,6 +4,10 @@ One example is the list of chat requests of one record for one stage (one reques
 statements, one per turn for think), so a record's requests stay together and the batch
 goes to the backend as one flat list. Failures come back as replies with `error`; the
 handler itself never fails a batch for one bad request.
+
+With a reply cache, cached requests are answered from it and only the rest reach the
+teacher; the teacher itself is loaded on its first real call, so a fully cached rerun
+loads no model at all.
 """
 
 from __future__ import annotations
@@ -14,47 +18,94 @@ from typing import Any, Sequence
 from apache_beam.metrics import Metrics
 from apache_beam.ml.inference.base import ModelHandler, PredictionResult
 
+from pipelines.cache import ReplyCache, request_key, teacher_identity
 from pipelines.recipe import TeacherConfig
 from pipelines.teachers import load_teacher
-from pipelines.teachers.base import ChatRequest, Teacher, TeacherReply
+from pipelines.teachers.base import ChatRequest, TeacherReply
+
+
+class LazyTeacher:
+    """Loads the teacher on the first request that the cache could not answer."""
+
+    def __init__(self, config: TeacherConfig):
+        self.config = config
+        self.backend, self.model = config.backend, config.model
+
+    def generate(self, requests):
+        return load_teacher(self.config).generate(requests)
 
 NAMESPACE = "extract_think.teacher"
 
 
-class TeacherModelHandler(ModelHandler[list[ChatRequest], list[TeacherReply], Teacher]):
-    def __init__(self, config: TeacherConfig):
+class TeacherModelHandler(ModelHandler[list[ChatRequest], list[TeacherReply], LazyTeacher]):
+    def __init__(self, config: TeacherConfig, cache_dir: str | None = None):
         super().__init__(min_batch_size=1, max_batch_size=config.batch_size)
         self._config = config
+        self._cache_dir = cache_dir
+        self._cache: ReplyCache | None = None
+        self._identity = teacher_identity(config)
+        self._hits = Metrics.counter(NAMESPACE, "cache_hits")
         self._requests = Metrics.counter(NAMESPACE, "requests")
         self._errors = Metrics.counter(NAMESPACE, "errors")
         self._tokens_in = Metrics.counter(NAMESPACE, "prompt_tokens")
         self._tokens_out = Metrics.counter(NAMESPACE, "completion_tokens")
         self._latency = Metrics.distribution(NAMESPACE, "batch_latency_ms")
 
-    def load_model(self) -> Teacher:
-        return load_teacher(self._config)
+    def load_model(self) -> LazyTeacher:
+        return LazyTeacher(self._config)
+
+    def _answer(self, requests: list[ChatRequest], model: LazyTeacher) -> list[TeacherReply]:
+        """Replies from the cache where it has them, from the teacher for the rest."""
+        if self._cache_dir and self._cache is None:
+            self._cache = ReplyCache(self._cache_dir)
+        keys = [request_key(self._identity, r) for r in requests] if self._cache else []
+        replies: list[TeacherReply | None] = [self._cache.get(k) for k in keys] if self._cache else [None] * len(requests)
+        missing = [i for i, r in enumerate(replies) if r is None]
+        if self._cache:  # the same call twice in one batch is paid once
+            first: dict[str, int] = {}
+            for i in missing:
+                first.setdefault(keys[i], i)
+            todo = list(first.values())
+        else:
+            todo = missing
+        self._hits.inc(len(requests) - len(todo))
+        if todo:
+            start = time.perf_counter()
+            fresh = model.generate([requests[i] for i in todo])
+            if len(fresh) != len(todo):
+                raise RuntimeError(f"{model.backend} returned {len(fresh)} replies for {len(todo)} requests")
+            self._latency.update(int((time.perf_counter() - start) * 1000))
+            self._requests.inc(len(todo))
+            by_key = {}
+            for i, reply in zip(todo, fresh):
+                replies[i] = reply
+                self._count(reply)
+                if self._cache:
+                    by_key[keys[i]] = reply
+                    self._cache.put(keys[i], reply)
+            for i in missing:
+                if replies[i] is None:
+                    replies[i] = by_key[keys[i]]
+        return replies  # type: ignore[return-value]
 
     def run_inference(
-        self, batch: Sequence[list[ChatRequest]], model: Teacher, inference_args: dict[str, Any] | None = None
+        self, batch: Sequence[list[ChatRequest]], model: LazyTeacher, inference_args: dict[str, Any] | None = None
     ) -> list[PredictionResult]:
         flat = [request for example in batch for request in example]
-        start = time.perf_counter()
-        replies = model.generate(flat) if flat else []
-        if len(replies) != len(flat):
-            raise RuntimeError(f"{model.backend} returned {len(replies)} replies for {len(flat)} requests")
-        self._latency.update(int((time.perf_counter() - start) * 1000))
-        self._requests.inc(len(flat))
-        for reply in replies:
-            if reply.error:
-                self._errors.inc()
-            for out in reply.outputs:
-                self._tokens_in.inc(out.prompt_tokens)
-                self._tokens_out.inc(out.completion_tokens)
+        replies = self._answer(flat, model) if flat else []
         results, i = [], 0
         for example in batch:
             results.append(PredictionResult(example, replies[i : i + len(example)]))
             i += len(example)
         return results
+
+    def _count(self, reply: TeacherReply) -> None:
+        """Errors and tokens of a call the teacher really made (cached replies cost nothing)."""
+        if reply.error:
+            self._errors.inc()
+        for out in reply.outputs:
+            self._tokens_in.inc(out.prompt_tokens)
+            self._tokens_out.inc(out.completion_tokens)
 
     def get_metrics_namespace(self) -> str:
         return NAMESPACE

@@ -1,0 +1,128 @@
+"""The reply cache: reruns are free, a killed run resumes paying only for missing calls."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import datasets
+import pytest
+
+from pipelines.cache import ReplyCache, request_key, teacher_identity
+from pipelines.recipe import TeacherConfig, load_recipe
+from pipelines.record import TeacherOutput
+from pipelines.run import run
+from pipelines.teachers.base import ChatRequest, Sampling, TeacherReply, user_message
+from pipelines.teachers.transformers_teacher import TransformersTeacher
+
+REPO = Path(__file__).resolve().parents[1]
+ORACLE = teacher_identity(TeacherConfig())
+
+
+def _req(text="Describe.", **sampling):
+    return ChatRequest(user_message(text), Sampling(**sampling))
+
+
+def test_round_trip_and_errors_are_never_cached(tmp_path):
+    cache = ReplyCache(str(tmp_path))
+    reply = TeacherReply((TeacherOutput("a", "stop", 3, 1, "hm"), TeacherOutput("b", "length", 3, 9)), None, {"injected": {"kind": "x"}})
+    cache.put("ab" * 32, reply)
+    assert cache.get("ab" * 32) == reply
+    cache.put("cd" * 32, TeacherReply(error="HTTP 500"))
+    assert cache.get("cd" * 32) is None
+    assert not list(tmp_path.rglob("*.tmp"))  # the atomic write left no temporary file
+
+
+def test_a_damaged_entry_is_a_miss(tmp_path):
+    cache = ReplyCache(str(tmp_path))
+    (tmp_path / "ef").mkdir()
+    (tmp_path / "ef" / f"{'ef' * 32}.json").write_text('{"outputs": [{"text": "cut')
+    assert cache.get("ef" * 32) is None
+
+
+def test_fsspec_urls_work(tmp_path):
+    cache = ReplyCache("memory://extract-think-test")
+    reply = TeacherReply((TeacherOutput("x", "stop"),))
+    cache.put("12" * 32, reply)
+    assert cache.get("12" * 32) == reply
+
+
+def test_the_key_covers_what_decides_the_answer_and_nothing_else():
+    base = request_key(ORACLE, _req())
+    assert request_key(ORACLE, _req()) == base
+    assert request_key(ORACLE, _req("Describe!")) != base
+    assert request_key(ORACLE, _req(seed=1)) != base
+    assert request_key(ORACLE, _req(temperature=0.5)) != base
+    assert request_key(teacher_identity(TeacherConfig(model="other")), _req()) != base
+    assert request_key(teacher_identity(TeacherConfig(revision="v2")), _req()) != base
+    assert request_key(teacher_identity(TeacherConfig(batch_size=64)), _req()) == base  # speed only
+
+
+def _recipe(tmp_path, model, n=6, out="out"):
+    return load_recipe("quickstart", [
+        f"source.synthetic.num_records={n}", "source.synthetic.image_size=64", "teacher.backend=transformers",
+        f"teacher.model={model}", "teacher.batch_size=2", "stages.think.sampling.n=1",
+        *(f"stages.{s}.sampling.max_tokens=6" for s in ("statements", "focus", "extraction", "think")),
+        f"output.dir={tmp_path / out}", f"cache.dir={tmp_path / 'cache'}",
+    ])
+
+
+def _rows(out):
+    rows = {}
+    for config in ("extraction", "reasoning", "rejected"):
+        if (out / config).exists():
+            ds = datasets.load_dataset(str(out), config, split="train").remove_columns(
+                [c for c in ("image",) if c in datasets.load_dataset(str(out), config, split="train").column_names])
+            rows[config] = sorted(ds.to_list(), key=lambda r: r["id"])
+    return rows
+
+
+@pytest.mark.slow
+def test_a_rerun_makes_zero_calls_loads_no_model_and_publishes_the_same(tmp_path, tiny_idefics3, monkeypatch):
+    calls, loads = [], []
+    real_generate, real_init = TransformersTeacher.generate, TransformersTeacher.__init__
+    monkeypatch.setattr(TransformersTeacher, "generate", lambda self, reqs: calls.append(len(reqs)) or real_generate(self, reqs))
+    monkeypatch.setattr(TransformersTeacher, "__init__", lambda self, cfg: loads.append(1) or real_init(self, cfg))
+
+    first = run(_recipe(tmp_path, tiny_idefics3, out="a"))
+    assert sum(calls) == first.funnel["teacher_requests"] > 0 and first.funnel["cache_hits"] == 0
+    from pipelines.teachers import unload_all
+
+    unload_all()
+    calls.clear(), loads.clear()
+    second = run(_recipe(tmp_path, tiny_idefics3, out="b"))
+    assert calls == [] and loads == []
+    assert second.funnel["teacher_requests"] == 0 and second.funnel["cache_hits"] == first.funnel["teacher_requests"]
+    assert _rows(first.out_dir) == _rows(second.out_dir)
+
+
+@pytest.mark.slow
+def test_after_kill_9_a_rerun_redoes_only_unfinished_calls(tmp_path, tiny_idefics3):
+    n = 40
+    clean = run(_recipe(tmp_path / "clean", tiny_idefics3, n=n))
+    total = clean.funnel["teacher_requests"]  # one call per distinct request
+    assert total == len(list((tmp_path / "clean" / "cache").rglob("*.json")))
+
+    recipe_args = [f"--set=source.synthetic.num_records={n}", "--set=source.synthetic.image_size=64", "--set=teacher.backend=transformers",
+                   f"--set=teacher.model={tiny_idefics3}", "--set=teacher.batch_size=2", "--set=stages.think.sampling.n=1",
+                   *(f"--set=stages.{s}.sampling.max_tokens=6" for s in ("statements", "focus", "extraction", "think")),
+                   f"--set=output.dir={tmp_path / 'killed'}", f"--set=cache.dir={tmp_path / 'cache'}"]
+    proc = subprocess.Popen([sys.executable, "-m", "pipelines.cli", "run", "quickstart", "--no-progress", *recipe_args],
+                            cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    cache_dir = tmp_path / "cache"
+    deadline = time.time() + 120
+    while time.time() < deadline and len(list(cache_dir.rglob("*.json"))) < total // 3:
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    done = len(list(cache_dir.rglob("*.json")))
+    assert 0 < done < total, "the kill must land mid-run"
+    assert not (tmp_path / "killed").exists()  # nothing half-published
+
+    resumed = run(_recipe(tmp_path, tiny_idefics3, n=n, out="killed"))
+    assert resumed.funnel["teacher_requests"] == total - done  # only what had not finished
+    assert resumed.funnel["teacher_requests"] + resumed.funnel["cache_hits"] == clean.funnel["teacher_requests"] + clean.funnel["cache_hits"]
+    assert _rows(resumed.out_dir) == _rows(clean.out_dir)
