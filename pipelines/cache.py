@@ -34,7 +34,9 @@ _NOT_IN_KEY = {"batch_size"}
 def teacher_identity(config: TeacherConfig) -> dict:
     plain = to_plain(config)
     options = plain.pop(config.backend, None)  # only the chosen backend's options matter
-    return {**{k: v for k, v in plain.items() if k not in _NOT_IN_KEY and k not in ("oracle", "transformers")},
+    if config.backend == "openai":  # how we talk to the server does not change its answers
+        options = {"base_url": options["base_url"], "extra_body": options["extra_body"]}
+    return {**{k: v for k, v in plain.items() if k not in _NOT_IN_KEY and k not in ("oracle", "transformers", "openai")},
             "options": options}
 
 

@@ -12,7 +12,7 @@ import copy
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import yaml
 
@@ -68,13 +68,30 @@ class TransformersOptions:
 
 
 @dataclass
+class OpenAIOptions:
+    base_url: str = ""  # e.g. http://127.0.0.1:8000/v1 or https://api.openai.com/v1
+    api_key_env: str = "OPENAI_API_KEY"  # the NAME of the variable holding the key, never the key
+    max_concurrency: int = 16  # requests in flight at once
+    timeout_s: float = 120.0  # per request
+    max_retries: int = 5  # on 429, 5xx, timeouts, connection errors, malformed bodies
+    backoff_s: float = 1.0  # first wait; doubles per attempt, with jitter, up to backoff_max_s
+    backoff_max_s: float = 60.0
+    extra_body: dict[str, Any] = field(default_factory=dict)  # server-specific, e.g. chat_template_kwargs
+
+    def __post_init__(self):
+        if self.max_concurrency < 1 or self.max_retries < 0 or self.timeout_s <= 0:
+            raise ConfigError("max_concurrency >= 1, max_retries >= 0 and timeout_s > 0 are required")
+
+
+@dataclass
 class TeacherConfig:
-    backend: Literal["oracle", "transformers"] = "oracle"
+    backend: Literal["oracle", "transformers", "openai"] = "oracle"
     model: str = "oracle"  # a Hub id or a local path for real backends
     revision: str = "main"
     batch_size: int = 8  # records per call to the backend
     oracle: OracleOptions = field(default_factory=OracleOptions)
     transformers: TransformersOptions = field(default_factory=TransformersOptions)
+    openai: OpenAIOptions = field(default_factory=OpenAIOptions)
 
     def __post_init__(self):
         if self.batch_size < 1:

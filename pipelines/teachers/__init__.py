@@ -36,6 +36,10 @@ def _build(config: TeacherConfig) -> Teacher:
         from pipelines.teachers.transformers_teacher import TransformersTeacher
 
         return TransformersTeacher(config)
+    if config.backend == "openai":
+        from pipelines.teachers.openai_teacher import OpenAITeacher
+
+        return OpenAITeacher(config)
     raise ValueError(f"unknown teacher backend {config.backend!r}")
 
 

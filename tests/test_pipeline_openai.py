@@ -1,0 +1,53 @@
+"""A whole recipe through the openai backend against a loopback endpoint with faults."""
+
+import datasets
+
+from pipelines.recipe import load_recipe
+from pipelines.run import run
+from tests.fault_server import FaultServer
+
+
+def test_faults_end_as_failed_rows_and_everything_else_goes_on(tmp_path, monkeypatch):
+    # Every prompt of a think turn whose question mentions the left beaker fails for good;
+    # every first attempt at an extraction is rate-limited and then passes.
+    server = FaultServer(answer="Reasoning.\nAnswer: 4")
+    monkeypatch.setenv("ET_TEST_KEY", "sk-never-logged")
+    try:
+        recipe = load_recipe("quickstart", [
+            "source.synthetic.num_records=16", "source.synthetic.image_size=64", "source.synthetic.families=[beakers]",
+            "teacher.backend=openai", "teacher.model=served", f"teacher.openai.base_url={server.url}",
+            "teacher.openai.api_key_env=ET_TEST_KEY", "teacher.openai.max_retries=2", "teacher.openai.backoff_s=0.01",
+            "teacher.openai.timeout_s=2", "stages.think.sampling.n=1",
+            "stages.think.template=" + str(_template(tmp_path)), "stages.extraction.template=" + str(_flaky(tmp_path)),
+            f"output.dir={tmp_path / 'out'}", f"cache.dir={tmp_path / 'cache'}",
+        ])
+        outcome = run(recipe)
+    finally:
+        server.close()
+    f = outcome.funnel
+    assert f["in"] == 16 == f["kept"] + f["rejected"] + f["failed"]
+    assert f["failed"] > 0 and set(f["failed_by_reason"]) == {"think_teacher_error"}
+    rejected = datasets.load_dataset(str(outcome.out_dir), "rejected", split="train")
+    failed = [r for r in rejected if r["status"] == "failed"]
+    assert len(failed) == f["failed"]
+    assert all(r["detail"] == "HTTP 500: InternalServerError (after 3 attempts)" for r in failed)
+    assert all(any("left beaker" in q for q in r["questions"]) for r in failed)
+    # every record that failed had at least one think request that failed for good
+    assert f["teacher_errors"] >= f["failed"]
+    # the rate limit on extraction was retried away: each extraction prompt took two attempts
+    extraction_attempts = [n for prompt, n in server.attempts.items() if "[[429 x1]]" in prompt]
+    assert len(extraction_attempts) == 16 and set(extraction_attempts) == {2}
+    assert "sk-never-logged" not in (outcome.out_dir / "README.md").read_text()
+
+
+def _template(tmp_path):
+    p = tmp_path / "think_faulty.jinja"
+    p.write_text("{{ extraction }}\nQuestion: {{ question }}{% if 'left beaker' in question %} [[500 always]]{% endif %}"
+                 "{% for c in choices %}\n{{ c }}{% endfor %}")
+    return p
+
+
+def _flaky(tmp_path):
+    p = tmp_path / "extraction_flaky.jinja"
+    p.write_text("Describe the image. [[429 x1]]{% for s in statements %}\n- {{ s }}{% endfor %}")
+    return p
