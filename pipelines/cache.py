@@ -36,7 +36,9 @@ def teacher_identity(config: TeacherConfig) -> dict:
     options = plain.pop(config.backend, None)  # only the chosen backend's options matter
     if config.backend == "openai":  # how we talk to the server does not change its answers
         options = {"base_url": options["base_url"], "extra_body": options["extra_body"]}
-    return {**{k: v for k, v in plain.items() if k not in _NOT_IN_KEY and k not in ("oracle", "transformers", "openai")},
+    if config.backend == "vllm":  # engine or server, memory share: same answers
+        options = {k: v for k, v in options.items() if k not in ("mode", "gpu_memory_utilization", "tensor_parallel_size")}
+    return {**{k: v for k, v in plain.items() if k not in _NOT_IN_KEY and k not in ("oracle", "transformers", "openai", "vllm")},
             "options": options}
 
 

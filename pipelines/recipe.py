@@ -84,14 +84,30 @@ class OpenAIOptions:
 
 
 @dataclass
+class VLLMOptions:
+    mode: Literal["engine", "server"] = "engine"  # in the worker, or a managed server on loopback
+    dtype: str = "auto"
+    max_model_len: int | None = None
+    limit_mm_per_prompt: dict[str, int] = field(default_factory=lambda: {"image": 1})
+    mm_processor_kwargs: dict[str, Any] = field(default_factory=dict)  # e.g. {max_pixels: 1003520}
+    tensor_parallel_size: int = 1
+    gpu_memory_utilization: float = 0.9  # on CPU builds: the share of RAM for the KV cache
+    enforce_eager: bool = False
+    trust_remote_code: bool = False
+    seed: int = 0
+    chat_template_kwargs: dict[str, Any] = field(default_factory=dict)  # e.g. {enable_thinking: false}
+
+
+@dataclass
 class TeacherConfig:
-    backend: Literal["oracle", "transformers", "openai"] = "oracle"
+    backend: Literal["oracle", "transformers", "openai", "vllm"] = "oracle"
     model: str = "oracle"  # a Hub id or a local path for real backends
     revision: str = "main"
     batch_size: int = 8  # records per call to the backend
     oracle: OracleOptions = field(default_factory=OracleOptions)
     transformers: TransformersOptions = field(default_factory=TransformersOptions)
     openai: OpenAIOptions = field(default_factory=OpenAIOptions)
+    vllm: VLLMOptions = field(default_factory=VLLMOptions)
 
     def __post_init__(self):
         if self.batch_size < 1:
@@ -109,6 +125,9 @@ class SamplingConfig:
     def __post_init__(self):
         if self.n < 1 or self.max_tokens < 1:
             raise ConfigError("n and max_tokens must be >= 1")
+        if self.n > 1 and self.temperature == 0:
+            # greedy samples are all the same; vLLM's server refuses the request outright
+            raise ConfigError(f"n={self.n} samples need temperature > 0 (greedy samples are identical)")
 
 
 @dataclass

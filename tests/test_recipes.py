@@ -32,10 +32,11 @@ def test_every_recipe_loads(path, tmp_path):
         ("teacher.oracle.error_rate=1.5", "error_rate: must lie in [0, 1]"),
         ("source.synthetic.num_records=ten", "source.synthetic.num_records: expected an integer"),
         ("source.synthetic.families=[beakers, dragons]", "dragons"),
-        ("teacher.backend=gpt", "teacher.backend: expected one of ['oracle', 'transformers', 'openai']"),
+        ("teacher.backend=gpt", "teacher.backend: expected one of ['oracle', 'transformers', 'openai', 'vllm']"),
         ("filters.0.name=nonsense", "unknown filter 'nonsense'"),
         ("stages.think.sampling.n=true", "stages.think.sampling.n: expected an integer, got True"),
         ("runner.options=--flag", "runner.options: expected a list"),
+        ("stages.think.sampling.temperature=0", "n=3 samples need temperature > 0"),
     ],
 )
 def test_bad_values_fail_naming_the_key(override, message):

