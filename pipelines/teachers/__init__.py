@@ -14,7 +14,11 @@ _LOCK = threading.Lock()
 
 
 def teacher_key(config: TeacherConfig) -> str:
-    return json.dumps(to_plain(config), sort_keys=True)
+    """Which loaded teacher serves `config`: everything but batch_size, which only decides
+    how requests are grouped (a stage with another batch size must not load a second engine)."""
+    plain = to_plain(config)
+    plain.pop("batch_size")
+    return json.dumps(plain, sort_keys=True)
 
 
 def load_teacher(config: TeacherConfig) -> Teacher:

@@ -80,3 +80,11 @@ def test_records_without_ground_truth_fail_one_request_not_the_batch():
     replies = teacher.generate([good, bad])
     assert replies[0].error is None and replies[0].outputs[0].text
     assert "ground truth" in replies[1].error
+
+
+def test_stages_that_differ_only_in_batch_size_share_one_loaded_teacher():
+    from pipelines.teachers import load_teacher
+
+    a = load_teacher(TeacherConfig(batch_size=8))
+    assert load_teacher(TeacherConfig(batch_size=64)) is a
+    assert load_teacher(TeacherConfig(oracle=OracleOptions(error_rate=0.5))) is not a

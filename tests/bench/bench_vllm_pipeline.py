@@ -1,0 +1,101 @@
+"""Throughput of the pipeline through the vllm backend against raw `LLM.chat` on the same
+prompts, same model, same engine, in one run; and the cost of a fully cached rerun.
+
+The extraction stage runs on vLLM (image + statements, the expensive call); the text
+stages come from the oracle so that both sides send exactly the same extraction prompts.
+The engine is started once, before timing, and shared by both sides.
+
+    .venv/bin/python -m tests.bench.bench_vllm_pipeline [--records 96] [--max-tokens 48]
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--records", type=int, default=96)
+    ap.add_argument("--max-tokens", type=int, default=48)
+    ap.add_argument("--image-size", type=int, default=256)
+    ap.add_argument("--enforce-eager", action="store_true", help="no torch.compile in vLLM (no per-shape compiles)")
+    args = ap.parse_args()
+
+    from pipelines.recipe import load_recipe
+    from pipelines.run import run
+    from pipelines.sources.synthetic import make_record
+    from pipelines.stages import build_stages
+    from pipelines.teachers import load_teacher, unload_all
+    from pipelines.teachers.base import TeacherReply
+    from tests.tiny_models import build_tiny_idefics3
+
+    work = Path(tempfile.mkdtemp(prefix="bench-vllm-"))
+    model = build_tiny_idefics3(work / "tiny_idefics3")
+
+    def recipe(batch_size: int, out: str, cache: str | None):
+        return load_recipe("quickstart", [
+            f"source.synthetic.num_records={args.records}", f"source.synthetic.image_size={args.image_size}",
+            "teacher.oracle.error_rate=0",
+            "stages.extraction.teacher.backend=vllm", f"stages.extraction.teacher.model={model}",
+            f"stages.extraction.teacher.batch_size={batch_size}", "stages.extraction.teacher.vllm.dtype=float32",
+            "stages.extraction.teacher.vllm.max_model_len=512", "stages.extraction.teacher.vllm.gpu_memory_utilization=0.1",
+            f"stages.extraction.teacher.vllm.enforce_eager={str(args.enforce_eager).lower()}",
+            f"stages.extraction.sampling.max_tokens={args.max_tokens}",
+            f"output.dir={work / out}", f"cache.dir={cache}" if cache else "cache.dir=null",
+        ])
+
+    base = recipe(8, "warm", None)
+    stages = {s.name: s for s in build_stages(base)}
+    teacher = load_teacher(base.stage_teacher("extraction"))  # engine start, outside timing
+    engine = teacher.llm
+
+    # The exact extraction requests the pipeline sends: records with the oracle's statements.
+    oracle = load_teacher(base.teacher)
+    requests = []
+    for i in range(args.records):
+        record = make_record(i, base.source.synthetic)
+        (st,) = stages["statements"].requests(record)
+        record = stages["statements"].apply(record, [st], oracle.generate([st]))
+        requests += stages["extraction"].requests(record)
+    params = [teacher._params(r) for r in requests]
+    engine.chat([r.messages for r in requests[:4]], params[:4], use_tqdm=False)  # warm-up
+
+    t = time.perf_counter()
+    raw = engine.chat([r.messages for r in requests], params, use_tqdm=False)
+    raw_s = time.perf_counter() - t
+    raw_tokens = sum(len(o.token_ids) for r in raw for o in r.outputs)
+
+    rows = [("raw LLM.chat, one call", raw_s, 1.0)]
+    for batch in (8, 32, args.records):
+        r = recipe(batch, f"b{batch}", None)
+        t = time.perf_counter()
+        run(r)
+        s = time.perf_counter() - t
+        rows.append((f"whole pipeline, batch_size={batch}", s, raw_s / s))
+
+    cache = str(work / "cache")
+    t = time.perf_counter()
+    first = run(recipe(32, "c1", cache))
+    first_s = time.perf_counter() - t
+    t = time.perf_counter()
+    second = run(recipe(32, "c2", cache))
+    second_s = time.perf_counter() - t
+    unload_all()
+
+    print(f"\n{args.records} records, {args.image_size} px, extraction max_tokens={args.max_tokens}, "
+          f"{raw_tokens} generated tokens, enforce_eager={args.enforce_eager}, tiny Idefics3 on vLLM CPU")
+    print(f"{'':36} {'seconds':>8} {'throughput vs raw':>18}")
+    for name, s, ratio in rows:
+        print(f"{name:36} {s:8.2f} {ratio:18.2f}")
+    print(f"\nfirst run with cache (batch 32): {first_s:.2f} s, {first.funnel['teacher_requests']} teacher calls")
+    print(f"fully cached rerun:              {second_s:.2f} s, {second.funnel['teacher_requests']} teacher calls, "
+          f"{second.funnel['cache_hits']} cache hits = {second_s / first_s:.2f} of the first run's time")
+    shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
