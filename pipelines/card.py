@@ -7,7 +7,7 @@ from __future__ import annotations
 import yaml
 
 from pipelines.config import to_plain
-from pipelines.prompting import prompt_hash, render
+from pipelines.prompting import prompt_hash, render, template_source
 from pipelines.publish import config_rows
 from pipelines.recipe import Recipe
 from pipelines.stages import STAGE_ORDER, stage_inputs
@@ -21,10 +21,7 @@ def _size_category(n: int) -> str:
 
 
 def _template_hash(template_id: str) -> str:
-    from pipelines.prompting import _locate
-
-    env, name = _locate(template_id)
-    return prompt_hash(env.loader.get_source(env, name)[0])[:16]
+    return prompt_hash(template_source(template_id))[:16]
 
 
 def render_card(recipe: Recipe, funnel: dict, licenses: list[str], run_id: str) -> str:

@@ -37,11 +37,16 @@ def _locate(template_id: str) -> tuple[jinja2.Environment, str]:
 
 
 @lru_cache(maxsize=None)
+def template_source(template_id: str) -> str:
+    env, name = _locate(template_id)
+    return env.loader.get_source(env, name)[0]
+
+
+@lru_cache(maxsize=None)
 def template_inputs(template_id: str) -> tuple[str, ...]:
     """The variables a template uses: exactly what the teacher is shown."""
-    env, name = _locate(template_id)
-    source = env.loader.get_source(env, name)[0]
-    return tuple(sorted(meta.find_undeclared_variables(env.parse(source))))
+    env, _ = _locate(template_id)
+    return tuple(sorted(meta.find_undeclared_variables(env.parse(template_source(template_id)))))
 
 
 def render(template_id: str, **variables) -> str:

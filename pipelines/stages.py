@@ -10,6 +10,7 @@ fields the stage adds.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from dataclasses import dataclass
 
@@ -104,17 +105,13 @@ class Stage:
             line = next((ln.strip() for ln in first.text.splitlines() if ln.strip()), "")
             return {"focus": line.strip("\"'").rstrip(".")}
         if self.name == "extraction":
-            return {"extractions": tuple(replace_text(o, o.text.strip()) for o in replies[0].outputs)}
+            return {"extractions": tuple(dataclasses.replace(o, text=o.text.strip()) for o in replies[0].outputs)}
         return {"reasoning": tuple(tuple(ThinkSample(o, parse_final_answer(o.text)) for o in r.outputs) for r in replies)}
 
 
 def _prompt_text(request: ChatRequest) -> str:
     content = request.messages[-1]["content"]
     return content if isinstance(content, str) else next(p["text"] for p in content if p["type"] == "text")
-
-
-def replace_text(output: TeacherOutput, text: str) -> TeacherOutput:
-    return TeacherOutput(text, output.finish_reason, output.prompt_tokens, output.completion_tokens, output.thinking)
 
 
 def build_stages(recipe: Recipe) -> list[Stage]:

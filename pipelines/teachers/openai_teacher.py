@@ -29,12 +29,14 @@ from pipelines.recipe import TeacherConfig
 from pipelines.teachers.base import ChatRequest, TeacherReply, split_thinking
 
 log = logging.getLogger(__name__)
-_RETRYABLE = (openai.RateLimitError, openai.InternalServerError, openai.APITimeoutError, openai.APIConnectionError,
-              openai.APIResponseValidationError, json.JSONDecodeError, ValueError)
-
-
 class MalformedReply(ValueError):
     pass
+
+
+# Transient by nature: asking again may succeed. A cut-off body surfaces as a JSON error,
+# a body without choices as MalformedReply; any other exception is a bug and propagates.
+_RETRYABLE = (openai.RateLimitError, openai.InternalServerError, openai.APITimeoutError, openai.APIConnectionError,
+              openai.APIResponseValidationError, json.JSONDecodeError, MalformedReply)
 
 
 def _describe(error: BaseException) -> str:

@@ -49,8 +49,7 @@ class TransformersTeacher:
         from transformers import AutoModelForCausalLM, AutoModelForImageTextToText, AutoProcessor, AutoTokenizer
 
         opts = config.transformers
-        self.model_name, self.revision = config.model, config.revision
-        self.model = config.model
+        self.model, self.revision = config.model, config.revision
         self.chat_template_kwargs = dict(opts.chat_template_kwargs)
         load = {"revision": config.revision, "trust_remote_code": opts.trust_remote_code}
         if opts.gguf_file:
@@ -94,7 +93,7 @@ class TransformersTeacher:
     def _inputs(self, requests: Sequence[ChatRequest]):
         converted = [_to_hf_messages(r.messages) for r in requests]
         if any(has_image for _, has_image in converted) and not self.vision:
-            raise ValueError(f"{self.model_name} is a text-only model but the prompt has an image")
+            raise ValueError(f"{self.model} is a text-only model but the prompt has an image")
         conversations = [c for c, _ in converted]
         if not self.vision:  # text tokenizers' templates expect string content
             conversations = [[{"role": m["role"], "content": "".join(p["text"] for p in m["content"])} for m in c] for c in conversations]
