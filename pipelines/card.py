@@ -38,7 +38,7 @@ def render_card(recipe: Recipe, funnel: dict, licenses: list[str], run_id: str) 
         "license": licenses[0] if len(licenses) == 1 else "other",
         "task_categories": ["image-text-to-text", "visual-question-answering"],
         "size_categories": [_size_category(funnel["kept"])],
-        "tags": ["extract-think", "visual-extraction-tuning", "synthetic" if recipe.source.kind == "synthetic" else "vqa"],
+        "tags": ["extract-think", "visual-extraction-tuning", *sorted({"synthetic" if s.kind == "synthetic" else "vqa" for s in recipe.sources})],
         "pretty_name": f"extract-think: {recipe.name}",
     }
     lines = ["---", yaml.safe_dump(header, sort_keys=False).strip(), "---", "", f"# {recipe.name}", ""]

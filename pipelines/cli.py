@@ -25,7 +25,7 @@ def _parser() -> argparse.ArgumentParser:
         c = sub.add_parser(name, help=help_)
         c.add_argument("recipe", help="a recipe YAML file, or the name of a bundled recipe")
         c.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                       help="override a recipe key, e.g. --set source.synthetic.num_records=50 (repeatable)")
+                       help="override a recipe key, e.g. --set sources.0.synthetic.num_records=50 (repeatable)")
         if name == "run":
             c.add_argument("--no-progress", action="store_true", help="no progress bars")
     sub.add_parser("recipes", help="list the bundled recipes")
@@ -59,7 +59,7 @@ def _run(args) -> int:
     print(f"Running recipe {recipe.name!r} -> {recipe.output.dir}", flush=True)
     bars = None
     if not args.no_progress:
-        bars = progress.TqdmBars(["source", *STAGE_ORDER, "written"], expected_count(recipe.source))
+        bars = progress.TqdmBars(["source", *STAGE_ORDER, "written"], expected_count(recipe.sources))
         progress.set_listener(bars)
     start = time.perf_counter()
     try:

@@ -1,10 +1,11 @@
 """The Beam pipeline of one recipe run:
 
-source -> statements -> focus -> extraction -> think -> filters -> write
+sources -> checks, images, dedup -> statements -> focus -> extraction -> think -> filters -> write
 
 Teacher calls go through RunInference with one ModelHandler per stage (`TeacherModelHandler`,
-keyed by record). Records that fail in a stage flow on untouched and end in `rejected` with
-status "failed"; filters split the rest into kept and rejected. Counters in the
+keyed by record). Rows the sources cannot use (bad images, failed record checks, duplicates) end as
+rejected before any teacher call. Records that fail in a stage flow on untouched and end in
+`rejected` with status "failed"; filters split the rest into kept and rejected. Counters in the
 `extract_think` namespace make the funnel; in = kept + rejected + failed.
 """
 
@@ -20,7 +21,8 @@ from filters.beam_adapter import ApplyFilters
 from pipelines import progress
 from pipelines.publish import arrow_schema, extraction_row, reasoning_rows, rejected_row
 from pipelines.recipe import Recipe
-from pipelines.sources import expected_count, read_source
+from pipelines.sources import ReadSources, expected_count
+from pipelines.sources.dedup import Deduplicate
 from pipelines.stages import Stage, build_stages
 from pipelines.teachers.handler import TeacherModelHandler
 
@@ -95,10 +97,13 @@ def _write(rows, prefix: str, config: str, shards: int, run_id: str):
 
 def build_pipeline(p: beam.Pipeline, recipe: Recipe, out_prefix: str, run_id: str) -> None:
     stages = build_stages(recipe)
-    known = expected_count(recipe.source)
+    known = expected_count(recipe.sources)
     shards = max(1, math.ceil(known / recipe.output.rows_per_shard)) if known else 0
 
-    records = p | "ReadSource" >> read_source(recipe.source) | "CountIn" >> beam.Map(_count_in)
+    read = (p | "ReadSources" >> ReadSources(recipe.sources, recipe.ingest) | "CountIn" >> beam.Map(_count_in)
+            | "SourceStatus" >> beam.Partition(lambda r, _: 0 if r.status == "ok" else 1, 2))
+    unique = read[0] | "Deduplicate" >> Deduplicate(recipe.ingest.dedup)
+    records, at_source = unique["kept"], (read[1], unique["dup"]) | "EndedAtSource" >> beam.Flatten()
     for stage in stages:
         records = records | f"Stage[{stage.name}]" >> RunStage(stage, recipe.cache.dir)
     split = records | "Filters" >> ApplyFilters(recipe.filters)
@@ -107,5 +112,5 @@ def build_pipeline(p: beam.Pipeline, recipe: Recipe, out_prefix: str, run_id: st
     _write(kept | "ExtractionRows" >> beam.Map(extraction_row, recipe.stages.student_prompt), out_prefix, "extraction", shards, run_id)
     reasoning = kept | "ReasoningRows" >> beam.FlatMap(reasoning_rows) | "CountReasoning" >> beam.Map(_count("reasoning_rows"))
     _write(reasoning, out_prefix, "reasoning", shards, run_id)
-    ended = (split.rejected, split.ended) | "AllEnded" >> beam.Flatten() | "CountEnded" >> beam.Map(_count_ended)
+    ended = (at_source, split.rejected, split.ended) | "AllEnded" >> beam.Flatten() | "CountEnded" >> beam.Map(_count_ended)
     _write(ended | "RejectedRows" >> beam.Map(rejected_row), out_prefix, "rejected", shards, run_id)

@@ -17,31 +17,9 @@ from typing import Any, Literal
 import yaml
 
 from pipelines.config import ConfigError, apply_override, build, to_plain
+from pipelines.source_config import SCENE_FAMILIES, IngestConfig, SourceConfig, SyntheticSource  # noqa: F401
 
-SCENE_FAMILIES = ("beakers", "shapes", "barchart", "sign")
 ORACLE_ERRORS = ("miscount", "wrong_colour", "invented_object", "wrong_answer", "truncation", "refusal")
-
-
-@dataclass
-class SyntheticSource:
-    num_records: int = 100
-    families: list[str] = field(default_factory=lambda: list(SCENE_FAMILIES))
-    image_size: int = 512
-    max_turns: int = 3
-    seed: int = 0
-
-    def __post_init__(self):
-        unknown = set(self.families) - set(SCENE_FAMILIES)
-        if unknown or not self.families:
-            raise ConfigError(f"families: {sorted(unknown) or '[]'} not among {list(SCENE_FAMILIES)}")
-        if self.num_records < 0 or self.max_turns < 1 or self.image_size < 64:
-            raise ConfigError("num_records >= 0, max_turns >= 1 and image_size >= 64 are required")
-
-
-@dataclass
-class SourceConfig:
-    kind: Literal["synthetic"] = "synthetic"
-    synthetic: SyntheticSource = field(default_factory=SyntheticSource)
 
 
 @dataclass
@@ -190,7 +168,8 @@ class RunnerConfig:
 class Recipe:
     name: str
     description: str = ""
-    source: SourceConfig = field(default_factory=SourceConfig)
+    sources: list[SourceConfig] = field(default_factory=lambda: [SourceConfig()])
+    ingest: IngestConfig = field(default_factory=IngestConfig)
     teacher: TeacherConfig = field(default_factory=TeacherConfig)
     stages: StagesConfig = field(default_factory=StagesConfig)
     filters: list[FilterConfig] = field(default_factory=_default_filters)
@@ -204,10 +183,15 @@ class Recipe:
         for f in self.filters:
             if f.name not in FILTERS:
                 raise ConfigError(f"filters: unknown filter {f.name!r} (known: {', '.join(FILTERS)})")
+        if not self.sources:
+            raise ConfigError("sources: at least one source is required")
+        names = [s.name for s in self.sources]
+        if len(set(names)) != len(names):
+            raise ConfigError(f"sources: names must differ (give each a `name`), got {names}")
+        real = [s.name for s in self.sources if s.kind != "synthetic"]
         for name in ("statements", "focus", "extraction", "think"):
-            teacher = self.stage_teacher(name)
-            if teacher.backend == "oracle" and self.source.kind != "synthetic":
-                raise ConfigError(f"stages.{name}: the oracle teacher only works with the synthetic source")
+            if self.stage_teacher(name).backend == "oracle" and real:
+                raise ConfigError(f"stages.{name}: the oracle teacher only works with synthetic sources, not {real}")
 
     def stage_teacher(self, stage: str) -> TeacherConfig:
         return getattr(self.stages, stage).teacher or self.teacher

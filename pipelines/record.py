@@ -16,24 +16,29 @@ from dataclasses import dataclass, field
 from typing import Any
 
 # Which fields a source sets; everything else on a Record is written by the stages.
-SOURCE_FIELDS = ("id", "source", "license", "images", "turns", "facts")
+SOURCE_FIELDS = ("id", "source", "license", "images", "turns", "facts", "origin")
 STATUSES = ("ok", "rejected", "failed")
 
 
 @dataclass(frozen=True)
 class ImageData:
     """Encoded image bytes, kept as they came when no change was needed (PNG re-encoding
-    costs milliseconds per image); `sha256` is of those bytes."""
+    costs milliseconds per image); `sha256` is of those bytes. `original_size` is the size
+    of the image as the source had it, before any scaling; `phash` its 64-bit perceptual
+    hash (for near-duplicate detection)."""
 
     bytes: bytes
     sha256: str
     width: int
     height: int
     format: str  # "PNG", "JPEG", ...
+    original_size: tuple[int, int] | None = None
+    phash: int | None = None
 
     @classmethod
-    def from_bytes(cls, data: bytes, width: int, height: int, format: str) -> "ImageData":
-        return cls(data, hashlib.sha256(data).hexdigest(), width, height, format)
+    def from_bytes(cls, data: bytes, width: int, height: int, format: str, original_size: tuple[int, int] | None = None,
+                   phash: int | None = None) -> "ImageData":
+        return cls(data, hashlib.sha256(data).hexdigest(), width, height, format, original_size or (width, height), phash)
 
 
 @dataclass(frozen=True)
@@ -102,6 +107,7 @@ class Record:
     images: tuple[ImageData, ...]
     turns: tuple[Turn, ...]
     facts: dict | None = None  # ground truth, only for sources that know it (synthetic)
+    origin: str | None = None  # where in the source it came from: "file.json#12", "row 5", ...
 
     # Written by the stages.
     statements: tuple[str, ...] | None = None

@@ -63,7 +63,7 @@ def test_the_key_covers_what_decides_the_answer_and_nothing_else():
 
 def _recipe(tmp_path, model, n=6, out="out"):
     return load_recipe("quickstart", [
-        f"source.synthetic.num_records={n}", "source.synthetic.image_size=64", "teacher.backend=transformers",
+        f"sources.0.synthetic.num_records={n}", "sources.0.synthetic.image_size=64", "teacher.backend=transformers",
         f"teacher.model={model}", "teacher.batch_size=2", "stages.think.sampling.n=1",
         *(f"stages.{s}.sampling.max_tokens=6" for s in ("statements", "focus", "extraction", "think")),
         f"output.dir={tmp_path / out}", f"cache.dir={tmp_path / 'cache'}",
@@ -106,7 +106,7 @@ def test_after_kill_9_a_rerun_redoes_only_unfinished_calls(tmp_path, tiny_idefic
     total = clean.funnel["teacher_requests"]  # one call per distinct request
     assert total == len(list((tmp_path / "clean" / "cache").rglob("*.json")))
 
-    recipe_args = [f"--set=source.synthetic.num_records={n}", "--set=source.synthetic.image_size=64", "--set=teacher.backend=transformers",
+    recipe_args = [f"--set=sources.0.synthetic.num_records={n}", "--set=sources.0.synthetic.image_size=64", "--set=teacher.backend=transformers",
                    f"--set=teacher.model={tiny_idefics3}", "--set=teacher.batch_size=2", "--set=stages.think.sampling.n=1",
                    *(f"--set=stages.{s}.sampling.max_tokens=6" for s in ("statements", "focus", "extraction", "think")),
                    f"--set=output.dir={tmp_path / 'killed'}", f"--set=cache.dir={tmp_path / 'cache'}"]

@@ -3,8 +3,8 @@ from pipelines.cli import main
 
 def test_run_prints_the_funnel_and_publishes(tmp_path, capsys):
     out = tmp_path / "ds"
-    code = main(["run", "quickstart", "--no-progress", "--set", "source.synthetic.num_records=12",
-                 "--set", "source.synthetic.image_size=96", "--set", f"output.dir={out}", "--set", f"cache.dir={tmp_path / 'c'}"])
+    code = main(["run", "quickstart", "--no-progress", "--set", "sources.0.synthetic.num_records=12",
+                 "--set", "sources.0.synthetic.image_size=96", "--set", f"output.dir={out}", "--set", f"cache.dir={tmp_path / 'c'}"])
     assert code == 0
     printed = capsys.readouterr().out
     assert "Funnel" in printed and "12 in ->" in printed
@@ -12,7 +12,7 @@ def test_run_prints_the_funnel_and_publishes(tmp_path, capsys):
 
 
 def test_progress_bars_count_every_record(tmp_path, capsys):
-    assert main(["run", "quickstart", "--set", "source.synthetic.num_records=6", "--set", f"output.dir={tmp_path / 'p'}", "--set", f"cache.dir={tmp_path / 'c'}"]) == 0
+    assert main(["run", "quickstart", "--set", "sources.0.synthetic.num_records=6", "--set", f"output.dir={tmp_path / 'p'}", "--set", f"cache.dir={tmp_path / 'c'}"]) == 0
     err = capsys.readouterr().err
     assert "written: 100%" in err and "6/6" in err
 
@@ -23,7 +23,7 @@ def test_recipe_errors_exit_2_and_name_the_key(capsys):
 
 
 def test_validate_prints_the_resolved_recipe_and_recipes_lists(capsys):
-    assert main(["validate", "quickstart", "--set", "source.synthetic.num_records=3"]) == 0
+    assert main(["validate", "quickstart", "--set", "sources.0.synthetic.num_records=3"]) == 0
     assert "num_records: 3" in capsys.readouterr().out
     assert main(["recipes"]) == 0
     assert "quickstart" in capsys.readouterr().out

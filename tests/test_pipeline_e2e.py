@@ -18,7 +18,7 @@ ANSWER_REASONS = {"answer_wrong", "answer_unparsable", "extraction_insufficient"
 
 def _recipe(tmp_path, *extra):
     return load_recipe("quickstart", [
-        f"source.synthetic.num_records={N}", "source.synthetic.image_size=128", "teacher.oracle.error_rate=0.5",
+        f"sources.0.synthetic.num_records={N}", "sources.0.synthetic.image_size=128", "teacher.oracle.error_rate=0.5",
         f"output.dir={tmp_path / 'out'}", f"cache.dir={tmp_path / 'cache'}", *extra,
     ])
 
@@ -40,7 +40,7 @@ def test_conservation_in_the_funnel_and_in_the_files(published):
     assert f["in"] == N == f["kept"] + f["rejected"] + f["failed"]
     extraction, rejected = _load(outcome.out_dir, "extraction"), _load(outcome.out_dir, "rejected")
     assert len(extraction) == f["kept"] and len(rejected) == f["rejected"] + f["failed"]
-    source_ids = {make_record(i, recipe.source.synthetic).id for i in range(N)}
+    source_ids = {make_record(i, recipe.sources[0].synthetic).id for i in range(N)}
     published_ids = list(extraction["id"]) + list(rejected["id"])
     assert sorted(published_ids) == sorted(source_ids)  # every record exactly once
     assert sum(f["rejected_by_reason"].values()) == f["rejected"]
@@ -96,7 +96,7 @@ def test_card_and_resolved_recipe_tell_the_truth(published):
 def test_a_rerun_replaces_the_output_whole(published, tmp_path):
     recipe = _recipe(tmp_path)
     run(recipe)
-    smaller = _recipe(tmp_path, "source.synthetic.num_records=5")
+    smaller = _recipe(tmp_path, "sources.0.synthetic.num_records=5")
     outcome = run(smaller)
     assert outcome.funnel["in"] == 5
     assert len(_load(outcome.out_dir, "extraction")) + len(_load(outcome.out_dir, "rejected")) == 5
@@ -133,7 +133,7 @@ def test_teacher_failures_become_failed_rows_and_the_run_goes_on(tmp_path, monke
 @pytest.mark.slow
 def test_the_pipeline_runs_a_real_transformers_teacher(tmp_path, tiny_idefics3, tiny_llama):
     recipe = _recipe(
-        tmp_path, "source.synthetic.num_records=4", "teacher.backend=transformers", f"teacher.model={tiny_idefics3}",
+        tmp_path, "sources.0.synthetic.num_records=4", "teacher.backend=transformers", f"teacher.model={tiny_idefics3}",
         "teacher.batch_size=2", "stages.statements.sampling.max_tokens=8", "stages.focus.sampling.max_tokens=8",
         "stages.extraction.sampling.max_tokens=8", "stages.think.sampling.max_tokens=8", "stages.think.sampling.n=2",
         "stages.think.teacher.backend=transformers", f"stages.think.teacher.model={tiny_llama}",
@@ -150,7 +150,7 @@ def test_the_pipeline_runs_a_real_transformers_teacher(tmp_path, tiny_idefics3, 
 
 
 def test_an_all_rejected_run_publishes_only_what_it_has(tmp_path):
-    outcome = run(_recipe(tmp_path, "source.synthetic.num_records=3", "teacher.oracle.error_rate=1", "teacher.oracle.errors=[refusal]"))
+    outcome = run(_recipe(tmp_path, "sources.0.synthetic.num_records=3", "teacher.oracle.error_rate=1", "teacher.oracle.errors=[refusal]"))
     assert outcome.funnel["kept"] == 0 and outcome.funnel["rejected"] == 3
     assert not (outcome.out_dir / "extraction").exists()
     card = (outcome.out_dir / "README.md").read_text()

@@ -14,7 +14,7 @@ def test_faults_end_as_failed_rows_and_everything_else_goes_on(tmp_path, monkeyp
     monkeypatch.setenv("ET_TEST_KEY", "sk-never-logged")
     try:
         recipe = load_recipe("quickstart", [
-            "source.synthetic.num_records=16", "source.synthetic.image_size=64", "source.synthetic.families=[beakers]",
+            "sources.0.synthetic.num_records=16", "sources.0.synthetic.image_size=64", "sources.0.synthetic.families=[beakers]",
             "teacher.backend=openai", "teacher.model=served", f"teacher.openai.base_url={server.url}",
             "teacher.openai.api_key_env=ET_TEST_KEY", "teacher.openai.max_retries=2", "teacher.openai.backoff_s=0.01",
             "teacher.openai.timeout_s=2", "stages.think.sampling.n=1",

@@ -30,8 +30,8 @@ def test_every_recipe_loads(path, tmp_path):
         ("teacher.modle=x", "teacher.modle: unknown key (did you mean 'model'?)"),
         ("teacher.oracle.error_rate=high", "teacher.oracle.error_rate: expected a number, got 'high'"),
         ("teacher.oracle.error_rate=1.5", "error_rate: must lie in [0, 1]"),
-        ("source.synthetic.num_records=ten", "source.synthetic.num_records: expected an integer"),
-        ("source.synthetic.families=[beakers, dragons]", "dragons"),
+        ("sources.0.synthetic.num_records=ten", "sources.0.synthetic.num_records: expected an integer"),
+        ("sources.0.synthetic.families=[beakers, dragons]", "dragons"),
         ("teacher.backend=gpt", "teacher.backend: expected one of ['oracle', 'transformers', 'openai', 'vllm']"),
         ("filters.0.name=nonsense", "unknown filter 'nonsense'"),
         ("stages.think.sampling.n=true", "stages.think.sampling.n: expected an integer, got True"),
@@ -46,9 +46,9 @@ def test_bad_values_fail_naming_the_key(override, message):
 
 
 def test_overrides_take_types_from_yaml_and_reach_nested_keys():
-    r = load_recipe("quickstart", ["source.synthetic.num_records=7", "teacher.oracle.error_rate=0",
+    r = load_recipe("quickstart", ["sources.0.synthetic.num_records=7", "teacher.oracle.error_rate=0",
                                    "filters.1.params.min_ratio=0.9", "stages.think.sampling.n=5"])
-    assert r.source.synthetic.num_records == 7
+    assert r.sources[0].synthetic.num_records == 7
     assert r.teacher.oracle.error_rate == 0.0
     assert r.filters[1].params == {"min_ratio": 0.9}
     assert r.stages.think.sampling.n == 5

@@ -1,27 +1,49 @@
 """The synthetic scene source: images drawn with Pillow, deterministic by seed, each record
-carrying the ground-truth facts its answers were computed from."""
+carrying the ground-truth facts its answers were computed from.
+
+Held-out split: every scene's ground truth (family and facts) hashes into [0, 1); scenes
+under `heldout_fraction` belong to the held-out split and are never drawn for training
+(the training sampler draws again), so a model trained on `split: train` is evaluated on
+`split: heldout` scenes it has never seen, whatever the seeds of the two runs.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import io
+import json
 import random
 
 import apache_beam as beam
 
 from pipelines.record import ImageData, Record, Turn, record_id
-from pipelines.recipe import SyntheticSource
+from pipelines.source_config import SourceConfig, SyntheticSource
+from pipelines.sources.images import phash
 from pipelines.sources.scenes import FAMILIES
+from pipelines.sources.scenes.base import add_clutter, add_distractors
 
-SOURCE_NAME = "synthetic"
-LICENSE = "cc0-1.0"  # drawn by this program; no third-party content
+MAX_DRAWS = 1000
 
 
-def make_record(index: int, config: SyntheticSource) -> Record:
+def scene_split(family: str, facts: dict, heldout_fraction: float) -> str:
+    key = json.dumps([family, facts], sort_keys=True, default=str).encode()
+    u = int.from_bytes(hashlib.sha256(key).digest()[:8], "big") / 2**64
+    return "heldout" if u < heldout_fraction else "train"
+
+
+def make_record(index: int, config: SyntheticSource, name: str = "synthetic", license: str = "cc0-1.0") -> Record:
     """Record number `index` of the source: the same bytes and id on every run and worker."""
-    rng = random.Random(f"synthetic:{config.seed}:{index}")
+    rng = random.Random(f"synthetic:{config.seed}:{config.split}:{index}")
     family = FAMILIES[rng.choice(config.families)]
-    facts = family.sample_facts(rng)
-    image = family.draw(facts, config.image_size, rng)
+    for _ in range(MAX_DRAWS):
+        facts = family.sample_facts(rng, config.difficulty)
+        if scene_split(family.name, facts, config.heldout_fraction) == config.split:
+            break
+    else:
+        raise RuntimeError(f"no {config.split} scene of family {family.name} in {MAX_DRAWS} draws")
+    image = family.draw(facts, config.image_size, rng, config.difficulty)
+    image = add_clutter(image, rng, config.difficulty.clutter)
+    add_distractors(image, rng, config.difficulty.distractors)
     turns = []
     for template, args, choices in family.turn_specs(facts, rng, rng.randint(1, config.max_turns)):
         question, answer_type = family.question(template, args)
@@ -31,26 +53,29 @@ def make_record(index: int, config: SyntheticSource) -> Record:
     buf = io.BytesIO()
     # compress_level 1: ~3x faster than the default for these flat drawings, ~20% larger.
     image.save(buf, format="PNG", compress_level=1)
-    images = (ImageData.from_bytes(buf.getvalue(), image.width, image.height, "PNG"),)
+    images = (ImageData.from_bytes(buf.getvalue(), image.width, image.height, "PNG", phash=phash(image)),)
     return Record(
-        id=record_id(SOURCE_NAME, images, tuple(turns)),
-        source=SOURCE_NAME,
-        license=LICENSE,
+        id=record_id(name, images, tuple(turns)),
+        source=name,
+        license=license,
         images=images,
         turns=tuple(turns),
-        facts={"family": family.name, "values": facts},
+        facts={"family": family.name, "values": facts, "split": config.split, "distractors": config.difficulty.distractors},
+        origin=f"{config.split} scene {index} (seed {config.seed})",
     )
 
 
 class ReadSynthetic(beam.PTransform):
-    def __init__(self, config: SyntheticSource):
+    def __init__(self, config: SourceConfig):
         super().__init__()
         self._config = config
 
     def expand(self, pbegin):
+        c = self._config
+        n = c.synthetic.num_records if c.limit is None else min(c.limit, c.synthetic.num_records)
         return (
             pbegin
-            | "Indices" >> beam.Create(range(self._config.num_records))
+            | "Indices" >> beam.Create(range(n))
             | "Spread" >> beam.Reshuffle()
-            | "DrawScenes" >> beam.Map(make_record, self._config)
+            | "DrawScenes" >> beam.Map(make_record, c.synthetic, c.name, c.license)
         )

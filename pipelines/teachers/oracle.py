@@ -21,6 +21,7 @@ from typing import Sequence
 from pipelines.record import Record, TeacherOutput
 from pipelines.recipe import OracleOptions, TeacherConfig
 from pipelines.sources.scenes import FAMILIES
+from pipelines.sources.scenes.base import distractor_sentence
 from pipelines.teachers.base import ChatRequest, TeacherReply
 
 INVENTED = [
@@ -77,6 +78,8 @@ def _extraction(record: Record, plan: dict | None) -> tuple[str, str, dict]:
         half = cut[1][: len(cut[1]) // 2].rsplit(" ", 1)[0]
         return " ".join([family.scene_sentence] + [s for _, s in kept] + [half]), "length", facts
     text = " ".join([family.scene_sentence] + [s for _, s in sentences])
+    if record.facts.get("distractors"):
+        text += " " + distractor_sentence(record.facts["distractors"])
     if kind == "invented_object":
         text += " " + plan["sentence"]
     return text, finish, facts

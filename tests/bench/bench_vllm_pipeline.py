@@ -38,7 +38,7 @@ def main() -> None:
 
     def recipe(batch_size: int, out: str, cache: str | None):
         return load_recipe("quickstart", [
-            f"source.synthetic.num_records={args.records}", f"source.synthetic.image_size={args.image_size}",
+            f"sources.0.synthetic.num_records={args.records}", f"sources.0.synthetic.image_size={args.image_size}",
             "teacher.oracle.error_rate=0",
             "stages.extraction.teacher.backend=vllm", f"stages.extraction.teacher.model={model}",
             f"stages.extraction.teacher.batch_size={batch_size}", "stages.extraction.teacher.vllm.dtype=float32",
@@ -57,7 +57,7 @@ def main() -> None:
     oracle = load_teacher(base.teacher)
     requests = []
     for i in range(args.records):
-        record = make_record(i, base.source.synthetic)
+        record = make_record(i, base.sources[0].synthetic)
         (st,) = stages["statements"].requests(record)
         record = stages["statements"].apply(record, [st], oracle.generate([st]))
         requests += stages["extraction"].requests(record)

@@ -6,7 +6,8 @@ import random
 
 from PIL import Image, ImageDraw
 
-from pipelines.sources.scenes.base import COLOURS, Family, choice_options, font, letter_of, shift_count
+from pipelines.source_config import Difficulty
+from pipelines.sources.scenes.base import COLOURS, DEFAULT, Family, scaled, text_px, choice_options, font, letter_of, shift_count
 
 BAR_COLOURS = ["red", "blue", "green", "orange", "purple"]
 TITLES = ["Apples sold", "Rainy days", "Books read", "Visitors", "Goals scored"]
@@ -16,20 +17,20 @@ class BarChart(Family):
     name = "barchart"
     scene_sentence = "The image is a bar chart with a title, a numbered vertical axis and labelled bars."
 
-    def sample_facts(self, rng: random.Random) -> dict:
-        labels = list("ABCDE")[: rng.randint(3, 5)]
+    def sample_facts(self, rng: random.Random, difficulty: Difficulty = DEFAULT) -> dict:
+        labels = list("ABCDEFGH")[: rng.randint(3, min(8, scaled(5, difficulty, at_least=3)))]
         facts: dict = {"labels": labels, "title": rng.choice(TITLES)}
         for label in labels:
             facts[f"{label}.value"] = rng.randint(1, 10)
             facts[f"{label}.colour"] = rng.choice(BAR_COLOURS)
         return facts
 
-    def draw(self, facts, size, rng):
+    def draw(self, facts, size, rng, difficulty=DEFAULT):
         img = Image.new("RGB", (size, size), COLOURS["white"])
         d = ImageDraw.Draw(img)
-        f = font(max(10, size // 24))
+        f = font(text_px(max(10, size // 24), difficulty))
         left, right, top, bottom = size * 0.14, size * 0.95, size * 0.14, size * 0.86
-        d.text((left, size * 0.03), facts["title"], fill=COLOURS["black"], font=font(max(12, size // 18)))
+        d.text((left, size * 0.03), facts["title"], fill=COLOURS["black"], font=font(text_px(max(12, size // 18), difficulty)))
         d.line([(left, top), (left, bottom), (right, bottom)], fill=COLOURS["black"], width=2)
         unit = (bottom - top) / 10
         for v in range(0, 11, 2):

@@ -11,7 +11,11 @@ from __future__ import annotations
 import random
 from functools import lru_cache
 
-from PIL import ImageFont
+from PIL import Image, ImageDraw, ImageFont
+
+from pipelines.source_config import Difficulty
+
+DEFAULT = Difficulty()
 
 COLOURS = {
     "red": (214, 39, 40),
@@ -29,6 +33,48 @@ LETTERS = "ABCDEFGH"
 @lru_cache(maxsize=32)
 def font(size: int) -> ImageFont.FreeTypeFont:
     return ImageFont.load_default(size=size)
+
+
+def text_px(px: float, difficulty: Difficulty) -> int:
+    """A font size in pixels, scaled by the difficulty's font_scale (never below 7)."""
+    return max(7, int(px * difficulty.font_scale))
+
+
+def scaled(n: int, difficulty: Difficulty, at_least: int = 1) -> int:
+    """A maximum count scaled by the difficulty's `objects` knob."""
+    return max(at_least, round(n * difficulty.objects))
+
+
+def add_clutter(img: Image.Image, rng: random.Random, clutter: float) -> Image.Image:
+    """Speckle and stray faint lines over the whole image, blended so that nothing the
+    questions ask about disappears; `clutter` in [0, 1] sets how much."""
+    if clutter <= 0:
+        return img
+    w, h = img.size
+    layer = img.copy()
+    d = ImageDraw.Draw(layer)
+    for _ in range(int(400 * clutter * w * h / 512**2)):
+        x, y, r = rng.uniform(0, w), rng.uniform(0, h), rng.uniform(0.5, 2.0)
+        d.ellipse([x - r, y - r, x + r, y + r], fill=tuple(rng.randint(60, 200) for _ in range(3)))
+    for _ in range(int(12 * clutter)):
+        d.line([(rng.uniform(0, w), rng.uniform(0, h)), (rng.uniform(0, w), rng.uniform(0, h))],
+               fill=tuple(rng.randint(120, 220) for _ in range(3)), width=1)
+    return Image.blend(img, layer, 0.35 + 0.3 * clutter)
+
+
+def add_distractors(img: Image.Image, rng: random.Random, n: int) -> None:
+    """`n` small grey cross marks: objects that no question asks about."""
+    d = ImageDraw.Draw(img)
+    w, h = img.size
+    r = max(3, w // 80)
+    for _ in range(n):
+        x, y = rng.uniform(r, w - r), rng.uniform(r, h - r)
+        d.line([(x - r, y - r), (x + r, y + r)], fill=(128, 128, 128), width=2)
+        d.line([(x - r, y + r), (x + r, y - r)], fill=(128, 128, 128), width=2)
+
+
+def distractor_sentence(n: int) -> str:
+    return f"{count_phrase(n, 'small grey cross mark')[0].upper()}{count_phrase(n, 'small grey cross mark')[1:]} {'is' if n == 1 else 'are'} scattered over the image; they are not part of the scene."
 
 
 def letter_of(choices: tuple[str, ...], option: str) -> str:
@@ -66,10 +112,10 @@ class Family:
     name: str
     scene_sentence: str  # how an extraction opens
 
-    def sample_facts(self, rng: random.Random) -> dict:
+    def sample_facts(self, rng: random.Random, difficulty: Difficulty = DEFAULT) -> dict:
         raise NotImplementedError
 
-    def draw(self, facts: dict, size: int, rng: random.Random):
+    def draw(self, facts: dict, size: int, rng: random.Random, difficulty: Difficulty = DEFAULT):
         raise NotImplementedError
 
     def turn_specs(self, facts: dict, rng: random.Random, k: int) -> list[tuple[str, dict, tuple[str, ...]]]:

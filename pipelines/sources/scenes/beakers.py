@@ -7,7 +7,8 @@ from fractions import Fraction
 
 from PIL import Image, ImageDraw
 
-from pipelines.sources.scenes.base import COLOURS, Family, count_phrase, font, join_words, letter_of, shift_count
+from pipelines.source_config import Difficulty
+from pipelines.sources.scenes.base import COLOURS, DEFAULT, Family, scaled, text_px, count_phrase, font, join_words, letter_of, shift_count
 
 PARTICLE_COLOURS = ["red", "blue", "green", "yellow", "purple"]
 SIDES = ("left", "right")
@@ -18,16 +19,16 @@ class Beakers(Family):
     name = "beakers"
     scene_sentence = "The image shows two glass beakers of clear liquid side by side on a white background."
 
-    def sample_facts(self, rng: random.Random) -> dict:
+    def sample_facts(self, rng: random.Random, difficulty: Difficulty = DEFAULT) -> dict:
         colours = sorted(rng.sample(PARTICLE_COLOURS, rng.randint(2, 3)))
         facts: dict = {"colours": colours}
         for side in SIDES:
             facts[f"{side}.volume"] = rng.choice([50, 100, 150, 200])
             for c in colours:
-                facts[f"{side}.{c}"] = rng.randint(0, 7)
+                facts[f"{side}.{c}"] = rng.randint(0, scaled(7, difficulty))
         return facts
 
-    def draw(self, facts: dict, size: int, rng: random.Random):
+    def draw(self, facts: dict, size: int, rng: random.Random, difficulty: Difficulty = DEFAULT):
         img = Image.new("RGB", (size, size), COLOURS["white"])
         d = ImageDraw.Draw(img)
         w, top, bottom = size * 0.34, size * 0.18, size * 0.82
@@ -38,7 +39,7 @@ class Beakers(Family):
             level = bottom - (bottom - top) * facts[f"{side}.volume"] / 220
             d.rectangle([x0, level, x1, bottom], fill=(205, 228, 245))
             d.line([(x0, top), (x0, bottom), (x1, bottom), (x1, top)], fill=(90, 90, 90), width=max(2, size // 170))
-            d.text((x0, bottom + size * 0.03), f"{facts[f'{side}.volume']} mL", fill=COLOURS["black"], font=font(max(10, size // 22)))
+            d.text((x0, bottom + size * 0.03), f"{facts[f'{side}.volume']} mL", fill=COLOURS["black"], font=font(text_px(max(10, size // 22), difficulty)))
             for c in facts["colours"]:
                 for _ in range(facts[f"{side}.{c}"]):
                     px = rng.uniform(x0 + 2 * r, x1 - 2 * r)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import math
 import random
 
 from PIL import Image, ImageDraw
 
-from pipelines.sources.scenes.base import COLOURS, Family, count_phrase, shift_count
+from pipelines.source_config import Difficulty
+from pipelines.sources.scenes.base import COLOURS, DEFAULT, Family, count_phrase, scaled, shift_count
 
 SHAPE_COLOURS = ["red", "blue", "green", "yellow"]
 SHAPES = ["circle", "square", "triangle"]
@@ -20,18 +22,18 @@ class Shapes(Family):
     name = "shapes"
     scene_sentence = "The image shows flat coloured shapes scattered over a light grey background."
 
-    def sample_facts(self, rng: random.Random) -> dict:
+    def sample_facts(self, rng: random.Random, difficulty: Difficulty = DEFAULT) -> dict:
         facts = {_key(c, s): 0 for c in SHAPE_COLOURS for s in SHAPES}
         for c, s in rng.sample([(c, s) for c in SHAPE_COLOURS for s in SHAPES], rng.randint(2, 4)):
-            facts[_key(c, s)] = rng.randint(1, 4)
+            facts[_key(c, s)] = rng.randint(1, scaled(4, difficulty))
         return facts
 
-    def draw(self, facts, size, rng):
+    def draw(self, facts, size, rng, difficulty=DEFAULT):
         img = Image.new("RGB", (size, size), (236, 236, 236))
         d = ImageDraw.Draw(img)
-        grid = 6
-        cell = size / grid
         items = [(c, s) for c in SHAPE_COLOURS for s in SHAPES for _ in range(facts[_key(c, s)])]
+        grid = max(6, math.ceil(math.sqrt(len(items) * 1.4)))
+        cell = size / grid
         cells = rng.sample(range(grid * grid), len(items))
         for (c, s), idx in zip(items, cells):
             cx, cy = (idx % grid + 0.5) * cell, (idx // grid + 0.5) * cell

@@ -7,7 +7,8 @@ import random
 
 from PIL import Image, ImageDraw
 
-from pipelines.sources.scenes.base import COLOURS, Family, choice_options, font, letter_of, shift_count
+from pipelines.source_config import Difficulty
+from pipelines.sources.scenes.base import COLOURS, DEFAULT, Family, text_px, choice_options, font, letter_of, shift_count
 
 WORDS = ["EXIT", "STOP", "OPEN", "PARKING", "SCHOOL", "HOTEL", "GARAGE", "MUSEUM", "LIBRARY", "PLATFORM"]
 SIGN_COLOURS = ["red", "blue", "green", "yellow", "orange", "purple"]
@@ -18,7 +19,7 @@ class Sign(Family):
     name = "sign"
     scene_sentence = "The image shows a single sign on a pale sky-blue background."
 
-    def sample_facts(self, rng: random.Random) -> dict:
+    def sample_facts(self, rng: random.Random, difficulty: Difficulty = DEFAULT) -> dict:
         bg = rng.choice(SIGN_COLOURS)
         return {
             "word": rng.choice(WORDS),
@@ -28,7 +29,7 @@ class Sign(Family):
             "ink": "black" if bg in ("yellow", "orange") else "white",
         }
 
-    def draw(self, facts, size, rng):
+    def draw(self, facts, size, rng, difficulty=DEFAULT):
         img = Image.new("RGB", (size, size), (215, 232, 245))
         d = ImageDraw.Draw(img)
         c, r = size / 2, size * 0.4
@@ -41,7 +42,7 @@ class Sign(Family):
             n, phase = (8, math.pi / 8) if facts["shape"] == "octagon" else (4, 0.0)
             d.polygon([(c + r * math.cos(phase + 2 * math.pi * i / n), c + r * math.sin(phase + 2 * math.pi * i / n)) for i in range(n)], fill=fill)
         text = f"{facts['word']}\n{facts['number']}"
-        size_px = max(12, int(size * (0.11 if len(facts["word"]) <= 6 else 0.075)))
+        size_px = text_px(max(12, int(size * (0.11 if len(facts["word"]) <= 6 else 0.075))), difficulty)
         d.multiline_text((c, c), text, fill=COLOURS[facts["ink"]], font=font(size_px), anchor="mm", align="center")
         return img
 

@@ -1,0 +1,164 @@
+"""The recipe's `sources` and `ingest` sections: where records come from and how they are
+cleaned (image normalisation, record checks, deduplication) before any teacher sees them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from pipelines.config import ConfigError
+
+SCENE_FAMILIES = ("beakers", "shapes", "barchart", "sign", "clock", "receipt")
+IMAGE_FORMATS = ("PNG", "JPEG", "WEBP", "GIF", "BMP", "TIFF", "MPO")
+
+
+@dataclass
+class Difficulty:
+    """Knobs of the synthetic scenes. The defaults draw the scenes of the quickstart."""
+
+    objects: float = 1.0  # scales how many things there are to count or read (particles, shapes, bars, items)
+    clutter: float = 0.0  # 0..1: background texture, speckle and stray lines
+    distractors: int = 0  # extra objects no question asks about (named in the ground truth)
+    font_scale: float = 1.0  # size of all text in the scene, relative to the default
+
+    def __post_init__(self):
+        if not 0.25 <= self.objects <= 4 or not 0 <= self.clutter <= 1 or not 0 <= self.distractors <= 20:
+            raise ConfigError("difficulty: objects in [0.25, 4], clutter in [0, 1] and distractors in [0, 20] are required")
+        if not 0.3 <= self.font_scale <= 3:
+            raise ConfigError(f"difficulty.font_scale: must lie in [0.3, 3], got {self.font_scale}")
+
+
+@dataclass
+class SyntheticSource:
+    num_records: int = 100
+    families: list[str] = field(default_factory=lambda: list(SCENE_FAMILIES))
+    image_size: int = 512
+    max_turns: int = 3
+    seed: int = 0
+    # "train" or "heldout": the scene space is split by a hash of each scene's ground truth,
+    # so no held-out scene (same facts) is ever drawn for training, whatever the seeds.
+    split: Literal["train", "heldout"] = "train"
+    heldout_fraction: float = 0.1
+    difficulty: Difficulty = field(default_factory=Difficulty)
+
+    def __post_init__(self):
+        unknown = set(self.families) - set(SCENE_FAMILIES)
+        if unknown or not self.families:
+            raise ConfigError(f"families: {sorted(unknown) or '[]'} not among {list(SCENE_FAMILIES)}")
+        if self.num_records < 0 or self.max_turns < 1 or self.image_size < 64:
+            raise ConfigError("num_records >= 0, max_turns >= 1 and image_size >= 64 are required")
+        if not 0 < self.heldout_fraction < 0.5:
+            raise ConfigError(f"heldout_fraction: must lie in (0, 0.5), got {self.heldout_fraction}")
+
+
+@dataclass
+class Columns:
+    """Which column holds what. Either question + answer (+ choices), or conversations
+    (LLaVA-style `[{from: human|gpt, value: ...}]`). The image column may hold an `Image`
+    feature, bytes, a path (relative to `image_root`) or a list of those."""
+
+    image: str = "image"
+    question: str | None = "question"
+    answer: str | None = "answer"
+    choices: str | None = None
+    conversations: str | None = None
+    id: str | None = None  # a column to name the row by in rejected rows (default: its index)
+
+
+@dataclass
+class HFSource:
+    path: str = ""  # a Hub id, a local dataset folder, a saved dataset (save_to_disk) or a data file
+    name: str | None = None  # the Hub dataset's config
+    split: str = "train"
+    revision: str | None = None
+    data_files: list[str] = field(default_factory=list)  # for a format builder, e.g. path: parquet
+    streaming: bool = False  # iterate without downloading the whole set first
+    columns: Columns = field(default_factory=Columns)
+    image_root: str = ""  # where relative image paths point (default: beside the data)
+    shards: int = 0  # read in this many parallel pieces (0: one per 1000 rows, or one per file when streaming)
+
+
+@dataclass
+class LLaVASource:
+    json: str = ""  # a LLaVA conversation file: a JSON list, or JSON lines
+    image_root: str = ""  # the folder its `image` paths are relative to (default: beside the file)
+
+
+@dataclass
+class ImageFolderSource:
+    dir: str = ""  # a folder with images and a metadata.jsonl naming them in `file_name`
+    split: str = ""  # a sub-folder (e.g. "train"); "" for the folder itself
+    columns: Columns = field(default_factory=lambda: Columns(image="file_name"))
+
+
+@dataclass
+class SourceConfig:
+    kind: Literal["synthetic", "hf", "llava", "imagefolder"] = "synthetic"
+    name: str = ""  # the records' `source`; default: the kind (synthetic) or the file/dataset name
+    license: str = ""  # carried to every record and the card; default "cc0-1.0" for synthetic, else "unknown"
+    limit: int | None = None  # read at most this many records (before checks)
+    synthetic: SyntheticSource = field(default_factory=SyntheticSource)
+    hf: HFSource = field(default_factory=HFSource)
+    llava: LLaVASource = field(default_factory=LLaVASource)
+    imagefolder: ImageFolderSource = field(default_factory=ImageFolderSource)
+
+    def __post_init__(self):
+        needed = {"hf": ("hf.path", self.hf.path), "llava": ("llava.json", self.llava.json), "imagefolder": ("imagefolder.dir", self.imagefolder.dir)}
+        if self.kind in needed and not needed[self.kind][1]:
+            raise ConfigError(f"{needed[self.kind][0]}: required for a source of kind {self.kind!r}")
+        if self.limit is not None and self.limit < 0:
+            raise ConfigError("limit: must be >= 0")
+        if not self.name:
+            self.name = self.kind if self.kind == "synthetic" else _default_name(self)
+        if not self.license:
+            self.license = "cc0-1.0" if self.kind == "synthetic" else "unknown"
+
+
+def _default_name(config: SourceConfig) -> str:
+    path = {"hf": config.hf.path, "llava": config.llava.json, "imagefolder": config.imagefolder.dir}[config.kind]
+    stem = path.rstrip("/").rsplit("/", 1)[-1]
+    return stem.rsplit(".", 1)[0] if config.kind == "llava" else stem
+
+
+@dataclass
+class ImagesConfig:
+    max_pixels: int = 1_048_576  # larger images are scaled down to this many pixels, aspect ratio kept (0: never)
+    min_side: int = 8  # smaller images are rejected
+    max_source_pixels: int = 64_000_000  # decompression-bomb guard: checked from the header, before decoding
+    formats: list[str] = field(default_factory=lambda: list(IMAGE_FORMATS))
+    encode: Literal["auto", "png", "jpeg"] = "auto"  # re-encoding when changed; auto: JPEG stays JPEG, the rest PNG
+    jpeg_quality: int = 95
+
+    def __post_init__(self):
+        if self.max_pixels < 0 or self.min_side < 1 or self.max_source_pixels < 1:
+            raise ConfigError("max_pixels >= 0, min_side >= 1 and max_source_pixels >= 1 are required")
+        self.formats = [f.upper() for f in self.formats]
+
+
+@dataclass
+class ChecksConfig:
+    max_question_chars: int = 2000
+    max_answer_chars: int = 1000
+    max_turns: int = 32
+    max_choices: int = 8  # options are lettered A..H
+
+
+@dataclass
+class DedupConfig:
+    exact: bool = True  # same image bytes and the same normalised questions
+    near: bool = True  # perceptual image hash within `max_hamming` bits and fuzzy-equal questions
+    max_hamming: int = 4
+    question_similarity: float = 95.0  # rapidfuzz token_sort_ratio, 0..100
+    same_answers: bool = True  # near-duplicates must also have the same normalised answers
+    max_bucket: int = 2000  # larger hash buckets compare only neighbours in question order
+
+    def __post_init__(self):
+        if not 0 <= self.max_hamming <= 16 or not 0 <= self.question_similarity <= 100:
+            raise ConfigError("max_hamming in [0, 16] and question_similarity in [0, 100] are required")
+
+
+@dataclass
+class IngestConfig:
+    images: ImagesConfig = field(default_factory=ImagesConfig)
+    checks: ChecksConfig = field(default_factory=ChecksConfig)
+    dedup: DedupConfig = field(default_factory=DedupConfig)

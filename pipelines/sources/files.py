@@ -1,0 +1,119 @@
+"""Readers of file-based sources: LLaVA conversation JSON + an image folder, and an
+imagefolder with metadata.jsonl. They only parse; `ingest.to_record` checks and loads.
+
+Paths may be local or any fsspec URL (gs://, s3://, ...), so workers that share nothing but
+storage can read them.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Iterator
+
+import fsspec
+
+from pipelines.config import ConfigError
+from pipelines.source_config import Columns, SourceConfig
+from pipelines.sources.ingest import RawItem
+
+
+def parent(path: str) -> str:
+    return path.rstrip("/").rsplit("/", 1)[0] if "/" in path.rstrip("/") else "."
+
+
+def require_file(path: str, what: str) -> None:
+    fs, _, [p] = fsspec.get_fs_token_paths(path)
+    if not fs.exists(p):
+        raise ConfigError(f"{what}: {path} does not exist")
+
+
+def _json_entries(path: str) -> Iterator[tuple[int, Any, str | None]]:
+    """(index, entry, parse error) for a JSON list or a JSON-lines file."""
+    with fsspec.open(path, "rt", encoding="utf-8") as f:
+        head = f.read(4096)
+        f.seek(0)
+        if head.lstrip().startswith("["):
+            try:
+                entries = json.load(f)
+            except json.JSONDecodeError as e:
+                raise ValueError(f"{path} is not valid JSON: {e}") from None
+            for i, entry in enumerate(entries):
+                yield i, entry, None
+            return
+        for i, line in enumerate(f):
+            if not line.strip():
+                continue
+            try:
+                yield i, json.loads(line), None
+            except json.JSONDecodeError as e:
+                yield i, None, f"line {i + 1} is not JSON: {e.msg}"
+
+
+def mapped_fields(row: dict, columns: Columns) -> dict:
+    out = {}
+    for key in ("question", "answer", "choices", "conversations"):
+        column = getattr(columns, key)
+        if column is not None:
+            out[key] = row.get(column)
+    return out
+
+
+def read_llava(config: SourceConfig) -> Iterator[RawItem]:
+    """One RawItem per entry: `{"id", "image": path or [paths], "conversations": [...]}`.
+    An entry without an image becomes a `no_image` row (the paper had to skip those)."""
+    cfg = config.llava
+    root = cfg.image_root or parent(cfg.json)
+    name = cfg.json.rstrip("/").rsplit("/", 1)[-1]
+    count = 0
+    for i, entry, error in _json_entries(cfg.json):
+        if config.limit is not None and count >= config.limit:
+            return
+        count += 1
+        origin = f"{name}#{i}"
+        if error:
+            yield RawItem(config.name, config.license, origin, problem=("entry_malformed", error))
+            continue
+        if not isinstance(entry, dict):
+            yield RawItem(config.name, config.license, origin, problem=("entry_malformed", f"entry is a {type(entry).__name__}, not an object"))
+            continue
+        if "id" in entry:
+            origin += f" (id {entry['id']})"
+        if "conversations" not in entry:
+            yield RawItem(config.name, config.license, origin, problem=("conversation_missing", "the entry has no `conversations`"))
+            continue
+        image = entry.get("image")
+        images = tuple(image) if isinstance(image, list) else (image,) if image is not None else ()
+        yield RawItem(config.name, config.license, origin, {"conversations": entry["conversations"]}, images, root)
+
+
+def read_imagefolder(config: SourceConfig) -> Iterator[RawItem]:
+    """Hugging Face's imagefolder layout: images beside a metadata.jsonl whose rows name
+    their image in `file_name` (relative to the metadata file) and carry the other columns."""
+    cfg = config.imagefolder
+    folder = f"{cfg.dir.rstrip('/')}/{cfg.split}".rstrip("/") if cfg.split else cfg.dir.rstrip("/")
+    path = f"{folder}/metadata.jsonl"
+    count = 0
+    for i, row, error in _json_entries(path):
+        if config.limit is not None and count >= config.limit:
+            return
+        count += 1
+        origin = f"metadata.jsonl line {i + 1}"
+        if error or not isinstance(row, dict):
+            detail = error or f"line {i + 1} is a {type(row).__name__}, not an object"
+            yield RawItem(config.name, config.license, origin, problem=("metadata_malformed", detail))
+            continue
+        file_name = row.get(cfg.columns.image)
+        if not isinstance(file_name, str) or not file_name.strip():
+            yield RawItem(config.name, config.license, origin, problem=("image_reference_missing", f"the row has no `{cfg.columns.image}`"))
+            continue
+        origin += f" ({file_name})"
+        yield RawItem(config.name, config.license, origin, mapped_fields(row, cfg.columns), (file_name,), folder)
+
+
+def check_files(config: SourceConfig) -> None:
+    """Fail the run before it starts when a source's file is not there."""
+    if config.kind == "llava":
+        require_file(config.llava.json, f"sources[{config.name}].llava.json")
+    elif config.kind == "imagefolder":
+        folder = f"{config.imagefolder.dir.rstrip('/')}/{config.imagefolder.split}".rstrip("/")
+        require_file(f"{folder}/metadata.jsonl", f"sources[{config.name}].imagefolder")

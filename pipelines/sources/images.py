@@ -1,0 +1,118 @@
+"""Image hygiene: decode what a source gives us, refuse what is broken with a specific reason,
+and normalise the rest to RGB within a pixel budget.
+
+- EXIF orientation is applied (phone photos arrive rotated otherwise);
+- palette, alpha, CMYK, 16-bit and float modes become 8-bit RGB (alpha over white);
+- an image over `max_pixels` is scaled down keeping its aspect ratio (squashing everything to
+  a square hurts text-heavy images); the original size stays on the record;
+- the size in the header is checked against `max_source_pixels` *before* decoding, so a
+  decompression bomb costs nothing;
+- an image that needs no change keeps its original bytes (re-encoding costs milliseconds).
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from pipelines.record import ImageData
+from pipelines.source_config import ImagesConfig
+
+
+class Problem(Exception):
+    """A record cannot be used: `reason` is a stable name, `detail` says what exactly."""
+
+    def __init__(self, reason: str, detail: str):
+        super().__init__(f"{reason}: {detail}")
+        self.reason, self.detail = reason, detail
+
+
+def _dct_matrix(n: int = 32) -> np.ndarray:
+    k = np.arange(n)
+    m = np.cos(np.pi * (2 * k[None, :] + 1) * k[:, None] / (2 * n))
+    m[0] /= np.sqrt(2)
+    return m * np.sqrt(2 / n)
+
+
+_DCT = _dct_matrix()
+
+
+def phash(image: Image.Image) -> int:
+    """64-bit perceptual hash (DCT of a 32x32 grey thumbnail, the 8x8 lowest frequencies
+    against their median). Re-encoding, rescaling and small edits move it by a few bits."""
+    grey = np.asarray(image.convert("L").resize((32, 32), Image.Resampling.BILINEAR), dtype=np.float64)
+    low = (_DCT @ grey @ _DCT.T)[:8, :8].ravel()
+    bits = low > np.median(low[1:])
+    return int(sum(1 << i for i, b in enumerate(bits) if b))
+
+
+def _to_rgb(im: Image.Image) -> Image.Image:
+    if im.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+        a = np.asarray(im, dtype=np.float64)
+        hi = a.max() if a.size else 0.0
+        scale = 255.0 / (65535.0 if im.mode.startswith("I;16") or hi > 255 else max(hi, 1.0))
+        im = Image.fromarray(np.clip(a * scale, 0, 255).astype(np.uint8), "L")
+    if im.mode == "P":
+        im = im.convert("RGBA" if "transparency" in im.info else "RGB")
+    if im.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+        rgba = im.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    return im if im.mode == "RGB" else im.convert("RGB")
+
+
+def _fit(size: tuple[int, int], max_pixels: int) -> tuple[int, int]:
+    w, h = size
+    if not max_pixels or w * h <= max_pixels:
+        return size
+    scale = (max_pixels / (w * h)) ** 0.5
+    return max(1, int(w * scale)), max(1, int(h * scale))
+
+
+def normalise(data: bytes, config: ImagesConfig, what: str = "image") -> ImageData:
+    """Decoded, checked and normalised image; raises `Problem` with a specific reason."""
+    if not data:
+        raise Problem("image_empty", f"{what} has zero bytes")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            im = Image.open(io.BytesIO(data))
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+        raise Problem("image_too_large", f"{what}: {e}") from None
+    except UnidentifiedImageError:
+        raise Problem("image_unsupported", f"{what}: not an image format Pillow can read ({data[:8]!r}...)") from None
+    except Exception as e:  # a header that starts right and then breaks
+        raise Problem("image_corrupt", f"{what}: {type(e).__name__}: {e}") from None
+    fmt = (im.format or "").upper()
+    if fmt not in config.formats:
+        raise Problem("image_format_not_allowed", f"{what} is {fmt or 'of no known format'}; allowed: {', '.join(config.formats)}")
+    w, h = im.size
+    if w * h > config.max_source_pixels:
+        raise Problem("image_too_large", f"{what} is {w}x{h} = {w * h} pixels > max_source_pixels {config.max_source_pixels}")
+    if min(w, h) < config.min_side:
+        raise Problem("image_too_small", f"{what} is {w}x{h}; the shorter side must be >= {config.min_side}")
+    try:
+        im.load()
+    except OSError as e:
+        reason = "image_truncated" if "truncated" in str(e) or "not enough data" in str(e) else "image_corrupt"
+        raise Problem(reason, f"{what}: {e}") from None
+    except Exception as e:
+        raise Problem("image_corrupt", f"{what}: {type(e).__name__}: {e}") from None
+
+    rotated = im.getexif().get(0x0112, 1) not in (1, None)
+    rgb = _to_rgb(ImageOps.exif_transpose(im) if rotated else im)
+    target = _fit(rgb.size, config.max_pixels)
+    if target != rgb.size:
+        rgb = rgb.resize(target, Image.Resampling.LANCZOS)
+    if not rotated and im.mode == "RGB" and target == (w, h) and fmt in ("PNG", "JPEG") and getattr(im, "n_frames", 1) == 1:
+        return ImageData.from_bytes(data, w, h, fmt, (w, h), phash(rgb))
+    out_fmt = "JPEG" if config.encode == "jpeg" or (config.encode == "auto" and fmt == "JPEG") else "PNG"
+    buf = io.BytesIO()
+    if out_fmt == "JPEG":
+        rgb.save(buf, format="JPEG", quality=config.jpeg_quality)
+    else:
+        rgb.save(buf, format="PNG", compress_level=1)
+    return ImageData.from_bytes(buf.getvalue(), rgb.width, rgb.height, out_fmt, (w, h), phash(rgb))
