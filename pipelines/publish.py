@@ -26,7 +26,8 @@ FEATURES = {
     "extraction": datasets.Features({
         "id": _S, "image": datasets.Image(), "prompt": _S, "focus": _S, "extraction": _S,
         "questions": datasets.List(_S), "statements": datasets.List(_S), "source": _S, "license": _S,
-        "finish_reason": _S, "scores": _S, "provenance": _S, "injected": _S,
+        "finish_reason": _S, "scores": _S, "provenance": _S, "injected": _S, "origin": _S,
+        "original_size": datasets.List(datasets.Value("int32")),
     }),
     "reasoning": datasets.Features({
         "id": _S, "record_id": _S, "extraction": _S, "question": _S, "choices": datasets.List(_S),
@@ -35,7 +36,7 @@ FEATURES = {
     "rejected": datasets.Features({
         "id": _S, "image": datasets.Image(), "status": _S, "reason": _S, "detail": _S,
         "questions": datasets.List(_S), "answers": datasets.List(_S), "statements": datasets.List(_S),
-        "focus": _S, "extraction": _S, "source": _S, "scores": _S, "injected": _S,
+        "focus": _S, "extraction": _S, "source": _S, "scores": _S, "injected": _S, "origin": _S,
     }),
 }
 
@@ -72,6 +73,8 @@ def extraction_row(record: Record, student_template: str) -> dict:
         "scores": _scores(record),
         "provenance": json.dumps(to_jsonable(record.provenance), sort_keys=True),
         "injected": json.dumps(list(record.injected)),
+        "origin": record.origin,
+        "original_size": list(record.images[0].original_size or (record.images[0].width, record.images[0].height)),
     }
 
 
@@ -109,4 +112,5 @@ def rejected_row(record: Record) -> dict:
         "source": record.source,
         "scores": _scores(record),
         "injected": json.dumps(list(record.injected)),
+        "origin": record.origin,
     }

@@ -60,7 +60,7 @@ class Columns:
     image: str = "image"
     question: str | None = "question"
     answer: str | None = "answer"
-    choices: str | None = None
+    choices: str | None = "choices"  # used when present; a column named here otherwise must exist
     conversations: str | None = None
     id: str | None = None  # a column to name the row by in rejected rows (default: its index)
 

@@ -53,7 +53,7 @@ def open_dataset(cfg: HFSource, limit: int | None):
         raise ConfigError(f"hf.path {path!r} (split {cfg.split!r}): cannot load: {e}") from None
     columns = ds.column_names or []
     wanted = [c for c in (cfg.columns.image, cfg.columns.question, cfg.columns.answer, cfg.columns.choices, cfg.columns.conversations) if c]
-    missing = [c for c in wanted if c not in columns] if columns else []
+    missing = [c for c in wanted if c not in columns and c != "choices"] if columns else []
     if missing:
         raise ConfigError(f"hf.columns: {missing} not in the dataset's columns {columns}")
     ds = _undecoded(ds, cfg.columns.image)

@@ -22,6 +22,15 @@ from pipelines.record import ImageData
 from pipelines.source_config import ImagesConfig
 
 
+MAGIC = ((b"\x89PNG\r\n\x1a\n", "PNG"), (b"\xff\xd8\xff", "JPEG"), (b"GIF8", "GIF"), (b"BM", "BMP"),
+         (b"II*\x00", "TIFF"), (b"MM\x00*", "TIFF"), (b"RIFF", "WEBP"))
+
+
+def _broken(error: Exception) -> str:
+    text = str(error).lower()
+    return "image_truncated" if "truncat" in text or "not enough data" in text else "image_corrupt"
+
+
 class Problem(Exception):
     """A record cannot be used: `reason` is a stable name, `detail` says what exactly."""
 
@@ -83,9 +92,12 @@ def normalise(data: bytes, config: ImagesConfig, what: str = "image") -> ImageDa
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
         raise Problem("image_too_large", f"{what}: {e}") from None
     except UnidentifiedImageError:
+        known = next((name for magic, name in MAGIC if data.startswith(magic)), None)
+        if known:  # the signature of a format we read, then nothing readable
+            raise Problem("image_corrupt", f"{what}: starts like a {known} file but its header cannot be read") from None
         raise Problem("image_unsupported", f"{what}: not an image format Pillow can read ({data[:8]!r}...)") from None
     except Exception as e:  # a header that starts right and then breaks
-        raise Problem("image_corrupt", f"{what}: {type(e).__name__}: {e}") from None
+        raise Problem(_broken(e), f"{what}: {type(e).__name__}: {e}") from None
     fmt = (im.format or "").upper()
     if fmt not in config.formats:
         raise Problem("image_format_not_allowed", f"{what} is {fmt or 'of no known format'}; allowed: {', '.join(config.formats)}")
@@ -96,11 +108,8 @@ def normalise(data: bytes, config: ImagesConfig, what: str = "image") -> ImageDa
         raise Problem("image_too_small", f"{what} is {w}x{h}; the shorter side must be >= {config.min_side}")
     try:
         im.load()
-    except OSError as e:
-        reason = "image_truncated" if "truncated" in str(e) or "not enough data" in str(e) else "image_corrupt"
-        raise Problem(reason, f"{what}: {e}") from None
     except Exception as e:
-        raise Problem("image_corrupt", f"{what}: {type(e).__name__}: {e}") from None
+        raise Problem(_broken(e), f"{what}: {type(e).__name__}: {e}") from None
 
     rotated = im.getexif().get(0x0112, 1) not in (1, None)
     rgb = _to_rgb(ImageOps.exif_transpose(im) if rotated else im)

@@ -53,10 +53,10 @@ def add_clutter(img: Image.Image, rng: random.Random, clutter: float) -> Image.I
     w, h = img.size
     layer = img.copy()
     d = ImageDraw.Draw(layer)
-    for _ in range(int(400 * clutter * w * h / 512**2)):
+    for _ in range(int(1500 * clutter * w * h / 512**2)):
         x, y, r = rng.uniform(0, w), rng.uniform(0, h), rng.uniform(0.5, 2.0)
         d.ellipse([x - r, y - r, x + r, y + r], fill=tuple(rng.randint(60, 200) for _ in range(3)))
-    for _ in range(int(12 * clutter)):
+    for _ in range(int(30 * clutter)):
         d.line([(rng.uniform(0, w), rng.uniform(0, h)), (rng.uniform(0, w), rng.uniform(0, h))],
                fill=tuple(rng.randint(120, 220) for _ in range(3)), width=1)
     return Image.blend(img, layer, 0.35 + 0.3 * clutter)

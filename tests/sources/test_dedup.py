@@ -1,0 +1,83 @@
+"""Deduplication: what counts as a copy, what does not, and which record is kept."""
+
+import dataclasses
+import re
+
+import apache_beam as beam
+from apache_beam.testing.test_pipeline import TestPipeline
+from apache_beam.testing.util import assert_that, equal_to
+
+from pipelines.record import Record, Turn, record_id
+from pipelines.source_config import DedupConfig, ImagesConfig, SyntheticSource
+from pipelines.sources.dedup import Deduplicate, groups_of
+from pipelines.sources.images import normalise
+from pipelines.sources.synthetic import make_record
+from tests.sources.helpers import encode, picture
+
+
+def _record(data: bytes, question: str, answer: str = "3", origin: str = "") -> Record:
+    images = (normalise(data, ImagesConfig()),)
+    turns = (Turn(question, answer, (), "number"),)
+    return Record(record_id("t", images, turns), "t", "cc0-1.0", images, turns, origin=origin or question)
+
+
+def _check(records, kept, dups, config=DedupConfig()):
+    """Run Deduplicate on a real (in-process) runner: `kept` ids stay; `dups` are (id, reason,
+    id named as kept) triples."""
+    with TestPipeline(runner="FnApiRunner") as p:
+        result = p | beam.Create(records) | Deduplicate(config)
+        assert_that(result["kept"] | "KeptIds" >> beam.Map(lambda r: r.id), equal_to(sorted(kept)), label="Kept")
+        named = result["dup"] | "Named" >> beam.Map(lambda r: (r.id, r.reason, re.search(r"\b[0-9a-f]{20}\b", r.detail).group()))
+        assert_that(named, equal_to(sorted(dups)), label="Dups")
+
+
+def test_copies_and_near_copies_go_the_rest_stay_and_the_smallest_id_is_kept():
+    a, b, c = picture(1, (200, 150)), picture(2, (200, 150)), picture(3, (200, 150))
+    rows = [
+        _record(encode(a), "How many boxes?"),
+        _record(encode(a), "How many boxes?", origin="exact copy"),  # same bytes, same question
+        _record(encode(a.resize((150, 112)), "JPEG", quality=75), "how many boxes", origin="near copy"),  # re-encoded, re-punctuated
+        _record(encode(a), "What colour is the top box?", "red"),  # same image, another question: kept
+        _record(encode(b), "How many boxes?", "5"),  # another image, the same question: kept
+        _record(encode(c), "How many boxes?", "3"),  # another image, same question and answer: kept (images differ)
+    ]
+    assert rows[0].id == rows[1].id  # an exact copy has the same content id
+    first = min(rows[0].id, rows[2].id)
+    near = max(rows[0].id, rows[2].id)
+    kept = [first, rows[3].id, rows[4].id, rows[5].id]
+    dups = [(rows[0].id, "duplicate", rows[0].id), (near, "near_duplicate", first)]
+    _check(rows, kept, dups)
+    _check(list(reversed(rows)), kept, dups)  # the order records arrive in does not matter
+
+
+def test_near_matching_needs_the_same_answers_and_can_be_turned_off():
+    a = picture(1, (200, 150))
+    small = encode(a.resize((100, 75)), "JPEG")
+    differ = [_record(encode(a), "How many boxes?", "3"), _record(small, "How many boxes?", "4")]
+    _check(differ, [r.id for r in differ], [])  # different answers: not the same training signal
+    same = [_record(encode(a), "How many boxes?", "3"), _record(small, "How many boxes?", "3")]
+    lo, hi = sorted(r.id for r in same)
+    _check(same, [lo], [(hi, "near_duplicate", lo)])
+    _check(same, [r.id for r in same], [], DedupConfig(near=False))
+
+
+def test_synthetic_scenes_are_duplicates_by_ground_truth_not_pixels():
+    config = SyntheticSource(num_records=60, image_size=96, families=["sign"], max_turns=1)
+    records = [make_record(i, config) for i in range(60)]
+    # the first scene drawn again with other pixels (another image size): the same ground truth
+    again = make_record(0, dataclasses.replace(config, image_size=128))
+    assert again.images[0].sha256 != records[0].images[0].sha256 and again.id != records[0].id
+    records.append(again)
+    groups = {}
+    for r in records:
+        groups.setdefault((str(r.facts["values"]), r.turns[0].question), []).append(r.id)
+    kept = [min(ids) for ids in groups.values()]
+    dups = [(i, "duplicate", min(ids)) for ids in groups.values() for i in ids if i != min(ids)]
+    assert (again.id, "duplicate", min(again.id, records[0].id)) in dups or (records[0].id, "duplicate", again.id) in dups
+    _check(records, kept, dups)
+
+
+def test_groups_join_chains_and_name_the_smallest_id():
+    sig = lambda i: (i, 0, "", f"{i} (origin)", "")  # noqa: E731
+    groups = groups_of([(sig("b"), sig("c")), (sig("a"), sig("b")), (sig("x"), sig("y"))])
+    assert groups == {"b": ("a", "a (origin)"), "c": ("a", "a (origin)"), "y": ("x", "x (origin)")}
