@@ -83,3 +83,18 @@ def test_a_partly_given_stage_keeps_its_default_template():
     r = load_recipe("quickstart", ["stages.statements.sampling.max_tokens=8"])
     assert r.stages.statements.template == "statements/v1"
     assert r.stages.statements.sampling.max_tokens == 8
+
+
+def test_the_paper_recipe_validates_here_and_refuses_to_run_without_its_data(tmp_path, monkeypatch, capsys):
+    from pipelines.cli import main
+
+    r = load_recipe("paper-coin")
+    assert [s.name for s in r.sources] == ["ocr_vqa", "vqav2", "gqa", "textvqa", "vizwiz", "scienceqa"]
+    assert {s.kind for s in r.sources} == {"llava"} and r.sources[-1].license == "cc-by-nc-sa-4.0"
+    assert (r.teacher.backend, r.teacher.model) == ("vllm", "Qwen/Qwen3-VL-8B-Instruct")
+    assert r.ingest.images.max_pixels > 512 * 512  # no squashing to 512x512
+    assert main(["validate", "paper-coin"]) == 0
+    monkeypatch.chdir(tmp_path)
+    assert main(["run", "paper-coin", "--no-progress"]) == 2
+    assert "data/llava/ocr_vqa.json does not exist" in capsys.readouterr().err
+    assert not (tmp_path / "out" / "paper-coin").exists()  # nothing published
