@@ -25,6 +25,7 @@ from pipelines.sources import ReadSources, expected_count
 from pipelines.sources.dedup import Deduplicate
 from pipelines.stages import Stage, build_stages
 from pipelines.teachers.handler import TeacherModelHandler
+from pipelines.teachers.tokens import token_batches
 
 NAMESPACE = "extract_think"
 
@@ -75,12 +76,12 @@ class RunStage(beam.PTransform):
 
     def expand(self, records):
         stage = self._stage
-        return (
-            records
-            | "BuildPrompts" >> beam.Map(lambda r: (r, stage.requests(r)))
-            | "QueryTeacher" >> RunInference(KeyedModelHandler(TeacherModelHandler(stage.teacher, self._cache_dir)))
-            | "ParseReplies" >> beam.Map(_parse, stage)
-        )
+        handler = KeyedModelHandler(TeacherModelHandler(stage.teacher, self._cache_dir))
+        prompts = records | "BuildPrompts" >> beam.Map(lambda r: (r, stage.requests(r)))
+        by_tokens = token_batches(stage.teacher)
+        if by_tokens is not None:  # batches cut by estimated tokens, not record count
+            prompts, handler = prompts | "BatchByTokens" >> by_tokens, handler.with_no_batching()
+        return prompts | "QueryTeacher" >> RunInference(handler) | "ParseReplies" >> beam.Map(_parse, stage)
 
 
 def _write(rows, prefix: str, config: str, shards: int, run_id: str):

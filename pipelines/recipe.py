@@ -74,6 +74,9 @@ class VLLMOptions:
     trust_remote_code: bool = False
     seed: int = 0
     chat_template_kwargs: dict[str, Any] = field(default_factory=dict)  # e.g. {enable_thinking: false}
+    # engine mode: one engine per worker machine, shared by its Beam worker processes
+    # (RunInference's share_model_across_processes) instead of one per process
+    share_across_processes: bool = True
 
 
 @dataclass
@@ -81,7 +84,11 @@ class TeacherConfig:
     backend: Literal["oracle", "transformers", "openai", "vllm"] = "oracle"
     model: str = "oracle"  # a Hub id or a local path for real backends
     revision: str = "main"
-    batch_size: int = 8  # records per call to the backend
+    batch_size: int = 8  # records per call to the backend (at most)
+    # Cut batches by estimated tokens too (prompt text, image tokens from the model's
+    # processor settings, max_tokens x n); null: by record count only.
+    max_batch_tokens: int | None = None
+    image_tokens: int = 1024  # the estimate per image when the model's processor settings are unknown
     oracle: OracleOptions = field(default_factory=OracleOptions)
     transformers: TransformersOptions = field(default_factory=TransformersOptions)
     openai: OpenAIOptions = field(default_factory=OpenAIOptions)
@@ -90,6 +97,8 @@ class TeacherConfig:
     def __post_init__(self):
         if self.batch_size < 1:
             raise ConfigError(f"batch_size: must be >= 1, got {self.batch_size}")
+        if self.max_batch_tokens is not None and self.max_batch_tokens < 1:
+            raise ConfigError(f"max_batch_tokens: must be >= 1 or null, got {self.max_batch_tokens}")
 
 
 @dataclass

@@ -54,6 +54,12 @@ class TeacherModelHandler(ModelHandler[list[ChatRequest], list[TeacherReply], La
     def load_model(self) -> LazyTeacher:
         return LazyTeacher(self._config)
 
+    def share_model_across_processes(self) -> bool:
+        """A vLLM engine holds the whole GPU: the worker's processes share one (Beam serves
+        it from one process and hands the others a proxy)."""
+        c = self._config
+        return c.backend == "vllm" and c.vllm.mode == "engine" and c.vllm.share_across_processes
+
     def _answer(self, requests: list[ChatRequest], model: LazyTeacher) -> list[TeacherReply]:
         """Replies from the cache where it has them, from the teacher for the rest."""
         if self._cache_dir and self._cache is None:
@@ -73,7 +79,7 @@ class TeacherModelHandler(ModelHandler[list[ChatRequest], list[TeacherReply], La
             start = time.perf_counter()
             fresh = model.generate([requests[i] for i in todo])
             if len(fresh) != len(todo):
-                raise RuntimeError(f"{model.backend} returned {len(fresh)} replies for {len(todo)} requests")
+                raise RuntimeError(f"{self._config.backend} returned {len(fresh)} replies for {len(todo)} requests")
             self._latency.update(int((time.perf_counter() - start) * 1000))
             self._requests.inc(len(todo))
             by_key = {}

@@ -1,0 +1,39 @@
+"""A whole recipe with the extraction stage on the real vLLM engine (tiny Idefics3 on CPU),
+the engine shared across the worker's processes through RunInference."""
+
+import pytest
+
+pytest.importorskip("vllm")
+
+from pipelines.recipe import load_recipe  # noqa: E402
+from pipelines.run import run  # noqa: E402
+from pipelines.teachers.handler import TeacherModelHandler  # noqa: E402
+
+pytestmark = pytest.mark.slow
+
+
+def test_the_extraction_stage_runs_on_a_shared_vllm_engine(tiny_idefics3, tmp_path):
+    recipe = load_recipe("quickstart", [
+        "sources.0.synthetic.num_records=6", "sources.0.synthetic.image_size=64", "teacher.oracle.error_rate=0",
+        "stages.extraction.teacher.backend=vllm", f"stages.extraction.teacher.model={tiny_idefics3}",
+        "stages.extraction.teacher.vllm.dtype=float32", "stages.extraction.teacher.vllm.max_model_len=512",
+        "stages.extraction.teacher.vllm.gpu_memory_utilization=0.1", "stages.extraction.teacher.max_batch_tokens=2000",
+        "stages.extraction.sampling.max_tokens=16", f"output.dir={tmp_path / 'out'}", "cache.dir=null",
+    ])
+    handler = TeacherModelHandler(recipe.stage_teacher("extraction"))
+    assert handler.share_model_across_processes()
+    outcome = run(recipe)
+    f = outcome.funnel
+    assert f["in"] == 6 == f["kept"] + f["rejected"] + f["failed"] and f["failed"] == 0
+    assert f["teacher_requests"] >= 6 and f["teacher_errors"] == 0
+    assert f["completion_tokens"] > 0
+
+
+def test_only_an_in_worker_vllm_engine_is_shared(tiny_idefics3):
+    base = load_recipe("quickstart", ["teacher.backend=vllm", f"teacher.model={tiny_idefics3}"]).teacher
+    from dataclasses import replace
+
+    assert TeacherModelHandler(base).share_model_across_processes()
+    assert not TeacherModelHandler(replace(base, vllm=replace(base.vllm, share_across_processes=False))).share_model_across_processes()
+    assert not TeacherModelHandler(replace(base, vllm=replace(base.vllm, mode="server"))).share_model_across_processes()
+    assert not TeacherModelHandler(replace(base, backend="openai")).share_model_across_processes()
