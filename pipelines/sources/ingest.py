@@ -75,7 +75,8 @@ def _images(item: RawItem, config: IngestConfig, placeholders: int | None) -> tu
     refs = [r for r in item.images if r is not None]
     if not refs:
         raise Problem("no_image", "the record has no image")
-    if placeholders is not None and placeholders not in (0, len(refs)) or placeholders == 0 and len(refs) > 1:
+    # a conversation names its images with <image>: as many as there are (none is read as one, first)
+    if placeholders is not None and (placeholders not in (0, len(refs)) or (placeholders == 0 and len(refs) > 1)):
         raise Problem("image_placeholder_mismatch", f"{placeholders} <image> placeholders for {len(refs)} images")
     out = []
     for i, ref in enumerate(refs):
