@@ -86,11 +86,17 @@ def read_llava(config: SourceConfig) -> Iterator[RawItem]:
         yield RawItem(config.name, config.license, origin, {"conversations": entry["conversations"]}, images, root)
 
 
+def imagefolder_dir(config: SourceConfig) -> str:
+    """The folder holding metadata.jsonl: the split's sub-folder, or the folder itself."""
+    base = config.imagefolder.dir.rstrip("/")
+    return f"{base}/{config.imagefolder.split}" if config.imagefolder.split else base
+
+
 def read_imagefolder(config: SourceConfig) -> Iterator[RawItem]:
     """Hugging Face's imagefolder layout: images beside a metadata.jsonl whose rows name
     their image in `file_name` (relative to the metadata file) and carry the other columns."""
     cfg = config.imagefolder
-    folder = f"{cfg.dir.rstrip('/')}/{cfg.split}".rstrip("/") if cfg.split else cfg.dir.rstrip("/")
+    folder = imagefolder_dir(config)
     path = f"{folder}/metadata.jsonl"
     count = 0
     for i, row, error in _json_entries(path):
@@ -115,5 +121,4 @@ def check_files(config: SourceConfig) -> None:
     if config.kind == "llava":
         require_file(config.llava.json, f"sources[{config.name}].llava.json")
     elif config.kind == "imagefolder":
-        folder = f"{config.imagefolder.dir.rstrip('/')}/{config.imagefolder.split}".rstrip("/")
-        require_file(f"{folder}/metadata.jsonl", f"sources[{config.name}].imagefolder")
+        require_file(f"{imagefolder_dir(config)}/metadata.jsonl", f"sources[{config.name}].imagefolder")

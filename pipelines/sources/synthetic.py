@@ -18,7 +18,6 @@ import apache_beam as beam
 
 from pipelines.record import ImageData, Record, Turn, record_id
 from pipelines.source_config import SourceConfig, SyntheticSource
-from pipelines.sources.images import phash
 from pipelines.sources.scenes import FAMILIES
 from pipelines.sources.scenes.base import add_clutter, add_distractors
 
@@ -53,7 +52,8 @@ def make_record(index: int, config: SyntheticSource, name: str = "synthetic", li
     buf = io.BytesIO()
     # compress_level 1: ~3x faster than the default for these flat drawings, ~20% larger.
     image.save(buf, format="PNG", compress_level=1)
-    images = (ImageData.from_bytes(buf.getvalue(), image.width, image.height, "PNG", phash=phash(image)),)
+    # no perceptual hash: synthetic records are deduplicated by their ground truth, not pixels
+    images = (ImageData.from_bytes(buf.getvalue(), image.width, image.height, "PNG"),)
     return Record(
         id=record_id(name, images, tuple(turns)),
         source=name,

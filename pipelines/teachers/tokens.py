@@ -107,7 +107,7 @@ def image_tokens_for(model: str, revision: str = "main", overrides: dict[str, An
 
 def request_tokens(request: ChatRequest, images: ImageTokens) -> int:
     """Prompt text (chars / 4) + image tokens + the completion budget (max_tokens x n)."""
-    text, sizes = 0, []
+    text, n_images = 0, 0
     for message in request.messages:
         content = message["content"]
         parts = [{"type": "text", "text": content}] if isinstance(content, str) else content
@@ -115,10 +115,10 @@ def request_tokens(request: ChatRequest, images: ImageTokens) -> int:
             if part["type"] == "text":
                 text += len(part["text"])
             else:
-                sizes.append(None)
+                n_images += 1
     record = request.meta.get("record")
     known = [(im.width, im.height) for im in record.images] if record is not None else []
-    image = sum(images.count(*known[i]) if i < len(known) else images.fixed for i in range(len(sizes)))
+    image = sum(images.count(*known[i]) if i < len(known) else images.fixed for i in range(n_images))
     return text // CHARS_PER_TOKEN + image + request.sampling.max_tokens * request.sampling.n
 
 
