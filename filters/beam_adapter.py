@@ -1,12 +1,15 @@
-"""The one place filters meet Beam: apply a recipe's filter list in order, record every
-verdict on the record, and split into tagged kept / rejected outputs with a counter per
-reason. A record that is already ended (failed in a stage) passes to `ended` untouched."""
+"""The one place filters meet Beam: apply a list of filters in order, record every verdict
+on the record (its score lands in the published `scores` column), and split into tagged kept
+/ rejected outputs with counters per filter and per reason (the card's funnel). A record that
+already ended (failed in a stage, rejected at the source) passes to `ended` untouched.
+`decontaminate` gets the eval sets' entries as a Beam side input."""
 
 from __future__ import annotations
 
 import apache_beam as beam
 from apache_beam.metrics import Metrics
 
+from filters.decontamination import EvalIndex
 from filters.registry import FILTERS
 from pipelines.recipe import FilterConfig
 
@@ -17,26 +20,42 @@ KEPT, REJECTED, ENDED = "kept", "rejected", "ended"
 class _Apply(beam.DoFn):
     def __init__(self, filters: list[FilterConfig]):
         self._filters = filters
+        self._index: EvalIndex | None = None
 
-    def process(self, record):
+    def _calls(self, entries):
+        for f in self._filters:
+            params = dict(f.params)
+            if f.name == "decontaminate":
+                if self._index is None:
+                    self._index = EvalIndex(entries or (), params.get("max_hamming", 4))
+                params.pop("max_hamming", None)
+                params["index"] = self._index
+            yield f.name, FILTERS[f.name], params
+
+    def process(self, record, entries=None):
         if record.status != "ok":
             yield beam.pvalue.TaggedOutput(ENDED, record)
             return
-        for f in self._filters:
-            verdict = FILTERS[f.name](record, **f.params)
+        for name, fn, params in self._calls(entries):
+            verdict = fn(record, **params)
             record = record.add(verdicts=[verdict])
+            Metrics.counter(NAMESPACE, f"checked.{name}").inc()
             if not verdict.keep:
-                Metrics.counter(NAMESPACE, f"rejected.{verdict.reason}").inc()
-                yield beam.pvalue.TaggedOutput(REJECTED, record.reject(verdict.reason, f"filter {f.name}, score {verdict.score}"))
+                Metrics.counter(NAMESPACE, f"rejected.{name}.{verdict.reason}").inc()
+                detail = f"{name}: {verdict.detail}" if verdict.detail else f"{name}, score {verdict.score}"
+                yield beam.pvalue.TaggedOutput(REJECTED, record.reject(verdict.reason, detail))
                 return
-            Metrics.counter(NAMESPACE, f"passed.{f.name}").inc()
+            Metrics.counter(NAMESPACE, f"passed.{name}").inc()
         yield record
 
 
 class ApplyFilters(beam.PTransform):
-    def __init__(self, filters: list[FilterConfig]):
+    """`eval_entries`: a PCollection of EvalEntry, needed when the list has `decontaminate`."""
+
+    def __init__(self, filters: list[FilterConfig], eval_entries=None):
         super().__init__()
-        self._filters = filters
+        self._filters, self._entries = filters, eval_entries
 
     def expand(self, records):
-        return records | beam.ParDo(_Apply(self._filters)).with_outputs(REJECTED, ENDED, main=KEPT)
+        side = [beam.pvalue.AsList(self._entries)] if self._entries is not None else []
+        return records | beam.ParDo(_Apply(self._filters), *side).with_outputs(REJECTED, ENDED, main=KEPT)

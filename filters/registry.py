@@ -1,9 +1,52 @@
-"""Filters by the name a recipe uses."""
+"""Filters by the name a recipe uses, and what each may be given.
 
+Every filter is a pure function `(record, **params) -> Verdict`. `SOURCE_ONLY` filters read
+nothing a teacher wrote, so the pipeline applies them before the teacher stages; they must
+come first in a recipe's list. `decontaminate` also gets the index of the recipe's eval sets.
+"""
+
+from __future__ import annotations
+
+import inspect
+
+from filters.consistency import extraction_agreement, self_consistency, statement_count, statement_coverage
 from filters.correctness import answer_correct
+from filters.decontamination import MATCHES, decontaminate
+from filters.quality import degeneration, leakage
 from filters.sufficiency import sufficiency
+from filters.text import SCORERS
 
 FILTERS = {
+    "decontaminate": decontaminate,
+    "degeneration": degeneration,
+    "leakage": leakage,
+    "statement_count": statement_count,
+    "statement_coverage": statement_coverage,
+    "extraction_agreement": extraction_agreement,
     "answer_correct": answer_correct,
     "sufficiency": sufficiency,
+    "self_consistency": self_consistency,
 }
+SOURCE_ONLY = {"decontaminate"}
+EXTRA_PARAMS = {"decontaminate": {"max_hamming": int}}  # used to build the index, not per record
+CHOICES = {"match": MATCHES, "scorer": SCORERS}
+
+
+def check_params(name: str, params: dict) -> list[str]:
+    """Problems with a filter's params: unknown names, wrong types, values out of range."""
+    signature = inspect.signature(FILTERS[name])
+    known = {p.name: p.default for p in list(signature.parameters.values())[1:] if p.name != "index"}
+    known.update({k: t() for k, t in EXTRA_PARAMS.get(name, {}).items()})
+    problems = []
+    for key, value in params.items():
+        if key not in known:
+            problems.append(f"{name}: unknown param {key!r} (known: {', '.join(known) or 'none'})")
+            continue
+        default = known[key]
+        if isinstance(default, bool) and not isinstance(value, bool) or \
+                isinstance(default, (int, float)) and not isinstance(default, bool) and (isinstance(value, bool) or not isinstance(value, (int, float))) or \
+                isinstance(default, str) and not isinstance(value, str):
+            problems.append(f"{name}.{key}: expected {type(default).__name__}, got {value!r}")
+        elif key in CHOICES and value not in CHOICES[key]:
+            problems.append(f"{name}.{key}: {value!r} not among {list(CHOICES[key])}")
+    return problems

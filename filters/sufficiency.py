@@ -17,4 +17,7 @@ def sufficiency(record: Record, min_ratio: float = 0.5, tolerance: float = 0.0, 
     if not correct:
         return Verdict(NAME, False, "extraction_insufficient", 0.0)
     ratio = sum(correct) / len(correct)
-    return Verdict(NAME, ratio >= min_ratio, None if ratio >= min_ratio else "extraction_insufficient", ratio)
+    if ratio < min_ratio:
+        return Verdict(NAME, False, "extraction_insufficient", ratio,
+                       f"{sum(correct)} of {len(correct)} reasoning samples reached the gold answer (< {min_ratio:.0%})")
+    return Verdict(NAME, True, None, ratio)

@@ -76,6 +76,15 @@ def render_card(recipe: Recipe, funnel: dict, licenses: list[str], run_id: str) 
         "",
         f"in = kept + rejected + failed: {funnel['in']} = {funnel['kept']} + {funnel['rejected']} + {funnel['failed']}",
         "",
+    ]
+    if funnel.get("filters"):
+        lines += ["Filters, in the order they ran (each sees what the previous one passed):", "",
+                  "| filter | in | rejected | passed | reasons |", "|---|---|---|---|---|"]
+        for f in funnel["filters"]:
+            reasons = ", ".join(f"`{r}` {n}" for r, n in f["reasons"].items()) or "-"
+            lines.append(f"| `{f['filter']}` | {f['in']} | {f['rejected']} | {f['passed']} | {reasons} |")
+        lines.append("")
+    lines += [
         "## How it was made",
         "",
         "| stage | teacher | model | revision | template | template sha256 | inputs | sampling |",

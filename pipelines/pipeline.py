@@ -18,6 +18,8 @@ from apache_beam.metrics import Metrics
 from apache_beam.ml.inference.base import KeyedModelHandler, RunInference
 
 from filters.beam_adapter import ApplyFilters
+from filters.decontamination import eval_entry
+from filters.registry import SOURCE_ONLY
 from pipelines import progress
 from pipelines.publish import arrow_schema, extraction_row, reasoning_rows, rejected_row
 from pipelines.recipe import Recipe
@@ -104,10 +106,20 @@ def build_pipeline(p: beam.Pipeline, recipe: Recipe, out_prefix: str, run_id: st
     read = (p | "ReadSources" >> ReadSources(recipe.sources, recipe.ingest) | "CountIn" >> beam.Map(_count_in)
             | "SourceStatus" >> beam.Partition(lambda r, _: 0 if r.status == "ok" else 1, 2))
     unique = read[0] | "Deduplicate" >> Deduplicate(recipe.ingest.dedup)
-    records, at_source = unique["kept"], (read[1], unique["dup"]) | "EndedAtSource" >> beam.Flatten()
+    records, ended_early = unique["kept"], [read[1], unique["dup"]]
+    early = [f for f in recipe.filters if f.name in SOURCE_ONLY]
+    if early:  # filters that read only the sources (decontamination) run before any teacher call
+        entries = None
+        if recipe.eval_sets:
+            entries = (p | "ReadEvalSets" >> ReadSources(recipe.eval_sets, recipe.ingest)
+                       | "UsableEvalItems" >> beam.Filter(lambda r: r.status == "ok") | "EvalEntries" >> beam.Map(eval_entry))
+        pre = records | "EarlyFilters" >> ApplyFilters(early, entries)
+        records = pre.kept
+        ended_early.append(pre.rejected)
+    at_source = ended_early | "EndedAtSource" >> beam.Flatten()
     for stage in stages:
         records = records | f"Stage[{stage.name}]" >> RunStage(stage, recipe.cache.dir)
-    split = records | "Filters" >> ApplyFilters(recipe.filters)
+    split = records | "Filters" >> ApplyFilters([f for f in recipe.filters if f.name not in SOURCE_ONLY])
 
     kept = split.kept | "CountKept" >> beam.Map(_count_kept)
     _write(kept | "ExtractionRows" >> beam.Map(extraction_row, recipe.stages.student_prompt), out_prefix, "extraction", shards, run_id)

@@ -15,7 +15,7 @@ import json
 
 import datasets
 
-from filters.answers import answer_matches
+from filters.correctness import published_trace
 from pipelines.prompting import render
 from pipelines.record import Record, to_jsonable
 
@@ -81,7 +81,7 @@ def extraction_row(record: Record, student_template: str) -> dict:
 def reasoning_rows(record: Record) -> list[dict]:
     rows = []
     for i, (turn, samples) in enumerate(zip(record.turns, record.reasoning)):
-        best = next((s for s in samples if answer_matches(s.answer, turn.answer, turn.answer_type, turn.choices)), samples[0])
+        best = published_trace(turn, samples)
         rows.append({
             "id": f"{record.id}-{i}",
             "record_id": record.id,

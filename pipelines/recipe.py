@@ -19,7 +19,8 @@ import yaml
 from pipelines.config import ConfigError, apply_override, build, to_plain
 from pipelines.source_config import SCENE_FAMILIES, IngestConfig, SourceConfig, SyntheticSource  # noqa: F401
 
-ORACLE_ERRORS = ("miscount", "wrong_colour", "invented_object", "wrong_answer", "truncation", "refusal")
+ORACLE_ERRORS = ("miscount", "wrong_colour", "invented_object", "wrong_answer", "truncation", "refusal",
+                 "answer_leak", "repetition", "statement_mismatch")
 
 
 @dataclass
@@ -27,10 +28,14 @@ class OracleOptions:
     error_rate: float = 0.0  # fraction of records that get one injected mistake
     errors: list[str] = field(default_factory=lambda: list(ORACLE_ERRORS))
     seed: int = 0
+    # An extraction mistake is made in the published sample; each further sample repeats it
+    # with this chance (0: a slip, as sampling errors usually are; 1: a systematic error).
+    repeat: float = 0.0
 
     def __post_init__(self):
-        if not 0.0 <= self.error_rate <= 1.0:
-            raise ConfigError(f"error_rate: must lie in [0, 1], got {self.error_rate}")
+        for name in ("error_rate", "repeat"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ConfigError(f"{name}: must lie in [0, 1], got {getattr(self, name)}")
         unknown = set(self.errors) - set(ORACLE_ERRORS)
         if unknown or not self.errors:
             raise ConfigError(f"errors: {sorted(unknown) or '[]'} not among {list(ORACLE_ERRORS)}")
@@ -151,7 +156,9 @@ class FilterConfig:
 
 
 def _default_filters() -> list[FilterConfig]:
-    return [FilterConfig("answer_correct"), FilterConfig("sufficiency", {"min_ratio": 0.5})]
+    # extraction_agreement is left out: it needs several extraction samples (n >= 2)
+    names = ("degeneration", "leakage", "statement_count", "statement_coverage", "answer_correct", "sufficiency", "self_consistency")
+    return [FilterConfig(n, {"min_ratio": 0.5} if n == "sufficiency" else {}) for n in names]
 
 
 @dataclass
@@ -182,16 +189,13 @@ class Recipe:
     teacher: TeacherConfig = field(default_factory=TeacherConfig)
     stages: StagesConfig = field(default_factory=StagesConfig)
     filters: list[FilterConfig] = field(default_factory=_default_filters)
+    eval_sets: list[SourceConfig] = field(default_factory=list)  # what `decontaminate` compares against
     output: OutputConfig = field(default_factory=OutputConfig)
     cache: CacheConfig = field(default_factory=CacheConfig)
     runner: RunnerConfig = field(default_factory=RunnerConfig)
 
     def __post_init__(self):
-        from filters.registry import FILTERS
-
-        for f in self.filters:
-            if f.name not in FILTERS:
-                raise ConfigError(f"filters: unknown filter {f.name!r} (known: {', '.join(FILTERS)})")
+        self._check_filters()
         if not self.sources:
             raise ConfigError("sources: at least one source is required")
         names = [s.name for s in self.sources]
@@ -201,6 +205,33 @@ class Recipe:
         for name in ("statements", "focus", "extraction", "think"):
             if self.stage_teacher(name).backend == "oracle" and real:
                 raise ConfigError(f"stages.{name}: the oracle teacher only works with synthetic sources, not {real}")
+
+    def _check_filters(self) -> None:
+        from filters.registry import FILTERS, SOURCE_ONLY, check_params
+
+        late = None
+        for i, f in enumerate(self.filters):
+            if f.name not in FILTERS:
+                raise ConfigError(f"filters: unknown filter {f.name!r} (known: {', '.join(FILTERS)})")
+            problems = check_params(f.name, f.params)
+            if problems:
+                raise ConfigError(f"filters.{i}: {'; '.join(problems)}")
+            if f.name in SOURCE_ONLY and late is not None:
+                raise ConfigError(f"filters.{i}: {f.name} reads only the sources and runs before the teacher; "
+                                  f"list it before {late!r}")
+            if f.name not in SOURCE_ONLY:
+                late = late or f.name
+        names = [f.name for f in self.filters]
+        if "decontaminate" in names and not self.eval_sets:
+            raise ConfigError("filters: decontaminate needs `eval_sets`, the evaluation data to compare against")
+        if self.eval_sets and "decontaminate" not in names:
+            raise ConfigError("eval_sets: given, but no `decontaminate` filter uses them")
+        eval_names = [s.name for s in self.eval_sets]
+        if len(set(eval_names)) != len(eval_names):
+            raise ConfigError(f"eval_sets: names must differ (give each a `name`), got {eval_names}")
+        if "extraction_agreement" in names and self.stages.extraction.sampling.n < 2:
+            raise ConfigError("filters: extraction_agreement compares extraction samples; set "
+                              "stages.extraction.sampling.n to 2 or more (3 is a good start)")
 
     def stage_teacher(self, stage: str) -> TeacherConfig:
         return getattr(self.stages, stage).teacher or self.teacher

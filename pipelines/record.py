@@ -78,12 +78,14 @@ class ThinkSample:
 
 @dataclass(frozen=True)
 class Verdict:
-    """A filter's decision on one record: keep it or not, why, and a score."""
+    """A filter's decision on one record: keep it or not, why, a score, and a detail that
+    names what was wrong (the statement not covered, the output cut short)."""
 
     filter: str
     keep: bool
     reason: str | None = None
     score: float | None = None
+    detail: str | None = None
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from pipelines.card import render_card
+from filters.beam_adapter import NAMESPACE as FILTER_NAMESPACE
 from pipelines.pipeline import NAMESPACE, build_pipeline
 from pipelines.publish import config_rows
 from pipelines.recipe import Recipe, dump_recipe, load_recipe
@@ -40,7 +41,18 @@ def _counters(result) -> dict[tuple[str, str], int]:
     return out
 
 
-def funnel_from_counters(counters: dict[tuple[str, str], int]) -> dict:
+def filter_funnel(counters: dict[tuple[str, str], int], filters) -> list[dict]:
+    """Per filter, in the order they ran: records checked, passed, rejected by reason."""
+    got = {name: v for (ns, name), v in counters.items() if ns == FILTER_NAMESPACE}
+    rows = []
+    for f in filters:
+        reasons = {k.split(".", 2)[2]: v for k, v in got.items() if k.startswith(f"rejected.{f.name}.")}
+        rows.append({"filter": f.name, "in": got.get(f"checked.{f.name}", 0), "passed": got.get(f"passed.{f.name}", 0),
+                     "rejected": sum(reasons.values()), "reasons": dict(sorted(reasons.items()))})
+    return rows
+
+
+def funnel_from_counters(counters: dict[tuple[str, str], int], filters=()) -> dict:
     main = {name: v for (ns, name), v in counters.items() if ns == NAMESPACE}
     teacher = {name: v for (ns, name), v in counters.items() if ns == TEACHER_NAMESPACE}
     return {
@@ -57,6 +69,7 @@ def funnel_from_counters(counters: dict[tuple[str, str], int]) -> dict:
         "teacher_errors": teacher.get("errors", 0),
         "prompt_tokens": teacher.get("prompt_tokens", 0),
         "completion_tokens": teacher.get("completion_tokens", 0),
+        "filters": filter_funnel(counters, filters),
     }
 
 
@@ -76,7 +89,7 @@ def run(recipe: Recipe | str | Path, overrides: tuple[str, ...] = (), test_pipel
         build_pipeline(p, recipe, str(staging), run_id)
         result = p.run()
         result.wait_until_finish()
-        funnel = funnel_from_counters(_counters(result))
+        funnel = funnel_from_counters(_counters(result), recipe.filters)
         if funnel["in"] != funnel["kept"] + funnel["rejected"] + funnel["failed"]:
             raise RuntimeError(f"records were lost: {funnel}")
         for config, rows in config_rows(funnel).items():

@@ -47,10 +47,10 @@ def test_bad_values_fail_naming_the_key(override, message):
 
 def test_overrides_take_types_from_yaml_and_reach_nested_keys():
     r = load_recipe("quickstart", ["sources.0.synthetic.num_records=7", "teacher.oracle.error_rate=0",
-                                   "filters.1.params.min_ratio=0.9", "stages.think.sampling.n=5"])
+                                   "filters.6.params.min_ratio=0.9", "stages.think.sampling.n=5"])
     assert r.sources[0].synthetic.num_records == 7
     assert r.teacher.oracle.error_rate == 0.0
-    assert r.filters[1].params == {"min_ratio": 0.9}
+    assert r.filters[6].name == "sufficiency" and r.filters[6].params == {"min_ratio": 0.9}
     assert r.stages.think.sampling.n == 5
 
 

@@ -10,6 +10,12 @@ The mistakes are planned per record by a generator seeded with (oracle seed, rec
 so the extraction stage and the think stage, which may run on different workers, agree on
 them. The think stage answers from the facts *as the extraction stated them*: a miscount
 in the extraction leads to a wrong answer, as it would for a real text-only reasoner.
+
+Extraction samples behave like a sampled model's: the first (published) sample carries the
+planned mistake; the others describe the same facts in another sentence order, sometimes
+leave a sentence out, and repeat the mistake only with chance `repeat`. Like a teacher
+following the prompt, the extraction works in one sentence per question, written from the
+facts as it perceived them.
 """
 
 from __future__ import annotations
@@ -31,6 +37,8 @@ INVENTED = [
     "Two white clouds float along the top of the image.",
 ]
 REFUSAL = "I'm sorry, but I can't help with describing this image."
+LEAKS = ("The answer is {answer}.", "Answer: {answer}", "So the answer to the question is {answer}.")
+OMIT = 0.15  # chance that a further extraction sample leaves one sentence out
 UNKNOWN = "unknown"
 
 
@@ -54,22 +62,29 @@ def plan_injection(record: Record, options: OracleOptions) -> dict | None:
         plan["stage"] = rng.choice(["extraction", "think"])
         n = len(family.describe(facts))
         plan.update(keep=rng.randint(0, max(0, n - 1)), turn=rng.randrange(len(record.turns)), detail="cut at max_tokens")
-    elif kind == "wrong_answer":
-        plan.update(stage="think", turn=rng.randrange(len(record.turns)), share=rng.random(), detail="wrong final answer")
+    elif kind == "wrong_answer":  # most samples go wrong: a minority slip is noise the filters should forgive
+        plan.update(stage="think", turn=rng.randrange(len(record.turns)), share=rng.uniform(0.5, 1.0), detail="wrong final answer")
+    elif kind == "answer_leak":
+        plan.update(turn=rng.randrange(len(record.turns)), form=rng.randrange(len(LEAKS)), detail="answer stated in the extraction")
+    elif kind == "repetition":
+        plan.update(times=rng.randint(5, 9), detail="a sentence repeated in a loop")
+    elif kind == "statement_mismatch":
+        plan.update(stage="statements", detail="statements merged or doubled")
     return plan
 
 
-def _extraction(record: Record, plan: dict | None) -> tuple[str, str, dict]:
-    """(text, finish reason, the facts that text states)."""
+def _extraction(record: Record, plan: dict | None, sample: int = 0, options: OracleOptions | None = None) -> tuple[str, str, dict]:
+    """(text, finish reason, the facts that text states) of extraction sample `sample`."""
     family = FAMILIES[record.facts["family"]]
     facts = dict(record.facts["values"])
-    kind = plan["kind"] if plan and plan["stage"] == "extraction" else None
+    rng = random.Random(f"oracle:{options.seed if options else 0}:{record.id}:sample:{sample}")
+    repeats = sample == 0 or (options is not None and rng.random() < options.repeat)
+    kind = plan["kind"] if plan and plan["stage"] == "extraction" and repeats else None
     if kind == "refusal":
         return REFUSAL, "stop", {}
     if kind in ("miscount", "wrong_colour"):
         facts = plan["facts"]
     sentences = family.describe(facts)
-    finish = "stop"
     if kind == "truncation":
         kept, cut = sentences[: plan["keep"]], sentences[plan["keep"]]
         for keys, _ in sentences[plan["keep"] :]:
@@ -77,12 +92,37 @@ def _extraction(record: Record, plan: dict | None) -> tuple[str, str, dict]:
                 facts.pop(key, None)
         half = cut[1][: len(cut[1]) // 2].rsplit(" ", 1)[0]
         return " ".join([family.scene_sentence] + [s for _, s in kept] + [half]), "length", facts
-    text = " ".join([family.scene_sentence] + [s for _, s in sentences])
+    body = [s for _, s in sentences]
     if record.facts.get("distractors"):
-        text += " " + distractor_sentence(record.facts["distractors"])
+        body.append(distractor_sentence(record.facts["distractors"]))
+    body += _worked_in(record, facts)
     if kind == "invented_object":
-        text += " " + plan["sentence"]
-    return text, finish, facts
+        body.append(plan["sentence"])
+    if kind == "repetition":
+        body += [body[0]] * plan["times"]
+    if kind == "answer_leak":
+        turn = record.turns[plan["turn"]]
+        body.append(LEAKS[plan["form"]].format(answer=turn.answer))
+    if sample > 0:
+        rng.shuffle(body)
+        if len(body) > 1 and rng.random() < OMIT:
+            body.pop(rng.randrange(len(body)))
+    return " ".join([family.scene_sentence] + body), "stop", facts
+
+
+def _worked_in(record: Record, facts: dict) -> list[str]:
+    """One sentence per question, from the facts as perceived (none where they say nothing)."""
+    family = FAMILIES[record.facts["family"]]
+    out = []
+    for t in record.turns:
+        try:
+            answer = family.solve(t.meta["template"], t.meta["args"], facts, t.choices)
+        except KeyError:
+            continue
+        sentence = family.statement(t.meta["template"], t.meta["args"], answer, t.choices)
+        if sentence not in out:
+            out.append(sentence)
+    return out
 
 
 class _Tracking(dict):
@@ -110,10 +150,10 @@ def _wrong(answer: str, record: Record, turn_index: int, rng: random.Random) -> 
     return rng.choice(options) if options else UNKNOWN
 
 
-def _think(record: Record, turn_index: int, sample: int, n: int, plan: dict | None) -> tuple[str, str]:
+def _think(record: Record, turn_index: int, sample: int, n: int, plan: dict | None, options: OracleOptions) -> tuple[str, str]:
     family = FAMILIES[record.facts["family"]]
     turn = record.turns[turn_index]
-    _, _, seen = _extraction(record, plan)
+    _, _, seen = _extraction(record, plan, 0, options)
     facts = _Tracking(seen)
     try:
         answer = family.solve(turn.meta["template"], turn.meta["args"], facts, turn.choices)
@@ -165,16 +205,18 @@ class OracleTeacher:
         n = request.sampling.n
         prompt_tokens = sum(_words(m["content"] if isinstance(m["content"], str) else m["content"][-1]["text"]) for m in request.messages)
         if stage == "statements":
-            texts = ["\n".join(family.statement(t.meta["template"], t.meta["args"], t.answer, t.choices) for t in record.turns)]
-            finishes = ["stop"]
+            lines = [family.statement(t.meta["template"], t.meta["args"], t.answer, t.choices) for t in record.turns]
+            if plan and plan["kind"] == "statement_mismatch":
+                lines = [f"{lines[0].rstrip('.')} and {lines[1][0].lower()}{lines[1][1:]}"] + lines[2:] if len(lines) > 1 else lines * 2
+            texts, finishes = ["\n".join(lines)], ["stop"]
         elif stage == "focus":
             phrases = list(dict.fromkeys(family.focus(t.meta["template"], t.meta["args"]) for t in record.turns))
             texts, finishes = [", ".join(phrases)], ["stop"]
         elif stage == "extraction":
-            text, finish, _ = _extraction(record, plan)
-            texts, finishes = [text], [finish]
+            samples = [_extraction(record, plan, j, self.options) for j in range(n)]
+            texts, finishes = [t for t, _, _ in samples], [f for _, f, _ in samples]
         elif stage == "think":
-            pairs = [_think(record, request.meta["turn"], j, n, plan) for j in range(n)]
+            pairs = [_think(record, request.meta["turn"], j, n, plan, self.options) for j in range(n)]
             texts, finishes = [p[0] for p in pairs], [p[1] for p in pairs]
         else:
             return TeacherReply(error=f"the oracle has no answer for stage {stage!r}")

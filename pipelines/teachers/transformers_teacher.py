@@ -79,8 +79,13 @@ class TransformersTeacher:
         order = sorted(range(len(requests)), key=lambda i: repr(requests[i].sampling))
         for _, group in groupby(order, key=lambda i: repr(requests[i].sampling)):
             idx = list(group)
+            s = requests[idx[0]].sampling
+            # Seeded sampling goes request by request: a request's samples then depend only on
+            # its prompt and seed, not on its batch neighbours (as vLLM's per-request seeds), so
+            # a resumed or re-batched run draws the same samples. Greedy decoding batches.
+            chunks = [[i] for i in idx] if s.temperature > 0 and s.seed is not None else [idx]
             try:
-                for i, reply in zip(idx, self._generate([requests[i] for i in idx])):
+                for i, reply in zip(idx, (r for chunk in chunks for r in self._generate([requests[i] for i in chunk]))):
                     replies[i] = reply
             except Exception:  # one bad request must not fail its neighbours: retry alone
                 for i in idx:

@@ -1,59 +1,250 @@
+"""Answer parsing and matching, table-driven: every row is a case a real reasoner writes."""
+
 import pytest
 
-from filters.answers import answer_matches, normalise_text, parse_final_answer
+from filters.answers import answer_matches, canonical_answer, normalise_text, parse_final_answer, parse_number
 
-
-@pytest.mark.parametrize("text, expected", [
+PARSE = [
+    # the last Answer: line wins
     ("Some reasoning.\nAnswer: 4", "4"),
     ("Answer: A\nmore thought\nAnswer: B", "B"),
     ("answer : yes", "yes"),
     ("**Answer:** C", "C"),
+    ("**Answer**: C", "C"),
+    ("Final answer: 12", "12"),
+    ("FINAL ANSWER: red", "red"),
+    ("Answer：B", "B"),
+    ("Thinking...\nAnswer: The left beaker.", "The left beaker"),
+    ("Answer: \"EXIT\"", "EXIT"),
+    ("Answer: `7`", "7"),
+    ("Answer:\nB", "B"),
+    ("Answer:\n\n  yes  ", "yes"),
+    ("So, Answer: 3:45", "3:45"),
+    ("Answer: $12.50", "$12.50"),
+    ("Answer: 1.5", "1.5"),
+    ("The line says Answer: 5 but wait.\nAnswer: 6", "6"),
+    # think blocks never answer
+    ("<think>Answer: A</think>\nAnswer: B", "B"),
+    ("<think>maybe Answer: A</think>\nThe answer is C.", "C"),
+    ("<think>Answer: A ... still thinking", None),
+    # fallbacks: boxed, then "the answer is"
+    ("We get \\boxed{42}.", "42"),
+    ("first \\boxed{1} then \\boxed{2}", "2"),
+    ("Answer: \\boxed{B}", "B"),
     ("So the final answer is 12.", "12"),
+    ("The correct answer is B.", "B"),
+    ("I think the answer would be yes.", "yes"),
+    ("the answer is red. Later, the answer is blue.", "blue"),
+    ("The answer is (C) the right beaker", "(C) the right beaker"),
+    # unparsable
     ("I cannot tell.", None),
     ("The description stops here and", None),
     ("", None),
-])
+    (None, None),
+    ("Answer:", None),
+    ("Answer: **", None),
+]
+
+
+@pytest.mark.parametrize("text, expected", PARSE)
 def test_parse_final_answer(text, expected):
     assert parse_final_answer(text) == expected
 
 
-CHOICES = ("red", "blue", "the left beaker", "green")
+CH = ("red", "blue", "the left beaker", "green")
+ART = ("a cat", "a dog", "a bird")
+NESTED = ("red", "dark red", "blue")
 
-
-@pytest.mark.parametrize("pred, gold, kind, choices, ok", [
-    ("B", "B", "choice", CHOICES, True),
-    ("(B)", "B", "choice", CHOICES, True),
-    ("b)", "B", "choice", CHOICES, True),
-    ("B. blue", "B", "choice", CHOICES, True),
-    ("blue", "B", "choice", CHOICES, True),
-    ("The left beaker", "C", "choice", CHOICES, True),
-    ("A", "B", "choice", CHOICES, False),
-    ("E", "E", "choice", CHOICES, False),
+MATCH = [
+    # multiple choice: letters in every surface form
+    ("B", "B", "choice", CH, True),
+    ("(B)", "B", "choice", CH, True),
+    ("b)", "B", "choice", CH, True),
+    ("(b)", "B", "choice", CH, True),
+    ("B.", "B", "choice", CH, True),
+    ("b.", "B", "choice", CH, True),
+    ("B)", "B", "choice", CH, True),
+    ("[B]", "B", "choice", CH, True),
+    ("B:", "B", "choice", CH, True),
+    ("**B**", "B", "choice", CH, True),
+    ("B. blue", "B", "choice", CH, True),
+    ("B) blue", "B", "choice", CH, True),
+    ("(B) blue", "B", "choice", CH, True),
+    ("B - blue", "B", "choice", CH, True),
+    ("Answer: B", "B", "choice", CH, True),
+    ("The answer is B) blue", "B", "choice", CH, True),
+    ("The answer is (B).", "B", "choice", CH, True),
+    ("Option B", "B", "choice", CH, True),
+    ("option b", "B", "choice", CH, True),
+    ("Choice (B)", "B", "choice", CH, True),
+    ("\\boxed{B}", "B", "choice", CH, True),
+    ("b", "B", "choice", CH, True),
+    ("B", "(B)", "choice", CH, True),
+    ("C", "c", "choice", CH, True),
+    # option text instead of the letter
+    ("blue", "B", "choice", CH, True),
+    ("Blue.", "B", "choice", CH, True),
+    ("The left beaker", "C", "choice", CH, True),
+    ("left beaker", "C", "choice", CH, True),
+    ("It is blue", "B", "choice", CH, True),
+    ("the colour is blue", "B", "choice", CH, True),
+    ("bleu", "B", "choice", CH, False),
+    ("the left beakr", "C", "choice", CH, True),
+    ("dark red", "B", "choice", NESTED, True),
+    ("the dark red one", "B", "choice", NESTED, True),
+    ("red", "A", "choice", NESTED, True),
+    ("A dog", "B", "choice", ART, True),
+    ("a dog", "B", "choice", ART, True),
+    ("A. a cat", "A", "choice", ART, True),
+    ("A", "A", "choice", ART, True),
+    # wrong, ambiguous or contradictory
+    ("A", "B", "choice", CH, False),
+    ("E", "E", "choice", CH, False),
+    ("(F)", "B", "choice", CH, False),
+    ("B) green", "B", "choice", CH, False),
+    ("red or blue", "B", "choice", CH, False),
+    ("purple", "B", "choice", CH, False),
+    ("", "B", "choice", CH, False),
+    (None, "B", "choice", CH, False),
+    ("Both", "B", "choice", CH, False),
+    ("Beaker", "C", "choice", CH, False),
+    # yes / no
     ("Yes.", "yes", "yesno", (), True),
+    ("yes", "Yes", "yesno", (), True),
+    ("YES", "yes", "yesno", (), True),
+    ("Yeah", "yes", "yesno", (), True),
+    ("Yep, there are more.", "yes", "yesno", (), True),
+    ("True", "yes", "yesno", (), True),
+    ("Correct", "yes", "yesno", (), True),
+    ("Answer: Yes", "yes", "yesno", (), True),
+    ("**Yes**", "yes", "yesno", (), True),
+    ("It is yes", "yes", "yesno", (), True),
+    ("yes", "True", "yesno", (), True),
     ("no, it is not", "no", "yesno", (), True),
+    ("No.", "no", "yesno", (), True),
+    ("Nope", "no", "yesno", (), True),
+    ("False", "no", "yesno", (), True),
+    ("Not really", "no", "yesno", (), True),
+    ("It is not", "no", "yesno", (), True),
+    ("There is none", "no", "yesno", (), True),
+    ("no", "False", "yesno", (), True),
     ("yes", "no", "yesno", (), False),
+    ("No", "yes", "yesno", (), False),
+    ("maybe", "yes", "yesno", (), False),
+    ("It depends", "no", "yesno", (), False),
+    ("", "yes", "yesno", (), False),
+    ("the bar is taller", "yes", "yesno", (), False),
+    # numbers
     ("4", "4", "number", (), True),
     ("four", "4", "number", (), True),
+    ("Four.", "4", "number", (), True),
     ("4 particles", "4", "number", (), True),
+    ("There are 4 particles.", "4", "number", (), True),
     ("1,200", "1200", "number", (), True),
+    ("1200", "1,200", "number", (), True),
+    ("12,345,678", "12345678", "number", (), True),
+    ("$12.50", "12.5", "number", (), True),
+    ("12.50", "$12.50", "number", (), True),
+    ("12.5 dollars", "12.50", "number", (), True),
+    ("45%", "45", "number", (), True),
+    ("-3", "-3", "number", (), True),
+    ("\u22123", "-3", "number", (), True),
+    ("+7", "7", "number", (), True),
+    (".5", "0.5", "number", (), True),
+    ("3/4", "0.75", "number", (), True),
+    ("twenty-one", "21", "number", (), True),
+    ("twenty one", "21", "number", (), True),
+    ("one hundred and five", "105", "number", (), True),
+    ("three thousand two hundred", "3200", "number", (), True),
+    ("a dozen", "12", "number", (), True),
+    ("two million", "2000000", "number", (), True),
+    ("zero", "0", "number", (), True),
+    ("none", "0", "number", (), True),
+    ("No particles", "0", "number", (), True),
+    ("Answer: 7", "7", "number", (), True),
+    ("\\boxed{7}", "7", "number", (), True),
+    ("7.0", "7", "number", (), True),
+    ("It shows 7", "7", "number", (), True),
+    ("eleven", "11", "number", (), True),
     ("5", "4", "number", (), False),
     ("unknown", "4", "number", (), False),
+    ("40", "4", "number", (), False),
+    ("1,200", "120", "number", (), False),
+    ("$12.05", "12.50", "number", (), False),
+    ("three", "4", "number", (), False),
+    ("", "4", "number", (), False),
+    ("some", "4", "number", (), False),
+    # VQA-style short text
     ("EXIT", "EXIT", "text", (), True),
+    ("exit", "EXIT", "text", (), True),
     ("the octagon", "octagon", "text", (), True),
     ("Octagon.", "octagon", "text", (), True),
+    ("An octagon", "octagon", "text", (), True),
+    ("It is an octagon", "octagon", "text", (), True),
+    ("It's an octagon.", "octagon", "text", (), True),
+    ("\"STOP\"", "stop", "text", (), True),
+    ("**Library**", "library", "text", (), True),
     ("libary", "LIBRARY", "text", (), True),
+    ("two", "2", "text", (), True),
+    ("3:45", "3:45", "text", (), True),
+    ("3:45.", "3:45", "text", (), True),
+    ("red bus", "the red bus", "text", (), True),
+    ("Red, bus!", "red bus", "text", (), True),
+    ("don't know", "dont know", "text", (), True),
+    ("New York", "new york", "text", (), True),
+    ("Answer: circle", "circle", "text", (), True),
+    ("The answer is circle", "circle", "text", (), True),
+    ("coffee mug", "coffee mugs", "text", (), True),
+    ("Cafe Luna", "Cafe Luna", "text", (), True),
     ("circle", "square", "text", (), False),
+    ("B", "A", "text", (), False),
+    ("3:45", "3:15", "text", (), False),
+    ("4:45", "3:45", "text", (), False),
+    ("not red", "red", "text", (), False),
+    ("red", "blue", "text", (), False),
+    ("bread", "tea", "text", (), False),
     (None, "x", "text", (), False),
     ("", "x", "text", (), False),
-])
+    ("the", "octagon", "text", (), False),
+]
+
+
+@pytest.mark.parametrize("pred, gold, kind, choices, ok", MATCH)
 def test_answer_matches(pred, gold, kind, choices, ok):
     assert answer_matches(pred, gold, kind, choices) is ok
+
+
+def test_the_table_is_big_enough():
+    assert len(PARSE) + len(MATCH) >= 150
+
+
+@pytest.mark.parametrize("text, value", [
+    ("4", 4.0), ("-2.5", -2.5), ("1,234.5", 1234.5), ("7/2", 3.5), ("nine", 9.0), ("forty two", 42.0),
+    ("one thousand", 1000.0), ("x", None), ("no", 0.0), ("1/0", None),
+])
+def test_parse_number(text, value):
+    assert parse_number(text) == value
 
 
 def test_number_tolerance_is_relative():
     assert answer_matches("103", "100", "number", tolerance=0.05)
     assert not answer_matches("106", "100", "number", tolerance=0.05)
+    assert answer_matches("0", "0", "number", tolerance=0.05)
+
+
+def test_fuzzy_threshold_is_the_knob():
+    assert answer_matches("libary", "library", "text", fuzzy_threshold=90)
+    assert not answer_matches("libary", "library", "text", fuzzy_threshold=99)
 
 
 def test_normalise_text_drops_case_articles_and_punctuation():
     assert normalise_text("The  Red, Bus!") == "red bus"
+    assert normalise_text("It's 1,200.5 or three") == "it is 1200.5 or 3"
+
+
+def test_canonical_answers_are_votes():
+    assert canonical_answer("(b)", "choice", CH) == canonical_answer("blue", "choice", CH) == "B"
+    assert canonical_answer("Nope", "yesno") == "no"
+    assert canonical_answer("twelve", "number") == canonical_answer("12.0", "number") == 12.0
+    assert canonical_answer("The Octagon.", "text") == "octagon"
+    assert canonical_answer("  ", "text") is None

@@ -1,0 +1,96 @@
+"""Consistency filters: do the teacher's outputs agree with the statements, with each other
+and with themselves?
+
+- `statement_count`: one statement per QA turn (the statements stage writes one line per pair;
+  a merged or dropped line means the extraction was steered by the wrong facts).
+- `statement_coverage`: each statement's content appears in the published extraction (the
+  extraction prompt asks the teacher to work them in); the score is the weakest statement's
+  support (filters/text.py).
+- `extraction_agreement`: every sentence of the published extraction is supported by at least
+  half of the other extraction samples. A detail the teacher saw once and never again (an
+  invented object, a miscount) is what sampling exposes; the score is the share of supported
+  sentences. Needs `stages.extraction.sampling.n` >= 2.
+- `self_consistency`: per question, the majority answer of the M reasoning samples (votes by
+  the meaning of the answer: "(B)" and "blue" are one vote) must be the gold answer and hold at
+  least `min_agreement` of the votes; the score is the lowest agreement over the questions.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from filters.answers import answer_matches, canonical_answer
+from filters.text import sentences, support
+from pipelines.record import Record, Verdict
+
+
+def statement_count(record: Record) -> Verdict:
+    n, want = len(record.statements or ()), len(record.turns)
+    if n != want:
+        return Verdict("statement_count", False, "statements_count_mismatch", float(n), f"{n} statements for {want} questions")
+    return Verdict("statement_count", True, None, float(n))
+
+
+def statement_coverage(record: Record, min_score: float = 0.8, scorer: str = "recall") -> Verdict:
+    statements = record.statements or ()
+    if not statements or not record.extraction:
+        return Verdict("statement_coverage", False, "statement_not_covered", 0.0)
+    score, weakest = min((support(s, record.extraction, scorer), s) for s in statements)
+    if score < min_score:
+        return Verdict("statement_coverage", False, "statement_not_covered", round(score, 4), f"{weakest!r} (support {score:.2f})")
+    return Verdict("statement_coverage", True, None, round(score, 4))
+
+
+def sentence_support(record: Record, min_support: float = 0.8, scorer: str = "recall") -> list[tuple[str, float]]:
+    """Each sentence of the published extraction with the share of other samples supporting
+    it; a sentence that a statement supports counts as fully backed (the statements are the
+    gold answers rewritten: the teacher was told that fact, it did not invent it)."""
+    others = [o.text for o in (record.extractions or ())[1:]]
+    told = " ".join(record.statements or ())
+    out = []
+    for sentence in sentences(record.extraction or ""):
+        if told and support(sentence, told, scorer) >= min_support:
+            out.append((sentence, 1.0))
+            continue
+        backed = sum(support(sentence, other, scorer) >= min_support for other in others)
+        out.append((sentence, backed / len(others) if others else 0.0))
+    return out
+
+
+def extraction_agreement(record: Record, min_support: float = 0.9, min_agreement: float = 1.0, scorer: str = "recall") -> Verdict:
+    if not record.extractions or len(record.extractions) < 2:
+        return Verdict("extraction_agreement", False, "extraction_unconfirmed", 0.0)
+    shares = sentence_support(record, min_support, scorer)
+    if not shares:
+        return Verdict("extraction_agreement", False, "extraction_disagreement", 0.0)
+    score = sum(share >= 0.5 for _, share in shares) / len(shares)
+    if score < min_agreement:
+        lone = next(s for s, share in shares if share < 0.5)
+        return Verdict("extraction_agreement", False, "extraction_disagreement", round(score, 4),
+                       f"{lone!r} is backed by {min(sh for _, sh in shares):.0%} of the other samples")
+    return Verdict("extraction_agreement", True, None, round(score, 4))
+
+
+def votes(record: Record, turn_index: int, fuzzy_threshold: float = 90.0) -> Counter:
+    """The reasoning samples' answers for one turn, counted by meaning (None: unparsable)."""
+    turn = record.turns[turn_index]
+    return Counter(canonical_answer(s.answer, turn.answer_type, turn.choices, fuzzy_threshold) for s in record.reasoning[turn_index])
+
+
+def self_consistency(record: Record, min_agreement: float = 0.5, tolerance: float = 0.0, fuzzy_threshold: float = 90.0) -> Verdict:
+    if not record.reasoning:
+        return Verdict("self_consistency", False, "answer_missing", 0.0)
+    lowest = 1.0
+    for i, turn in enumerate(record.turns):
+        counts = votes(record, i, fuzzy_threshold)
+        majority, n = counts.most_common(1)[0]
+        agreement = n / sum(counts.values())
+        lowest = min(lowest, agreement)
+        tied = sum(1 for c in counts.values() if c == n) > 1
+        if majority is None or tied or not answer_matches(str(majority), turn.answer, turn.answer_type, turn.choices, tolerance, fuzzy_threshold):
+            return Verdict("self_consistency", False, "majority_wrong", round(agreement, 4),
+                           f"question {i}: votes {dict(counts)}, gold {turn.answer!r}")
+        if agreement < min_agreement:
+            return Verdict("self_consistency", False, "reasoning_inconsistent", round(agreement, 4),
+                           f"question {i}: {agreement:.0%} of votes for the majority < {min_agreement:.0%}")
+    return Verdict("self_consistency", True, None, round(lowest, 4))

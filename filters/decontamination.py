@@ -1,0 +1,148 @@
+"""Decontamination: reject training records that copy an item of an evaluation set.
+
+The recipe names its evaluation sets under `eval_sets` (any source kind: a Hub/parquet set,
+LLaVA JSON, an imagefolder, held-out synthetic scenes); they are read with the same image
+normalisation as the training sources, and each becomes a light `EvalEntry` (perceptual hash,
+normalised questions and answers; for synthetic scenes the ground truth instead of pixels).
+
+A record is contaminated by an entry when, by `match`:
+- "image": its image is within `max_hamming` bits of the entry's (64-bit pHash; synthetic
+  scenes: the same facts);
+- "question": one of its questions fuzzy-matches one of the entry's (rapidfuzz
+  token_sort_ratio >= `question_similarity`, questions of at least `min_question_words` words);
+- "both" (default): image and question, on the same turn pair.
+With `same_answers` (default), the matched question pair must also have the same answer:
+two receipts printed from one template hash alike and are asked the same question, but
+their different totals say they are different images. Image candidates are found by
+banding the hash, as in deduplication, so a record is compared with few entries.
+
+`decontaminate` runs on source fields only, so the pipeline applies it before any teacher
+call: a contaminated record costs nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+from dataclasses import dataclass
+
+from PIL import Image
+from rapidfuzz import fuzz, process
+
+from filters.answers import normalise_text
+from pipelines.record import Record, Verdict
+
+MATCHES = ("both", "image", "question")
+
+
+@dataclass(frozen=True)
+class EvalEntry:
+    source: str
+    id: str
+    origin: str | None
+    phash: int | None
+    scene: str | None  # synthetic scenes: a hash of their family and facts
+    turns: tuple[tuple[str, str], ...]  # normalised (question, answer)
+
+
+def scene_key(record: Record) -> str | None:
+    if not record.facts:
+        return None
+    key = json.dumps([record.facts.get("family"), record.facts.get("values")], sort_keys=True, default=str)
+    return hashlib.sha256(key.encode()).hexdigest()[:24]
+
+
+def record_phash(record: Record) -> int | None:
+    if not record.images:
+        return None
+    image = record.images[0]
+    if image.phash is not None:
+        return image.phash
+    from pipelines.sources.images import phash  # synthetic scenes skip hashing at the source
+
+    with Image.open(io.BytesIO(image.bytes)) as im:
+        return phash(im)
+
+
+def eval_entry(record: Record) -> EvalEntry:
+    turns = tuple((normalise_text(t.question), normalise_text(t.answer)) for t in record.turns)
+    scene = scene_key(record)
+    return EvalEntry(record.source, record.id, record.origin, None if scene else record_phash(record), scene, turns)
+
+
+class EvalIndex:
+    def __init__(self, entries, max_hamming: int = 4):
+        self.entries = list(entries)
+        self.max_hamming = max_hamming
+        self.width = -(-64 // (max_hamming + 1))
+        self.bands: dict[tuple[int, int], list[int]] = {}
+        self.scenes: dict[str, list[int]] = {}
+        self.questions: list[str] = []
+        self.question_owner: list[int] = []
+        for i, e in enumerate(self.entries):
+            if e.scene:
+                self.scenes.setdefault(e.scene, []).append(i)
+            elif e.phash is not None:
+                for band in self._bands(e.phash):
+                    self.bands.setdefault(band, []).append(i)
+            for q, _ in e.turns:
+                self.questions.append(q)
+                self.question_owner.append(i)
+
+    def _bands(self, ph: int):
+        mask = (1 << self.width) - 1
+        return [(b, (ph >> (b * self.width)) & mask) for b in range(self.max_hamming + 1)]
+
+    def image_matches(self, record: Record) -> dict[int, str]:
+        """Entries whose image is the record's: index -> how it matched."""
+        scene = scene_key(record)
+        if scene:
+            return {i: "the same scene" for i in self.scenes.get(scene, ())}
+        ph = record_phash(record)
+        if ph is None:
+            return {}
+        out = {}
+        for band in self._bands(ph):
+            for i in self.bands.get(band, ()):
+                d = bin(ph ^ self.entries[i].phash).count("1")
+                if d <= self.max_hamming:
+                    out[i] = f"image within {d} bits"
+        return out
+
+    def question_matches(self, question: str, similarity: float) -> set[int]:
+        found = process.extract(question, self.questions, scorer=fuzz.token_sort_ratio, score_cutoff=similarity, limit=None)
+        return {self.question_owner[j] for _, _, j in found}
+
+
+def _turn_pair(record: Record, entry: EvalEntry, similarity: float, same_answers: bool, min_words: int):
+    for t in record.turns:
+        q, a = normalise_text(t.question), normalise_text(t.answer)
+        if len(q.split()) < min_words:
+            continue
+        for eq, ea in entry.turns:
+            score = fuzz.token_sort_ratio(q, eq)
+            if score >= similarity and (not same_answers or a == ea):
+                return t.question, score
+    return None
+
+
+def decontaminate(record: Record, index: EvalIndex, match: str = "both", question_similarity: float = 90.0,
+                  same_answers: bool = True, min_question_words: int = 3) -> Verdict:
+    if match == "question":
+        asked = [normalise_text(t.question) for t in record.turns]
+        owners = {i for q in asked if len(q.split()) >= min_question_words for i in index.question_matches(q, question_similarity)}
+        candidates = {i: None for i in sorted(owners)}
+    else:
+        candidates = index.image_matches(record)
+    for i, how in sorted(candidates.items()):
+        entry = index.entries[i]
+        said = [how] if how else []
+        if match != "image":
+            pair = _turn_pair(record, entry, question_similarity, same_answers, min_question_words if match == "question" else 0)
+            if pair is None:
+                continue
+            said.append(f"question {pair[0]!r} ({pair[1]:.0f}% alike{', same answer' if same_answers else ''})")
+        return Verdict("decontaminate", False, "eval_contamination", 0.0,
+                       f"{' and '.join(said)} as {entry.source} {entry.id} ({entry.origin})")
+    return Verdict("decontaminate", True, None, 1.0)

@@ -1,0 +1,121 @@
+"""How well a text supports a claim: the shared measure of statement coverage and of
+agreement between extraction samples.
+
+A claim (a statement, or one sentence of an extraction) is compared with every window of
+the text (each sentence, and each pair of neighbouring sentences). Both sides are reduced to
+content tokens: VQA-normalised words, number words as digits, stop words and light verbs
+dropped, a light stemmer (beakers -> beaker, containing -> contain). Two measures:
+
+- token recall: the share of the claim's content tokens found in the window (a token of
+  five letters or more also counts when rapidfuzz `ratio` with a window token >= 85, so
+  colour/color and grey/gray match);
+- attribute pairs: each number or colour word with the content tokens on both sides of it
+  ("contain 3", "3 red", "red particle", "butter 7.19", "bar-A blue"). Fuzzy scores cannot see that "3 red and 2 green" became "2 red and 3
+  green", or that "a red circle" became "a blue circle"; these pairs do.
+
+The support score of a window is min(token recall, pair recall); a claim's support is its
+best window's. `scorer="partial"` and `scorer="token_set"` use rapidfuzz's `partial_ratio`
+and `token_set_ratio` (/100) on the normalised texts instead.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+
+from rapidfuzz import fuzz
+
+from filters.answers import normalise_text
+
+STOP = set("""
+a an the of in on at to for from by with without and or but as is are was were be been being it its it's this that these
+those there here which who whom whose what when where how than then so such very also just only into onto over under
+above below near next beside between among each every any some all both either neither one's image picture photo scene
+shows show showing shown depicts depict depicting features feature featuring displays display displaying contains contain
+containing holds hold holding has have having appears appear appearing visible can could would should may might will
+i we you he she they them their his her our your my me us
+""".split())
+COLOUR_WORDS = set("red blue green yellow purple orange black white grey gray brown pink cyan magenta violet gold silver beige navy teal".split())
+SCORERS = ("recall", "partial", "token_set")
+_SENTENCE = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(])|\n+")
+_FUZZY_MIN_LEN = 5
+_FUZZY_TOKEN = 85
+
+
+def _stem(word: str) -> str:
+    if not word.isalpha():
+        return word
+    if word.endswith("ies") and len(word) > 4:
+        return word[:-3] + "y"
+    for suffix in ("ing", "ed"):
+        if word.endswith(suffix) and len(word) - len(suffix) >= 3:
+            return word[: -len(suffix)]
+    if word.endswith("s") and len(word) >= 4 and not word.endswith(("ss", "us", "is")):
+        return word[:-1]
+    return word
+
+
+_LABEL = re.compile(r"(?<=[A-Za-z] )([A-H])\b(?!['’])")
+_NONE = {"no": "0", "none": "0"}
+
+
+@lru_cache(maxsize=4096)
+def content_tokens(text: str) -> tuple[str, ...]:
+    # "Bar A" keeps its label (normalisation would drop "a" as an article); "no X" is 0 X
+    text = _LABEL.sub(lambda m: f"label{m.group(1).lower()}", text)
+    return tuple(_NONE.get(w, _stem(w)) for w in normalise_text(text).split() if w not in STOP)
+
+
+def attribute_pairs(tokens: tuple[str, ...]) -> set[tuple[str, str]]:
+    """Each number or colour word with the tokens on both sides of it."""
+    return {(a, b) for a, b in zip(tokens, tokens[1:]) if _attribute(a) or _attribute(b)}
+
+
+def _attribute(token: str) -> bool:
+    return _is_number(token) or token in COLOUR_WORDS
+
+
+def _is_number(token: str) -> bool:
+    return token.replace(".", "", 1).isdigit()
+
+
+def sentences(text: str) -> list[str]:
+    return [s.strip() for s in _SENTENCE.split(text or "") if s and s.strip()]
+
+
+def windows(text: str) -> list[str]:
+    parts = sentences(text)
+    return parts + [f"{a} {b}" for a, b in zip(parts, parts[1:])]
+
+
+def _recall(claim: tuple[str, ...], window: tuple[str, ...]) -> float:
+    if not claim:
+        return 1.0
+    have = set(window)
+    long = [w for w in have if len(w) >= _FUZZY_MIN_LEN and not _is_number(w)]
+    found = 0
+    for token in claim:
+        if token in have or (len(token) >= _FUZZY_MIN_LEN and not _is_number(token)
+                             and any(fuzz.ratio(token, w) >= _FUZZY_TOKEN for w in long)):
+            found += 1
+    return found / len(claim)
+
+
+def window_support(claim: str, window: str, scorer: str = "recall") -> float:
+    if scorer == "partial":
+        return fuzz.partial_ratio(normalise_text(claim), normalise_text(window)) / 100
+    if scorer == "token_set":
+        return fuzz.token_set_ratio(" ".join(content_tokens(claim)), " ".join(content_tokens(window))) / 100
+    c, w = content_tokens(claim), content_tokens(window)
+    pairs = attribute_pairs(c)
+    pair_recall = len(pairs & attribute_pairs(w)) / len(pairs) if pairs else 1.0
+    return min(_recall(c, w), pair_recall)
+
+
+def support(claim: str, text: str, scorer: str = "recall") -> float:
+    """How well `text` supports `claim`, in [0, 1]: the best window's score."""
+    if scorer not in SCORERS:
+        raise ValueError(f"scorer must be one of {SCORERS}, got {scorer!r}")
+    if not content_tokens(claim):
+        return 1.0
+    return max((window_support(claim, w, scorer) for w in windows(text)), default=0.0)
