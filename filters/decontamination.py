@@ -74,8 +74,8 @@ def eval_entry(record: Record) -> EvalEntry:
 class EvalIndex:
     def __init__(self, entries, max_hamming: int = 4):
         self.entries = list(entries)
-        self.max_hamming = max_hamming
-        self.width = -(-64 // (max_hamming + 1))
+        self.max_hamming = int(max_hamming)
+        self.width = -(-64 // (self.max_hamming + 1))
         self.bands: dict[tuple[int, int], list[int]] = {}
         self.scenes: dict[str, list[int]] = {}
         self.questions: list[str] = []
@@ -95,14 +95,13 @@ class EvalIndex:
         return [(b, (ph >> (b * self.width)) & mask) for b in range(self.max_hamming + 1)]
 
     def image_matches(self, record: Record) -> dict[int, str]:
-        """Entries whose image is the record's: index -> how it matched."""
+        """Entries whose image is the record's: index -> how it matched. A synthetic scene is
+        matched to eval scenes by its facts and to any other eval image by its pixels."""
         scene = scene_key(record)
-        if scene:
-            return {i: "the same scene" for i in self.scenes.get(scene, ())}
-        ph = record_phash(record)
+        out = {i: "the same scene" for i in self.scenes.get(scene, ())} if scene else {}
+        ph = record_phash(record) if self.bands else None
         if ph is None:
-            return {}
-        out = {}
+            return out
         for band in self._bands(ph):
             for i in self.bands.get(band, ()):
                 d = bin(ph ^ self.entries[i].phash).count("1")

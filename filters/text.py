@@ -10,11 +10,17 @@ dropped, a light stemmer (beakers -> beaker, containing -> contain). Two measure
   five letters or more also counts when rapidfuzz `ratio` with a window token >= 85, so
   colour/color and grey/gray match);
 - attribute pairs: each number or colour word with the content tokens on both sides of it
-  ("contain 3", "3 red", "red particle", "butter 7.19", "bar-A blue"). Fuzzy scores cannot see that "3 red and 2 green" became "2 red and 3
+  ("beaker 3", "3 red", "red particle", "butter 7.19", "bar-A blue"); a pair is found when
+  its second token follows its first within a few tokens, so a clause in between is allowed
+  but a value moved to another item is not. Fuzzy scores cannot see that "3 red and 2 green" became "2 red and 3
   green", or that "a red circle" became "a blue circle"; these pairs do.
 
-The support score of a window is min(token recall, pair recall); a claim's support is its
-best window's. `scorer="partial"` and `scorer="token_set"` use rapidfuzz's `partial_ratio`
+- attributes together: the claim's numbers, colours and labels ("Bar A") found in one
+  sentence of the window: "Bar A is red and reaches 3" is not backed by "Bar A is red and
+  reaches 1. Bar D is blue and reaches 3."
+
+The support score of a window is the least of the three; a claim's support is its best
+window's. Pairs and attributes must lie within one sentence; tokens may spread over two. `scorer="partial"` and `scorer="token_set"` use rapidfuzz's `partial_ratio`
 and `token_set_ratio` (/100) on the normalised texts instead.
 """
 
@@ -40,6 +46,7 @@ SCORERS = ("recall", "partial", "token_set")
 _SENTENCE = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(])|\n+")
 _FUZZY_MIN_LEN = 5
 _FUZZY_TOKEN = 85
+PAIR_SPAN = 4
 
 
 def _stem(word: str) -> str:
@@ -83,9 +90,9 @@ def sentences(text: str) -> list[str]:
     return [s.strip() for s in _SENTENCE.split(text or "") if s and s.strip()]
 
 
-def windows(text: str) -> list[str]:
+def windows(text: str) -> list[tuple[str, ...]]:
     parts = sentences(text)
-    return parts + [f"{a} {b}" for a, b in zip(parts, parts[1:])]
+    return [(p,) for p in parts] + list(zip(parts, parts[1:]))
 
 
 def _recall(claim: tuple[str, ...], window: tuple[str, ...]) -> float:
@@ -101,15 +108,26 @@ def _recall(claim: tuple[str, ...], window: tuple[str, ...]) -> float:
     return found / len(claim)
 
 
-def window_support(claim: str, window: str, scorer: str = "recall") -> float:
+def window_support(claim: str, window: tuple[str, ...], scorer: str = "recall") -> float:
+    text = " ".join(window)
     if scorer == "partial":
-        return fuzz.partial_ratio(normalise_text(claim), normalise_text(window)) / 100
+        return fuzz.partial_ratio(normalise_text(claim), normalise_text(text)) / 100
     if scorer == "token_set":
-        return fuzz.token_set_ratio(" ".join(content_tokens(claim)), " ".join(content_tokens(window))) / 100
-    c, w = content_tokens(claim), content_tokens(window)
+        return fuzz.token_set_ratio(" ".join(content_tokens(claim)), " ".join(content_tokens(text))) / 100
+    c = content_tokens(claim)
+    parts = [content_tokens(sentence) for sentence in window]
     pairs = attribute_pairs(c)
-    pair_recall = len(pairs & attribute_pairs(w)) / len(pairs) if pairs else 1.0
-    return min(_recall(c, w), pair_recall)
+    pair_recall = sum(any(_near(a, b, p) for p in parts) for a, b in pairs) / len(pairs) if pairs else 1.0
+    attrs = {t for t in c if _attribute(t) or t.startswith("label")}
+    together = max(len(attrs & set(p)) for p in parts) / len(attrs) if attrs else 1.0
+    return min(_recall(c, tuple(t for p in parts for t in p)), pair_recall, together)
+
+
+def _near(a: str, b: str, tokens: tuple[str, ...]) -> bool:
+    """`a` followed by `b` within PAIR_SPAN tokens of one sentence: "beaker 3" is found in
+    "beaker 100 ml liquid 3" (a clause in between), "butter 7.19" not in "oat 7.19 butter 8.89"."""
+    where_b = [j for j, t in enumerate(tokens) if t == b]
+    return any(0 < j - i <= PAIR_SPAN for i, t in enumerate(tokens) if t == a for j in where_b)
 
 
 def support(claim: str, text: str, scorer: str = "recall") -> float:
