@@ -27,8 +27,9 @@ class _Apply(beam.DoFn):
             params = dict(f.params)
             if f.name == "decontaminate":
                 if self._index is None:
-                    self._index = EvalIndex(entries or (), params.get("max_hamming", 4))
+                    self._index = EvalIndex(entries or (), params.get("max_hamming", 4), params.get("max_pixel_diff", 24.0))
                 params.pop("max_hamming", None)
+                params.pop("max_pixel_diff", None)
                 params["index"] = self._index
             yield f.name, FILTERS[f.name], params
 

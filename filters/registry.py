@@ -28,7 +28,7 @@ FILTERS = {
     "self_consistency": self_consistency,
 }
 SOURCE_ONLY = {"decontaminate"}
-EXTRA_PARAMS = {"decontaminate": {"max_hamming": int}}  # used to build the index, not per record
+EXTRA_PARAMS = {"decontaminate": {"max_hamming": int, "max_pixel_diff": float}}  # used to build the index, not per record
 CHOICES = {"match": MATCHES, "scorer": SCORERS}
 
 

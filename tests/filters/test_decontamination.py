@@ -35,11 +35,11 @@ def _photo_record(seed, question="What colour is the large square?", answer="red
 def test_index_matches_copies_by_hash_question_and_answer():
     base = _photo_record(1)
     with Image.open(io.BytesIO(base.images[0].bytes)) as im:
-        jpeg = encode(im.resize((80, 80)), "JPEG", quality=60)
+        jpeg = encode(im.resize((88, 88)), "JPEG", quality=90)
     with Image.open(io.BytesIO(jpeg)) as im:
         copy = _photo_record(1, "what colour is the large square", "Red", data=jpeg)
         copy = copy.__class__(**{**copy.__dict__, "images": (copy.images[0].__class__.from_bytes(jpeg, 80, 80, "JPEG", phash=phash(im)),)})
-    index = EvalIndex([eval_entry(copy)])
+    index = EvalIndex([eval_entry(copy)], max_pixel_diff=255)  # these sharp toy pictures: the hash decides
     v = decontaminate(base, index)
     assert not v.keep and v.reason == "eval_contamination" and "bits" in v.detail and "same answer" in v.detail
     # same picture, other answer: a different item (two receipts of one template)
@@ -51,6 +51,19 @@ def test_index_matches_copies_by_hash_question_and_answer():
     assert decontaminate(other, index).keep
     assert not decontaminate(other, index, match="question").keep
     assert decontaminate(_photo_record(40, "Colour?", "red"), index, match="question").keep  # too short to judge
+
+
+def test_a_hard_rescaled_sharp_copy_needs_the_pixel_check_loosened():
+    base = _photo_record(2)
+    with Image.open(io.BytesIO(base.images[0].bytes)) as im:
+        jpeg = encode(im.resize((48, 48)), "JPEG", quality=50)
+    with Image.open(io.BytesIO(jpeg)) as im:
+        copy = _photo_record(2)
+        copy = copy.__class__(**{**copy.__dict__, "images": (copy.images[0].__class__.from_bytes(jpeg, 48, 48, "JPEG", phash=phash(im)),)})
+    entries = [eval_entry(copy)]
+    assert decontaminate(base, EvalIndex(entries, max_hamming=8)).keep  # its edges moved by more than 24 levels
+    v = decontaminate(base, EvalIndex(entries, max_hamming=8, max_pixel_diff=255))
+    assert not v.keep and "bits" in v.detail
 
 
 def test_synthetic_scenes_match_by_ground_truth_not_pixels():
