@@ -165,3 +165,25 @@ def test_an_all_rejected_run_publishes_only_what_it_has(tmp_path):
     assert all(d.startswith("degeneration: extraction: ") for d in rows["detail"])
     with pytest.raises(ValueError, match="extraction"):
         _load(outcome.out_dir, "extraction")
+
+
+def test_the_filter_funnel_chains_and_the_card_shows_it(published):
+    recipe, outcome = published
+    f = outcome.funnel
+    steps = f["filters"]
+    assert [s["filter"] for s in steps] == [x.name for x in recipe.filters]
+    assert steps[0]["in"] == f["in"] - sum(n for r, n in f["rejected_by_reason"].items() if r in ("duplicate", "near_duplicate")) - f["failed"]
+    for a, b in zip(steps, steps[1:]):
+        assert b["in"] == a["passed"] and a["in"] == a["passed"] + a["rejected"]
+    assert steps[-1]["passed"] == f["kept"]
+    by_reason = Counter()
+    for s in steps:
+        by_reason.update(s["reasons"])
+    assert dict(by_reason) == {r: n for r, n in f["rejected_by_reason"].items() if r not in ("duplicate", "near_duplicate")}
+    card = (outcome.out_dir / "README.md").read_text()
+    for s in steps:
+        assert f"| `{s['filter']}` | {s['in']} | {s['rejected']} | {s['passed']} |" in card
+    rows = _load(outcome.out_dir, "rejected")
+    for row in rows:  # the detail names the filter, and every verdict's score is published
+        assert row["detail"].split(":", 1)[0] in {s["filter"] for s in steps}
+        assert set(json.loads(row["scores"])) <= {s["filter"] for s in steps}
