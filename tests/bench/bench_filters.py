@@ -7,7 +7,7 @@ positive, a clean record rejected a false positive, an injected mistake kept a m
 Optionally an eval set of re-encoded copies of some training scenes (plus as many unrelated
 held-out scenes) is written as an imagefolder, and `decontaminate` is scored on it too.
 
-    .venv/bin/python -m tests.bench.bench_filters [--records 2000] [--error-rate 0.2] [--repeat 0] [--eval-copies 100]
+    .venv/bin/python -m tests.bench.bench_filters [--records 2000] [--error-rate 0.2] [--repeat 0] [--eval-copies 100] [--max-pixel-diff 24]
 """
 
 from __future__ import annotations
@@ -55,6 +55,7 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--image-size", type=int, default=256)
     ap.add_argument("--eval-copies", type=int, default=0, help="also score decontamination on this many leaked scenes")
+    ap.add_argument("--max-pixel-diff", type=float, default=24.0, help="decontaminate's pixel check")
     args = ap.parse_args()
 
     import datasets
@@ -73,7 +74,7 @@ def main() -> None:
         base = load_recipe("quickstart", overrides)
         train = [make_record(i, base.sources[0].synthetic, base.sources[0].name) for i in range(args.eval_copies)]
         copied = write_eval_set(work / "eval", train, args.eval_copies, args.seed + 1, args.image_size)
-        filters = [{"name": "decontaminate", "params": {"max_hamming": 6}}] + [
+        filters = [{"name": "decontaminate", "params": {"max_hamming": 6, "max_pixel_diff": args.max_pixel_diff}}] + [
             {"name": f.name, "params": f.params} for f in base.filters]
         overrides += [f"eval_sets=[{{kind: imagefolder, name: eval_copies, imagefolder: {{dir: '{work / 'eval'}'}}}}]",
                       f"filters={json.dumps(filters)}"]
@@ -139,7 +140,7 @@ def main() -> None:
         hit = len(ids & truth)
         print(f"\n{len(copied)} scenes copied into the eval set; {len(truth)} training records show one of them")
         print("\n| decontamination | eval items | training records showing a leaked scene | rejected | precision | recall |\n|---|---|---|---|---|---|")
-        print(f"| `decontaminate` (pHash <= 6 bits, pixels, question + answer) | {2 * args.eval_copies} | {len(truth)} | {len(ids)} "
+        print(f"| `decontaminate` (pHash <= 6 bits, pixels <= {args.max_pixel_diff:g}, question + answer) | {2 * args.eval_copies} | {len(truth)} | {len(ids)} "
               f"| {hit / len(ids) if ids else 1.0:.3f} | {hit / len(truth):.3f} |")
 
 
