@@ -10,7 +10,7 @@ import apache_beam as beam
 from apache_beam.metrics import Metrics
 
 from filters.decontamination import EvalIndex
-from filters.registry import FILTERS
+from filters.registry import FILTERS, typed_params
 from pipelines.recipe import FilterConfig
 
 NAMESPACE = "extract_think.filters"
@@ -24,7 +24,7 @@ class _Apply(beam.DoFn):
 
     def _calls(self, entries):
         for f in self._filters:
-            params = dict(f.params)
+            params = typed_params(f.name, f.params)
             if f.name == "decontaminate":
                 if self._index is None:
                     self._index = EvalIndex(entries or (), params.get("max_hamming", 4), params.get("max_pixel_diff", 24.0))

@@ -32,11 +32,22 @@ EXTRA_PARAMS = {"decontaminate": {"max_hamming": int, "max_pixel_diff": float}} 
 CHOICES = {"match": MATCHES, "scorer": SCORERS}
 
 
-def check_params(name: str, params: dict) -> list[str]:
-    """Problems with a filter's params: unknown names, wrong types, values out of range."""
+def _defaults(name: str) -> dict:
     signature = inspect.signature(FILTERS[name])
     known = {p.name: p.default for p in list(signature.parameters.values())[1:] if p.name != "index"}
     known.update({k: t() for k, t in EXTRA_PARAMS.get(name, {}).items()})
+    return known
+
+
+def typed_params(name: str, params: dict) -> dict:
+    """Params with the types of the filter's defaults (YAML and `--set` may turn 8 into 8.0)."""
+    known = _defaults(name)
+    return {k: int(v) if isinstance(known.get(k), int) and not isinstance(known.get(k), bool) else v for k, v in params.items()}
+
+
+def check_params(name: str, params: dict) -> list[str]:
+    """Problems with a filter's params: unknown names, wrong types, values out of range."""
+    known = _defaults(name)
     problems = []
     for key, value in params.items():
         if key not in known:
@@ -47,6 +58,8 @@ def check_params(name: str, params: dict) -> list[str]:
                 isinstance(default, (int, float)) and not isinstance(default, bool) and (isinstance(value, bool) or not isinstance(value, (int, float))) or \
                 isinstance(default, str) and not isinstance(value, str):
             problems.append(f"{name}.{key}: expected {type(default).__name__}, got {value!r}")
+        elif isinstance(default, int) and not isinstance(default, bool) and value != int(value):
+            problems.append(f"{name}.{key}: expected a whole number, got {value!r}")
         elif key in CHOICES and value not in CHOICES[key]:
             problems.append(f"{name}.{key}: {value!r} not among {list(CHOICES[key])}")
     return problems

@@ -141,6 +141,16 @@ def test_params_are_checked_by_name_type_and_choice():
     assert "expected float" in check_params("sufficiency", {"min_ratio": "high"})[0]
     assert "not among" in check_params("decontaminate", {"match": "pixels"})[0]
     assert check_params("decontaminate", {"max_hamming": 6}) == []
+    assert "whole number" in check_params("degeneration", {"ngram": 2.5})[0]
+
+
+def test_yaml_numbers_reach_filters_with_their_types():
+    from filters.registry import typed_params
+
+    r = load_recipe("quickstart", ["filters.0.params={ngram: 6, max_ngram_repeats: 2, min_words: 3}"])
+    params = typed_params("degeneration", r.filters[0].params)
+    assert params == {"ngram": 6, "max_ngram_repeats": 2, "min_words": 3} and all(type(v) is int for v in params.values())
+    assert degeneration(rec(), **params).keep
 
 
 @pytest.mark.parametrize("overrides, message", [
