@@ -3,6 +3,7 @@
     extract-think run RECIPE [--set key.sub=value ...] [--no-progress]
     extract-think validate RECIPE [--set ...]      # print the resolved recipe
     extract-think recipes                           # list bundled recipes
+    extract-think publish OUT --repo owner/name [--private]   # push a local publish to the Hub
 
 RECIPE is a path to a YAML file or the name of a bundled recipe ("quickstart").
 """
@@ -29,7 +30,25 @@ def _parser() -> argparse.ArgumentParser:
         if name == "run":
             c.add_argument("--no-progress", action="store_true", help="no progress bars")
     sub.add_parser("recipes", help="list the bundled recipes")
+    pub = sub.add_parser("publish", help="push a finished local publish to the Hugging Face Hub")
+    pub.add_argument("out", help="the output folder of `extract-think run`")
+    pub.add_argument("--repo", required=True, help="the dataset repo, owner/name (created if missing)")
+    pub.add_argument("--private", action="store_true", help="create the repo private")
+    pub.add_argument("--revision", default=None, help="branch to commit to (default: main)")
+    pub.add_argument("--message", default=None, help="commit message")
     return p
+
+
+def _publish(args) -> int:
+    from pipelines.hub import PushError, push
+
+    try:
+        url = push(args.out, args.repo, private=args.private, revision=args.revision, message=args.message)
+    except PushError as e:
+        print(f"extract-think: {e}", file=sys.stderr)
+        return 1
+    print(f"pushed {args.out} to the dataset repo {args.repo}: {url}")
+    return 0
 
 
 def _print_funnel(funnel: dict, out_dir, seconds: float) -> None:
@@ -82,6 +101,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "validate":
             print(dump_recipe(load_recipe(args.recipe, args.overrides)), end="")
             return 0
+        if args.command == "publish":
+            return _publish(args)
         return _run(args)
     except ConfigError as e:
         print(f"extract-think: recipe error: {e}", file=sys.stderr)

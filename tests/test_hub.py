@@ -1,0 +1,92 @@
+"""`extract-think publish` against a loopback Hub: the real `huggingface_hub` client, the real
+CLI in a subprocess, faults on the way, and a scan for the token everywhere afterwards."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import datasets
+import pytest
+
+from pipelines.run import run
+from pipelines.recipe import load_recipe
+from tests.hub_server import HubServer
+
+REPO = Path(__file__).resolve().parents[1]
+TOKEN = "hf_testTOKEN0123456789abcdefSECRET"
+
+
+@pytest.fixture(scope="module")
+def published(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("hub")
+    return run(load_recipe("quickstart", ["sources.0.synthetic.num_records=24", "sources.0.synthetic.image_size=96",
+                                          f"output.dir={tmp / 'out'}", "cache.dir=null"]))
+
+
+def _publish(out, repo, server, tmp_path, token=TOKEN, *extra):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HF_")}
+    env.update(HF_ENDPOINT=server.url, HF_TOKEN=token, HF_HUB_DISABLE_XET="1", HF_HOME=str(tmp_path / "hf_home"),
+               HF_HUB_DISABLE_TELEMETRY="1")
+    return subprocess.run([sys.executable, "-m", "pipelines.cli", "publish", str(out), "--repo", repo, *extra],
+                          cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+
+
+def _all_text(paths) -> str:
+    chunks = []
+    for root in paths:
+        for p in Path(root).rglob("*"):
+            if p.is_file():
+                chunks.append(p.read_bytes().decode("latin-1"))
+    return "\n".join(chunks)
+
+
+def test_push_uploads_the_local_publish_byte_for_byte_through_faults(published, tmp_path):
+    out = published.out_dir
+    with HubServer(TOKEN, faults={"preupload": [503], "commit": [500], "batch": [429]}) as hub:
+        proc = _publish(out, "me/extract-think-demo", hub, tmp_path, TOKEN, "--private")
+        assert proc.returncode == 0, proc.stderr
+        repo = hub.repos["me/extract-think-demo"]
+        local = {str(p.relative_to(out)): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+        assert repo["files"] == local
+        assert repo["private"], hub.requests
+        assert len(repo["commits"]) == 1, repo["commits"]
+        assert any(p.endswith(".parquet") for p in local) and set(hub.lfs.values()) >= {b for p, b in local.items() if p.endswith(".parquet")}
+        # the faults happened and were retried
+        assert hub.faults == {"preupload": [], "commit": [], "batch": []}
+        api = [r for r in hub.requests if not r[1].startswith("/lfs/")]
+        assert api and all(auth == f"Bearer {TOKEN}" for _, _, auth in api)
+        # pushing again is one more commit of the same files, to the same repo
+        again = _publish(out, "me/extract-think-demo", hub, tmp_path)
+        assert again.returncode == 0 and repo["files"] == local and len(hub.repos["me/extract-think-demo"]["commits"]) == 2
+    assert "me/extract-think-demo" in proc.stdout
+    # the uploaded copy loads like the local one
+    remote = tmp_path / "remote"
+    for path, data in repo["files"].items():
+        (remote / path).parent.mkdir(parents=True, exist_ok=True)
+        (remote / path).write_bytes(data)
+    for config in ("extraction", "rejected"):
+        a = datasets.load_dataset(str(out), config, split="train")
+        b = datasets.load_dataset(str(remote), config, split="train")
+        assert a["id"] == b["id"] and a["extraction"] == b["extraction"]
+    # the token is nowhere: not in the output, the logs, the Hub client's home, the upload
+    text = proc.stdout + proc.stderr + again.stdout + again.stderr + _all_text([out, tmp_path])
+    assert TOKEN not in text and TOKEN[3:] not in text
+
+
+@pytest.mark.parametrize("args, token, message", [
+    (["--repo", "me/x"], "hf_wrongTOKENabcdef123456", "401"),
+    (["--repo", "not a repo"], TOKEN, "owner/name"),
+])
+def test_push_failures_are_clear_and_never_show_the_token(published, tmp_path, args, token, message):
+    with HubServer(TOKEN) as hub:
+        proc = _publish(published.out_dir, args[1], hub, tmp_path, token)
+    assert proc.returncode == 1 and message in proc.stderr
+    assert token not in proc.stdout + proc.stderr and token[3:] not in proc.stderr
+
+
+def test_only_a_finished_publish_is_pushed(tmp_path):
+    (tmp_path / "half").mkdir()
+    with HubServer(TOKEN) as hub:
+        proc = _publish(tmp_path / "half", "me/x", hub, tmp_path)
+        assert proc.returncode == 1 and "not a finished publish" in proc.stderr and hub.requests == []
