@@ -4,6 +4,7 @@
     extract-think validate RECIPE [--set ...]      # print the resolved recipe
     extract-think recipes                           # list bundled recipes
     extract-think publish OUT --repo owner/name [--private]   # push a local publish to the Hub
+    extract-think export OUT --format trl|llava --to DEST     # for TRL's SFTTrainer / LLaVA trainers
 
 RECIPE is a path to a YAML file or the name of a bundled recipe ("quickstart").
 """
@@ -36,7 +37,23 @@ def _parser() -> argparse.ArgumentParser:
     pub.add_argument("--private", action="store_true", help="create the repo private")
     pub.add_argument("--revision", default=None, help="branch to commit to (default: main)")
     pub.add_argument("--message", default=None, help="commit message")
+    exp = sub.add_parser("export", help="export the extraction config for TRL or LLaVA-style trainers")
+    exp.add_argument("out", help="the output folder of `extract-think run`")
+    exp.add_argument("--format", required=True, choices=["trl", "llava"])
+    exp.add_argument("--to", required=True, dest="dest", help="the folder to write (replaced if it exists)")
     return p
+
+
+def _export(args) -> int:
+    from pipelines.exports import export
+
+    try:
+        dest = export(args.out, args.format, args.dest)
+    except (ValueError, FileNotFoundError) as e:
+        print(f"extract-think: {e}", file=sys.stderr)
+        return 1
+    print(f"{args.format} export of {args.out}: {dest}")
+    return 0
 
 
 def _publish(args) -> int:
@@ -103,6 +120,8 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.command == "publish":
             return _publish(args)
+        if args.command == "export":
+            return _export(args)
         return _run(args)
     except ConfigError as e:
         print(f"extract-think: recipe error: {e}", file=sys.stderr)
