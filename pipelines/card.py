@@ -13,6 +13,24 @@ from pipelines.recipe import Recipe
 from pipelines.stages import STAGE_ORDER, stage_inputs
 
 
+def _cost(funnel: dict) -> list[str]:
+    kept = max(funnel["kept"], 1)
+    tokens = funnel["prompt_tokens"] + funnel["completion_tokens"]
+    return [
+        "## Cost",
+        "",
+        "| | total | per kept record |",
+        "|---|---|---|",
+        f"| teacher requests | {funnel['teacher_requests']} (+ {funnel['cache_hits']} from the cache) | {funnel['teacher_requests'] / kept:.2f} |",
+        f"| teacher tokens paid this run (prompt + completion) | {tokens} ({funnel['prompt_tokens']} + {funnel['completion_tokens']}) | {tokens / kept:.1f} |",
+        f"| teacher tokens behind the data (this run + replies from the cache) | {tokens + funnel.get('cached_tokens', 0)} "
+        f"| {(tokens + funnel.get('cached_tokens', 0)) / kept:.1f} |",
+        f"| teacher seconds (summed batch latency) | {funnel.get('teacher_seconds', 0):.2f} | {funnel.get('teacher_seconds', 0) / kept:.4f} |",
+        f"| run seconds (wall clock) | {funnel.get('run_seconds', 0):.2f} | {funnel.get('run_seconds', 0) / kept:.4f} |",
+        "",
+    ]
+
+
 def _size_category(n: int) -> str:
     for limit, name in ((1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"), (1_000_000, "100K<n<1M")):
         if n < limit:
@@ -24,7 +42,8 @@ def _template_hash(template_id: str) -> str:
     return prompt_hash(template_source(template_id))[:16]
 
 
-def render_card(recipe: Recipe, funnel: dict, licenses: list[str], run_id: str) -> str:
+def render_card(recipe: Recipe, funnel: dict, licenses: list[str], run_id: str, charts: dict[str, str] | None = None,
+                examples: list[dict] | None = None) -> str:
     # The run id is in the data-file patterns because `datasets` caches a local dataset
     # under a hash of its card's configs (folder name and patterns, not the files): with a
     # fixed pattern, a rerun into the same folder would be served the old rows.
@@ -106,9 +125,16 @@ def render_card(recipe: Recipe, funnel: dict, licenses: list[str], run_id: str) 
         "",
         f"Filters, in order: {filters}.",
         "",
-        f"Teacher usage: {funnel['teacher_requests']} requests, {funnel['prompt_tokens']} prompt tokens and "
-        f"{funnel['completion_tokens']} completion tokens.",
-        "",
+    ]
+    lines += _cost(funnel)
+    if charts:
+        lines += ["## Charts", "", *(f"![{name}]({path})" for name, path in charts.items()), ""]
+    if examples:
+        lines += ["## Examples", ""]
+        for ex in examples:
+            lines += [f"**{ex['id']}** - questions: {' | '.join(ex['questions'] or [])}", "",
+                      f"> prompt: {ex['prompt']}", ">", f"> extraction: {ex['extraction']}", ""]
+    lines += [
         f"Source licenses: {', '.join(licenses)}. The full resolved recipe is in `recipe.yaml` beside this card.",
         "",
     ]

@@ -23,6 +23,7 @@ from filters.registry import SOURCE_ONLY
 from pipelines import progress
 from pipelines.publish import arrow_schema, extraction_row, reasoning_rows, rejected_row
 from pipelines.recipe import Recipe
+from pipelines.report import bucket
 from pipelines.sources import ReadSources, expected_count
 from pipelines.sources.dedup import Deduplicate
 from pipelines.stages import Stage, build_stages
@@ -30,16 +31,6 @@ from pipelines.teachers.handler import TeacherModelHandler
 from pipelines.teachers.tokens import token_batches
 
 NAMESPACE = "extract_think"
-
-
-def _count(name: str):
-    counter = Metrics.counter(NAMESPACE, name)
-
-    def inc(x):
-        counter.inc()
-        return x
-
-    return inc
 
 
 def _count_in(record):
@@ -58,8 +49,15 @@ def _count_ended(record):
 
 def _count_kept(record):
     Metrics.counter(NAMESPACE, "kept").inc()
+    Metrics.counter(NAMESPACE, f"length.extraction.{bucket(len((record.extraction or '').split()))}").inc()
     progress.tick("written")
     return record
+
+
+def _count_reasoning(row):
+    Metrics.counter(NAMESPACE, "reasoning_rows").inc()
+    Metrics.counter(NAMESPACE, f"length.reasoning.{bucket(len(row['reasoning'].split()))}").inc()
+    return row
 
 
 def _parse(element, stage: Stage):
@@ -123,7 +121,7 @@ def build_pipeline(p: beam.Pipeline, recipe: Recipe, out_prefix: str, run_id: st
 
     kept = split.kept | "CountKept" >> beam.Map(_count_kept)
     _write(kept | "ExtractionRows" >> beam.Map(extraction_row, recipe.stages.student_prompt), out_prefix, "extraction", shards, run_id)
-    reasoning = kept | "ReasoningRows" >> beam.FlatMap(reasoning_rows) | "CountReasoning" >> beam.Map(_count("reasoning_rows"))
+    reasoning = kept | "ReasoningRows" >> beam.FlatMap(reasoning_rows) | "CountReasoning" >> beam.Map(_count_reasoning)
     _write(reasoning, out_prefix, "reasoning", shards, run_id)
     ended = (at_source, split.rejected, split.ended) | "AllEnded" >> beam.Flatten() | "CountEnded" >> beam.Map(_count_ended)
     _write(ended | "RejectedRows" >> beam.Map(rejected_row), out_prefix, "rejected", shards, run_id)

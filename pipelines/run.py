@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,8 +21,9 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from pipelines.card import render_card
 from filters.beam_adapter import NAMESPACE as FILTER_NAMESPACE
 from pipelines.pipeline import NAMESPACE, build_pipeline
-from pipelines.publish import config_rows
+from pipelines.publish import bound_shards, config_rows
 from pipelines.recipe import Recipe, dump_recipe, load_recipe
+from pipelines.report import first_rows, histogram, write_charts, write_report
 from pipelines.teachers.handler import NAMESPACE as TEACHER_NAMESPACE
 
 
@@ -33,11 +35,17 @@ class RunOutcome:
 
 
 def _counters(result) -> dict[tuple[str, str], int]:
+    """Counters by (namespace, name); a distribution adds its sum as (namespace, name + ".sum")."""
     out: dict[tuple[str, str], int] = {}
-    for c in result.metrics().query(MetricsFilter())["counters"]:
+    metrics = result.metrics().query(MetricsFilter())
+    for c in metrics["counters"]:
         key = (c.key.metric.namespace, c.key.metric.name)
         value = c.committed if c.committed is not None else c.attempted
         out[key] = out.get(key, 0) + int(value or 0)
+    for d in metrics["distributions"]:
+        key = (d.key.metric.namespace, d.key.metric.name + ".sum")
+        value = d.committed if d.committed is not None else d.attempted
+        out[key] = out.get(key, 0) + int(value.sum if value is not None else 0)
     return out
 
 
@@ -69,6 +77,8 @@ def funnel_from_counters(counters: dict[tuple[str, str], int], filters=()) -> di
         "teacher_errors": teacher.get("errors", 0),
         "prompt_tokens": teacher.get("prompt_tokens", 0),
         "completion_tokens": teacher.get("completion_tokens", 0),
+        "cached_tokens": teacher.get("cached_tokens", 0),
+        "teacher_seconds": round(teacher.get("batch_latency_ms.sum", 0) / 1000, 3),
         "filters": filter_funnel(counters, filters),
     }
 
@@ -87,17 +97,26 @@ def run(recipe: Recipe | str | Path, overrides: tuple[str, ...] = (), test_pipel
     try:
         p = test_pipeline or beam.Pipeline(options=pipeline_options(recipe))
         build_pipeline(p, recipe, str(staging), run_id)
+        started = time.perf_counter()
         result = p.run()
         result.wait_until_finish()
-        funnel = funnel_from_counters(_counters(result), recipe.filters)
+        counters = _counters(result)
+        funnel = funnel_from_counters(counters, recipe.filters)
+        funnel["run_seconds"] = round(time.perf_counter() - started, 3)
         if funnel["in"] != funnel["kept"] + funnel["rejected"] + funnel["failed"]:
             raise RuntimeError(f"records were lost: {funnel}")
         for config, rows in config_rows(funnel).items():
             if not rows:  # an empty shard that `datasets` would refuse to load
                 shutil.rmtree(staging / config, ignore_errors=True)
+        funnel["shards"] = bound_shards(staging, run_id, recipe.output.rows_per_shard)
         (staging / "recipe.yaml").write_text(dump_recipe(recipe))
+        main = {name: v for (ns, name), v in counters.items() if ns == NAMESPACE}
+        funnel["lengths"] = {kind: dict(histogram(main, kind)) for kind in ("extraction", "reasoning")}
         (staging / "funnel.json").write_text(json.dumps({"run_id": run_id, **funnel}, indent=2) + "\n")
-        (staging / "README.md").write_text(render_card(recipe, funnel, funnel["licenses"] or ["unknown"], run_id))
+        charts = write_charts(staging, funnel, main)
+        examples = first_rows(staging, "extraction", 3, ["id", "prompt", "extraction", "questions"])
+        (staging / "README.md").write_text(render_card(recipe, funnel, funnel["licenses"] or ["unknown"], run_id, charts, examples))
+        write_report(staging, recipe.name, funnel, charts)
         _swap(staging, out)
     finally:
         if staging.exists():

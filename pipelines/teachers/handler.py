@@ -50,6 +50,7 @@ class TeacherModelHandler(ModelHandler[list[ChatRequest], list[TeacherReply], La
         self._tokens_in = Metrics.counter(NAMESPACE, "prompt_tokens")
         self._tokens_out = Metrics.counter(NAMESPACE, "completion_tokens")
         self._latency = Metrics.distribution(NAMESPACE, "batch_latency_ms")
+        self._cached_tokens = Metrics.counter(NAMESPACE, "cached_tokens")  # what cache hits had cost when paid
 
     def load_model(self) -> LazyTeacher:
         return LazyTeacher(self._config)
@@ -75,6 +76,7 @@ class TeacherModelHandler(ModelHandler[list[ChatRequest], list[TeacherReply], La
         else:
             todo = missing
         self._hits.inc(len(requests) - len(todo))
+        self._cached_tokens.inc(sum(o.prompt_tokens + o.completion_tokens for r in replies if r is not None for o in r.outputs))
         if todo:
             start = time.perf_counter()
             fresh = model.generate([requests[i] for i in todo])

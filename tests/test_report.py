@@ -1,0 +1,115 @@
+"""What a publish holds besides the data: bounded shards, a card that renders the run's real
+numbers (cost, charts, examples), and a self-contained HTML report."""
+
+import base64
+import io
+import json
+import re
+from collections import Counter
+from html.parser import HTMLParser
+
+import datasets
+import pyarrow.parquet as pq
+import pytest
+from PIL import Image
+
+from pipelines.recipe import load_recipe
+from pipelines.run import run
+
+N, PER_SHARD = 40, 7
+
+
+@pytest.fixture(scope="module")
+def outcome(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("report")
+    return run(load_recipe("quickstart", [f"sources.0.synthetic.num_records={N}", "sources.0.synthetic.image_size=96",
+                                          "teacher.oracle.error_rate=0.5", f"output.rows_per_shard={PER_SHARD}",
+                                          f"output.dir={tmp / 'out'}", "cache.dir=null"]))
+
+
+def test_shards_are_bounded_renumbered_and_load_both_ways(outcome):
+    out, f = outcome.out_dir, outcome.funnel
+    want = {"extraction": f["kept"], "reasoning": f["reasoning_rows"], "rejected": f["rejected"] + f["failed"]}
+    for config, rows in want.items():
+        shards = sorted((out / config).glob("*.parquet"))
+        sizes = [pq.ParquetFile(s).metadata.num_rows for s in shards]
+        assert sum(sizes) == rows and max(sizes) <= PER_SHARD and len(shards) == f["shards"][config]
+        assert [s.name for s in shards] == [f"train-{outcome.run_id}-{i:05d}-of-{len(shards):05d}.parquet" for i in range(len(shards))]
+        assert len(datasets.load_dataset(str(out), config, split="train")) == rows
+        assert sum(1 for _ in datasets.load_dataset(str(out), config, split="train", streaming=True)) == rows
+    assert datasets.load_dataset(str(out), "extraction", split="train").features["image"] == datasets.Image()
+
+
+def test_the_card_renders_the_runs_numbers(outcome):
+    out, f = outcome.out_dir, outcome.funnel
+    card = (out / "README.md").read_text()
+    saved = json.loads((out / "funnel.json").read_text())
+    assert saved["kept"] == f["kept"] and saved["run_id"] == outcome.run_id
+    tokens = f["prompt_tokens"] + f["completion_tokens"]
+    assert f"| teacher requests | {f['teacher_requests']} (+ {f['cache_hits']} from the cache) | {f['teacher_requests'] / f['kept']:.2f} |" in card
+    assert f"| {tokens} ({f['prompt_tokens']} + {f['completion_tokens']}) | {tokens / f['kept']:.1f} |" in card
+    assert f"| **kept** | **{f['kept']}** |" in card
+    for reason, n in f["rejected_by_reason"].items():
+        assert f"| rejected: `{reason}` | {n} |" in card
+    assert sum(f["lengths"]["extraction"].values()) == f["kept"]
+    assert sum(f["lengths"]["reasoning"].values()) == f["reasoning_rows"]
+    for name in ("funnel", "extraction_words", "reasoning_words"):
+        assert f"![{name}](assets/{name}.png)" in card
+        with Image.open(out / "assets" / f"{name}.png") as im:
+            assert im.format == "PNG" and im.width > 300
+    ids = set(datasets.load_dataset(str(out), "extraction", split="train")["id"])
+    shown = re.findall(r"^\*\*([0-9a-f]{20})\*\* - questions", card, re.M)
+    assert len(shown) == 3 and set(shown) <= ids
+    header = card.split("---")[1]
+    assert "license: cc0-1.0" in header and "image-text-to-text" in header and "n<1K" in header
+
+
+class _Page(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.images, self.links, self.cards, self.text = [], [], Counter(), []
+
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        if tag == "img":
+            self.images.append(a.get("src", ""))
+        if tag in ("link", "script") or (tag == "a" and a.get("href", "").startswith("http")):
+            self.links.append(a)
+        if tag == "div" and "card" in a.get("class", ""):
+            self.cards["bad" if "bad" in a["class"] else "kept"] += 1
+
+    def handle_data(self, data):
+        self.text.append(data)
+
+
+def test_the_html_report_is_self_contained(outcome):
+    out, f = outcome.out_dir, outcome.funnel
+    page = _Page()
+    page.feed((out / "report.html").read_text())
+    assert page.links == []  # no stylesheet, script or link to fetch
+    assert page.images and all(src.startswith("data:image/png;base64,") for src in page.images if src)
+    for src in page.images:
+        if src:
+            with Image.open(io.BytesIO(base64.b64decode(src.split(",", 1)[1]))) as im:
+                im.load()
+    assert page.cards["kept"] == min(24, f["kept"]) and page.cards["bad"] == min(24, f["rejected"] + f["failed"])
+    text = " ".join(page.text)
+    rejected = datasets.load_dataset(str(out), "rejected", split="train")
+    for row in list(rejected)[: min(24, len(rejected))]:
+        assert row["id"] in text and row["reason"] in text
+    assert f"{f['kept']} kept" in text
+
+
+def test_oversized_shards_are_split_keeping_rows_and_features(tmp_path):
+    from pipelines.publish import FEATURES, bound_shards
+
+    rows = [{"id": f"r{i}", "record_id": "x", "extraction": "e", "question": "q", "choices": [], "answer_type": "text",
+             "answer": "a", "reasoning": "r", "thinking": "", "source": "s"} for i in range(23)]
+    (tmp_path / "reasoning").mkdir()
+    for name, part in (("train-run1-00000-of-00002", rows[:20]), ("train-run1-00001-of-00002", rows[20:])):
+        datasets.Dataset.from_list(part, features=FEATURES["reasoning"]).to_parquet(str(tmp_path / "reasoning" / f"{name}.parquet"))
+    assert bound_shards(tmp_path, "run1", 7) == {"reasoning": 4}
+    shards = sorted((tmp_path / "reasoning").iterdir())
+    assert [pq.ParquetFile(s).metadata.num_rows for s in shards] == [7, 7, 6, 3]
+    back = datasets.load_dataset("parquet", data_files=[str(s) for s in shards], split="train")
+    assert back["id"] == [r["id"] for r in rows] and back.features == FEATURES["reasoning"]
