@@ -9,19 +9,29 @@ from pathlib import Path
 import datasets
 import pytest
 
-from pipelines.run import run
-from pipelines.recipe import load_recipe
 from tests.hub_server import HubServer
 
 REPO = Path(__file__).resolve().parents[1]
 TOKEN = "hf_testTOKEN0123456789abcdefSECRET"
 
 
+class Published:
+    def __init__(self, out_dir: Path, log: str):
+        self.out_dir, self.log = out_dir, log
+
+
 @pytest.fixture(scope="module")
 def published(tmp_path_factory):
+    """A real `extract-think run` in a subprocess with a Hub token and an API key in its
+    environment: neither may reach its output or its log."""
     tmp = tmp_path_factory.mktemp("hub")
-    return run(load_recipe("quickstart", ["sources.0.synthetic.num_records=24", "sources.0.synthetic.image_size=96",
-                                          f"output.dir={tmp / 'out'}", "cache.dir=null"]))
+    env = {**os.environ, "HF_TOKEN": TOKEN, "OPENAI_API_KEY": "sk-test-KEY-0123456789abcdef", "HF_HUB_OFFLINE": "1"}
+    proc = subprocess.run([sys.executable, "-m", "pipelines.cli", "run", "quickstart", "--no-progress",
+                           "--set", "sources.0.synthetic.num_records=24", "--set", "sources.0.synthetic.image_size=96",
+                           "--set", f"output.dir={tmp / 'out'}", "--set", f"cache.dir={tmp / 'cache'}"],
+                          cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    return Published(tmp / "out", proc.stdout + proc.stderr)
 
 
 def _publish(out, repo, server, tmp_path, token=TOKEN, *extra):
@@ -70,8 +80,10 @@ def test_push_uploads_the_local_publish_byte_for_byte_through_faults(published, 
         b = datasets.load_dataset(str(remote), config, split="train")
         assert a["id"] == b["id"] and a["extraction"] == b["extraction"]
     # the token is nowhere: not in the output, the logs, the Hub client's home, the upload
-    text = proc.stdout + proc.stderr + again.stdout + again.stderr + _all_text([out, tmp_path])
-    assert TOKEN not in text and TOKEN[3:] not in text
+    text = published.log + proc.stdout + proc.stderr + again.stdout + again.stderr + _all_text([out, out.parent / "cache", tmp_path])
+    assert "Funnel" in published.log and len(text) > 100_000
+    for secret in (TOKEN, TOKEN[3:], "sk-test-KEY-0123456789abcdef"):
+        assert secret not in text
 
 
 @pytest.mark.parametrize("args, token, message", [

@@ -113,3 +113,23 @@ def test_oversized_shards_are_split_keeping_rows_and_features(tmp_path):
     assert [pq.ParquetFile(s).metadata.num_rows for s in shards] == [7, 7, 6, 3]
     back = datasets.load_dataset("parquet", data_files=[str(s) for s in shards], split="train")
     assert back["id"] == [r["id"] for r in rows] and back.features == FEATURES["reasoning"]
+
+
+def test_an_interrupted_publish_leaves_the_previous_version_intact(outcome, tmp_path, monkeypatch):
+    import shutil
+
+    import pipelines.run as run_module
+
+    out = tmp_path / "out"
+    shutil.copytree(outcome.out_dir, out)
+    before = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+
+    def boom(*args, **kwargs):
+        raise RuntimeError("disk full while writing the report")
+
+    monkeypatch.setattr(run_module, "write_report", boom)
+    with pytest.raises(RuntimeError, match="disk full"):
+        run(load_recipe("quickstart", ["sources.0.synthetic.num_records=5", "sources.0.synthetic.image_size=64",
+                                       f"output.dir={out}", "cache.dir=null"]))
+    assert {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]  # no staging folder left behind
