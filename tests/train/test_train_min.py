@@ -1,0 +1,112 @@
+"""train_min on tiny models built at test time, on a dataset this project published."""
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from pipelines.recipe import load_recipe
+from pipelines.run import run
+from train_min.data import IGNORE, Encoder, load_rows
+from train_min.train import TrainConfig, lr_at, train
+
+
+@pytest.fixture(scope="module")
+def published(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("train_data")
+    return run(load_recipe("quickstart", ["sources.0.synthetic.num_records=40", "sources.0.synthetic.image_size=64",
+                                          "teacher.oracle.error_rate=0", f"output.dir={tmp / 'out'}", "cache.dir=null"])).out_dir
+
+
+def _cfg(tmp_path, model, data, name="run", **kw):
+    base = dict(task="perception", model=str(model), data=str(data), out=str(tmp_path / name), max_length=192, batch_size=4,
+                steps=2, lr=1e-3, min_lr=1e-4, warmup=1, eval_fraction=0.0, eval_every=0, progress=False, device="cpu")
+    return TrainConfig(**{**base, **kw})
+
+
+def _weights(out):
+    return load_file(str(out / "final" / "model.safetensors"))
+
+
+def test_labels_are_ignored_exactly_outside_the_assistant_span(published, tiny_idefics3, tiny_llama):
+    from transformers import AutoProcessor, AutoTokenizer
+
+    processor = AutoProcessor.from_pretrained(tiny_idefics3)
+    row = load_rows(str(published), "extraction")[0]
+    ex = Encoder(processor, "perception", 512)(row)
+    ids, labels = ex["input_ids"], ex["labels"]
+    target = labels != IGNORE
+    first = int(target.nonzero()[0])
+    assert not target[:first].any() and target[first:].all()  # one span, to the end
+    assert torch.equal(labels[target], ids[target])
+    tok = processor.tokenizer
+    assert tok.decode(ids[target]) == row["extraction"] + "<end_of_utterance>\n"  # the reply and its end of turn
+    assert (ids[:first] == processor.image_token_id).sum() == processor.image_seq_len  # image tokens are prompt
+    assert tok.decode(ids[:first]).endswith(row["prompt"] + "<end_of_utterance>\nAssistant:")
+    # cut to a max_length inside the reply: the prompt is kept whole, the reply cut
+    short = Encoder(processor, "perception", first + 3)(row)
+    assert len(short["input_ids"]) == first + 3 and (short["labels"] != IGNORE).sum() == 3
+    assert Encoder(processor, "perception", first - 1)(row) is None  # no room for the prompt: skipped
+    # the reasoner's text-only chats
+    tokenizer = AutoTokenizer.from_pretrained(tiny_llama)
+    rrow = load_rows(str(published), "reasoning")[0]
+    rex = Encoder(tokenizer, "reasoner", 1024)(rrow)
+    rtarget = rex["labels"] != IGNORE
+    assert tokenizer.decode(rex["input_ids"][rtarget]) == rrow["reasoning"] + "<end_of_utterance>\n"
+    assert rrow["question"] in tokenizer.decode(rex["input_ids"][~rtarget])
+
+
+def test_the_schedule_warms_up_then_decays_to_min_lr():
+    cfg = TrainConfig(lr=1.0, min_lr=0.1, warmup=4, steps=20)
+    assert [round(lr_at(s, cfg), 3) for s in range(4)] == [0.25, 0.5, 0.75, 1.0]
+    assert lr_at(20, cfg) == pytest.approx(0.1) and lr_at(12, cfg) == pytest.approx(0.55)
+
+
+def test_loss_falls_when_overfitting_one_batch(published, tiny_idefics3, tmp_path):
+    # 4 training rows, batch 4: every step sees the same batch
+    rows = load_rows(str(published), "extraction").select(range(4))
+    data = tmp_path / "four"
+    rows.to_parquet(str(data / "extraction" / "train-x-00000-of-00001.parquet"))
+    (data / "README.md").write_text("---\nconfigs:\n- config_name: extraction\n  data_files:\n  - split: train\n"
+                                    "    path: extraction/*.parquet\n---\n")
+    summary = train(_cfg(tmp_path, tiny_idefics3, data, steps=30, lr=3e-3, min_lr=3e-3, warmup=1))
+    losses = [h["loss"] for h in summary["history"]]
+    assert losses[-1] < 0.3 * losses[0], losses
+
+
+def test_every_trainable_parameter_changes(published, tiny_idefics3, tmp_path):
+    before = load_file(str(tiny_idefics3 / "model.safetensors"))
+    train(_cfg(tmp_path, tiny_idefics3, published, steps=1))
+    after = _weights(tmp_path / "run")
+    unchanged = [n for n in before if torch.equal(before[n], after[n])]
+    assert set(before) == set(after) and unchanged == []
+
+
+def test_gradient_accumulation_8x1_equals_1x8(published, tiny_idefics3, tmp_path):
+    train(_cfg(tmp_path, tiny_idefics3, published, "a", steps=1, batch_size=8, grad_accum=1))
+    train(_cfg(tmp_path, tiny_idefics3, published, "b", steps=1, batch_size=1, grad_accum=8))
+    a, b = _weights(tmp_path / "a"), _weights(tmp_path / "b")
+    base = load_file(str(tiny_idefics3 / "model.safetensors"))
+    for n in a:
+        step_a, step_b = a[n] - base[n], b[n] - base[n]
+        assert torch.allclose(step_a, step_b, rtol=1e-3, atol=1e-6), n
+
+
+def test_two_steps_resume_two_steps_equals_four(published, tiny_idefics3, tmp_path):
+    straight = train(_cfg(tmp_path, tiny_idefics3, published, "straight", steps=4, eval_fraction=0.2, eval_every=2))
+    half = train(_cfg(tmp_path, tiny_idefics3, published, "resumed", steps=4, eval_fraction=0.2, eval_every=2, stop_after=2))
+    assert half["stopped_at"] == 2 and (tmp_path / "resumed" / "checkpoint.pt").exists() and not (tmp_path / "resumed" / "final").exists()
+    resumed = train(_cfg(tmp_path, tiny_idefics3, published, "resumed", steps=4, eval_fraction=0.2, eval_every=2))
+    assert resumed["history"] == straight["history"]  # same losses, lrs, grad norms, eval losses
+    a, b = _weights(tmp_path / "straight"), _weights(tmp_path / "resumed")
+    assert all(torch.equal(a[n], b[n]) for n in a)
+    assert straight["history"][1]["eval_loss"] is not None and straight["eval_examples"] > 0
+
+
+def test_the_reasoner_trains_on_the_reasoning_config(published, tiny_llama, tmp_path):
+    summary = train(_cfg(tmp_path, tiny_llama, published, task="reasoner", steps=12, lr=3e-3, min_lr=3e-3, max_length=512))
+    losses = [h["loss"] for h in summary["history"]]
+    assert losses[-1] < losses[0]
+    from transformers import AutoModelForCausalLM
+
+    assert AutoModelForCausalLM.from_pretrained(tmp_path / "run" / "final") is not None
+    assert (tmp_path / "run" / "final" / "train_config.json").exists()

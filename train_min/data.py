@@ -1,0 +1,108 @@
+"""Training examples from a published dataset, encoded once before training.
+
+perception: image + the student's prompt (with its focus)  ->  the extraction   (`extraction` config)
+reasoner:   extraction + question (+ options)               ->  the reasoning    (`reasoning` config)
+
+Each example is the chat the model will see, rendered with the model's own chat template:
+the prompt part (with the generation prompt) and the whole chat. The prompt's tokens are the
+prefix of the whole chat's tokens, so labels are -100 over the prompt (image tokens
+included) and the ids themselves over the assistant's reply, its end-of-turn token
+included: the model learns to stop. Padding is -100 too.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+from dataclasses import dataclass
+
+import torch
+from PIL import Image
+
+IGNORE = -100
+CONFIG_OF = {"perception": "extraction", "reasoner": "reasoning"}
+
+
+def load_rows(data: str, config: str):
+    """A publish folder (or a Hub dataset id) -> the rows of one config."""
+    import datasets
+
+    ds = datasets.load_dataset(data, config, split="train")
+    return ds.cast_column("image", datasets.Image(decode=False)) if "image" in ds.column_names else ds
+
+
+def is_eval(row_id: str, fraction: float) -> bool:
+    """A stable split by id: the same rows are held out on every run and resume."""
+    return int(hashlib.sha256(row_id.encode()).hexdigest()[:8], 16) / 16**8 < fraction
+
+
+def chats(row: dict, task: str) -> tuple[list[dict], list[dict], list[Image.Image]]:
+    """(prompt messages, whole chat, images) for one row."""
+    if task == "perception":
+        image = Image.open(io.BytesIO(row["image"]["bytes"])).convert("RGB")
+        user = {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": row["prompt"]}]}
+        reply = {"role": "assistant", "content": [{"type": "text", "text": row["extraction"]}]}
+        return [user], [user, reply], [image]
+    options = "".join(f"\n{chr(65 + i)}. {c}" for i, c in enumerate(row.get("choices") or []))
+    text = f"Description of an image:\n{row['extraction']}\n\nQuestion: {row['question']}{options}\n" \
+           "Think step by step from the description only, then end with a last line `Answer: X`."
+    return [{"role": "user", "content": text}], [{"role": "user", "content": text}, {"role": "assistant", "content": row["reasoning"]}], []
+
+
+@dataclass
+class Encoder:
+    processor: object  # an AutoProcessor (VLM) or a tokenizer (text-only)
+    task: str
+    max_length: int = 1024
+
+    def _encode(self, text: str, images: list) -> dict:
+        if images:
+            return self.processor(text=[text], images=[images], return_tensors="pt")
+        return self.processor(text, return_tensors="pt", add_special_tokens=False)
+
+    def __call__(self, row: dict) -> dict | None:
+        """One encoded example, or None when the prompt alone does not fit in max_length."""
+        prompt_msgs, whole_msgs, images = chats(row, self.task)
+        template = self.processor.apply_chat_template
+        prompt = template(prompt_msgs, add_generation_prompt=True, tokenize=False)
+        whole = template(whole_msgs, tokenize=False)
+        if not whole.startswith(prompt):
+            raise ValueError("the chat template renders the prompt differently inside the whole chat; "
+                             "cannot find the assistant's span")
+        full = self._encode(whole, images)
+        n_prompt = self._encode(prompt, images)["input_ids"].shape[1]
+        ids = full["input_ids"][0]
+        if n_prompt >= self.max_length:
+            return None  # cutting into the prompt would cut image tokens or the instruction
+        ids = ids[: self.max_length]  # the reply is cut, never the prompt
+        labels = ids.clone()
+        labels[:n_prompt] = IGNORE
+        out = {"input_ids": ids, "labels": labels}
+        for key in ("pixel_values", "pixel_attention_mask", "image_grid_thw"):
+            if key in full:
+                out[key] = full[key][0]
+        return out
+
+
+def collate(examples: list[dict], pad_id: int) -> dict:
+    """Right-pad ids (pad_id) and labels (-100); pad image tiles to the batch's most, with
+    zeros (Idefics3 skips all-zero images; their attention mask is zero)."""
+    length = max(len(e["input_ids"]) for e in examples)
+    batch = {
+        "input_ids": torch.full((len(examples), length), pad_id, dtype=torch.long),
+        "labels": torch.full((len(examples), length), IGNORE, dtype=torch.long),
+        "attention_mask": torch.zeros((len(examples), length), dtype=torch.long),
+    }
+    for i, e in enumerate(examples):
+        n = len(e["input_ids"])
+        batch["input_ids"][i, :n] = e["input_ids"]
+        batch["labels"][i, :n] = e["labels"]
+        batch["attention_mask"][i, :n] = 1
+    for key in ("pixel_values", "pixel_attention_mask"):
+        if key in examples[0]:
+            tiles = max(e[key].shape[0] for e in examples)
+            padded = torch.zeros((len(examples), tiles, *examples[0][key].shape[1:]), dtype=examples[0][key].dtype)
+            for i, e in enumerate(examples):
+                padded[i, : e[key].shape[0]] = e[key]
+            batch[key] = padded
+    return batch

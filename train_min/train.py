@@ -1,0 +1,243 @@
+"""train_min: supervised fine-tuning of the Extract+Think models, readable top to bottom.
+
+    python -m train_min.train --task perception --model PATH_OR_ID --data out/quickstart --out out/perception \
+        [--steps 200 --batch-size 8 --grad-accum 1 --lr 1e-4 ...]
+
+perception: an image-text-to-text model learns image + focus prompt -> extraction;
+reasoner:   a causal LM learns extraction + question -> reasoning.
+
+The loop: AdamW, linear warm-up then cosine decay to min_lr, gradient accumulation (the loss
+of a step is summed over its micro-batches and divided by the step's target tokens, so 8
+micro-batches of 1 equal 1 batch of 8), gradient clipping, bf16 autocast on CUDA, periodic
+eval loss, checkpoints that resume exactly (model, optimizer, scheduler, RNG, data
+position), a final save in Hugging Face format with the resolved config.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import random
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from train_min.data import CONFIG_OF, Encoder, collate, is_eval, load_rows
+
+
+@dataclass
+class TrainConfig:
+    task: str = "perception"  # perception | reasoner
+    model: str = ""  # a local path or a Hub id
+    data: str = ""  # a publish folder (extract-think run) or a Hub dataset id
+    out: str = "out/train"
+    max_length: int = 1024
+    batch_size: int = 8
+    grad_accum: int = 1
+    steps: int = 100
+    lr: float = 1e-4
+    min_lr: float = 1e-5
+    warmup: int = 10
+    weight_decay: float = 0.0
+    clip: float = 1.0
+    eval_fraction: float = 0.05  # rows held out by a hash of their id
+    eval_every: int = 50  # steps; 0: only at the end
+    save_every: int = 0  # steps between checkpoints; 0: only the final save
+    stop_after: int = 0  # run this many steps, save a checkpoint and exit (time-limited jobs); 0: run to the end
+    seed: int = 0
+    device: str = "auto"  # auto | cpu | cuda
+    lora_r: int = 0  # > 0: train LoRA adapters (peft) instead of all weights
+    progress: bool = True
+
+
+def lr_at(step: int, cfg: TrainConfig) -> float:
+    """Linear warm-up to lr, then cosine down to min_lr at the last step."""
+    if step < cfg.warmup:
+        return cfg.lr * (step + 1) / cfg.warmup
+    t = (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup)
+    return cfg.min_lr + 0.5 * (cfg.lr - cfg.min_lr) * (1 + math.cos(math.pi * min(t, 1.0)))
+
+
+def load_model(cfg: TrainConfig, device: str):
+    from transformers import AutoModelForCausalLM, AutoModelForImageTextToText, AutoProcessor, AutoTokenizer
+
+    if cfg.task == "perception":
+        processor = AutoProcessor.from_pretrained(cfg.model)
+        model = AutoModelForImageTextToText.from_pretrained(cfg.model, dtype=torch.float32)
+        pad = processor.tokenizer.pad_token_id
+    else:
+        processor = AutoTokenizer.from_pretrained(cfg.model)
+        model = AutoModelForCausalLM.from_pretrained(cfg.model, dtype=torch.float32)
+        pad = processor.pad_token_id if processor.pad_token_id is not None else processor.eos_token_id
+    if cfg.lora_r:
+        from peft import LoraConfig, get_peft_model
+
+        model = get_peft_model(model, LoraConfig(r=cfg.lora_r, lora_alpha=2 * cfg.lora_r, target_modules="all-linear"))
+    return processor, model.to(device), pad
+
+
+class Batches:
+    """Examples in a seeded random order, epoch after epoch; `state()` is the data position."""
+
+    def __init__(self, examples: list[dict], batch_size: int, seed: int, pad: int):
+        self.examples, self.batch_size, self.seed, self.pad = examples, batch_size, seed, pad
+        self.epoch, self.pos = 0, 0
+        self._order = self._permutation()
+
+    def _permutation(self) -> list[int]:
+        return torch.randperm(len(self.examples), generator=torch.Generator().manual_seed(self.seed + self.epoch)).tolist()
+
+    def next(self) -> dict:
+        if self.pos + self.batch_size > len(self._order):  # the remainder is dropped: batches stay full
+            self.epoch, self.pos = self.epoch + 1, 0
+            self._order = self._permutation()
+        idx = self._order[self.pos : self.pos + self.batch_size]
+        self.pos += self.batch_size
+        return collate([self.examples[i] for i in idx], self.pad)
+
+    def state(self) -> dict:
+        return {"epoch": self.epoch, "pos": self.pos}
+
+    def restore(self, state: dict) -> None:
+        self.epoch, self.pos = state["epoch"], state["pos"]
+        self._order = self._permutation()
+
+
+def loss_sum(model, batch: dict, device: str) -> tuple[torch.Tensor, int]:
+    """Summed next-token cross-entropy over the target tokens of a batch, and their count."""
+    batch = {k: v.to(device) for k, v in batch.items()}
+    labels = batch.pop("labels")
+    with torch.autocast("cuda", dtype=torch.bfloat16, enabled=device == "cuda"):
+        logits = model(**batch).logits  # (B, T, V)
+    targets = labels[:, 1:]  # position t predicts token t+1
+    loss = F.cross_entropy(logits[:, :-1].flatten(0, 1).float(), targets.flatten(), ignore_index=-100, reduction="sum")
+    return loss, int((targets != -100).sum())
+
+
+@torch.no_grad()
+def evaluate(model, examples: list[dict], cfg: TrainConfig, pad: int, device: str) -> float | None:
+    if not examples:
+        return None
+    model.eval()
+    total, n = 0.0, 0
+    for i in range(0, len(examples), cfg.batch_size):
+        loss, count = loss_sum(model, collate(examples[i : i + cfg.batch_size], pad), device)
+        total, n = total + float(loss), n + count
+    model.train()
+    return total / max(n, 1)
+
+
+def rng_state() -> dict:
+    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def train(cfg: TrainConfig) -> dict:
+    device = ("cuda" if torch.cuda.is_available() else "cpu") if cfg.device == "auto" else cfg.device
+    random.seed(cfg.seed), np.random.seed(cfg.seed), torch.manual_seed(cfg.seed)
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    processor, model, pad = load_model(cfg, device)
+
+    # Encode every row once: images are processed here, not every epoch.
+    encode = Encoder(processor, cfg.task, cfg.max_length)
+    train_set, eval_set, skipped = [], [], 0
+    for row in tqdm(load_rows(cfg.data, CONFIG_OF[cfg.task]), desc="encoding", disable=not cfg.progress):
+        example = encode(row)
+        if example is None:
+            skipped += 1
+        else:
+            (eval_set if is_eval(row["id"], cfg.eval_fraction) else train_set).append(example)
+    if len(train_set) < cfg.batch_size:
+        raise ValueError(f"{len(train_set)} training examples, fewer than one batch of {cfg.batch_size}")
+
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=cfg.lr, betas=(0.9, 0.95), weight_decay=cfg.weight_decay, fused=device == "cuda")
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_at(s, cfg) / cfg.lr)
+    batches = Batches(train_set, cfg.batch_size, cfg.seed, pad)
+    step, history = 0, []
+
+    ckpt = out / "checkpoint.pt"
+    if ckpt.exists():  # exact resume: weights, optimizer moments, schedule, RNG, data position
+        state = torch.load(ckpt, map_location=device, weights_only=False)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        batches.restore(state["data"])
+        set_rng_state(state["rng"])
+        step, history = state["step"], state["history"]
+
+    def save_checkpoint():
+        torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                    "data": batches.state(), "rng": rng_state(), "step": step, "history": history, "config": asdict(cfg)}, ckpt)
+
+    model.train()
+    first = step
+    bar = tqdm(total=cfg.steps, initial=step, desc=f"train {cfg.task}", disable=not cfg.progress)
+    while step < cfg.steps:
+        micro = [batches.next() for _ in range(cfg.grad_accum)]
+        n_targets = sum(int((b["labels"][:, 1:] != -100).sum()) for b in micro)
+        total = 0.0
+        for b in micro:
+            loss, _ = loss_sum(model, b, device)
+            (loss / max(n_targets, 1)).backward()  # one step's loss is a mean over all its target tokens
+            total += float(loss.detach())
+        grad_norm = float(torch.nn.utils.clip_grad_norm_(params, cfg.clip))
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+        step += 1
+        record = {"step": step, "loss": total / max(n_targets, 1), "lr": scheduler.get_last_lr()[0], "grad_norm": grad_norm}
+        if (cfg.eval_every and step % cfg.eval_every == 0) or step == cfg.steps:
+            record["eval_loss"] = evaluate(model, eval_set, cfg, pad, device)
+        history.append(record)
+        bar.update(1)
+        bar.set_postfix(loss=f"{record['loss']:.3f}")
+        if cfg.save_every and step % cfg.save_every == 0 and step < cfg.steps:
+            save_checkpoint()
+        if cfg.stop_after and step - first >= cfg.stop_after and step < cfg.steps:
+            save_checkpoint()
+            bar.close()
+            return {"config": asdict(cfg), "device": device, "stopped_at": step, "history": history}
+    bar.close()
+
+    final = out / "final"
+    model.save_pretrained(final)
+    processor.save_pretrained(final)
+    summary = {"config": asdict(cfg), "device": device, "train_examples": len(train_set), "eval_examples": len(eval_set),
+               "skipped_too_long": skipped, "history": history}
+    (final / "train_config.json").write_text(json.dumps(summary, indent=2))
+    return summary
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    for f in fields(TrainConfig):
+        flag = "--" + f.name.replace("_", "-")
+        if f.type in ("bool", bool):
+            ap.add_argument(flag, action=argparse.BooleanOptionalAction, default=f.default)
+        else:
+            kind = {"int": int, "float": float}.get(f.type if isinstance(f.type, str) else f.type.__name__, str)
+            ap.add_argument(flag, type=kind, default=f.default)
+    summary = train(TrainConfig(**vars(ap.parse_args(argv))))
+    last = summary["history"][-1]
+    print(f"done: {last['step']} steps, loss {last['loss']:.4f}, eval loss {last.get('eval_loss')}, saved to {Path(summary['config']['out']) / 'final'}")
+
+
+if __name__ == "__main__":
+    main()
