@@ -19,15 +19,20 @@ import argparse
 import json
 import math
 import random
+import time
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch.utils.checkpoint import checkpoint
 from tqdm.auto import tqdm
 
 from train_min.data import CONFIG_OF, Encoder, collate, is_eval, load_rows
+
+
+LOSS_CHUNK = 2048  # target tokens per logits chunk
 
 
 @dataclass
@@ -108,15 +113,34 @@ class Batches:
         self._order = self._permutation()
 
 
+def _parts(model):
+    """(the model body that returns hidden states, the output head); peft wrappers looked through."""
+    inner = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return inner.base_model, inner.get_output_embeddings()
+
+
 def loss_sum(model, batch: dict, device: str) -> tuple[torch.Tensor, int]:
-    """Summed next-token cross-entropy over the target tokens of a batch, and their count."""
+    """Summed next-token cross-entropy over the target tokens of a batch, and their count.
+
+    Logits are computed only where there is a target (the assistant's reply), in chunks whose
+    fp32 logits are recomputed in the backward pass instead of kept: the (B, T, vocab) fp32
+    tensor a plain `model(...).logits` loss holds never exists."""
     batch = {k: v.to(device) for k, v in batch.items()}
     labels = batch.pop("labels")
+    body, head = _parts(model)
     with torch.autocast("cuda", dtype=torch.bfloat16, enabled=device == "cuda"):
-        logits = model(**batch).logits  # (B, T, V)
-    targets = labels[:, 1:]  # position t predicts token t+1
-    loss = F.cross_entropy(logits[:, :-1].flatten(0, 1).float(), targets.flatten(), ignore_index=-100, reduction="sum")
-    return loss, int((targets != -100).sum())
+        hidden = body(**batch).last_hidden_state  # (B, T, H)
+        targets = labels[:, 1:]  # position t predicts token t+1
+        keep = targets != -100
+        h, t = hidden[:, :-1][keep], targets[keep]  # (N, H), (N,)
+        total = hidden.new_zeros((), dtype=torch.float32)
+        for hc, tc in zip(h.split(LOSS_CHUNK), t.split(LOSS_CHUNK)):
+            total = total + checkpoint(_chunk_loss, head, hc, tc, use_reentrant=False)
+    return total, int(keep.sum())
+
+
+def _chunk_loss(head, h: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    return F.cross_entropy(head(h).float(), t, reduction="sum")
 
 
 @torch.no_grad()
@@ -187,11 +211,15 @@ def train(cfg: TrainConfig) -> dict:
                     "data": batches.state(), "rng": rng_state(), "step": step, "history": history, "config": asdict(cfg)}, ckpt)
 
     model.train()
+    if device == "cuda":
+        torch.cuda.reset_peak_memory_stats()
     first = step
     bar = tqdm(total=cfg.steps, initial=step, desc=f"train {cfg.task}", disable=not cfg.progress)
     while step < cfg.steps:
+        started = time.perf_counter()
         micro = [batches.next() for _ in range(cfg.grad_accum)]
         n_targets = sum(int((b["labels"][:, 1:] != -100).sum()) for b in micro)
+        n_tokens = sum(int(b["attention_mask"].sum()) for b in micro)
         total = 0.0
         for b in micro:
             loss, _ = loss_sum(model, b, device)
@@ -202,7 +230,10 @@ def train(cfg: TrainConfig) -> dict:
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
         step += 1
-        record = {"step": step, "loss": total / max(n_targets, 1), "lr": scheduler.get_last_lr()[0], "grad_norm": grad_norm}
+        if device == "cuda":
+            torch.cuda.synchronize()
+        record = {"step": step, "loss": total / max(n_targets, 1), "lr": scheduler.get_last_lr()[0], "grad_norm": grad_norm,
+                  "tokens": n_tokens, "seconds": time.perf_counter() - started}
         if (cfg.eval_every and step % cfg.eval_every == 0) or step == cfg.steps:
             record["eval_loss"] = evaluate(model, eval_set, cfg, pad, device)
         history.append(record)
@@ -220,7 +251,8 @@ def train(cfg: TrainConfig) -> dict:
     model.save_pretrained(final)
     processor.save_pretrained(final)
     summary = {"config": asdict(cfg), "device": device, "train_examples": len(train_set), "eval_examples": len(eval_set),
-               "skipped_too_long": skipped, "history": history}
+               "skipped_too_long": skipped, "history": history,
+               "peak_memory_gib": torch.cuda.max_memory_allocated() / 2**30 if device == "cuda" else None}
     (final / "train_config.json").write_text(json.dumps(summary, indent=2))
     return summary
 
