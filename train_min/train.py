@@ -57,6 +57,7 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda
     lora_r: int = 0  # > 0: train LoRA adapters (peft) instead of all weights
+    gradient_checkpointing: bool = False  # recompute activations in the backward pass: less memory, ~30% slower
     progress: bool = True
 
 
@@ -79,6 +80,8 @@ def load_model(cfg: TrainConfig, device: str):
         processor = AutoTokenizer.from_pretrained(cfg.model)
         model = AutoModelForCausalLM.from_pretrained(cfg.model, dtype=torch.float32)
         pad = processor.pad_token_id if processor.pad_token_id is not None else processor.eos_token_id
+    if cfg.gradient_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     if cfg.lora_r:
         from peft import LoraConfig, get_peft_model
 
@@ -125,11 +128,12 @@ def loss_sum(model, batch: dict, device: str) -> tuple[torch.Tensor, int]:
     Logits are computed only where there is a target (the assistant's reply), in chunks whose
     fp32 logits are recomputed in the backward pass instead of kept: the (B, T, vocab) fp32
     tensor a plain `model(...).logits` loss holds never exists."""
-    batch = {k: v.to(device) for k, v in batch.items()}
+    if device == "cuda":  # pinned host memory: the copy runs asynchronously, ahead of the compute queued behind it
+        batch = {k: v.pin_memory().to(device, non_blocking=True) for k, v in batch.items()}
     labels = batch.pop("labels")
     body, head = _parts(model)
     with torch.autocast("cuda", dtype=torch.bfloat16, enabled=device == "cuda"):
-        hidden = body(**batch).last_hidden_state  # (B, T, H)
+        hidden = body(**batch, use_cache=False).last_hidden_state  # (B, T, H); no KV cache in training
         targets = labels[:, 1:]  # position t predicts token t+1
         keep = targets != -100
         h, t = hidden[:, :-1][keep], targets[keep]  # (N, H), (N,)
@@ -220,11 +224,11 @@ def train(cfg: TrainConfig) -> dict:
         micro = [batches.next() for _ in range(cfg.grad_accum)]
         n_targets = sum(int((b["labels"][:, 1:] != -100).sum()) for b in micro)
         n_tokens = sum(int(b["attention_mask"].sum()) for b in micro)
-        total = 0.0
+        total = torch.zeros((), device=device)
         for b in micro:
             loss, _ = loss_sum(model, b, device)
             (loss / max(n_targets, 1)).backward()  # one step's loss is a mean over all its target tokens
-            total += float(loss.detach())
+            total += loss.detach()  # stays on the device: no sync per micro-batch
         grad_norm = float(torch.nn.utils.clip_grad_norm_(params, cfg.clip))
         optimizer.step()
         scheduler.step()
@@ -232,7 +236,7 @@ def train(cfg: TrainConfig) -> dict:
         step += 1
         if device == "cuda":
             torch.cuda.synchronize()
-        record = {"step": step, "loss": total / max(n_targets, 1), "lr": scheduler.get_last_lr()[0], "grad_norm": grad_norm,
+        record = {"step": step, "loss": float(total) / max(n_targets, 1), "lr": scheduler.get_last_lr()[0], "grad_norm": grad_norm,
                   "tokens": n_tokens, "seconds": time.perf_counter() - started}
         if (cfg.eval_every and step % cfg.eval_every == 0) or step == cfg.steps:
             record["eval_loss"] = evaluate(model, eval_set, cfg, pad, device)

@@ -63,15 +63,16 @@ def params(path: Path) -> int:
     return sum(p.numel() for p in AutoModelForImageTextToText.from_pretrained(path).parameters())
 
 
-def run_train_min(model: Path, data: str, batch: int, steps: int, max_length: int, out: Path) -> dict:
+def run_train_min(model: Path, data: str, batch: int, steps: int, max_length: int, out: Path, ckpt: bool) -> dict:
     from train_min.train import TrainConfig, train
 
     s = train(TrainConfig(task="perception", model=str(model), data=data, out=str(out), batch_size=batch, steps=steps,
-                          max_length=max_length, lr=1e-4, warmup=5, eval_fraction=0.0, eval_every=0, progress=False, device="cuda"))
+                          max_length=max_length, lr=1e-4, warmup=5, eval_fraction=0.0, eval_every=0, progress=False, device="cuda",
+                          gradient_checkpointing=ckpt))
     return {"history": [(h["tokens"], h["seconds"]) for h in s["history"]], "peak": s["peak_memory_gib"]}
 
 
-def run_trl(model: Path, data: str, batch: int, steps: int, max_length: int, out: Path) -> dict:
+def run_trl(model: Path, data: str, batch: int, steps: int, max_length: int, out: Path, ckpt: bool) -> dict:
     import datasets
     import torch
     from transformers import AutoModelForImageTextToText, AutoProcessor, TrainerCallback
@@ -93,7 +94,8 @@ def run_trl(model: Path, data: str, batch: int, steps: int, max_length: int, out
 
     cfg = SFTConfig(output_dir=str(out), max_steps=steps, per_device_train_batch_size=batch, learning_rate=1e-4,
                     warmup_steps=5, lr_scheduler_type="cosine", bf16=True, max_length=max_length, optim="adamw_torch_fused",
-                    logging_steps=1, report_to=[], save_strategy="no", dataloader_num_workers=2, seed=0)
+                    logging_steps=1, report_to=[], save_strategy="no", dataloader_num_workers=2, seed=0,
+                    gradient_checkpointing=ckpt)  # TRL's default is True; set the same on both sides
     trainer = SFTTrainer(model=net, args=cfg, train_dataset=ds, processing_class=processor, callbacks=[Clock()])
     # the tokens of each step, counted as for train_min: the non-padding tokens of the batch
     tokens, step = [], trainer.training_step
@@ -118,6 +120,7 @@ def main() -> None:
     ap.add_argument("--warmup", type=int, default=10)
     ap.add_argument("--max-length", type=int, default=320)
     ap.add_argument("--only", choices=["train_min", "trl"], default=None)
+    ap.add_argument("--gradient-checkpointing", action="store_true", help="on both sides (TRL's default)")
     args = ap.parse_args()
 
     import torch
@@ -130,16 +133,16 @@ def main() -> None:
         if args.only and not name.lower().startswith(args.only.lower()[:3]):
             continue
         torch.cuda.empty_cache()
-        r = fn(model, data, args.batch, args.steps, args.max_length, work / name.replace(" ", "_"))
+        r = fn(model, data, args.batch, args.steps, args.max_length, work / name.replace(" ", "_"), args.gradient_checkpointing)
         timed = r["history"][args.warmup:]
         tps = sum(t for t, _ in timed) / sum(s for _, s in timed)
-        rows.append({"trainer": name, "batch": args.batch, "tokens_per_s": tps, "peak_gib": r["peak"],
+        rows.append({"trainer": name, "batch": args.batch, "checkpointing": args.gradient_checkpointing, "tokens_per_s": tps, "peak_gib": r["peak"],
                      "mfu": 6 * n * tps / H100_BF16_FLOPS, "tokens_per_step": sum(t for t, _ in timed) / len(timed)})
     print(f"\nmodel: {n / 1e6:.0f}M parameters; {torch.cuda.get_device_name()}; max_length {args.max_length}; "
           f"{args.steps} steps, first {args.warmup} untimed\n")
-    print("| trainer | batch | tokens/step | tokens/s | peak GiB | MFU |\n|---|---|---|---|---|---|")
+    print("| trainer | batch | checkpointing | tokens/step | tokens/s | peak GiB | MFU |\n|---|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['trainer']} | {r['batch']} | {r['tokens_per_step']:.0f} | {r['tokens_per_s'] / 1e3:.1f}k | {r['peak_gib']:.1f} | {r['mfu']:.1%} |")
+        print(f"| {r['trainer']} | {r['batch']} | {'on' if r['checkpointing'] else 'off'} | {r['tokens_per_step']:.0f} | {r['tokens_per_s'] / 1e3:.1f}k | {r['peak_gib']:.1f} | {r['mfu']:.1%} |")
     print(json.dumps(rows))
 
 
