@@ -116,6 +116,33 @@ class Batches:
         self._order = self._permutation()
 
 
+class Prefetch:
+    """The next step's micro-batches, collated (and on CUDA pinned, pixels in bf16) in a
+    background thread while the GPU works on this step. One worker keeps the order; each
+    step carries the data position after it, so a checkpoint never counts a prefetched step."""
+
+    def __init__(self, batches: Batches, micro: int, device: str):
+        from concurrent.futures import ThreadPoolExecutor
+
+        self.batches, self.micro, self.device = batches, micro, device
+        self.pool = ThreadPoolExecutor(max_workers=1)
+        self.pending = self.pool.submit(self._make)
+
+    def _make(self) -> tuple[list[dict], dict]:
+        micro = [self.batches.next() for _ in range(self.micro)]
+        if self.device == "cuda":  # autocast casts pixels to bf16 anyway: copy half the bytes
+            micro = [{k: (v.to(torch.bfloat16) if k == "pixel_values" else v).pin_memory() for k, v in b.items()} for b in micro]
+        return micro, self.batches.state()
+
+    def next(self) -> tuple[list[dict], dict]:
+        got = self.pending.result()
+        self.pending = self.pool.submit(self._make)
+        return got
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=True, cancel_futures=True)
+
+
 def _parts(model):
     """(the model body that returns hidden states, the output head); peft wrappers looked through."""
     inner = model.get_base_model() if hasattr(model, "get_base_model") else model
@@ -128,19 +155,22 @@ def loss_sum(model, batch: dict, device: str) -> tuple[torch.Tensor, int]:
     Logits are computed only where there is a target (the assistant's reply), in chunks whose
     fp32 logits are recomputed in the backward pass instead of kept: the (B, T, vocab) fp32
     tensor a plain `model(...).logits` loss holds never exists."""
-    if device == "cuda":  # pinned host memory: the copy runs asynchronously, ahead of the compute queued behind it
-        batch = {k: v.pin_memory().to(device, non_blocking=True) for k, v in batch.items()}
-    labels = batch.pop("labels")
+    labels = batch["labels"]
+    flat = labels[:, 1:].reshape(-1)  # position t predicts token t+1
+    where = torch.nonzero(flat != -100).squeeze(1)  # found on the host: no device sync mid-step
+    targets = flat[where]
+    inputs = {k: v for k, v in batch.items() if k != "labels"}
+    if device == "cuda":  # from pinned host memory the copies are asynchronous
+        inputs = {k: v.to(device, non_blocking=True) for k, v in inputs.items()}
+        where, targets = where.to(device, non_blocking=True), targets.to(device, non_blocking=True)
     body, head = _parts(model)
     with torch.autocast("cuda", dtype=torch.bfloat16, enabled=device == "cuda"):
-        hidden = body(**batch, use_cache=False).last_hidden_state  # (B, T, H); no KV cache in training
-        targets = labels[:, 1:]  # position t predicts token t+1
-        keep = targets != -100
-        h, t = hidden[:, :-1][keep], targets[keep]  # (N, H), (N,)
+        hidden = body(**inputs, use_cache=False).last_hidden_state  # (B, T, H); no KV cache in training
+        h = hidden[:, :-1].reshape(-1, hidden.shape[-1]).index_select(0, where)  # (N, H)
         total = hidden.new_zeros((), dtype=torch.float32)
-        for hc, tc in zip(h.split(LOSS_CHUNK), t.split(LOSS_CHUNK)):
+        for hc, tc in zip(h.split(LOSS_CHUNK), targets.split(LOSS_CHUNK)):
             total = total + checkpoint(_chunk_loss, head, hc, tc, use_reentrant=False)
-    return total, int(keep.sum())
+    return total, int(targets.numel())
 
 
 def _chunk_loss(head, h: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
@@ -210,18 +240,21 @@ def train(cfg: TrainConfig) -> dict:
         set_rng_state(state["rng"])
         step, history = state["step"], state["history"]
 
+    data_state = batches.state()  # the data position after the last step taken
+
     def save_checkpoint():
         torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                    "data": batches.state(), "rng": rng_state(), "step": step, "history": history, "config": asdict(cfg)}, ckpt)
+                    "data": data_state, "rng": rng_state(), "step": step, "history": history, "config": asdict(cfg)}, ckpt)
 
     model.train()
     if device == "cuda":
         torch.cuda.reset_peak_memory_stats()
     first = step
+    prefetch = Prefetch(batches, cfg.grad_accum, device)
     bar = tqdm(total=cfg.steps, initial=step, desc=f"train {cfg.task}", disable=not cfg.progress)
     while step < cfg.steps:
         started = time.perf_counter()
-        micro = [batches.next() for _ in range(cfg.grad_accum)]
+        micro, data_state = prefetch.next()
         n_targets = sum(int((b["labels"][:, 1:] != -100).sum()) for b in micro)
         n_tokens = sum(int(b["attention_mask"].sum()) for b in micro)
         total = torch.zeros((), device=device)
@@ -247,9 +280,9 @@ def train(cfg: TrainConfig) -> dict:
             save_checkpoint()
         if cfg.stop_after and step - first >= cfg.stop_after and step < cfg.steps:
             save_checkpoint()
-            bar.close()
+            bar.close(), prefetch.close()
             return {"config": asdict(cfg), "device": device, "stopped_at": step, "history": history}
-    bar.close()
+    bar.close(), prefetch.close()
 
     final = out / "final"
     model.save_pretrained(final)
