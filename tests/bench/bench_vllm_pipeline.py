@@ -30,7 +30,6 @@ def main() -> None:
     from pipelines.sources.synthetic import make_record
     from pipelines.stages import build_stages
     from pipelines.teachers import load_teacher, unload_all
-    from pipelines.teachers.base import TeacherReply
     from tests.tiny_models import build_tiny_idefics3
 
     work = Path(tempfile.mkdtemp(prefix="bench-vllm-"))
@@ -45,6 +44,11 @@ def main() -> None:
             "stages.extraction.teacher.vllm.max_model_len=512", "stages.extraction.teacher.vllm.gpu_memory_utilization=0.1",
             f"stages.extraction.teacher.vllm.enforce_eager={str(args.enforce_eager).lower()}",
             f"stages.extraction.sampling.max_tokens={args.max_tokens}",
+            # one greedy extraction per record (the quickstart samples 3 for extraction_agreement,
+            # which is therefore left out here); the other filters run as in any recipe
+            "stages.extraction.sampling.n=1", "stages.extraction.sampling.temperature=0",
+            "filters=[{name: degeneration}, {name: leakage}, {name: statement_count}, {name: statement_coverage}, "
+            "{name: answer_correct}, {name: sufficiency, params: {min_ratio: 0.5}}, {name: self_consistency}]",
             f"output.dir={work / out}", f"cache.dir={cache}" if cache else "cache.dir=null",
         ])
 
