@@ -10,7 +10,7 @@ import apache_beam as beam
 from apache_beam.metrics import Metrics
 
 from filters.decontamination import EvalIndex
-from filters.registry import FILTERS, typed_params
+from filters.registry import EXTRA_PARAMS, FILTERS, typed_params
 from pipelines.recipe import FilterConfig
 
 NAMESPACE = "extract_think.filters"
@@ -19,25 +19,26 @@ KEPT, REJECTED, ENDED = "kept", "rejected", "ended"
 
 class _Apply(beam.DoFn):
     def __init__(self, filters: list[FilterConfig]):
-        self._filters = filters
+        # (name, function, per-record params, index params), resolved once, not per record
+        self._calls = []
+        for f in filters:
+            params = typed_params(f.name, f.params)
+            index_params = {k: params.pop(k) for k in EXTRA_PARAMS.get(f.name, {}) if k in params}
+            self._calls.append((f.name, FILTERS[f.name], params, index_params))
         self._index: EvalIndex | None = None
 
-    def _calls(self, entries):
-        for f in self._filters:
-            params = typed_params(f.name, f.params)
-            if f.name == "decontaminate":
-                if self._index is None:
-                    self._index = EvalIndex(entries or (), params.get("max_hamming", 4), params.get("max_pixel_diff", 24.0))
-                params.pop("max_hamming", None)
-                params.pop("max_pixel_diff", None)
-                params["index"] = self._index
-            yield f.name, FILTERS[f.name], params
+    def _with_index(self, params: dict, index_params: dict, entries) -> dict:
+        if self._index is None:  # the eval sets' index, built once per DoFn instance
+            self._index = EvalIndex(entries or (), **index_params)
+        return {**params, "index": self._index}
 
     def process(self, record, entries=None):
         if record.status != "ok":
             yield beam.pvalue.TaggedOutput(ENDED, record)
             return
-        for name, fn, params in self._calls(entries):
+        for name, fn, params, index_params in self._calls:
+            if name == "decontaminate":
+                params = self._with_index(params, index_params, entries)
             verdict = fn(record, **params)
             record = record.add(verdicts=[verdict])
             Metrics.counter(NAMESPACE, f"checked.{name}").inc()

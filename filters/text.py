@@ -90,9 +90,10 @@ def sentences(text: str) -> list[str]:
     return [s.strip() for s in _SENTENCE.split(text or "") if s and s.strip()]
 
 
-def windows(text: str) -> list[tuple[str, ...]]:
+@lru_cache(maxsize=1024)
+def windows(text: str) -> tuple[tuple[str, ...], ...]:
     parts = sentences(text)
-    return [(p,) for p in parts] + list(zip(parts, parts[1:]))
+    return tuple((p,) for p in parts) + tuple(zip(parts, parts[1:]))
 
 
 def _recall(claim: tuple[str, ...], window: tuple[str, ...]) -> float:

@@ -32,13 +32,21 @@ def _photo_record(seed, question="What colour is the large square?", answer="red
     return Record(f"r{seed}", "photos", "cc0", (ImageData.from_bytes(data, 96, 96, "PNG", phash=phash(img)),), (Turn(question, answer),))
 
 
+def _with_image(record, data: bytes, size: int):
+    """The record with its image replaced by `data` (hashed as the source would)."""
+    import dataclasses
+
+    from pipelines.record import ImageData
+
+    with Image.open(io.BytesIO(data)) as im:
+        return dataclasses.replace(record, images=(ImageData.from_bytes(data, size, size, "JPEG", phash=phash(im)),))
+
+
 def test_index_matches_copies_by_hash_question_and_answer():
     base = _photo_record(1)
     with Image.open(io.BytesIO(base.images[0].bytes)) as im:
         jpeg = encode(im.resize((88, 88)), "JPEG", quality=90)
-    with Image.open(io.BytesIO(jpeg)) as im:
-        copy = _photo_record(1, "what colour is the large square", "Red", data=jpeg)
-        copy = copy.__class__(**{**copy.__dict__, "images": (copy.images[0].__class__.from_bytes(jpeg, 80, 80, "JPEG", phash=phash(im)),)})
+    copy = _with_image(_photo_record(1, "what colour is the large square", "Red"), jpeg, 88)
     index = EvalIndex([eval_entry(copy)], max_pixel_diff=255)  # these sharp toy pictures: the hash decides
     v = decontaminate(base, index)
     assert not v.keep and v.reason == "eval_contamination" and "bits" in v.detail and "same answer" in v.detail
@@ -57,9 +65,7 @@ def test_a_hard_rescaled_sharp_copy_needs_the_pixel_check_loosened():
     base = _photo_record(2)
     with Image.open(io.BytesIO(base.images[0].bytes)) as im:
         jpeg = encode(im.resize((48, 48)), "JPEG", quality=50)
-    with Image.open(io.BytesIO(jpeg)) as im:
-        copy = _photo_record(2)
-        copy = copy.__class__(**{**copy.__dict__, "images": (copy.images[0].__class__.from_bytes(jpeg, 48, 48, "JPEG", phash=phash(im)),)})
+    copy = _with_image(_photo_record(2), jpeg, 48)
     entries = [eval_entry(copy)]
     assert decontaminate(base, EvalIndex(entries, max_hamming=8)).keep  # its edges moved by more than 24 levels
     v = decontaminate(base, EvalIndex(entries, max_hamming=8, max_pixel_diff=255))
