@@ -14,7 +14,7 @@ from pipelines.source_config import IngestConfig, SourceConfig
 from pipelines.sources.files import check_files, read_imagefolder, read_llava
 from pipelines.sources.hf import ReadShard, shard_count
 from pipelines.sources.ingest import to_record
-from pipelines.sources.synthetic import ReadSynthetic
+from pipelines.sources.synthetic import ReadSynthetic, make_record
 
 
 class ReadSource(beam.PTransform):
@@ -53,3 +53,23 @@ def expected_count(sources: list[SourceConfig]) -> int | None:
     if all(s.kind == "synthetic" for s in sources):
         return sum(s.synthetic.num_records if s.limit is None else min(s.limit, s.synthetic.num_records) for s in sources)
     return None
+
+
+def iter_records(config: SourceConfig, ingest: IngestConfig):
+    """The same Records as `ReadSource`, read one after another in this process (no Beam):
+    for small sets such as an evaluation's held-out records."""
+    if config.kind == "synthetic":
+        n = config.synthetic.num_records if config.limit is None else min(config.limit, config.synthetic.num_records)
+        for i in range(n):
+            yield make_record(i, config.synthetic, config.name, config.license)
+        return
+    if config.kind == "hf":
+        shards = shard_count(config)
+        reader = ReadShard(config, shards)
+        reader.setup()
+        raw = (item for i in range(shards) for item in reader.process(i))
+    else:
+        check_files(config)
+        raw = (read_llava if config.kind == "llava" else read_imagefolder)(config)
+    for item in raw:
+        yield to_record(item, ingest)
