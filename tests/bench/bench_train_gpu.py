@@ -25,36 +25,14 @@ H100_BF16_FLOPS = 989e12  # dense
 
 
 def build_model(path: Path) -> Path:
-    import torch
-    from transformers import Idefics3Config, Idefics3ForConditionalGeneration, Idefics3Processor
+    from tests.tiny_models import tiny_tokenizer
+    from train_min.scratch import IDEFICS3_SPECIALS, build_idefics3
 
-    try:  # transformers >= 5.18 names the Pillow processor apart; older ones have the one class
-        from transformers import Idefics3ImageProcessorPil
-    except ImportError:
-        from transformers import Idefics3ImageProcessor as Idefics3ImageProcessorPil
-
-    from tests.tiny_models import IDEFICS3_SPECIALS, tiny_tokenizer
-
-    tokenizer = tiny_tokenizer(IDEFICS3_SPECIALS, vocab_size=2000)
-    tokenizer.add_special_tokens({"additional_special_tokens": ["<image>", "<fake_token_around_image>", "<global-img>"]})
-    image_processor = Idefics3ImageProcessorPil(do_image_splitting=False, size={"longest_edge": 512},
-                                                max_image_size={"longest_edge": 512}, do_resize=True)
-    processor = Idefics3Processor(image_processor=image_processor, tokenizer=tokenizer, image_seq_len=64,
-                                  chat_template=tokenizer.chat_template)
-    config = Idefics3Config(
-        vision_config={"hidden_size": 768, "intermediate_size": 3072, "num_hidden_layers": 12, "num_attention_heads": 12,
-                       "image_size": 512, "patch_size": 16},
-        text_config={"model_type": "llama", "vocab_size": 49152, "hidden_size": 576, "intermediate_size": 1536,
-                     "num_hidden_layers": 30, "num_attention_heads": 9, "num_key_value_heads": 3, "head_dim": 64,
-                     "max_position_embeddings": 2048, "pad_token_id": tokenizer.pad_token_id,
-                     "eos_token_id": tokenizer.eos_token_id, "bos_token_id": tokenizer.bos_token_id},
-        image_token_id=tokenizer.convert_tokens_to_ids("<image>"), pad_token_id=tokenizer.pad_token_id, scale_factor=4,
-    )
-    torch.manual_seed(0)
-    model = Idefics3ForConditionalGeneration(config)
-    model.save_pretrained(path)
-    processor.save_pretrained(path)
-    return path
+    return build_idefics3(
+        path, tiny_tokenizer(IDEFICS3_SPECIALS, vocab_size=2000), image_size=512, patch_size=16, scale_factor=4,
+        vision={"hidden_size": 768, "intermediate_size": 3072, "num_hidden_layers": 12, "num_attention_heads": 12},
+        text={"vocab_size": 49152, "hidden_size": 576, "intermediate_size": 1536, "num_hidden_layers": 30,
+              "num_attention_heads": 9, "num_key_value_heads": 3, "head_dim": 64, "max_position_embeddings": 2048})
 
 
 def params(path: Path) -> int:
@@ -63,16 +41,16 @@ def params(path: Path) -> int:
     return sum(p.numel() for p in AutoModelForImageTextToText.from_pretrained(path).parameters())
 
 
-def run_train_min(model: Path, data: str, batch: int, steps: int, max_length: int, out: Path, ckpt: bool) -> dict:
+def run_train_min(model: Path, data: str, batch: int, steps: int, max_length: int, out: Path, ckpt: bool, chunk: int) -> dict:
     from train_min.train import TrainConfig, train
 
     s = train(TrainConfig(task="perception", model=str(model), data=data, out=str(out), batch_size=batch, steps=steps,
                           max_length=max_length, lr=1e-4, warmup=5, eval_fraction=0.0, eval_every=0, progress=False, device="cuda",
-                          gradient_checkpointing=ckpt))
+                          gradient_checkpointing=ckpt, loss_chunk=chunk))
     return {"history": [(h["tokens"], h["seconds"]) for h in s["history"]], "peak": s["peak_memory_gib"]}
 
 
-def run_trl(model: Path, data: str, batch: int, steps: int, max_length: int, out: Path, ckpt: bool) -> dict:
+def run_trl(model: Path, data: str, batch: int, steps: int, max_length: int, out: Path, ckpt: bool, chunk: int) -> dict:
     import datasets
     import torch
     from transformers import AutoModelForImageTextToText, AutoProcessor, TrainerCallback
@@ -121,6 +99,7 @@ def main() -> None:
     ap.add_argument("--max-length", type=int, default=320)
     ap.add_argument("--only", choices=["train_min", "trl"], default=None)
     ap.add_argument("--gradient-checkpointing", action="store_true", help="on both sides (TRL's default)")
+    ap.add_argument("--loss-chunk", type=int, default=512, help="train_min's target tokens per logits chunk")
     args = ap.parse_args()
 
     import torch
@@ -133,7 +112,8 @@ def main() -> None:
         if args.only and not name.lower().startswith(args.only.lower()[:3]):
             continue
         torch.cuda.empty_cache()
-        r = fn(model, data, args.batch, args.steps, args.max_length, work / name.replace(" ", "_"), args.gradient_checkpointing)
+        r = fn(model, data, args.batch, args.steps, args.max_length, work / name.replace(" ", "_"), args.gradient_checkpointing,
+               args.loss_chunk)
         timed = r["history"][args.warmup:]
         tps = sum(t for t, _ in timed) / sum(s for _, s in timed)
         rows.append({"trainer": name, "batch": args.batch, "checkpointing": args.gradient_checkpointing, "tokens_per_s": tps, "peak_gib": r["peak"],
@@ -142,7 +122,7 @@ def main() -> None:
           f"{args.steps} steps, first {args.warmup} untimed\n")
     print("| trainer | batch | checkpointing | tokens/step | tokens/s | peak GiB | MFU |\n|---|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['trainer']} | {r['batch']} | {'on' if r['checkpointing'] else 'off'} | {r['tokens_per_step']:.0f} | {r['tokens_per_s'] / 1e3:.1f}k | {r['peak_gib']:.1f} | {r['mfu']:.1%} |")
+        print(f"| {r['trainer']} | {r['batch']} | {'on' if r['checkpointing'] else 'off'} | {r['tokens_per_step']:.0f} | {r['tokens_per_s'] / 1e3:.1f}k | {r['peak_gib']:.2f} | {r['mfu']:.1%} |")
     print(json.dumps(rows))
 
 

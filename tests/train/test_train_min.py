@@ -115,7 +115,7 @@ def test_the_reasoner_trains_on_the_reasoning_config(published, tiny_llama, tmp_
     assert (tmp_path / "run" / "final" / "train_config.json").exists()
 
 
-def test_the_target_only_chunked_loss_equals_the_plain_one(published, tiny_idefics3, monkeypatch):
+def test_the_target_only_chunked_loss_equals_the_plain_one(published, tiny_idefics3):
     import torch.nn.functional as F
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
@@ -126,8 +126,7 @@ def test_the_target_only_chunked_loss_equals_the_plain_one(published, tiny_idefi
     model = AutoModelForImageTextToText.from_pretrained(tiny_idefics3)
     rows = load_rows(str(published), "extraction")
     batch = collate([Encoder(processor, "perception", 192)(rows[i]) for i in range(3)], processor.tokenizer.pad_token_id)
-    monkeypatch.setattr(tm, "LOSS_CHUNK", 7)  # many chunks
-    ours, n = tm.loss_sum(model, dict(batch), "cpu")
+    ours, n = tm.loss_sum(model, dict(batch), "cpu", chunk=7)  # many chunks
     inputs = {k: v for k, v in batch.items() if k != "labels"}
     logits = model(**inputs).logits
     plain = F.cross_entropy(logits[:, :-1].flatten(0, 1), batch["labels"][:, 1:].flatten(), ignore_index=-100, reduction="sum")

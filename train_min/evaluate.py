@@ -1,0 +1,288 @@
+"""Extract+Think evaluation: the small perception model, then a text-only reasoner.
+
+    python -m train_min.evaluate eval.yaml [key=value ...]
+
+Held-out records come from any source the pipelines read (`heldout:`, a list of source
+configs: synthetic `split: heldout`, LLaVA JSON, an image folder, a Hub/parquet set). For
+each record:
+
+- stage 1: the perception model writes an extraction from the image and the student prompt
+  (`student/v1`) with a focus - written from the record's questions by a teacher of the
+  teacher layer (`focus.mode: teacher`, the way the training data's focus was made), the
+  question itself (`question`), or one generic phrase (`none`);
+- stage 2: the reasoner reads only the extraction and the question (the prompt it was
+  trained on), thinks within `thinking_budget` tokens (the end of thinking is forced there)
+  with reflexive words optionally blocked, and ends with `Answer: X`;
+- the answer is parsed and matched against the gold one (filters/answers.py: option
+  letters and texts, numbers, yes/no, VQA-style text).
+
+Baselines in the same run: `caption_think` (stage 1 with a plain caption prompt, no focus;
+the same reasoner) and `direct` (the perception model answers from the image). The table
+gives accuracy per system, by source and category (a turn's `category` or synthetic
+`family`, else its answer type). Per-item predictions go to `predictions.jsonl`.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from tqdm.auto import tqdm
+
+from filters.answers import answer_matches, parse_final_answer
+from pipelines.config import ConfigError, apply_override, build, to_plain
+from pipelines.prompting import render
+from pipelines.record import Record
+from pipelines.recipe import TeacherConfig
+from pipelines.source_config import IngestConfig, SourceConfig
+from pipelines.teachers.base import Sampling
+from train_min.data import reasoner_prompt
+from train_min.infer import REFLEXIVE_WORDS, chat, load_generator, open_image, think
+
+SYSTEMS = ("extract_think", "caption_think", "direct")
+
+
+@dataclass
+class FocusConfig:
+    mode: Literal["teacher", "question", "none"] = "teacher"
+    teacher: TeacherConfig = field(default_factory=TeacherConfig)  # any backend of the teacher layer
+    template: str = "focus/v1"
+    generic: str = "the objects, their colours, counts and positions, and any text"  # mode none
+
+
+@dataclass
+class EvalConfig:
+    heldout: list[SourceConfig]
+    perception: TeacherConfig  # backend transformers or vllm; model: the trained perception model
+    reasoner: TeacherConfig  # backend transformers or vllm; any causal LM (train_min's reasoner, Qwen3, ...)
+    focus: FocusConfig = field(default_factory=FocusConfig)
+    ingest: IngestConfig = field(default_factory=IngestConfig)
+    systems: list[Literal["extract_think", "caption_think", "direct"]] = field(default_factory=lambda: list(SYSTEMS))
+    student_template: str = "student/v1"
+    caption_prompt: str = "Describe the image."
+    direct_prompt: str = "Answer with a single word, number or option letter, as a last line `Answer: X`."
+    extraction_tokens: int = 256
+    direct_tokens: int = 32
+    thinking_budget: int = 4096  # reasoner tokens before the end of thinking is forced
+    answer_tokens: int = 32  # tokens for the answer after a forced end
+    block_reflexive: bool = True
+    reflexive_words: list[str] = field(default_factory=lambda: list(REFLEXIVE_WORDS))
+    out: str = "out/eval"
+    progress: bool = True
+
+    def __post_init__(self):
+        for name in ("perception", "reasoner"):
+            if getattr(self, name).backend not in ("transformers", "vllm"):
+                raise ConfigError(f"{name}.backend: transformers or vllm, got {getattr(self, name).backend!r}")
+        if not self.systems:
+            raise ConfigError("systems: name at least one of " + ", ".join(SYSTEMS))
+
+
+@dataclass
+class Item:
+    """One held-out question."""
+    record: Record
+    turn: int
+
+    @property
+    def t(self):
+        return self.record.turns[self.turn]
+
+    @property
+    def category(self) -> str:
+        meta = self.t.meta or {}
+        return str(meta.get("category") or meta.get("family") or self.t.answer_type)
+
+
+def load_heldout(cfg: EvalConfig) -> tuple[list[Record], dict[str, int]]:
+    """Usable held-out records, and the count of unusable ones by reason."""
+    from pipelines.sources import iter_records
+
+    records, skipped = [], defaultdict(int)
+    for source in cfg.heldout:
+        for record in iter_records(source, cfg.ingest):
+            if record.status == "ok":
+                records.append(record)
+            else:
+                skipped[record.reason] += 1
+    return records, dict(skipped)
+
+
+def write_focus(cfg: EvalConfig, records: list[Record]) -> dict[str, str | None]:
+    """record id -> focus phrase (None where the focus teacher failed for that record)."""
+    if cfg.focus.mode == "none":
+        return {r.id: cfg.focus.generic for r in records}
+    if cfg.focus.mode == "question":
+        return {r.id: "; ".join(t.question for t in r.turns) for r in records}
+    from pipelines.stages import Stage
+    from pipelines.teachers import load_teacher
+
+    stage = Stage("focus", cfg.focus.template, Sampling(max_tokens=64), cfg.focus.teacher)
+    teacher, out = load_teacher(cfg.focus.teacher), {}
+    for start in tqdm(range(0, len(records), cfg.focus.teacher.batch_size), desc="focus", disable=not cfg.progress):
+        batch = records[start : start + cfg.focus.teacher.batch_size]
+        requests = [stage.requests(r) for r in batch]
+        replies = teacher.generate([q for qs in requests for q in qs])
+        for record, reqs in zip(batch, requests):
+            done = stage.apply(record, reqs, [replies.pop(0) for _ in reqs])
+            out[record.id] = done.focus if done.status == "ok" and done.focus else None
+    return out
+
+
+def _options(turn) -> str:
+    return "".join(f"\n{chr(65 + i)}. {c}" for i, c in enumerate(turn.choices))
+
+
+def _complete(gen, texts, images, max_tokens, desc, cfg, chunk=64, bad_words=()):
+    out = []
+    for start in tqdm(range(0, len(texts), chunk), desc=desc, disable=not cfg.progress):
+        out += gen.complete(texts[start : start + chunk], images[start : start + chunk], max_tokens, bad_words)
+    return out
+
+
+def perceive(cfg: EvalConfig, records: list[Record], items: list[Item], focus: dict) -> dict:
+    """Stage 1 for every system: {system: {record id or item index: text}}."""
+    gen = load_generator(cfg.perception)
+    try:
+        images = {r.id: [open_image(im.bytes) for im in r.images] for r in records}
+        got: dict[str, dict] = {}
+        for system, prompt in (("extract_think", None), ("caption_think", cfg.caption_prompt)):
+            if system not in cfg.systems:
+                continue
+            todo = [r for r in records if prompt or focus[r.id]]
+            texts = [gen.render(chat(prompt or render(cfg.student_template, focus=focus[r.id]), True)) for r in todo]
+            done = _complete(gen, texts, [images[r.id] for r in todo], cfg.extraction_tokens, system.split("_")[0], cfg)
+            got[system] = {r.id: c.text.strip() for r, c in zip(todo, done)}
+        if "direct" in cfg.systems:
+            texts = [gen.render(chat(f"{it.t.question}{_options(it.t)}\n{cfg.direct_prompt}", True)) for it in items]
+            done = _complete(gen, texts, [images[it.record.id] for it in items], cfg.direct_tokens, "direct", cfg)
+            got["direct"] = {i: c.text for i, c in enumerate(done)}
+        return got
+    finally:
+        gen.close()
+
+
+def reason(cfg: EvalConfig, items: list[Item], stage1: dict) -> dict:
+    """Stage 2 for the two-stage systems: {system: {item index: Thought}}."""
+    systems = [s for s in ("extract_think", "caption_think") if s in cfg.systems]
+    if not systems:
+        return {}
+    gen = load_generator(cfg.reasoner)
+    bad = cfg.reflexive_words if cfg.block_reflexive else ()
+    try:
+        got = {}
+        for system in systems:
+            todo = [i for i, it in enumerate(items) if it.record.id in stage1[system]]
+            texts = [gen.render(chat(reasoner_prompt(stage1[system][items[i].record.id], items[i].t.question, items[i].t.choices), False))
+                     for i in todo]
+            thoughts = []
+            for start in tqdm(range(0, len(texts), 64), desc=f"reason ({system})", disable=not cfg.progress):
+                thoughts += think(gen, texts[start : start + 64], cfg.thinking_budget, cfg.answer_tokens, bad)
+            got[system] = dict(zip(todo, thoughts))
+        return got
+    finally:
+        gen.close()
+
+
+def score(text: str | None, turn, direct: bool = False) -> tuple[str | None, bool]:
+    """(parsed answer, correct). A direct answer without an `Answer:` line is its first line."""
+    parsed = parse_final_answer(text)
+    if parsed is None and direct and text and text.strip():
+        parsed = text.strip().splitlines()[0].strip()
+    return parsed, answer_matches(parsed, turn.answer, turn.answer_type, turn.choices)
+
+
+def table(rows: list[dict], systems: list[str]) -> tuple[list[str], dict]:
+    """Accuracy per system and column ("source/category", then "all")."""
+    sources = {r["source"] for r in rows}
+    def column(r):
+        return r["category"] if len(sources) == 1 else f"{r['source']}/{r['category']}"
+    columns = sorted({column(r) for r in rows}) + ["all"]
+    acc: dict = {s: {} for s in systems}
+    for s in systems:
+        for c in columns:
+            mine = [r for r in rows if r["system"] == s and (c == "all" or column(r) == c)]
+            acc[s][c] = {"n": len(mine), "correct": sum(r["correct"] for r in mine),
+                         "accuracy": sum(r["correct"] for r in mine) / len(mine) if mine else None}
+    return columns, acc
+
+
+def markdown(columns: list[str], acc: dict) -> str:
+    n = {c: next(iter(acc.values()))[c]["n"] for c in columns}
+    lines = ["| system | " + " | ".join(f"{c} (n={n[c]})" for c in columns) + " |", "|---" * (len(columns) + 1) + "|"]
+    for system, cells in acc.items():
+        lines.append(f"| {system} | " + " | ".join("-" if cells[c]["accuracy"] is None else f"{100 * cells[c]['accuracy']:.1f}"
+                                                   for c in columns) + " |")
+    return "\n".join(lines)
+
+
+def evaluate(cfg: EvalConfig) -> dict:
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    records, skipped = load_heldout(cfg)
+    if not records:
+        raise ValueError(f"no usable held-out record (skipped: {skipped})")
+    items = [Item(r, i) for r in records for i in range(len(r.turns))]
+    focus = write_focus(cfg, records) if "extract_think" in cfg.systems else {}
+    stage1 = perceive(cfg, records, items, focus)
+    stage2 = reason(cfg, items, stage1)
+    rows = []
+    for i, it in enumerate(items):
+        base = {"record_id": it.record.id, "turn": it.turn, "source": it.record.source, "category": it.category,
+                "question": it.t.question, "choices": list(it.t.choices), "answer_type": it.t.answer_type, "gold": it.t.answer}
+        for system in cfg.systems:
+            row = {**base, "system": system}
+            if system == "direct":
+                row["reply"] = stage1["direct"][i]
+                row["parsed"], row["correct"] = score(row["reply"], it.t, direct=True)
+            elif i in stage2[system]:
+                thought = stage2[system][i]
+                row.update(focus=focus.get(it.record.id) if system == "extract_think" else None,
+                           stage1=stage1[system][it.record.id], reply=thought.text,
+                           thinking_tokens=thought.thinking_tokens, forced=thought.forced)
+                row["parsed"], row["correct"] = score(thought.text, it.t)
+            else:  # the focus teacher failed for this record: scored wrong, counted as failed
+                row.update(reply=None, parsed=None, correct=False, failed="focus_teacher_error")
+            rows.append(row)
+    with open(out / "predictions.jsonl", "w") as f:
+        for row in rows:
+            f.write(json.dumps(row) + "\n")
+    columns, acc = table(rows, list(cfg.systems))
+    summary = {"config": to_plain(cfg), "records": len(records), "items": len(items), "skipped_records": skipped,
+               "failed": sum(1 for r in rows if r.get("failed")),
+               "forced": {s: sum(1 for r in rows if r["system"] == s and r.get("forced")) for s in cfg.systems},
+               "columns": columns, "accuracy": acc, "table": markdown(columns, acc)}
+    (out / "results.json").write_text(json.dumps(summary, indent=2))
+    (out / "results.md").write_text(summary["table"] + "\n")
+    return summary
+
+
+def load_config(path: str, overrides: list[str] = ()) -> EvalConfig:
+    import yaml
+
+    data = yaml.safe_load(Path(path).read_text()) or {}
+    for assignment in overrides:
+        apply_override(data, assignment)
+    try:
+        return build(EvalConfig, data)
+    except ConfigError as e:
+        raise ConfigError(f"{path}: {e}") from None
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = sys.argv[1:] if argv is None else argv
+    if not args or args[0] in ("-h", "--help"):
+        print(__doc__)
+        return
+    summary = evaluate(load_config(args[0], args[1:]))
+    print(f"\n{summary['records']} held-out records, {summary['items']} questions"
+          f" (skipped records: {summary['skipped_records'] or 0}, failed: {summary['failed']})\n")
+    print(summary["table"])
+
+
+if __name__ == "__main__":
+    main()
