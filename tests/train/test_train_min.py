@@ -127,9 +127,33 @@ def test_the_target_only_chunked_loss_equals_the_plain_one(published, tiny_idefi
     rows = load_rows(str(published), "extraction")
     batch = collate([Encoder(processor, "perception", 192)(rows[i]) for i in range(3)], processor.tokenizer.pad_token_id)
     ours, n = tm.loss_sum(model, dict(batch), "cpu", chunk=7)  # many chunks
+    ours.backward()
+    fused = {name: p.grad.clone() for name, p in model.named_parameters()}
+    model.zero_grad()
     inputs = {k: v for k, v in batch.items() if k != "labels"}
     logits = model(**inputs).logits
     plain = F.cross_entropy(logits[:, :-1].flatten(0, 1), batch["labels"][:, 1:].flatten(), ignore_index=-100, reduction="sum")
     assert n == int((batch["labels"][:, 1:] != -100).sum()) and torch.allclose(ours, plain, rtol=1e-5)
-    ours.backward()
-    assert all(p.grad is not None for p in model.parameters())
+    plain.backward()
+    for name, p in model.named_parameters():  # the gradients taken in the forward pass are the same
+        assert torch.allclose(fused[name], p.grad, rtol=1e-4, atol=1e-5), (name, (fused[name] - p.grad).abs().max())
+    with torch.no_grad():  # evaluation: the loss alone
+        assert torch.allclose(tm.loss_sum(model, dict(batch), "cpu", chunk=5)[0], plain.detach(), rtol=1e-5)
+
+
+def test_lora_trains_adapters_only_and_saves_them(published, tiny_idefics3, tmp_path):
+    pytest.importorskip("peft")
+    summary = train(_cfg(tmp_path, tiny_idefics3, published, steps=3, lora_r=4, lr=1e-2, min_lr=1e-2))
+    assert all(torch.isfinite(torch.tensor(h["loss"])) for h in summary["history"])
+    final = tmp_path / "run" / "final"
+    adapters = load_file(str(final / "adapter_model.safetensors"))
+    assert adapters and all("lora_" in name for name in adapters)
+    assert any(float(w.abs().sum()) > 0 for name, w in adapters.items() if "lora_B" in name)  # B starts at zero
+    from peft import PeftModel
+    from transformers import AutoModelForImageTextToText
+
+    base = AutoModelForImageTextToText.from_pretrained(tiny_idefics3)
+    before = {n: p.clone() for n, p in base.state_dict().items()}
+    merged = PeftModel.from_pretrained(base, final).merge_and_unload()
+    changed = [n for n, p in merged.state_dict().items() if not torch.equal(p, before[n])]
+    assert changed and all(n.endswith("weight") for n in changed)  # adapters folded into linear weights
