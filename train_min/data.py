@@ -89,14 +89,18 @@ class Encoder:
         return out
 
 
-def collate(examples: list[dict], pad_id: int) -> dict:
+def collate(examples: list[dict], pad_id: int, pin: bool = False) -> dict:
     """Right-pad ids (pad_id) and labels (-100); pad image tiles to the batch's most, with
-    zeros (Idefics3 skips all-zero images; their attention mask is zero)."""
+    zeros (Idefics3 skips all-zero images; their attention mask is zero). `pin`: build the
+    batch in pinned host memory, for asynchronous copies to the GPU."""
     length = max(len(e["input_ids"]) for e in examples)
+    def full(shape, value, dtype):
+        return torch.full(shape, value, dtype=dtype, pin_memory=pin)
+
     batch = {
-        "input_ids": torch.full((len(examples), length), pad_id, dtype=torch.long),
-        "labels": torch.full((len(examples), length), IGNORE, dtype=torch.long),
-        "attention_mask": torch.zeros((len(examples), length), dtype=torch.long),
+        "input_ids": full((len(examples), length), pad_id, torch.long),
+        "labels": full((len(examples), length), IGNORE, torch.long),
+        "attention_mask": full((len(examples), length), 0, torch.long),
     }
     for i, e in enumerate(examples):
         n = len(e["input_ids"])
@@ -106,7 +110,7 @@ def collate(examples: list[dict], pad_id: int) -> dict:
     for key in ("pixel_values", "pixel_attention_mask"):
         if key in examples[0]:
             tiles = max(e[key].shape[0] for e in examples)
-            padded = torch.zeros((len(examples), tiles, *examples[0][key].shape[1:]), dtype=examples[0][key].dtype)
+            padded = full((len(examples), tiles, *examples[0][key].shape[1:]), 0, examples[0][key].dtype)
             for i, e in enumerate(examples):
                 padded[i, : e[key].shape[0]] = e[key]
             batch[key] = padded

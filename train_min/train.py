@@ -88,8 +88,8 @@ def load_model(cfg: TrainConfig, device: str):
 class Batches:
     """Examples in a seeded random order, epoch after epoch; `state()` is the data position."""
 
-    def __init__(self, examples: list[dict], batch_size: int, seed: int, pad: int):
-        self.examples, self.batch_size, self.seed, self.pad = examples, batch_size, seed, pad
+    def __init__(self, examples: list[dict], batch_size: int, seed: int, pad: int, pin: bool = False):
+        self.examples, self.batch_size, self.seed, self.pad, self.pin = examples, batch_size, seed, pad, pin
         self.epoch, self.pos = 0, 0
         self._order = self._permutation()
 
@@ -102,7 +102,7 @@ class Batches:
             self._order = self._permutation()
         idx = self._order[self.pos : self.pos + self.batch_size]
         self.pos += self.batch_size
-        return collate([self.examples[i] for i in idx], self.pad)
+        return collate([self.examples[i] for i in idx], self.pad, self.pin)
 
     def state(self) -> dict:
         return {"epoch": self.epoch, "pos": self.pos}
@@ -113,7 +113,7 @@ class Batches:
 
 
 class Prefetch:
-    """The next step's micro-batches, collated (and on CUDA pinned, pixels in bf16) in a
+    """The next step's micro-batches, collated (on CUDA into pinned memory) in a
     background thread while the GPU works on this step. One worker keeps the order; each
     step carries the data position after it, so a checkpoint never counts a prefetched step."""
 
@@ -125,10 +125,7 @@ class Prefetch:
         self.pending = self.pool.submit(self._make)
 
     def _make(self) -> tuple[list[dict], dict]:
-        micro = [self.batches.next() for _ in range(self.micro)]
-        if self.device == "cuda":  # autocast casts pixels to bf16 anyway: copy half the bytes
-            micro = [{k: (v.to(torch.bfloat16) if k == "pixel_values" else v).pin_memory() for k, v in b.items()} for b in micro]
-        return micro, self.batches.state()
+        return [self.batches.next() for _ in range(self.micro)], self.batches.state()
 
     def next(self) -> tuple[list[dict], dict]:
         got = self.pending.result()
@@ -249,6 +246,8 @@ def train(cfg: TrainConfig) -> dict:
         if example is None:
             skipped += 1
         else:
+            if device == "cuda" and "pixel_values" in example:  # autocast computes in bf16 anyway:
+                example["pixel_values"] = example["pixel_values"].to(torch.bfloat16)  # half the bytes kept and copied
             (eval_set if is_eval(row["id"], cfg.eval_fraction) else train_set).append(example)
     if len(train_set) < cfg.batch_size:
         raise ValueError(f"{len(train_set)} training examples, fewer than one batch of {cfg.batch_size}")
@@ -256,7 +255,7 @@ def train(cfg: TrainConfig) -> dict:
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=cfg.lr, betas=(0.9, 0.95), weight_decay=cfg.weight_decay, fused=device == "cuda")
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_at(s, cfg) / cfg.lr)
-    batches = Batches(train_set, cfg.batch_size, cfg.seed, pad)
+    batches = Batches(train_set, cfg.batch_size, cfg.seed, pad, pin=device == "cuda")
     step, history = 0, []
 
     ckpt = out / "checkpoint.pt"

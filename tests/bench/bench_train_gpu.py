@@ -50,7 +50,8 @@ def run_train_min(model: Path, data: str, batch: int, steps: int, max_length: in
     return {"history": [(h["tokens"], h["seconds"]) for h in s["history"]], "peak": s["peak_memory_gib"]}
 
 
-def run_trl(model: Path, data: str, batch: int, steps: int, max_length: int, out: Path, ckpt: bool, chunk: int) -> dict:
+def run_trl(model: Path, data: str, batch: int, steps: int, max_length: int, out: Path, ckpt: bool, chunk: int,
+            workers: int = 2) -> dict:
     import datasets
     import torch
     from transformers import AutoModelForImageTextToText, AutoProcessor, TrainerCallback
@@ -62,17 +63,22 @@ def run_trl(model: Path, data: str, batch: int, steps: int, max_length: int, out
     history: list[tuple[int, float]] = []
 
     class Clock(TrainerCallback):
-        def on_step_begin(self, args, state, control, **kw):
+        """Step end to step end: everything the training loop does per step (fetching and
+        copying the batch, logging) counts, as it does in train_min's per-step seconds."""
+
+        def on_train_begin(self, args, state, control, **kw):
             torch.cuda.synchronize()
             self.t = time.perf_counter()
 
         def on_step_end(self, args, state, control, **kw):
             torch.cuda.synchronize()
-            history.append((None, time.perf_counter() - self.t))
+            now = time.perf_counter()
+            history.append((None, now - self.t))
+            self.t = now
 
     cfg = SFTConfig(output_dir=str(out), max_steps=steps, per_device_train_batch_size=batch, learning_rate=1e-4,
                     warmup_steps=5, lr_scheduler_type="cosine", bf16=True, max_length=max_length, optim="adamw_torch_fused",
-                    logging_steps=1, report_to=[], save_strategy="no", dataloader_num_workers=2, seed=0,
+                    logging_steps=1, report_to=[], save_strategy="no", dataloader_num_workers=workers, seed=0,
                     gradient_checkpointing=ckpt)  # TRL's default is True; set the same on both sides
     trainer = SFTTrainer(model=net, args=cfg, train_dataset=ds, processing_class=processor, callbacks=[Clock()])
     # the tokens of each step, counted as for train_min: the non-padding tokens of the batch
@@ -100,6 +106,7 @@ def main() -> None:
     ap.add_argument("--only", choices=["train_min", "trl"], default=None)
     ap.add_argument("--gradient-checkpointing", action="store_true", help="on both sides (TRL's default)")
     ap.add_argument("--loss-chunk", type=int, default=512, help="train_min's target tokens per logits chunk")
+    ap.add_argument("--trl-workers", type=int, default=2, help="TRL's dataloader worker processes (it processes images per batch)")
     args = ap.parse_args()
 
     import torch
@@ -112,8 +119,9 @@ def main() -> None:
         if args.only and not name.lower().startswith(args.only.lower()[:3]):
             continue
         torch.cuda.empty_cache()
+        extra = {"workers": args.trl_workers} if fn is run_trl else {}
         r = fn(model, data, args.batch, args.steps, args.max_length, work / name.replace(" ", "_"), args.gradient_checkpointing,
-               args.loss_chunk)
+               args.loss_chunk, **extra)
         timed = r["history"][args.warmup:]
         tps = sum(t for t, _ in timed) / sum(s for _, s in timed)
         rows.append({"trainer": name, "batch": args.batch, "checkpointing": args.gradient_checkpointing, "tokens_per_s": tps, "peak_gib": r["peak"],
