@@ -1,12 +1,16 @@
 """A real HTTP server on loopback speaking the OpenAI chat-completions protocol, with faults
 on demand: a marker in the prompt, `[[KIND xN]]`, makes the first N attempts at that prompt
-fail with KIND (429, 500, timeout, malformed, empty) and later ones succeed; `[[400]]` and
-`[[500 always]]` never succeed. It counts attempts and the most requests in flight at once."""
+fail with KIND (429, 500, timeout, malformed, empty, blank) and later ones succeed; `[[400]]` and
+`[[500 always]]` never succeed. `fault_rate` > 0 fails that share of all attempts at random
+(seeded), in kinds drawn evenly from RANDOM_KINDS. `capacity` > 0 serves at most that many
+requests at once (the others queue), each taking `delay_s`: an endpoint of known throughput
+capacity / delay_s. It counts attempts and the most requests in flight at once."""
 
 from __future__ import annotations
 
 import hashlib
 import json
+import random
 import re
 import threading
 import time
@@ -14,11 +18,17 @@ from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 MARKER = re.compile(r"\[\[(\w+)(?: x(\d+)| (always))?\]\]")
+RANDOM_KINDS = ("429", "500", "timeout", "malformed", "blank")
 
 
 class FaultServer:
-    def __init__(self, answer: str = "The description settles it.\nAnswer: 4", hang_s: float = 2.0, delay_s: float = 0.0):
-        self.answer, self.hang_s, self.delay_s = answer, hang_s, delay_s
+    def __init__(self, answer: str = "The description settles it.\nAnswer: 4", hang_s: float = 2.0, delay_s: float = 0.0,
+                 fault_rate: float = 0.0, seed: int = 0, capacity: int = 0):
+        self.answer, self.hang_s, self.delay_s, self.fault_rate = answer, hang_s, delay_s, fault_rate
+        self._rng = random.Random(seed)
+        self.faults: Counter = Counter()  # kind -> attempts failed at random
+        self.served = 0  # successful replies
+        self._slots = threading.Semaphore(capacity) if capacity else None
         self.attempts: Counter = Counter()
         self.auth: set[str] = set()
         self.bodies: list[dict] = []
@@ -38,7 +48,11 @@ class FaultServer:
                     server.auth.add(self.headers.get("Authorization", ""))
                     server.bodies.append(body)
                 try:
-                    server._answer(self, body)
+                    if server._slots is None:
+                        server._answer(self, body)
+                    else:
+                        with server._slots:
+                            server._answer(self, body)
                 finally:
                     with server._lock:
                         server.in_flight -= 1
@@ -65,11 +79,18 @@ class FaultServer:
         with self._lock:
             self.attempts[prompt] += 1
             attempt = self.attempts[prompt]
+            chance = self._rng.random()
+            random_kind = self._rng.choice(RANDOM_KINDS) if chance < self.fault_rate else None
+            if random_kind:
+                self.faults[random_kind] += 1
         if self.delay_s:
             time.sleep(self.delay_s)
         m = MARKER.search(prompt)
-        if m:
+        if random_kind:
+            kind, times, always = random_kind, 0, "always"
+        elif m:
             kind, times, always = m.group(1), int(m.group(2) or 0), m.group(3)
+        if random_kind or m:
             if kind == "400":
                 return self._send(handler, 400, {"error": {"message": "bad request"}})
             if always or attempt <= times:
@@ -90,6 +111,10 @@ class FaultServer:
                     return
                 if kind == "empty":
                     return self._send(handler, 200, {"id": "x", "object": "chat.completion", "created": 0, "model": body["model"], "choices": []})
+                if kind == "blank":  # a well-formed reply with no text
+                    return self._send(handler, 200, self._completion(body, ""))
+        with self._lock:
+            self.served += 1
         self._send(handler, 200, self._completion(body, self.answer))
 
     def _completion(self, body, text):

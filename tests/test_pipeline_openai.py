@@ -51,3 +51,17 @@ def _flaky(tmp_path):
     p = tmp_path / "extraction_flaky.jinja"
     p.write_text("Describe the image. [[429 x1]]{% for s in statements %}\n- {{ s }}{% endfor %}")
     return p
+
+
+def test_thirty_percent_of_attempts_failing_at_random_loses_nothing(tmp_path):
+    """The fast variant of tests/bench/bench_faults.py."""
+    from tests.bench.bench_faults import run_faults
+
+    r = run_faults(records=24, fault_rate=0.3, retries=2, work=tmp_path)
+    f = r["funnel"]
+    assert f["in"] == 24 == f["kept"] + f["rejected"] + f["failed"]
+    assert r["published"] == {"extraction": f["kept"], "rejected": f["rejected"] + f["failed"]}
+    assert r["rows_without_reason"] == 0 and sum(r["faults"].values()) > 0.2 * r["attempts"]
+    assert len(r["faults"]) >= 4  # mixed kinds
+    assert all(d.endswith("(after 3 attempts)") for d in r["failed_details"])  # each failure retried, then given up
+    assert f["kept"] > 0.5 * f["in"]  # retries carried most records through

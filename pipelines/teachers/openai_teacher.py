@@ -34,7 +34,8 @@ class MalformedReply(ValueError):
 
 
 # Transient by nature: asking again may succeed. A cut-off body surfaces as a JSON error,
-# a body without choices as MalformedReply; any other exception is a bug and propagates.
+# a body without choices or with only empty texts as MalformedReply; any other exception is
+# a bug and propagates.
 _RETRYABLE = (openai.RateLimitError, openai.InternalServerError, openai.APITimeoutError, openai.APIConnectionError,
               openai.APIResponseValidationError, json.JSONDecodeError, MalformedReply)
 
@@ -78,6 +79,8 @@ def parse_completion(response, n: int) -> TeacherReply:
             thinking, text = split_thinking(text)
         outputs.append(TeacherOutput(text.strip(), choice.finish_reason or "stop", prompt_tokens,
                                      completion_total // max(len(choices), 1), thinking))
+    if not any(o.text or o.thinking for o in outputs):  # an endpoint glitch, not an answer: ask again
+        raise MalformedReply("every completion is empty")
     return TeacherReply(tuple(outputs))
 
 

@@ -53,7 +53,7 @@ def test_images_travel_as_data_uris(server, monkeypatch):
     teacher.close()
 
 
-@pytest.mark.parametrize("kind", ["429", "500", "timeout", "malformed", "empty"])
+@pytest.mark.parametrize("kind", ["429", "500", "timeout", "malformed", "empty", "blank"])
 def test_transient_faults_are_retried_until_they_pass(server, monkeypatch, kind):
     teacher = _teacher(server, monkeypatch)
     prompt = f"q [[{kind} x2]]"
