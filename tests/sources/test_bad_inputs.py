@@ -55,7 +55,18 @@ def _folder_cases():
     ]
 
 
-def test_bad_inputs_become_rejected_rows_with_their_own_reasons(tmp_path):
+# Hub/parquet rows: (question, answer, image bytes or None, expected reason)
+def _hub_cases():
+    return [
+        ("What is shown?", "boxes", None, "no_image"),
+        ("What is shown?", "boxes", encode(picture(50))[:120], "image_truncated"),
+        (None, "boxes", encode(picture(51)), "question_missing"),
+        ("What is shown?", None, encode(picture(52)), "answer_missing"),
+    ]
+
+
+def build_corpus(tmp_path):
+    """The bad-input corpus on disk: (sources, ingest, expected reason per marker, hub cases)."""
     llava = tmp_path / "llava"
     (llava / "img").mkdir(parents=True)
     lines, expected = [], {}
@@ -78,14 +89,17 @@ def test_bad_inputs_become_rejected_rows_with_their_own_reasons(tmp_path):
         expected[f"folder-line-{i + 1}"] = reason
     (folder / "metadata.jsonl").write_text("\n".join(rows) + "\n")
 
-    # a Hub-style parquet: two good rows, an exact copy of one, and a smaller JPEG copy of the other
+    # a Hub-style parquet: two good rows, an exact copy of one, a smaller JPEG copy of the
+    # other, then rows with a missing image, a cut-off image, no question, no answer
     a, b = picture(40, (160, 120)), picture(41, (160, 120))
     hub = datasets.Dataset.from_dict({
-        "image": [encode(a), encode(b), encode(a), encode(b.resize((120, 90)), "JPEG", quality=80)],
-        "question": ["What is shown?", "How many boxes?", "What is shown?", "How many boxes ?"],
-        "answer": ["boxes", "3", "boxes", "3"],
+        "image": [encode(a), encode(b), encode(a), encode(b.resize((120, 90)), "JPEG", quality=80)] + [c[2] for c in _hub_cases()],
+        "question": ["What is shown?", "How many boxes?", "What is shown?", "How many boxes ?"] + [c[0] for c in _hub_cases()],
+        "answer": ["boxes", "3", "boxes", "3"] + [c[1] for c in _hub_cases()],
     }, features=datasets.Features({"image": datasets.Image(), "question": datasets.Value("string"), "answer": datasets.Value("string")}))
     hub.to_parquet(str(tmp_path / "hub.parquet"))
+    for i, case in enumerate(_hub_cases()):
+        expected[f"hub-row-{4 + i}"] = case[3]
 
     sources = [
         {"kind": "llava", "name": "llava", "llava": {"json": str(llava / "data.jsonl"), "image_root": str(llava / "img")}},
@@ -93,30 +107,39 @@ def test_bad_inputs_become_rejected_rows_with_their_own_reasons(tmp_path):
         {"kind": "hf", "name": "hub", "hf": {"path": str(tmp_path / "hub.parquet")}},
     ]
     ingest = {"images": {"max_source_pixels": 10_000_000}, "checks": {"max_turns": 4, "max_question_chars": 500, "max_answer_chars": 100}}
+    return sources, ingest, expected
+
+
+def test_bad_inputs_become_rejected_rows_with_their_own_reasons(tmp_path):
+    sources, ingest, expected = build_corpus(tmp_path)
     outcome = run_recipe(tmp_path, sources, ingest=ingest)
 
     f = outcome.funnel
     n_bad = sum(r is not None for r in expected.values()) + 2  # + the two copies in the parquet
+    assert n_bad >= 30
     assert conserved(outcome)
-    assert f["in"] == len(_llava_cases()) + len(_folder_cases()) + 4
+    assert f["in"] == len(_llava_cases()) + len(_folder_cases()) + 4 + len(_hub_cases())
     assert f["rejected"] == n_bad and f["failed"] == 0 and f["kept"] == 4
     rejected = load(outcome, "rejected")
-    reasons = Counter(r["reason"] for r in rejected)
-    assert len(reasons) >= 20 and set(reasons.values()) == {1}, reasons  # every kind its own reason
+    reasons = Counter((r["source"], r["reason"]) for r in rejected)
+    assert len({reason for _, reason in reasons}) >= 20 and set(reasons.values()) == {1}, reasons  # every kind its own reason
     for r in rejected:
         assert r["detail"] and r["origin"] and r["status"] == "rejected"
-    by_reason = {r["reason"]: r for r in rejected}
+    by_reason = {(r["source"], r["reason"]): r for r in rejected}
     for marker, reason in expected.items():
         if reason is None:
             continue
-        row = by_reason[reason]
-        if marker.startswith("folder-line-"):
+        source = "folder" if marker.startswith("folder-") else "hub" if marker.startswith("hub-") else "llava"
+        row = by_reason[(source, reason)]
+        if source == "folder":
             assert row["origin"].startswith(f"metadata.jsonl line {marker.rsplit('-', 1)[1]}"), (reason, row["origin"])
+        elif source == "hub":
+            assert f"row {marker.rsplit('-', 1)[1]}" in row["origin"], (reason, row["origin"])
         elif reason != "entry_malformed":
             assert f"(id {marker})" in row["origin"], (reason, row["origin"])
     # the duplicate rows name the row that was kept
     kept_ids = {r["id"]: r["origin"] for r in load(outcome, "extraction")}
     for reason in ("duplicate", "near_duplicate"):
-        named = [i for i in kept_ids if i in by_reason[reason]["detail"]]
-        assert len(named) == 1 and by_reason[reason]["source"] == "hub"
+        named = [i for i in kept_ids if i in by_reason[("hub", reason)]["detail"]]
+        assert len(named) == 1
     assert {r["source"] for r in load(outcome, "extraction")} == {"llava", "folder", "hub"}
