@@ -102,3 +102,13 @@ def test_only_a_finished_publish_is_pushed(tmp_path):
     with HubServer(TOKEN) as hub:
         proc = _publish(tmp_path / "half", "me/x", hub, tmp_path)
         assert proc.returncode == 1 and "not a finished publish" in proc.stderr and hub.requests == []
+
+
+def test_a_whole_session_leaves_no_secret_anywhere(tmp_path):
+    """The fast variant of tests/bench/bench_secrets.py: run (key really sent), publish,
+    card, report, exports, push (token really used); neither secret in any file or log."""
+    from tests.bench.bench_secrets import session
+
+    r = session(records=16, work=tmp_path)
+    assert r["run_ok"] and r["key_sent"] and r["token_sent"] and all(r["has"].values()), r
+    assert r["hits"] == {}
