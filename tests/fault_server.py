@@ -21,6 +21,10 @@ MARKER = re.compile(r"\[\[(\w+)(?: x(\d+)| (always))?\]\]")
 RANDOM_KINDS = ("429", "500", "timeout", "malformed", "blank")
 
 
+class _Server(ThreadingHTTPServer):
+    request_queue_size = 256  # socketserver's default of 5 makes bursts of connections wait seconds
+
+
 class FaultServer:
     def __init__(self, answer: str = "The description settles it.\nAnswer: 4", hang_s: float = 2.0, delay_s: float = 0.0,
                  fault_rate: float = 0.0, seed: int = 0, capacity: int = 0):
@@ -28,6 +32,7 @@ class FaultServer:
         self._rng = random.Random(seed)
         self.faults: Counter = Counter()  # kind -> attempts failed at random
         self.served = 0  # successful replies
+        self.first_at = self.last_at = None  # when the first request came in, the last reply went out
         self._slots = threading.Semaphore(capacity) if capacity else None
         self.attempts: Counter = Counter()
         self.auth: set[str] = set()
@@ -37,12 +42,18 @@ class FaultServer:
         server = self
 
         class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"  # keep-alive: clients reuse connections, as with a real server
+
             def log_message(self, *args):
                 pass
+
+            def do_GET(self):  # /stats: what a server in another process has seen
+                server._send(self, 200, server.stats())
 
             def do_POST(self):
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 with server._lock:
+                    server.first_at = server.first_at or time.time()
                     server.in_flight += 1
                     server.max_in_flight = max(server.max_in_flight, server.in_flight)
                     server.auth.add(self.headers.get("Authorization", ""))
@@ -56,11 +67,17 @@ class FaultServer:
                 finally:
                     with server._lock:
                         server.in_flight -= 1
+                        server.last_at = time.time()
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd = _Server(("127.0.0.1", 0), Handler)
         self.httpd.daemon_threads = True
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
         threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def stats(self) -> dict:
+        with self._lock:
+            return {"served": self.served, "first_at": self.first_at, "last_at": self.last_at,
+                    "max_in_flight": self.max_in_flight, "faults": dict(self.faults), "attempts": sum(self.attempts.values())}
 
     def close(self):
         self.httpd.shutdown()
@@ -134,3 +151,17 @@ class FaultServer:
             handler.send_header(k, v)
         handler.end_headers()
         handler.wfile.write(raw)
+
+
+if __name__ == "__main__":  # a server in its own process: python -m tests.fault_server --capacity 16 --delay 0.2
+    import argparse
+
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--capacity", type=int, default=0)
+    ap.add_argument("--delay", type=float, default=0.0)
+    ap.add_argument("--fault-rate", type=float, default=0.0)
+    ap.add_argument("--answer", default="The description settles it.\nAnswer: 4")
+    args = ap.parse_args()
+    srv = FaultServer(answer=args.answer, delay_s=args.delay, capacity=args.capacity, fault_rate=args.fault_rate)
+    print(srv.url, flush=True)
+    threading.Event().wait()

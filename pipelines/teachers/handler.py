@@ -39,7 +39,10 @@ NAMESPACE = "extract_think.teacher"
 
 class TeacherModelHandler(ModelHandler[list[ChatRequest], list[TeacherReply], LazyTeacher]):
     def __init__(self, config: TeacherConfig, cache_dir: str | None = None):
-        super().__init__(min_batch_size=1, max_batch_size=config.batch_size)
+        # Fixed-size batches: a batch is requests in flight together (remote endpoints) or one
+        # engine call (local backends), so fuller is better; Beam's adaptive sizing would start
+        # at 1 and grow, leaving a remote endpoint idle.
+        super().__init__(min_batch_size=config.batch_size, max_batch_size=config.batch_size)
         self._config = config
         self._cache_dir = cache_dir
         self._cache: ReplyCache | None = None
