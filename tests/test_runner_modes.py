@@ -1,0 +1,28 @@
+"""The whole pipeline under Beam's local runner in multi-process mode, where the workers are
+separate processes that share nothing but storage (the reply cache, the output files): the
+same dataset and the same counts as the in-process run."""
+
+import pytest
+
+from pipelines.recipe import load_recipe
+from pipelines.run import run
+from tests.bench.bench_resume import dataset_rows
+
+pytestmark = pytest.mark.slow
+
+
+def test_multi_process_workers_publish_what_the_in_process_run_publishes(tmp_path):
+    base = ["sources.0.synthetic.num_records=40", "sources.0.synthetic.image_size=64"]
+    one = run(load_recipe("quickstart", base + [f"output.dir={tmp_path / 'one'}", f"cache.dir={tmp_path / 'cache-one'}"]))
+    many = run(load_recipe("quickstart", base + [
+        f"output.dir={tmp_path / 'many'}", f"cache.dir={tmp_path / 'cache-many'}", "runner.runner=DirectRunner",
+        "runner.options=[--direct_running_mode=multi_processing, --direct_num_workers=2]"]))
+    keys = ("in", "kept", "rejected", "failed", "reasoning_rows", "teacher_requests", "rejected_by_reason", "filters")
+    assert {k: many.funnel[k] for k in keys} == {k: one.funnel[k] for k in keys}
+    assert many.funnel["in"] == 40 and many.funnel["teacher_requests"] > 0
+    assert dataset_rows(many.out_dir) == dataset_rows(one.out_dir)
+    # the workers wrote every reply to the shared cache: a rerun in multi-process mode pays nothing
+    again = run(load_recipe("quickstart", base + [
+        f"output.dir={tmp_path / 'again'}", f"cache.dir={tmp_path / 'cache-many'}", "runner.runner=DirectRunner",
+        "runner.options=[--direct_running_mode=multi_processing, --direct_num_workers=2]"]))
+    assert again.funnel["teacher_requests"] == 0 and dataset_rows(again.out_dir) == dataset_rows(one.out_dir)
