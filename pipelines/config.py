@@ -24,6 +24,34 @@ def build(cls: type, data: Any, path: str = "") -> Any:
     return _convert(cls, data, path)
 
 
+def build_with_overrides(cls: type, data: dict, overrides=(), where: str = "") -> Any:
+    """`build` after applying `key=value` overrides to a copy of `data`; errors name `where`."""
+    import copy
+
+    data = copy.deepcopy(data)
+    for assignment in overrides:
+        apply_override(data, assignment)
+    try:
+        return build(cls, data)
+    except ConfigError as e:
+        raise ConfigError(f"{where}: {e}" if where else str(e)) from None
+
+
+def load_yaml(cls: type, path, overrides=()) -> Any:
+    """A YAML file as `cls`, with overrides."""
+    from pathlib import Path
+
+    try:
+        data = yaml.safe_load(Path(path).read_text()) or {}
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read: {e}") from None
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: not valid YAML: {e}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of keys, got {type(data).__name__}")
+    return build_with_overrides(cls, data, overrides, str(path))
+
+
 def _where(path: str) -> str:
     return path or "<recipe>"
 

@@ -8,7 +8,6 @@ recipe that is saved beside every output.
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -16,7 +15,7 @@ from typing import Any, Literal
 
 import yaml
 
-from pipelines.config import ConfigError, apply_override, build, to_plain
+from pipelines.config import ConfigError, build_with_overrides, to_plain
 from pipelines.source_config import SCENE_FAMILIES, IngestConfig, SourceConfig, SyntheticSource  # noqa: F401
 
 ORACLE_ERRORS = ("miscount", "wrong_colour", "invented_object", "wrong_answer", "truncation", "refusal",
@@ -264,13 +263,7 @@ def _read(path_or_name: str | Path) -> tuple[dict, str]:
 
 def load_recipe(path_or_name: str | Path, overrides: tuple[str, ...] | list[str] = ()) -> Recipe:
     data, where = _read(path_or_name)
-    data = copy.deepcopy(data)
-    for assignment in overrides:
-        apply_override(data, assignment)
-    try:
-        return build(Recipe, data)
-    except ConfigError as e:
-        raise ConfigError(f"{where}: {e}") from None
+    return build_with_overrides(Recipe, data, overrides, where)
 
 
 def dump_recipe(recipe: Recipe) -> str:

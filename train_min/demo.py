@@ -25,7 +25,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from pipelines.config import ConfigError, apply_override, build, to_plain
+from pipelines.config import build, load_yaml, to_plain
 from pipelines.recipe import TeacherConfig, TransformersOptions
 from train_min.evaluate import EvalConfig, evaluate
 from train_min.scratch import IDEFICS3_SPECIALS, LM_SPECIALS, build_idefics3, build_llama, dataset_texts, train_tokenizer
@@ -61,15 +61,7 @@ class DemoConfig:
 
 
 def load_demo(path: str, overrides: list[str] = ()) -> DemoConfig:
-    import yaml
-
-    data = yaml.safe_load(Path(path).read_text()) or {}
-    for assignment in overrides:
-        apply_override(data, assignment)
-    try:
-        return build(DemoConfig, data)
-    except ConfigError as e:
-        raise ConfigError(f"{path}: {e}") from None
+    return load_yaml(DemoConfig, path, overrides)
 
 
 def _log(msg: str) -> None:

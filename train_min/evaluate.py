@@ -34,7 +34,7 @@ from typing import Literal
 from tqdm.auto import tqdm
 
 from filters.answers import answer_matches, parse_final_answer
-from pipelines.config import ConfigError, apply_override, build, to_plain
+from pipelines.config import ConfigError, load_yaml, to_plain
 from pipelines.prompting import render
 from pipelines.record import Record
 from pipelines.recipe import TeacherConfig
@@ -262,15 +262,7 @@ def evaluate(cfg: EvalConfig) -> dict:
 
 
 def load_config(path: str, overrides: list[str] = ()) -> EvalConfig:
-    import yaml
-
-    data = yaml.safe_load(Path(path).read_text()) or {}
-    for assignment in overrides:
-        apply_override(data, assignment)
-    try:
-        return build(EvalConfig, data)
-    except ConfigError as e:
-        raise ConfigError(f"{path}: {e}") from None
+    return load_yaml(EvalConfig, path, overrides)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -21,7 +21,7 @@ def main() -> None:
     outcome = run_recipe(work, sources, ingest=ingest)
     f = outcome.funnel
     rejected = sorted(load(outcome, "rejected"), key=lambda r: (r["source"], r["reason"]))
-    print(f"\n| source | reason | origin | detail |\n|---|---|---|---|")
+    print("\n| source | reason | origin | detail |\n|---|---|---|---|")
     for r in rejected:
         print(f"| {r['source']} | {r['reason']} | {r['origin'][:60]} | {r['detail'][:80]} |")
     by_source = Counter(r["source"] for r in rejected)
