@@ -65,3 +65,25 @@ def test_thirty_percent_of_attempts_failing_at_random_loses_nothing(tmp_path):
     assert len(r["faults"]) >= 4  # mixed kinds
     assert all(d.endswith("(after 3 attempts)") for d in r["failed_details"])  # each failure retried, then given up
     assert f["kept"] > 0.5 * f["in"]  # retries carried most records through
+
+
+def test_teacher_batches_are_filled_to_batch_size(tmp_path, monkeypatch):
+    """Beam's adaptive batching would start at one record and grow; teacher batches are
+    filled to `batch_size` (the untimed variant of tests/bench/bench_saturation.py)."""
+    import pipelines.teachers as teachers
+    from tests.bench.bench_overhead import InstantTeacher
+
+    calls = []
+
+    class Counting(InstantTeacher):
+        def generate(self, requests):
+            calls.append((requests[0].meta["stage"], len(requests)))
+            return super().generate(requests)
+
+    monkeypatch.setattr(teachers, "_build", lambda config: Counting())
+    run(load_recipe("quickstart", [
+        "sources.0.synthetic.num_records=40", "sources.0.synthetic.image_size=64", "teacher.backend=openai",
+        "teacher.model=served", "teacher.openai.base_url=http://127.0.0.1:9/v1", "teacher.batch_size=16",
+        "filters=[{name: degeneration}]", f"output.dir={tmp_path / 'out'}", "cache.dir=null"]))
+    statements = [n for stage, n in calls if stage == "statements"]  # one request per record
+    assert sorted(statements, reverse=True) == [16, 16, 8], calls
