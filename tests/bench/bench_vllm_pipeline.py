@@ -66,7 +66,9 @@ def main() -> None:
         record = stages["statements"].apply(record, [st], oracle.generate([st]))
         requests += stages["extraction"].requests(record)
     params = [teacher._params(r) for r in requests]
-    engine.chat([r.messages for r in requests[:4]], params[:4], use_tqdm=False)  # warm-up
+    # warm-up: the same call once untimed, so that the timed raw call finds the engine as warm
+    # as the pipeline runs after it will (shapes compiled, caches filled)
+    engine.chat([r.messages for r in requests], params, use_tqdm=False)
 
     t = time.perf_counter()
     raw = engine.chat([r.messages for r in requests], params, use_tqdm=False)
