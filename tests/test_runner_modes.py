@@ -26,3 +26,16 @@ def test_multi_process_workers_publish_what_the_in_process_run_publishes(tmp_pat
         f"output.dir={tmp_path / 'again'}", f"cache.dir={tmp_path / 'cache-many'}", "runner.runner=DirectRunner",
         "runner.options=[--direct_running_mode=multi_processing, --direct_num_workers=2]"]))
     assert again.funnel["teacher_requests"] == 0 and dataset_rows(again.out_dir) == dataset_rows(one.out_dir)
+
+
+def test_multi_threaded_workers_publish_what_the_in_process_run_publishes(tmp_path):
+    """Several bundles in flight at once (the setting that keeps a remote endpoint busy)."""
+    base = ["sources.0.synthetic.num_records=40", "sources.0.synthetic.image_size=64", "cache.dir=null"]
+    one = run(load_recipe("quickstart", base + [f"output.dir={tmp_path / 'one'}"]))
+    threads = run(load_recipe("quickstart", base + [
+        f"output.dir={tmp_path / 'threads'}", "runner.runner=DirectRunner", "teacher.batch_size=4",
+        "runner.options=[--direct_running_mode=multi_threading, --direct_num_workers=4]"]))
+    assert threads.funnel["in"] == 40
+    assert {k: threads.funnel[k] for k in ("kept", "rejected", "failed", "rejected_by_reason", "filters")} == \
+        {k: one.funnel[k] for k in ("kept", "rejected", "failed", "rejected_by_reason", "filters")}
+    assert dataset_rows(threads.out_dir) == dataset_rows(one.out_dir)

@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 
-def measure(records: int, capacity: int, latency: float, batch: int, concurrency: int, work: Path) -> dict:
+def measure(records: int, capacity: int, latency: float, batch: int, concurrency: int, work: Path, extra=()) -> dict:
     """One run against an endpoint in its own process (as a real one is: it must not share
     the pipeline's interpreter)."""
     import subprocess
@@ -35,7 +35,7 @@ def measure(records: int, capacity: int, latency: float, batch: int, concurrency
             f"sources.0.synthetic.num_records={records}", "sources.0.synthetic.image_size=64",
             "teacher.backend=openai", "teacher.model=served", f"teacher.openai.base_url={url}",
             f"teacher.batch_size={batch}", f"teacher.openai.max_concurrency={concurrency}", "teacher.openai.timeout_s=60",
-            "filters=[{name: degeneration}]", f"output.dir={work / f'out-{batch}-{concurrency}'}", "cache.dir=null",
+            "filters=[{name: degeneration}]", f"output.dir={work / f'out-{batch}-{concurrency}'}", "cache.dir=null", *extra,
         ])
         started = time.perf_counter()
         run(recipe)
@@ -58,9 +58,10 @@ def main() -> None:
     ap.add_argument("--records", type=int, default=200)
     ap.add_argument("--settings", default="8x16,16x16,32x16,64x16,64x64,128x64",
                     help="batch x concurrency pairs: records per teacher call, requests in flight at once")
+    ap.add_argument("--set", action="append", default=[], help="extra recipe overrides, e.g. runner options")
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="bench-saturation-"))
-    rows = [measure(args.records, args.capacity, args.latency, *map(int, s.split("x")), work) for s in args.settings.split(",")]
+    rows = [measure(args.records, args.capacity, args.latency, *map(int, s.split("x")), work, args.set) for s in args.settings.split(",")]
     print(f"\nendpoint: {args.capacity} requests at once, {args.latency} s each: ideal {args.capacity / args.latency:.0f} requests/s; "
           f"{args.records} records (quickstart stages, 3 samples per think request)\n")
     print("| batch (records per call) | max concurrency | requests | most in flight | teacher s | requests/s | of ideal | whole run s |")
