@@ -36,10 +36,14 @@ def is_eval(row_id: str, fraction: float) -> bool:
     return int(hashlib.sha256(row_id.encode()).hexdigest()[:8], 16) / 16**8 < fraction
 
 
+def options_text(choices) -> str:
+    """Answer options as lines after a question: "\nA. red\nB. blue"."""
+    return "".join(f"\n{chr(65 + i)}. {c}" for i, c in enumerate(choices))
+
+
 def reasoner_prompt(extraction: str, question: str, choices=()) -> str:
     """What the reasoner reads, in training and in the evaluation: the extraction, never the image."""
-    options = "".join(f"\n{chr(65 + i)}. {c}" for i, c in enumerate(choices))
-    return (f"Description of an image:\n{extraction}\n\nQuestion: {question}{options}\n"
+    return (f"Description of an image:\n{extraction}\n\nQuestion: {question}{options_text(choices)}\n"
             "Think step by step from the description only, then end with a last line `Answer: X`.")
 
 

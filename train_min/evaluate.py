@@ -40,7 +40,7 @@ from pipelines.record import Record
 from pipelines.recipe import TeacherConfig
 from pipelines.source_config import IngestConfig, SourceConfig
 from pipelines.teachers.base import Sampling
-from train_min.data import reasoner_prompt
+from train_min.data import options_text, reasoner_prompt
 from train_min.infer import REFLEXIVE_WORDS, chat, load_generator, open_image, think
 
 SYSTEMS = ("extract_think", "caption_think", "direct")
@@ -126,22 +126,23 @@ def write_focus(cfg: EvalConfig, records: list[Record]) -> dict[str, str | None]
     for start in tqdm(range(0, len(records), cfg.focus.teacher.batch_size), desc="focus", disable=not cfg.progress):
         batch = records[start : start + cfg.focus.teacher.batch_size]
         requests = [stage.requests(r) for r in batch]
-        replies = teacher.generate([q for qs in requests for q in qs])
+        replies = iter(teacher.generate([q for qs in requests for q in qs]))
         for record, reqs in zip(batch, requests):
-            done = stage.apply(record, reqs, [replies.pop(0) for _ in reqs])
+            done = stage.apply(record, reqs, [next(replies) for _ in reqs])
             out[record.id] = done.focus if done.status == "ok" and done.focus else None
     return out
 
 
-def _options(turn) -> str:
-    return "".join(f"\n{chr(65 + i)}. {c}" for i, c in enumerate(turn.choices))
-
-
-def _complete(gen, texts, images, max_tokens, desc, cfg, chunk=64, bad_words=()):
+def _chunked(fn, n: int, desc: str, cfg: EvalConfig, chunk: int = 64) -> list:
+    """fn(slice) over 0..n in chunks, with a progress bar; the results concatenated."""
     out = []
-    for start in tqdm(range(0, len(texts), chunk), desc=desc, disable=not cfg.progress):
-        out += gen.complete(texts[start : start + chunk], images[start : start + chunk], max_tokens, bad_words)
+    for start in tqdm(range(0, n, chunk), desc=desc, disable=not cfg.progress):
+        out += fn(slice(start, start + chunk))
     return out
+
+
+def _complete(gen, texts, images, max_tokens, desc, cfg):
+    return _chunked(lambda s: gen.complete(texts[s], images[s], max_tokens), len(texts), desc, cfg)
 
 
 def perceive(cfg: EvalConfig, records: list[Record], items: list[Item], focus: dict) -> dict:
@@ -158,7 +159,7 @@ def perceive(cfg: EvalConfig, records: list[Record], items: list[Item], focus: d
             done = _complete(gen, texts, [images[r.id] for r in todo], cfg.extraction_tokens, system.split("_")[0], cfg)
             got[system] = {r.id: c.text.strip() for r, c in zip(todo, done)}
         if "direct" in cfg.systems:
-            texts = [gen.render(chat(f"{it.t.question}{_options(it.t)}\n{cfg.direct_prompt}", True)) for it in items]
+            texts = [gen.render(chat(f"{it.t.question}{options_text(it.t.choices)}\n{cfg.direct_prompt}", True)) for it in items]
             done = _complete(gen, texts, [images[it.record.id] for it in items], cfg.direct_tokens, "direct", cfg)
             got["direct"] = {i: c.text for i, c in enumerate(done)}
         return got
@@ -179,9 +180,8 @@ def reason(cfg: EvalConfig, items: list[Item], stage1: dict) -> dict:
             todo = [i for i, it in enumerate(items) if it.record.id in stage1[system]]
             texts = [gen.render(chat(reasoner_prompt(stage1[system][items[i].record.id], items[i].t.question, items[i].t.choices), False))
                      for i in todo]
-            thoughts = []
-            for start in tqdm(range(0, len(texts), 64), desc=f"reason ({system})", disable=not cfg.progress):
-                thoughts += think(gen, texts[start : start + 64], cfg.thinking_budget, cfg.answer_tokens, bad)
+            thoughts = _chunked(lambda s: think(gen, texts[s], cfg.thinking_budget, cfg.answer_tokens, bad), len(texts),
+                                f"reason ({system})", cfg)
             got[system] = dict(zip(todo, thoughts))
         return got
     finally:
