@@ -1,8 +1,10 @@
 """The one place filters meet Beam: apply a list of filters in order, record every verdict
-on the record (its score lands in the published `scores` column), and split into tagged kept
-/ rejected outputs with counters per filter and per reason (the card's funnel). A record that
-already ended (failed in a stage, rejected at the source) passes to `ended` untouched.
-`decontaminate` gets the eval sets' entries as a Beam side input."""
+on the record (its score lands in the published `scores` column), with counters per filter
+and per reason (the card's funnel). Kept records are the main output; records rejected here
+and records that had already ended (failed in a stage, rejected at the source) go to the
+`ended` output, or, with `split=False`, stay in the main output (a rejected record flows on
+untouched through the stages after). `decontaminate` gets the eval sets' entries as a Beam
+side input."""
 
 from __future__ import annotations
 
@@ -14,11 +16,12 @@ from filters.registry import EXTRA_PARAMS, FILTERS, typed_params
 from pipelines.recipe import FilterConfig
 
 NAMESPACE = "extract_think.filters"
-KEPT, REJECTED, ENDED = "kept", "rejected", "ended"
+KEPT, ENDED = "kept", "ended"
 
 
 class _Apply(beam.DoFn):
-    def __init__(self, filters: list[FilterConfig]):
+    def __init__(self, filters: list[FilterConfig], split: bool):
+        self._split = split
         # (name, function, per-record params, index params), resolved once, not per record
         self._calls = []
         for f in filters:
@@ -34,7 +37,7 @@ class _Apply(beam.DoFn):
 
     def process(self, record, entries=None):
         if record.status != "ok":
-            yield beam.pvalue.TaggedOutput(ENDED, record)
+            yield beam.pvalue.TaggedOutput(ENDED, record) if self._split else record
             return
         for name, fn, params, index_params in self._calls:
             if name == "decontaminate":
@@ -45,7 +48,8 @@ class _Apply(beam.DoFn):
             if not verdict.keep:
                 Metrics.counter(NAMESPACE, f"rejected.{name}.{verdict.reason}").inc()
                 detail = f"{name}: {verdict.detail}" if verdict.detail else f"{name}, score {verdict.score}"
-                yield beam.pvalue.TaggedOutput(REJECTED, record.reject(verdict.reason, detail))
+                rejected = record.reject(verdict.reason, detail)
+                yield beam.pvalue.TaggedOutput(ENDED, rejected) if self._split else rejected
                 return
             Metrics.counter(NAMESPACE, f"passed.{name}").inc()
         yield record
@@ -54,10 +58,11 @@ class _Apply(beam.DoFn):
 class ApplyFilters(beam.PTransform):
     """`eval_entries`: a PCollection of EvalEntry, needed when the list has `decontaminate`."""
 
-    def __init__(self, filters: list[FilterConfig], eval_entries=None):
+    def __init__(self, filters: list[FilterConfig], eval_entries=None, split: bool = True):
         super().__init__()
-        self._filters, self._entries = filters, eval_entries
+        self._filters, self._entries, self._split = filters, eval_entries, split
 
     def expand(self, records):
         side = [beam.pvalue.AsList(self._entries)] if self._entries is not None else []
-        return records | beam.ParDo(_Apply(self._filters), *side).with_outputs(REJECTED, ENDED, main=KEPT)
+        applied = beam.ParDo(_Apply(self._filters, self._split), *side)
+        return records | (applied.with_outputs(ENDED, main=KEPT) if self._split else applied)

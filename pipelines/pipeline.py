@@ -11,8 +11,6 @@ rejected before any teacher call. Records that fail in a stage flow on untouched
 
 from __future__ import annotations
 
-import math
-
 import apache_beam as beam
 from apache_beam.metrics import Metrics
 from apache_beam.ml.inference.base import KeyedModelHandler, RunInference
@@ -21,10 +19,11 @@ from filters.beam_adapter import ApplyFilters
 from filters.decontamination import eval_entry
 from filters.registry import SOURCE_ONLY
 from pipelines import progress
-from pipelines.publish import arrow_schema, extraction_row, reasoning_rows, rejected_row
+from pipelines.publish import extraction_row, reasoning_rows, rejected_row
 from pipelines.recipe import Recipe
 from pipelines.report import bucket
-from pipelines.sources import ReadSources, expected_count
+from pipelines.sources import ReadSources
+from pipelines.sink import WriteShards
 from pipelines.sources.dedup import Deduplicate
 from pipelines.stages import Stage, build_stages
 from pipelines.teachers.handler import TeacherModelHandler
@@ -84,44 +83,36 @@ class RunStage(beam.PTransform):
         return prompts | "QueryTeacher" >> RunInference(handler) | "ParseReplies" >> beam.Map(_parse, stage)
 
 
-def _write(rows, prefix: str, config: str, shards: int, run_id: str):
-    # The run id in the file names lets the card name exactly this run's files (card.py).
-    return rows | f"Write[{config}]" >> beam.io.WriteToParquet(
-        f"{prefix}/{config}/train-{run_id}",
-        schema=arrow_schema(config),
-        file_name_suffix=".parquet",
-        num_shards=shards,
-        shard_name_template="-SSSSS-of-NNNNN",
-        codec="snappy",
-    )
-
-
 def build_pipeline(p: beam.Pipeline, recipe: Recipe, out_prefix: str, run_id: str) -> None:
+    """One chain from the read to the writes, without a shuffle or a flatten of records in
+    between: records that end early (unusable at the source, copies, contaminated) flow on
+    untouched (the stages make no call for them), the last filter step splits kept from
+    ended, and workers write the shards themselves (sink.py) to `out_prefix`, any fsspec
+    URL. On Beam's local runner the whole chain runs fused, record by record, so memory does
+    not grow with the run; copies are found on a second read of the sources
+    (`Deduplicate(keys_from=...)`), whose signatures are all that is grouped."""
     stages = build_stages(recipe)
-    known = expected_count(recipe.sources)
-    shards = max(1, math.ceil(known / recipe.output.rows_per_shard)) if known else 0
-
-    read = (p | "ReadSources" >> ReadSources(recipe.sources, recipe.ingest) | "CountIn" >> beam.Map(_count_in)
-            | "SourceStatus" >> beam.Partition(lambda r, _: 0 if r.status == "ok" else 1, 2))
-    unique = read[0] | "Deduplicate" >> Deduplicate(recipe.ingest.dedup)
-    records, ended_early = unique["kept"], [read[1], unique["dup"]]
+    records = p | "ReadSources" >> ReadSources(recipe.sources, recipe.ingest) | "CountIn" >> beam.Map(_count_in)
+    dedup = recipe.ingest.dedup
+    if dedup.exact or dedup.near:
+        keys = p | "ReadForCopies" >> ReadSources(recipe.sources, recipe.ingest)
+        records = records | "Deduplicate" >> Deduplicate(dedup, keys_from=keys)
     early = [f for f in recipe.filters if f.name in SOURCE_ONLY]
     if early:  # filters that read only the sources (decontamination) run before any teacher call
         entries = None
         if recipe.eval_sets:
             entries = (p | "ReadEvalSets" >> ReadSources(recipe.eval_sets, recipe.ingest)
                        | "UsableEvalItems" >> beam.Filter(lambda r: r.status == "ok") | "EvalEntries" >> beam.Map(eval_entry))
-        pre = records | "EarlyFilters" >> ApplyFilters(early, entries)
-        records = pre.kept
-        ended_early.append(pre.rejected)
-    at_source = ended_early | "EndedAtSource" >> beam.Flatten()
+        records = records | "EarlyFilters" >> ApplyFilters(early, entries, split=False)
     for stage in stages:
         records = records | f"Stage[{stage.name}]" >> RunStage(stage, recipe.cache.dir)
     split = records | "Filters" >> ApplyFilters([f for f in recipe.filters if f.name not in SOURCE_ONLY])
 
     kept = split.kept | "CountKept" >> beam.Map(_count_kept)
-    _write(kept | "ExtractionRows" >> beam.Map(extraction_row, recipe.stages.student_prompt), out_prefix, "extraction", shards, run_id)
-    reasoning = kept | "ReasoningRows" >> beam.FlatMap(reasoning_rows) | "CountReasoning" >> beam.Map(_count_reasoning)
-    _write(reasoning, out_prefix, "reasoning", shards, run_id)
-    ended = (at_source, split.rejected, split.ended) | "AllEnded" >> beam.Flatten() | "CountEnded" >> beam.Map(_count_ended)
-    _write(ended | "RejectedRows" >> beam.Map(rejected_row), out_prefix, "rejected", shards, run_id)
+    rows = {
+        "extraction": kept | "ExtractionRows" >> beam.Map(extraction_row, recipe.stages.student_prompt),
+        "reasoning": kept | "ReasoningRows" >> beam.FlatMap(reasoning_rows) | "CountReasoning" >> beam.Map(_count_reasoning),
+        "rejected": split.ended | "CountEnded" >> beam.Map(_count_ended) | "RejectedRows" >> beam.Map(rejected_row),
+    }
+    for config, pcoll in rows.items():  # the run id in the file names lets the card name exactly this run's files
+        pcoll | f"Write[{config}]" >> WriteShards(out_prefix, config, run_id, recipe.output.rows_per_shard)

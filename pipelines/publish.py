@@ -114,34 +114,3 @@ def rejected_row(record: Record) -> dict:
         "injected": json.dumps(list(record.injected)),
         "origin": record.origin,
     }
-
-
-def bound_shards(folder, run_id: str, rows_per_shard: int) -> dict[str, int]:
-    """Split any parquet shard of a config holding more than `rows_per_shard` rows (Beam
-    spreads rows over a fixed number of shards, not a fixed number per shard) and renumber
-    the shards `train-<run>-SSSSS-of-NNNNN.parquet`; returns the shard count per config."""
-    import pyarrow.parquet as pq
-    from pathlib import Path
-
-    counts = {}
-    for config in CONFIGS:
-        directory = Path(folder) / config
-        if not directory.is_dir():
-            continue
-        pieces = []
-        for shard in sorted(directory.glob(f"train-{run_id}-*.parquet")):
-            meta = pq.ParquetFile(shard)
-            if meta.metadata.num_rows <= rows_per_shard:
-                pieces.append(shard)
-                continue
-            for k, batch in enumerate(meta.iter_batches(batch_size=rows_per_shard)):
-                part = directory / f".split-{shard.stem}-{k:05d}.parquet"
-                with pq.ParquetWriter(part, meta.schema_arrow, compression="snappy") as writer:
-                    writer.write_batch(batch)
-                pieces.append(part)
-            shard.unlink()
-        staged = [p.rename(directory / f".renumber-{i:05d}.parquet") for i, p in enumerate(pieces)]
-        for i, p in enumerate(staged):
-            p.rename(directory / f"train-{run_id}-{i:05d}-of-{len(staged):05d}.parquet")
-        counts[config] = len(staged)
-    return counts

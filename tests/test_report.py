@@ -100,21 +100,6 @@ def test_the_html_report_is_self_contained(outcome):
     assert f"{f['kept']} kept" in text
 
 
-def test_oversized_shards_are_split_keeping_rows_and_features(tmp_path):
-    from pipelines.publish import FEATURES, bound_shards
-
-    rows = [{"id": f"r{i}", "record_id": "x", "extraction": "e", "question": "q", "choices": [], "answer_type": "text",
-             "answer": "a", "reasoning": "r", "thinking": "", "source": "s"} for i in range(23)]
-    (tmp_path / "reasoning").mkdir()
-    for name, part in (("train-run1-00000-of-00002", rows[:20]), ("train-run1-00001-of-00002", rows[20:])):
-        datasets.Dataset.from_list(part, features=FEATURES["reasoning"]).to_parquet(str(tmp_path / "reasoning" / f"{name}.parquet"))
-    assert bound_shards(tmp_path, "run1", 7) == {"reasoning": 4}
-    shards = sorted((tmp_path / "reasoning").iterdir())
-    assert [pq.ParquetFile(s).metadata.num_rows for s in shards] == [7, 7, 6, 3]
-    back = datasets.load_dataset("parquet", data_files=[str(s) for s in shards], split="train")
-    assert back["id"] == [r["id"] for r in rows] and back.features == FEATURES["reasoning"]
-
-
 def test_an_interrupted_publish_leaves_the_previous_version_intact(outcome, tmp_path, monkeypatch):
     import shutil
 

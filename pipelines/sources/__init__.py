@@ -1,12 +1,18 @@
-"""Record sources: every source of a recipe becomes one PCollection of Records.
+"""Record sources: all sources of a recipe become one PCollection of Records.
 
-Synthetic scenes are drawn as Records directly. File and dataset sources are read as
-`RawItem`s (cheap, sequential per file or shard), spread over workers, then checked and
-normalised there (`ingest.to_record`); rows that cannot be used are Records already ended
-as rejected, with a reason.
+Each source is first cut into small *units of work*: a scene number (synthetic), a row
+range or file (Hugging Face sets), an entry with its image reference (LLaVA JSON,
+imagefolder). The units of all sources are flattened and spread over workers, and each
+worker turns its units into Records (drawing, reading, checking and normalising there,
+`ingest.to_record`). Only units cross a shuffle, never Records with their image bytes, so
+the rest of the pipeline can run fused behind the read and memory does not grow with the
+number of records. Rows that cannot be used are Records already ended as rejected, with a
+reason.
 """
 
 from __future__ import annotations
+
+from typing import Iterator
 
 import apache_beam as beam
 
@@ -14,62 +20,83 @@ from pipelines.source_config import IngestConfig, SourceConfig
 from pipelines.sources.files import check_files, read_imagefolder, read_llava
 from pipelines.sources.hf import ReadShard, shard_count
 from pipelines.sources.ingest import to_record
-from pipelines.sources.synthetic import ReadSynthetic, make_record
+from pipelines.sources.synthetic import make_record, num_scenes
 
 
-class ReadSource(beam.PTransform):
-    def __init__(self, config: SourceConfig, ingest: IngestConfig):
-        super().__init__()
-        self._config, self._ingest = config, ingest
+def _planned_units(config: SourceConfig) -> list | None:
+    """The units known before the run starts (scene numbers, shards); None for file sources,
+    whose entries are read from their file by a worker. Opening a Hub set here makes a bad
+    path fail before the run."""
+    if config.kind == "synthetic":
+        return list(range(num_scenes(config)))
+    if config.kind == "hf":
+        return list(range(shard_count(config)))
+    check_files(config)
+    return None
 
-    def expand(self, pbegin):
-        config = self._config
+
+def _file_entries(config: SourceConfig):
+    return (read_llava if config.kind == "llava" else read_imagefolder)(config)
+
+
+class _Load(beam.DoFn):
+    """A unit of source number `i` -> its Records."""
+
+    def __init__(self, sources: list[SourceConfig], ingest: IngestConfig):
+        self._sources, self._ingest = sources, ingest
+        self._shards: dict[int, ReadShard] = {}
+
+    def _shard_reader(self, i: int) -> ReadShard:
+        if i not in self._shards:  # the dataset opened once per source and worker
+            reader = ReadShard(self._sources[i], shard_count(self._sources[i]))
+            reader.setup()
+            self._shards[i] = reader
+        return self._shards[i]
+
+    def process(self, unit):
+        i, value = unit
+        config = self._sources[i]
         if config.kind == "synthetic":
-            return pbegin | ReadSynthetic(config)
-        if config.kind == "hf":
-            shards = shard_count(config)  # opens the dataset once here: a bad path fails before the run
-            raw = pbegin | "Shards" >> beam.Create(range(shards)) | "SpreadShards" >> beam.Reshuffle() | "ReadRows" >> beam.ParDo(ReadShard(config, shards))
+            yield make_record(value, config.synthetic, config.name, config.license)
+        elif config.kind == "hf":
+            for item in self._shard_reader(i).process(value):
+                yield to_record(item, self._ingest)
         else:
-            check_files(config)
-            reader = read_llava if config.kind == "llava" else read_imagefolder
-            raw = pbegin | "File" >> beam.Create([config]) | "ReadEntries" >> beam.FlatMap(reader)
-        return raw | "Spread" >> beam.Reshuffle() | "CheckAndLoad" >> beam.Map(to_record, self._ingest)
+            yield to_record(value, self._ingest)
 
 
 class ReadSources(beam.PTransform):
-    """All of a recipe's sources, flattened into one PCollection of Records."""
+    """All of a recipe's sources as one PCollection of Records."""
 
     def __init__(self, sources: list[SourceConfig], ingest: IngestConfig):
         super().__init__()
         self._sources, self._ingest = sources, ingest
 
     def expand(self, pbegin):
-        parts = [pbegin | f"Read[{s.name}]" >> ReadSource(s, self._ingest) for s in self._sources]
-        return parts[0] if len(parts) == 1 else parts | "AllSources" >> beam.Flatten()
+        parts = []
+        for i, s in enumerate(self._sources):
+            planned = _planned_units(s)
+            if planned is not None:
+                units = pbegin | f"Units[{s.name}]" >> beam.Create([(i, u) for u in planned], reshuffle=False)
+            else:
+                units = (pbegin | f"File[{s.name}]" >> beam.Create([s]) | f"Entries[{s.name}]" >> beam.FlatMap(_file_entries)
+                         | f"Units[{s.name}]" >> beam.Map(lambda item, i=i: (i, item)))
+            parts.append(units)
+        units = parts[0] if len(parts) == 1 else parts | "AllUnits" >> beam.Flatten()
+        return units | "Spread" >> beam.Reshuffle() | "Load" >> beam.ParDo(_Load(self._sources, self._ingest))
 
 
 def expected_count(sources: list[SourceConfig]) -> int | None:
     """How many records the sources will emit, when that is known up front (for progress)."""
     if all(s.kind == "synthetic" for s in sources):
-        return sum(s.synthetic.num_records if s.limit is None else min(s.limit, s.synthetic.num_records) for s in sources)
+        return sum(num_scenes(s) for s in sources)
     return None
 
 
-def iter_records(config: SourceConfig, ingest: IngestConfig):
-    """The same Records as `ReadSource`, read one after another in this process (no Beam):
+def iter_records(config: SourceConfig, ingest: IngestConfig) -> Iterator:
+    """The same Records as `ReadSources`, read one after another in this process (no Beam):
     for small sets such as an evaluation's held-out records."""
-    if config.kind == "synthetic":
-        n = config.synthetic.num_records if config.limit is None else min(config.limit, config.synthetic.num_records)
-        for i in range(n):
-            yield make_record(i, config.synthetic, config.name, config.license)
-        return
-    if config.kind == "hf":
-        shards = shard_count(config)
-        reader = ReadShard(config, shards)
-        reader.setup()
-        raw = (item for i in range(shards) for item in reader.process(i))
-    else:
-        check_files(config)
-        raw = (read_llava if config.kind == "llava" else read_imagefolder)(config)
-    for item in raw:
-        yield to_record(item, ingest)
+    load = _Load([config], ingest)
+    planned = _planned_units(config)
+    for unit in planned if planned is not None else _file_entries(config):
+        yield from load.process((0, unit))

@@ -13,12 +13,18 @@ bands, and two hashes within max_hamming bits agree on at least one band exactly
 (pigeonhole), so only records sharing a band are compared. Pairs are joined into groups
 (union-find); each group keeps its smallest id, which does not depend on the order records
 arrive in, and every other member is rejected with a reason that names the kept record.
+
+Only small `Signature`s are grouped. In a run they come from a second read of the sources,
+and the records themselves pass through untouched but for the mark (see `Deduplicate`): a
+record's fate depends on every other record, and reading the sources again costs less than
+holding (or shuffling) every record with its image until the last one is read.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import dataclass
 
 import apache_beam as beam
 from rapidfuzz import fuzz
@@ -55,70 +61,84 @@ def _name(record: Record) -> str:
     return f"{record.id} ({record.origin})" if record.origin else record.id
 
 
-def _keep_first(group, tag: str):
-    _, records = group
-    ordered = sorted(records, key=lambda r: r.id)
+@dataclass(frozen=True)
+class Signature:
+    """What deduplication needs of a record: small, so that only signatures are grouped and
+    held, never records with their images. `handle` (id, origin) tells apart two rows with
+    the same content (and so the same id)."""
+
+    handle: tuple[str, str]
+    name: str
+    exact: str
+    phash: int | None  # None: not near-matched (no image, or a ground-truth source)
+    questions: str
+    answers: str
+
+
+def signature(record: Record) -> Signature:
+    ph = record.images[0].phash if record.images and record.facts is None else None
+    return Signature((record.id, record.origin), _name(record), exact_key(record), ph, questions_key(record), answers_key(record))
+
+
+def _keep_first(group):
+    _, sigs = group
+    ordered = sorted(sigs, key=lambda s: s.handle)
     yield ordered[0]
-    for r in ordered[1:]:
-        yield beam.pvalue.TaggedOutput(tag, r.reject("duplicate", f"same image bytes and question as {_name(ordered[0])}, which is kept"))
+    for s in ordered[1:]:
+        yield beam.pvalue.TaggedOutput("marks", (s.handle, ("duplicate", f"same image bytes and question as {ordered[0].name}, which is kept")))
 
 
-def _bands(record: Record, bands: int):
-    ph = record.images[0].phash if record.images else None
-    if ph is None or record.facts is not None:  # ground-truth sources are compared by facts (exact_key)
+def _bands(sig: Signature, bands: int):
+    if sig.phash is None:  # ground-truth sources are compared by facts (exact_key)
         return
-    sig = (record.id, ph, questions_key(record), _name(record), answers_key(record))
     width = -(-64 // bands)
     for b in range(bands):
-        yield (b, (ph >> (b * width)) & ((1 << width) - 1)), sig
+        yield (b, (sig.phash >> (b * width)) & ((1 << width) - 1)), sig
 
 
 def _similar_pairs(group, config: DedupConfig):
     _, sigs = group
-    sigs = sorted(set(sigs), key=lambda s: s[2])
+    sigs = sorted(set(sigs), key=lambda s: (s.questions, s.handle))
     window = len(sigs) if len(sigs) <= config.max_bucket else NEIGHBOURS
     if len(sigs) > config.max_bucket:
         beam.metrics.Metrics.counter("extract_think.dedup", "large_buckets").inc()
     for i, a in enumerate(sigs):
         for b in sigs[i + 1: i + 1 + window]:
-            if a[0] != b[0] and bin(a[1] ^ b[1]).count("1") <= config.max_hamming and \
-                    (not config.same_answers or a[4] == b[4]) and \
-                    fuzz.token_sort_ratio(a[2], b[2]) >= config.question_similarity:
-                yield (a, b) if a[0] < b[0] else (b, a)
+            if a.handle != b.handle and bin(a.phash ^ b.phash).count("1") <= config.max_hamming and \
+                    (not config.same_answers or a.answers == b.answers) and \
+                    fuzz.token_sort_ratio(a.questions, b.questions) >= config.question_similarity:
+                yield (a, b) if a.handle < b.handle else (b, a)
 
 
-def groups_of(pairs) -> dict[str, tuple[str, str]]:
-    """{duplicate id: (kept id, kept name)} from similar pairs: connected groups, each
-    kept by its smallest id."""
-    parent: dict[str, str] = {}
-    names: dict[str, str] = {}
+def groups_of(pairs) -> dict:
+    """{duplicate handle: (kept handle, kept name)} from similar pairs of Signatures
+    (a pair may come more than once, from several shared bands): connected groups, each
+    kept by its smallest handle."""
+    parent: dict = {}
+    names: dict = {}
 
-    def find(x: str) -> str:
+    def find(x):
         while parent.setdefault(x, x) != x:
             parent[x] = parent[parent[x]]
             x = parent[x]
         return x
 
     for a, b in pairs:
-        names[a[0]], names[b[0]] = a[3], b[3]
-        ra, rb = find(a[0]), find(b[0])
+        names[a.handle], names[b.handle] = a.name, b.name
+        ra, rb = find(a.handle), find(b.handle)
         if ra != rb:
             parent[max(ra, rb)] = min(ra, rb)
     return {x: (find(x), names[find(x)]) for x in list(parent) if find(x) != x}
 
 
-def _mark_near(record: Record, duplicates: dict):
-    if record.id in duplicates:
-        _, kept_name = duplicates[record.id]
-        yield beam.pvalue.TaggedOutput("dup", record.reject(
-            "near_duplicate", f"near-duplicate image and question of {kept_name}, which is kept"))
-    else:
-        yield record
+def _near_marks(groups: dict):
+    for handle, (_, kept_name) in groups.items():
+        yield handle, ("near_duplicate", f"near-duplicate image and question of {kept_name}, which is kept")
 
 
-class Deduplicate(beam.PTransform):
-    """Records in; {"kept": ..., "dup": ...} out, the duplicates ended as rejected with a
-    reason that names the record kept."""
+class DuplicateMarks(beam.PTransform):
+    """Records in; ((id, origin), (reason, detail)) out for every record that is a copy of
+    another, the detail naming the record kept. Only Signatures are grouped."""
 
     def __init__(self, config: DedupConfig):
         super().__init__()
@@ -126,21 +146,44 @@ class Deduplicate(beam.PTransform):
 
     def expand(self, records):
         c = self._config
-        dups = []
+        sigs = records | "Usable" >> beam.Filter(lambda r: r.status == "ok") | "Signatures" >> beam.Map(signature)
+        marks = []
         if c.exact:
-            split = (records
-                     | "ExactKey" >> beam.Map(lambda r: (exact_key(r), r))
+            split = (sigs
+                     | "ExactKey" >> beam.Map(lambda s: (s.exact, s))
                      | "SameContent" >> beam.GroupByKey()
-                     | "KeepFirst" >> beam.FlatMap(_keep_first, "dup").with_outputs("dup", main="kept"))
-            records, dups = split.kept, [split.dup]
+                     | "KeepFirst" >> beam.FlatMap(_keep_first).with_outputs("marks", main="kept"))
+            sigs, marks = split.kept, [split.marks]
         if c.near:
-            pairs = (records
-                     | "Bands" >> beam.FlatMap(_bands, c.max_hamming + 1)
-                     | "SameBand" >> beam.GroupByKey()
-                     | "SimilarPairs" >> beam.FlatMap(_similar_pairs, c)
-                     | "UniquePairs" >> beam.Distinct())
-            duplicates = pairs | "Groups" >> beam.CombineGlobally(beam.combiners.ToListCombineFn()) | beam.Map(groups_of)
-            split = records | "MarkNear" >> beam.FlatMap(_mark_near, beam.pvalue.AsSingleton(duplicates)).with_outputs("dup", main="kept")
-            records, dups = split.kept, dups + [split.dup]
-        dup = dups | "AllDuplicates" >> beam.Flatten() if dups else records | "NoDuplicates" >> beam.Filter(lambda r: False)
-        return {"kept": records, "dup": dup}
+            marks.append(sigs
+                         | "Bands" >> beam.FlatMap(_bands, c.max_hamming + 1)
+                         | "SameBand" >> beam.GroupByKey()
+                         | "SimilarPairs" >> beam.FlatMap(_similar_pairs, c)
+                         | "Groups" >> beam.CombineGlobally(beam.combiners.ToListCombineFn())
+                         | "Join" >> beam.Map(groups_of)
+                         | "NearMarks" >> beam.FlatMap(_near_marks))
+        if not marks:
+            return records | "NoMarks" >> beam.Filter(lambda r: False)
+        return marks[0] if len(marks) == 1 else marks | "AllMarks" >> beam.Flatten()
+
+
+def _mark(record: Record, marks: dict) -> Record:
+    found = marks.get((record.id, record.origin)) if record.status == "ok" else None
+    return record.reject(*found) if found else record
+
+
+class Deduplicate(beam.PTransform):
+    """Records in, the same records out, copies ended as rejected with a reason naming the
+    record kept. With `keys_from` (a second read of the same sources) the copies are found
+    there and the records themselves pass straight through: nothing waits on the whole
+    input, so a run streams; without it the records are read for both."""
+
+    def __init__(self, config: DedupConfig, keys_from=None):
+        super().__init__()
+        self._config, self._keys_from = config, keys_from
+
+    def expand(self, records):
+        if not (self._config.exact or self._config.near):
+            return records
+        marks = (self._keys_from if self._keys_from is not None else records) | "Marks" >> DuplicateMarks(self._config)
+        return records | "MarkCopies" >> beam.Map(_mark, beam.pvalue.AsDict(marks))

@@ -14,8 +14,6 @@ import io
 import json
 import random
 
-import apache_beam as beam
-
 from pipelines.record import ImageData, Record, Turn, record_id
 from pipelines.source_config import SourceConfig, SyntheticSource
 from pipelines.sources.scenes import FAMILIES
@@ -65,17 +63,7 @@ def make_record(index: int, config: SyntheticSource, name: str = "synthetic", li
     )
 
 
-class ReadSynthetic(beam.PTransform):
-    def __init__(self, config: SourceConfig):
-        super().__init__()
-        self._config = config
-
-    def expand(self, pbegin):
-        c = self._config
-        n = c.synthetic.num_records if c.limit is None else min(c.limit, c.synthetic.num_records)
-        return (
-            pbegin
-            | "Indices" >> beam.Create(range(n))
-            | "Spread" >> beam.Reshuffle()
-            | "DrawScenes" >> beam.Map(make_record, c.synthetic, c.name, c.license)
-        )
+def num_scenes(config: SourceConfig) -> int:
+    """How many scenes a synthetic source draws (its `limit` caps `num_records`)."""
+    n = config.synthetic.num_records
+    return n if config.limit is None else min(config.limit, n)

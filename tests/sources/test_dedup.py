@@ -9,7 +9,7 @@ from apache_beam.testing.util import assert_that, equal_to
 
 from pipelines.record import Record, Turn, record_id
 from pipelines.source_config import DedupConfig, ImagesConfig, SyntheticSource
-from pipelines.sources.dedup import Deduplicate, groups_of
+from pipelines.sources.dedup import Deduplicate, Signature, groups_of
 from pipelines.sources.images import normalise
 from pipelines.sources.synthetic import make_record
 from tests.sources.helpers import encode, picture
@@ -22,13 +22,18 @@ def _record(data: bytes, question: str, answer: str = "3", origin: str = "") -> 
 
 
 def _check(records, kept, dups, config=DedupConfig()):
-    """Run Deduplicate on a real (in-process) runner: `kept` ids stay; `dups` are (id, reason,
-    id named as kept) triples."""
-    with TestPipeline(runner="FnApiRunner") as p:
-        result = p | beam.Create(records) | Deduplicate(config)
-        assert_that(result["kept"] | "KeptIds" >> beam.Map(lambda r: r.id), equal_to(sorted(kept)), label="Kept")
-        named = result["dup"] | "Named" >> beam.Map(lambda r: (r.id, r.reason, re.search(r"\b[0-9a-f]{20}\b", r.detail).group()))
-        assert_that(named, equal_to(sorted(dups)), label="Dups")
+    """Run Deduplicate on a real (in-process) runner, the copies found in the records
+    themselves and, the way a run does it, in a second read of them: `kept` ids stay; `dups`
+    are (id, reason, id named as kept) triples."""
+    for second_read in (False, True):
+        with TestPipeline(runner="FnApiRunner") as p:
+            keys = p | "SecondRead" >> beam.Create(records) if second_read else None
+            result = p | beam.Create(records) | Deduplicate(config, keys_from=keys)
+            ok = result | "Kept" >> beam.Filter(lambda r: r.status == "ok") | "KeptIds" >> beam.Map(lambda r: r.id)
+            assert_that(ok, equal_to(sorted(kept)), label="CheckKept")
+            named = (result | "Copies" >> beam.Filter(lambda r: r.status != "ok")
+                     | "Named" >> beam.Map(lambda r: (r.id, r.reason, re.search(r"\b[0-9a-f]{20}\b", r.detail).group())))
+            assert_that(named, equal_to(sorted(dups)), label="CheckDups")
 
 
 def test_copies_and_near_copies_go_the_rest_stay_and_the_smallest_id_is_kept():
@@ -78,6 +83,7 @@ def test_synthetic_scenes_are_duplicates_by_ground_truth_not_pixels():
 
 
 def test_groups_join_chains_and_name_the_smallest_id():
-    sig = lambda i: (i, 0, "", f"{i} (origin)", "")  # noqa: E731
-    groups = groups_of([(sig("b"), sig("c")), (sig("a"), sig("b")), (sig("x"), sig("y"))])
-    assert groups == {"b": ("a", "a (origin)"), "c": ("a", "a (origin)"), "y": ("x", "x (origin)")}
+    sig = lambda i: Signature((i, "o"), f"{i} (o)", "", 0, "", "")  # noqa: E731
+    pairs = [(sig("b"), sig("c")), (sig("a"), sig("b")), (sig("x"), sig("y")), (sig("a"), sig("b"))]  # a pair twice
+    groups = groups_of(pairs)
+    assert groups == {("b", "o"): (("a", "o"), "a (o)"), ("c", "o"): (("a", "o"), "a (o)"), ("y", "o"): (("x", "o"), "x (o)")}
