@@ -82,7 +82,10 @@ def _print_funnel(funnel: dict, out_dir, seconds: float) -> None:
     print(f"\nDataset: {out_dir}  (card: {out_dir}/README.md)")
     if empty:
         print(f"  empty, so left out: {', '.join(empty)}")
-    print(f"  from datasets import load_dataset; load_dataset({str(out_dir)!r}, 'extraction', split='train')")
+    if "://" in str(out_dir):
+        print(f"  from datasets import load_dataset; load_dataset('parquet', data_files={str(out_dir) + '/extraction/*.parquet'!r}, split='train')")
+    else:
+        print(f"  from datasets import load_dataset; load_dataset({str(out_dir)!r}, 'extraction', split='train')")
 
 
 def _run(args) -> int:

@@ -86,6 +86,9 @@ def export_llava(published: str | Path, dest: str | Path) -> Path:
 def export(published: str | Path, fmt: str, dest: str | Path) -> Path:
     if fmt not in FORMATS:
         raise ValueError(f"format must be one of {FORMATS}, got {fmt!r}")
+    if "://" in str(published):
+        raise ValueError(f"{published}: export reads a local folder; copy the dataset here first (aws s3 sync, gsutil rsync) "
+                         "or run with a local output.dir")
     return (export_trl if fmt == "trl" else export_llava)(published, dest)
 
 

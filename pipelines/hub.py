@@ -62,6 +62,9 @@ def push(folder: str | Path, repo_id: str, private: bool = False, revision: str 
     """Upload `folder` to the dataset repo `repo_id`; returns the commit URL."""
     from huggingface_hub import HfApi
 
+    if "://" in str(folder):
+        raise PushError(f"{folder}: publish uploads a local folder; copy the dataset here first (aws s3 sync, gsutil rsync) "
+                        "or run with a local output.dir")
     folder = Path(folder)
     files = check_publish(folder)
     if not REPO_ID.match(repo_id):

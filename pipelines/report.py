@@ -1,6 +1,6 @@
 """What a run shows about itself: charts for the card, examples, and a self-contained HTML
 report (funnel, length histograms, a gallery of kept samples with their images, rejected
-samples with their reasons), all written into the publish folder before it is swapped in.
+samples with their reasons), written beside the run's data before its folder is swapped in.
 
 Lengths are counted by the pipeline into word-count buckets (Beam counters, so they cost
 nothing extra and add up across workers); samples are the first rows of the first shard of
@@ -15,6 +15,7 @@ import io
 import json
 from pathlib import Path
 
+import fsspec
 import pyarrow.parquet as pq
 from PIL import Image, ImageDraw, ImageFont
 
@@ -76,15 +77,18 @@ def write_charts(folder: Path, funnel: dict, counters: dict[str, int]) -> dict[s
     return out
 
 
-def first_rows(folder: Path, config: str, n: int, columns: list[str]) -> list[dict]:
-    """The first `n` rows of a config (its first shard), only `columns`."""
-    shards = sorted((folder / config).glob("*.parquet")) if (folder / config).is_dir() else []
+def first_rows(folder: str | Path, config: str, n: int, columns: list[str]) -> list[dict]:
+    """The first `n` rows of a config (its first shard), only `columns`; `folder` is a
+    local path or any fsspec URL."""
+    fs, _ = fsspec.core.url_to_fs(str(folder))
+    pattern = f"{str(folder).rstrip('/')}/{config}/*.parquet"
     rows: list[dict] = []
-    for shard in shards:
-        for batch in pq.ParquetFile(shard).iter_batches(batch_size=n, columns=columns):
-            rows += batch.to_pylist()
-            if len(rows) >= n:
-                return rows[:n]
+    for shard in sorted(fs.glob(pattern)):
+        with fs.open(shard, "rb") as f:
+            for batch in pq.ParquetFile(f).iter_batches(batch_size=n, columns=columns):
+                rows += batch.to_pylist()
+                if len(rows) >= n:
+                    return rows[:n]
     return rows
 
 
@@ -107,10 +111,11 @@ def _esc(text) -> str:
     return html.escape("" if text is None else str(text))
 
 
-def write_report(folder: Path, name: str, funnel: dict, charts: dict[str, str], samples: int = 24) -> Path:
-    """`report.html`: one file, images inlined, readable offline."""
-    kept = first_rows(folder, "extraction", samples, ["id", "image", "prompt", "extraction", "questions", "scores"])
-    rejected = first_rows(folder, "rejected", samples, ["id", "image", "status", "reason", "detail", "questions", "extraction"])
+def write_report(folder: Path, data: str | Path, name: str, funnel: dict, charts: dict[str, str], samples: int = 24) -> Path:
+    """`folder`/report.html: one file, images inlined, readable offline; the samples are read
+    from the run's data at `data` (a path or URL), the charts from `folder`."""
+    kept = first_rows(data, "extraction", samples, ["id", "image", "prompt", "extraction", "questions", "scores"])
+    rejected = first_rows(data, "rejected", samples, ["id", "image", "status", "reason", "detail", "questions", "extraction"])
     chart_imgs = "".join(f'<img alt="{k}" src="{_data_uri((folder / p).read_bytes())}">' for k, p in charts.items())
     steps = "".join(f"<tr><td>{_esc(f['filter'])}</td><td>{f['in']}</td><td>{f['rejected']}</td><td>{f['passed']}</td>"
                     f"<td>{_esc(', '.join(f'{r} {n}' for r, n in f['reasons'].items()))}</td></tr>" for f in funnel.get("filters", []))

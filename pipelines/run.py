@@ -2,26 +2,29 @@
 
 The pipeline writes into a staging folder beside the output; only when it finished are the
 card, the resolved recipe and the funnel added and the folder swapped into place, so a run
-that dies leaves the previous output intact.
+that dies leaves the previous output intact. The output may be a local folder or any fsspec
+URL (s3://bucket/data, gs://...): workers write the shards there themselves.
 """
 
 from __future__ import annotations
 
 import json
-import shutil
+import tempfile
 import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
 import apache_beam as beam
+import fsspec
+from fsspec.implementations.local import LocalFileSystem
 from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from pipelines.card import render_card
 from filters.beam_adapter import NAMESPACE as FILTER_NAMESPACE
 from pipelines.pipeline import NAMESPACE, build_pipeline
-from pipelines.publish import bound_shards, config_rows
+from pipelines.publish import CONFIGS
 from pipelines.recipe import Recipe, dump_recipe, load_recipe
 from pipelines.report import first_rows, histogram, write_charts, write_report
 from pipelines.teachers.handler import NAMESPACE as TEACHER_NAMESPACE
@@ -29,7 +32,7 @@ from pipelines.teachers.handler import NAMESPACE as TEACHER_NAMESPACE
 
 @dataclass
 class RunOutcome:
-    out_dir: Path
+    out_dir: Path | str  # a Path for a local output, else its URL
     funnel: dict
     run_id: str
 
@@ -87,16 +90,26 @@ def pipeline_options(recipe: Recipe) -> PipelineOptions:
     return PipelineOptions(list(recipe.runner.options), runner=recipe.runner.runner)
 
 
+def output_location(directory: str) -> str:
+    """A local output folder as an absolute path (workers in other processes see the same
+    folder), any other fsspec URL (s3://, gs://, ...) as given."""
+    if directory.startswith("file://"):
+        directory = directory[len("file://"):]
+    return directory.rstrip("/") if "://" in directory else str(Path(directory).resolve())
+
+
 def run(recipe: Recipe | str | Path, overrides: tuple[str, ...] = (), test_pipeline: beam.Pipeline | None = None) -> RunOutcome:
     if not isinstance(recipe, Recipe):
         recipe = load_recipe(recipe, overrides)
-    out = Path(recipe.output.dir).resolve()
-    out.parent.mkdir(parents=True, exist_ok=True)
+    out = output_location(recipe.output.dir)
+    fs, _ = fsspec.core.url_to_fs(out)
+    parent, name = out.rsplit("/", 1)
+    fs.makedirs(parent, exist_ok=True)
     run_id = uuid.uuid4().hex[:8]
-    staging = out.parent / f".{out.name}.partial-{run_id}"
+    staging = f"{parent}/.{name}.partial-{run_id}"
     try:
         p = test_pipeline or beam.Pipeline(options=pipeline_options(recipe))
-        build_pipeline(p, recipe, str(staging), run_id)
+        build_pipeline(p, recipe, staging, run_id)
         started = time.perf_counter()
         result = p.run()
         result.wait_until_finish()
@@ -105,28 +118,47 @@ def run(recipe: Recipe | str | Path, overrides: tuple[str, ...] = (), test_pipel
         funnel["run_seconds"] = round(time.perf_counter() - started, 3)
         if funnel["in"] != funnel["kept"] + funnel["rejected"] + funnel["failed"]:
             raise RuntimeError(f"records were lost: {funnel}")
-        for config, rows in config_rows(funnel).items():
-            if not rows:  # an empty shard that `datasets` would refuse to load
-                shutil.rmtree(staging / config, ignore_errors=True)
-        funnel["shards"] = bound_shards(staging, run_id, recipe.output.rows_per_shard)
-        (staging / "recipe.yaml").write_text(dump_recipe(recipe))
+        funnel["shards"] = {c: n for c in CONFIGS if (n := len(fs.glob(f"{staging}/{c}/train-{run_id}-*.parquet")))}
         main = {name: v for (ns, name), v in counters.items() if ns == NAMESPACE}
         funnel["lengths"] = {kind: dict(histogram(main, kind)) for kind in ("extraction", "reasoning")}
-        (staging / "funnel.json").write_text(json.dumps({"run_id": run_id, **funnel}, indent=2) + "\n")
-        charts = write_charts(staging, funnel, main)
-        examples = first_rows(staging, "extraction", 3, ["id", "prompt", "extraction", "questions"])
-        (staging / "README.md").write_text(render_card(recipe, funnel, funnel["licenses"] or ["unknown"], run_id, charts, examples))
-        write_report(staging, recipe.name, funnel, charts)
-        _swap(staging, out)
+        with tempfile.TemporaryDirectory() as tmp:  # the card and report, made here, then put beside the data
+            meta = Path(tmp)
+            (meta / "recipe.yaml").write_text(dump_recipe(recipe))
+            (meta / "funnel.json").write_text(json.dumps({"run_id": run_id, **funnel}, indent=2) + "\n")
+            charts = write_charts(meta, funnel, main)
+            examples = first_rows(staging, "extraction", 3, ["id", "prompt", "extraction", "questions"])
+            (meta / "README.md").write_text(render_card(recipe, funnel, funnel["licenses"] or ["unknown"], run_id, charts, examples))
+            write_report(meta, staging, recipe.name, funnel, charts)
+            for f in sorted(meta.rglob("*")):
+                if f.is_file():
+                    target = f"{staging}/{f.relative_to(meta).as_posix()}"
+                    fs.makedirs(target.rsplit("/", 1)[0], exist_ok=True)
+                    fs.put_file(str(f), target)
+        _swap(fs, staging, out)
     finally:
-        if staging.exists():
-            shutil.rmtree(staging, ignore_errors=True)
-    return RunOutcome(out, funnel, run_id)
+        if fs.exists(staging):
+            fs.rm(staging, recursive=True)
+    return RunOutcome(Path(out) if "://" not in out else out, funnel, run_id)
 
 
-def _swap(staging: Path, out: Path) -> None:
-    old = out.parent / f".{out.name}.old-{uuid.uuid4().hex[:8]}"
-    if out.exists():
-        out.rename(old)
-    staging.rename(out)
-    shutil.rmtree(old, ignore_errors=True)
+def _swap(fs, staging: str, out: str) -> None:
+    """The staging folder becomes the output. On a local disk each step is a rename, so a
+    reader sees the old dataset or the new one; on object storage a move copies every file
+    (the old version is moved aside first, then deleted)."""
+    parent, name = out.rsplit("/", 1)
+    old = f"{parent}/.{name}.old-{uuid.uuid4().hex[:8]}"
+    if fs.exists(out):
+        _move(fs, out, old)
+    _move(fs, staging, out)
+    if fs.exists(old):
+        fs.rm(old, recursive=True)
+
+
+def _move(fs, source: str, target: str) -> None:
+    if isinstance(fs, LocalFileSystem):
+        fs.mv(source, target)  # one rename
+        return
+    _, root = fsspec.core.url_to_fs(source)
+    files = fs.find(source)  # object stores have no folders to rename: copy each object, then delete
+    fs.copy(files, [f"{target}/{f[len(root) + 1:]}" for f in files])
+    fs.rm(source, recursive=True)
