@@ -75,6 +75,7 @@ class VLLMOptions:
     tensor_parallel_size: int = 1
     gpu_memory_utilization: float = 0.9  # on CPU builds: the share of RAM for the KV cache
     enforce_eager: bool = False
+    enable_prefix_caching: bool | None = None  # null: vLLM's default (on); false: every prompt computed in full
     trust_remote_code: bool = False
     seed: int = 0
     chat_template_kwargs: dict[str, Any] = field(default_factory=dict)  # e.g. {enable_thinking: false}

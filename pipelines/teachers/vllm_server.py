@@ -29,6 +29,8 @@ def server_args(config: TeacherConfig, port: int) -> list[str]:
     """Engine options as the server's command-line flags."""
     args = ["--host", "127.0.0.1", "--port", str(port), "--served-model-name", config.model]
     for key, value in engine_kwargs(config).items():
+        if key == "enable_prefix_caching" and value is False:
+            args.append("--no-enable-prefix-caching")
         if value is None or value is False:
             continue
         flag = "--" + key.replace("_", "-")

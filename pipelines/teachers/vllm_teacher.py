@@ -35,6 +35,8 @@ def engine_kwargs(config: TeacherConfig) -> dict:
         kwargs["max_model_len"] = opts.max_model_len
     if opts.mm_processor_kwargs:
         kwargs["mm_processor_kwargs"] = dict(opts.mm_processor_kwargs)
+    if opts.enable_prefix_caching is not None:
+        kwargs["enable_prefix_caching"] = opts.enable_prefix_caching
     return kwargs
 
 

@@ -18,7 +18,8 @@ OPTIONS = VLLMOptions(dtype="float32", max_model_len=512, gpu_memory_utilization
 def _config(path, mode):
     from dataclasses import replace
 
-    return TeacherConfig(backend="vllm", model=str(path), vllm=replace(OPTIONS, mode=mode))
+    # prefix caching off: an option that must reach the engine and the server's flags
+    return TeacherConfig(backend="vllm", model=str(path), vllm=replace(OPTIONS, mode=mode, enable_prefix_caching=False))
 
 
 @pytest.fixture(scope="module")
@@ -51,6 +52,15 @@ def test_the_engine_answers_image_chats_with_usage_and_finish_reasons(engine):
             assert out.prompt_tokens > 4  # the image's tokens are in the prompt
             assert out.completion_tokens <= 6
             assert out.finish_reason == "stop" or out.completion_tokens == 6
+
+
+def test_the_recipe_options_reach_the_engine_and_the_server_flags(engine, tiny_idefics3):
+    from pipelines.teachers.vllm_server import server_args
+
+    config = engine.llm.llm_engine.vllm_config
+    assert config.cache_config.enable_prefix_caching is False and config.model_config.max_model_len == 512
+    args = server_args(_config(tiny_idefics3, "server"), 8000)
+    assert "--no-enable-prefix-caching" in args and args[args.index("--max-model-len") + 1] == "512"
 
 
 def test_the_engine_is_deterministic_with_a_seed(engine):
