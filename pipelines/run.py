@@ -22,6 +22,7 @@ from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from pipelines.card import render_card
+from pipelines.config import ConfigError
 from filters.beam_adapter import NAMESPACE as FILTER_NAMESPACE
 from pipelines.pipeline import NAMESPACE, build_pipeline
 from pipelines.publish import CONFIGS
@@ -95,7 +96,11 @@ def output_location(directory: str) -> str:
     folder), any other fsspec URL (s3://, gs://, ...) as given."""
     if directory.startswith("file://"):
         directory = directory[len("file://"):]
-    return directory.rstrip("/") if "://" in directory else str(Path(directory).resolve())
+    if "://" not in directory:
+        return str(Path(directory).resolve())
+    if "/" not in directory.split("://", 1)[1].strip("/"):
+        raise ConfigError(f"output.dir {directory!r}: name a folder inside the bucket (the run stages and swaps beside it)")
+    return directory.rstrip("/")
 
 
 def run(recipe: Recipe | str | Path, overrides: tuple[str, ...] = (), test_pipeline: beam.Pipeline | None = None) -> RunOutcome:

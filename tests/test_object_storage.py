@@ -64,3 +64,13 @@ def test_push_and_export_ask_for_a_local_copy(tmp_path):
         export("s3://bucket/runs/quickstart", "trl", tmp_path / "trl")
     with pytest.raises(PushError, match="publish uploads a local folder"):
         push("s3://bucket/runs/quickstart", "me/coin")
+
+
+def test_the_output_must_be_a_folder_inside_a_bucket():
+    from pipelines.config import ConfigError
+    from pipelines.run import output_location
+
+    with pytest.raises(ConfigError, match="inside the bucket"):
+        output_location("s3://bucket/")
+    assert output_location("s3://bucket/runs/coin/") == "s3://bucket/runs/coin"
+    assert output_location("file:///tmp/coin") == "/tmp/coin"
