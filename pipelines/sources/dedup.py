@@ -176,7 +176,9 @@ class Deduplicate(beam.PTransform):
     """Records in, the same records out, copies ended as rejected with a reason naming the
     record kept. With `keys_from` (a second read of the same sources) the copies are found
     there and the records themselves pass straight through: nothing waits on the whole
-    input, so a run streams; without it the records are read for both."""
+    input, so a run streams; without it the records are read for both. Marks are looked up
+    by (id, origin): both reads must see the same sources (a file rewritten during the run
+    would make its copies go unmarked)."""
 
     def __init__(self, config: DedupConfig, keys_from=None):
         super().__init__()
