@@ -138,7 +138,8 @@ def _near_marks(groups: dict):
 
 class DuplicateMarks(beam.PTransform):
     """Records in; ((id, origin), (reason, detail)) out for every record that is a copy of
-    another, the detail naming the record kept. Only Signatures are grouped."""
+    another, the detail naming the record kept. Only Signatures are grouped. The config
+    turns on exact or near matching, or both (`Deduplicate` does nothing with neither)."""
 
     def __init__(self, config: DedupConfig):
         super().__init__()
@@ -162,8 +163,6 @@ class DuplicateMarks(beam.PTransform):
                          | "Groups" >> beam.CombineGlobally(beam.combiners.ToListCombineFn())
                          | "Join" >> beam.Map(groups_of)
                          | "NearMarks" >> beam.FlatMap(_near_marks))
-        if not marks:
-            return records | "NoMarks" >> beam.Filter(lambda r: False)
         return marks[0] if len(marks) == 1 else marks | "AllMarks" >> beam.Flatten()
 
 
