@@ -1,7 +1,7 @@
 """Record sources: all sources of a recipe become one PCollection of Records.
 
-Each source is first cut into small *units of work*: a scene number (synthetic), a row
-range or file (Hugging Face sets), an entry with its image reference (LLaVA JSON,
+Each source is first cut into small *units of work*: a range of scene numbers (synthetic),
+a row range or file (Hugging Face sets), an entry with its image reference (LLaVA JSON,
 imagefolder). The units of all sources are flattened and spread over workers, and each
 worker turns its units into Records (drawing, reading, checking and normalising there,
 `ingest.to_record`). Only units cross a shuffle, never Records with their image bytes, so
@@ -28,11 +28,19 @@ def _planned_units(config: SourceConfig) -> list | None:
     whose entries are read from their file by a worker. Opening a Hub set here makes a bad
     path fail before the run."""
     if config.kind == "synthetic":
-        return list(range(num_scenes(config)))
+        return scene_ranges(num_scenes(config))
     if config.kind == "hf":
         return list(range(shard_count(config)))
     check_files(config)
     return None
+
+
+def scene_ranges(n: int, units: int = 256, most: int = 1000) -> list[tuple[int, int]]:
+    """Scene numbers 0..n-1 as [start, stop) ranges: about `units` of them (so that workers
+    share the work), none longer than `most` (so that the pipeline graph, which holds the
+    units, stays small for millions of scenes)."""
+    step = max(1, min(most, -(-n // units)))
+    return [(start, min(start + step, n)) for start in range(0, n, step)]
 
 
 def _file_entries(config: SourceConfig):
@@ -57,7 +65,8 @@ class _Load(beam.DoFn):
         i, value = unit
         config = self._sources[i]
         if config.kind == "synthetic":
-            yield make_record(value, config.synthetic, config.name, config.license)
+            for index in range(*value):
+                yield make_record(index, config.synthetic, config.name, config.license)
         elif config.kind == "hf":
             for item in self._shard_reader(i).process(value):
                 yield to_record(item, self._ingest)

@@ -128,3 +128,16 @@ def test_the_held_out_split_shares_no_scene_with_training():
     # another seed for training still never draws a held-out scene
     other = SyntheticSource(num_records=300, image_size=64, families=["sign", "clock"], max_turns=1, seed=9)
     assert not scenes(other) & b
+
+
+@pytest.mark.parametrize("n", [0, 1, 200, 255, 257, 50_000, 3_000_000])
+def test_scene_ranges_cover_every_scene_once_in_few_small_units(n):
+    from pipelines.sources import scene_ranges
+
+    ranges = scene_ranges(n)
+    assert [i for start, stop in ranges for i in range(start, stop)] == list(range(n))
+    assert all(0 < stop - start <= 1000 for start, stop in ranges)
+    if n <= 256:
+        assert len(ranges) == n  # one scene per unit: every worker gets some
+    else:
+        assert 128 < len(ranges) <= max(256, -(-n // 1000))  # about 256 units, more only when a unit would pass 1000
