@@ -1,7 +1,7 @@
 """Streaming: between reading a record and writing its row nothing groups, shuffles or
 flattens records, so Beam's local runner fuses the whole chain into one stage that handles
 one record at a time and memory does not grow with the run (measured at 1k and 50k records
-in tests/bench/bench_memory.py). Only units of work (scene numbers, file entries), copy
+in tests/bench/bench_memory.py). Only units of work (ranges of scene numbers, file entries), copy
 signatures and written file names cross stage boundaries."""
 
 import apache_beam as beam
