@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -51,7 +52,10 @@ def main() -> None:
     ap.add_argument("--set", action="append", default=[], help="extra recipe overrides for both runs")
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="bench-memory-"))
-    rows = [peak_rss(n, args.image_size, work, [f"--set={s}" for s in args.set]) for n in (args.small, args.large)]
+    try:
+        rows = [peak_rss(n, args.image_size, work, [f"--set={s}" for s in args.set]) for n in (args.small, args.large)]
+    finally:
+        shutil.rmtree(work, ignore_errors=True)  # the 50k run's dataset is hundreds of MiB
     print(f"\nquickstart, oracle teacher, {args.image_size} px scenes, no cache\n")
     print("| records | kept | seconds | peak RSS MiB |\n|---|---|---|---|")
     for r in rows:
