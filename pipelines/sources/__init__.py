@@ -30,7 +30,8 @@ def _planned_units(config: SourceConfig) -> list | None:
     if config.kind == "synthetic":
         return scene_ranges(num_scenes(config))
     if config.kind == "hf":
-        return list(range(shard_count(config)))
+        shards = shard_count(config)
+        return [(k, shards) for k in range(shards)]
     check_files(config)
     return None
 
@@ -54,9 +55,9 @@ class _Load(beam.DoFn):
         self._sources, self._ingest = sources, ingest
         self._shards: dict[int, ReadShard] = {}
 
-    def _shard_reader(self, i: int) -> ReadShard:
+    def _shard_reader(self, i: int, shards: int) -> ReadShard:
         if i not in self._shards:  # the dataset opened once per source and worker
-            reader = ReadShard(self._sources[i], shard_count(self._sources[i]))
+            reader = ReadShard(self._sources[i], shards)
             reader.setup()
             self._shards[i] = reader
         return self._shards[i]
@@ -68,7 +69,8 @@ class _Load(beam.DoFn):
             for index in range(*value):
                 yield make_record(index, config.synthetic, config.name, config.license)
         elif config.kind == "hf":
-            for item in self._shard_reader(i).process(value):
+            shard, shards = value
+            for item in self._shard_reader(i, shards).process(shard):
                 yield to_record(item, self._ingest)
         else:
             yield to_record(value, self._ingest)
