@@ -25,23 +25,28 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def dataset_rows(out) -> dict[str, list[dict]]:
-    """Every published row by config, images as their sha256, sorted by id; `out` is a local
-    folder or any fsspec URL (its files are fetched first: `datasets` offline reads no URL)."""
+    """Every published row by config, images as their sha256, sorted by id, loaded the way a
+    user loads the dataset (its card's configs); `out` is a local folder or any fsspec URL,
+    whose files are fetched first (`datasets` offline reads no URL)."""
     import datasets
-    import fsspec
-    import fsspec.implementations.local
 
-    fs, _ = fsspec.core.url_to_fs(str(out))
+    if "://" in str(out):
+        import fsspec
+
+        fs, root = fsspec.core.url_to_fs(str(out))
+        with tempfile.TemporaryDirectory() as here:
+            files = fs.find(root)
+            local = [Path(here) / f[len(root) + 1:] for f in files]
+            for path in local:
+                path.parent.mkdir(parents=True, exist_ok=True)
+            fs.get(files, [str(p) for p in local])
+            return dataset_rows(Path(here))
+    out = Path(out)
     rows = {}
     for config in ("extraction", "reasoning", "rejected"):
-        files = sorted(fs.glob(f"{str(out).rstrip('/')}/{config}/*.parquet"))
-        if not files:
+        if not (out / config).exists():
             continue
-        if not isinstance(fs, fsspec.implementations.local.LocalFileSystem):
-            here = tempfile.mkdtemp(prefix=f"fetched-{config}-")
-            fs.get(files, here + "/")
-            files = sorted(str(p) for p in Path(here).iterdir())
-        ds = datasets.load_dataset("parquet", data_files=files, split="train")
+        ds = datasets.load_dataset(str(out), config, split="train")
         if "image" in ds.column_names:
             ds = ds.cast_column("image", datasets.Image(decode=False))
         rows[config] = sorted(({k: (hashlib.sha256(v["bytes"]).hexdigest() if k == "image" and v else v) for k, v in r.items()}
