@@ -37,3 +37,25 @@ def test_only_an_in_worker_vllm_engine_is_shared(tiny_idefics3):
     assert not TeacherModelHandler(replace(base, vllm=replace(base.vllm, share_across_processes=False))).share_model_across_processes()
     assert not TeacherModelHandler(replace(base, vllm=replace(base.vllm, mode="server"))).share_model_across_processes()
     assert not TeacherModelHandler(replace(base, backend="openai")).share_model_across_processes()
+
+
+def test_the_threaded_runner_feeds_one_vllm_engine_from_every_thread(tiny_idefics3, tmp_path):
+    """Worker threads hand their batches to the one engine (its engine thread batches them
+    together): the same records, calls and dataset as the in-process run."""
+    from tests.bench.bench_resume import dataset_rows
+
+    base = [
+        "sources.0.synthetic.num_records=8", "sources.0.synthetic.image_size=64", "teacher.oracle.error_rate=0",
+        "stages.extraction.teacher.backend=vllm", f"stages.extraction.teacher.model={tiny_idefics3}",
+        "stages.extraction.teacher.vllm.dtype=float32", "stages.extraction.teacher.vllm.max_model_len=512",
+        "stages.extraction.teacher.vllm.gpu_memory_utilization=0.1", "stages.extraction.teacher.batch_size=2",
+        "stages.extraction.sampling.max_tokens=16", "cache.dir=null",
+    ]
+    one = run(load_recipe("quickstart", base + [f"output.dir={tmp_path / 'one'}"]))
+    threads = run(load_recipe("quickstart", base + [
+        f"output.dir={tmp_path / 'threads'}", "runner.runner=DirectRunner",
+        "runner.options=[--direct_running_mode=multi_threading, --direct_num_workers=4]"]))
+    keys = ("in", "kept", "rejected", "failed", "teacher_requests", "teacher_errors", "completion_tokens", "rejected_by_reason")
+    assert {k: threads.funnel[k] for k in keys} == {k: one.funnel[k] for k in keys}
+    assert threads.funnel["in"] == 8 and threads.funnel["failed"] == 0 and threads.funnel["teacher_errors"] == 0
+    assert dataset_rows(threads.out_dir) == dataset_rows(one.out_dir)

@@ -1,9 +1,11 @@
-"""The `vllm` teacher: the vLLM engine inside the worker (`LLM.chat` with image parts).
+"""The `vllm` teacher: the vLLM engine inside the worker (chat requests with image parts).
 
-Engine options come from the recipe (`teacher.vllm`). All requests of a batch go to one
-`LLM.chat` call with per-request sampling (seed included), so vLLM schedules them together.
-If that call fails, the requests are retried one by one so that only the bad one fails.
-Finish reasons and token counts come from vLLM's own outputs.
+Engine options come from the recipe (`teacher.vllm`), sampling (seed included) from each
+request. One engine thread owns the engine: callers on any thread hand it their requests,
+it adds them to the running engine as they arrive, so the requests of every caller are
+scheduled together (continuous batching), and it hands each caller its replies when its
+last request finishes. If a caller's requests cannot be added, they are retried one by one
+so that only the bad one fails. Finish reasons and token counts come from vLLM's outputs.
 
 `mode: server` starts vLLM's OpenAI-compatible server on loopback instead (see
 vllm_server.py) and talks to it through the openai backend.
@@ -11,6 +13,8 @@ vllm_server.py) and talks to it through the openai backend.
 
 from __future__ import annotations
 
+import queue
+import threading
 from typing import Sequence
 
 from pipelines.record import TeacherOutput
@@ -40,7 +44,38 @@ def engine_kwargs(config: TeacherConfig) -> dict:
     return kwargs
 
 
+class _Job:
+    """One caller's requests in the engine: filled in by the engine thread as they finish."""
+
+    def __init__(self, requests: Sequence[ChatRequest]):
+        self.requests = requests
+        self.results: list = [None] * len(requests)
+        self.left = len(requests)
+        self.error: BaseException | None = None
+        self.done = threading.Event()
+
+    def finish(self, index: int, result) -> None:
+        self.results[index] = result
+        self.left -= 1
+        if not self.left:
+            self.done.set()
+
+    def fail(self, error: BaseException) -> None:
+        self.error = error
+        self.done.set()
+
+
+_STOP = object()
+
+
 class VLLMTeacher:
+    """Callers on any thread (Beam's threaded runner, or the processes that share this engine
+    through `share_model_across_processes`) hand their requests to one engine thread, which
+    adds them to the running engine as they come and hands each caller its replies when its
+    last request finishes: the engine batches the requests of every caller together
+    (continuous batching), and while it generates, the callers' threads do the pipeline's
+    other work."""
+
     backend = "vllm"
 
     def __init__(self, config: TeacherConfig):
@@ -49,6 +84,14 @@ class VLLMTeacher:
         self.model, self.revision = config.model, config.revision
         self.chat_template_kwargs = dict(config.vllm.chat_template_kwargs) or None
         self.llm = LLM(**engine_kwargs(config))
+        # LLM.enqueue_chat (vLLM 2026 on) adds requests to a running engine; without it each
+        # caller's requests run as one LLM.chat call, one caller after the other
+        self._enqueue = getattr(self.llm, "enqueue_chat", None)
+        self._inbox: queue.SimpleQueue = queue.SimpleQueue()
+        self._stopped = RuntimeError("the vLLM teacher was closed")
+        self.peak_in_flight = 0  # most requests in the engine at once, from all callers
+        self._thread = threading.Thread(target=self._serve, name="vllm-engine", daemon=True)
+        self._thread.start()
 
     def _params(self, request: ChatRequest):
         from vllm import SamplingParams
@@ -69,19 +112,99 @@ class VLLMTeacher:
             return replies
 
     def _chat(self, requests: Sequence[ChatRequest]) -> list[TeacherReply]:
-        results = self.llm.chat([r.messages for r in requests], [self._params(r) for r in requests],
-                                use_tqdm=False, chat_template_kwargs=self.chat_template_kwargs)
-        replies = []
-        for result in results:
-            prompt_tokens = len(result.prompt_token_ids or ())
-            outputs = []
-            for out in result.outputs:
-                thinking, text = split_thinking(out.text)
-                outputs.append(TeacherOutput(text, out.finish_reason or "stop", prompt_tokens, len(out.token_ids), thinking))
-            replies.append(TeacherReply(tuple(outputs)))
-        return replies
+        if not requests:
+            return []
+        if not self._thread.is_alive():
+            raise self._stopped
+        job = _Job(requests)
+        self._inbox.put(job)
+        while not job.done.wait(5):
+            if not self._thread.is_alive():  # stopped between our check and our put
+                raise self._stopped
+        if job.error is not None:
+            raise job.error
+        return [_reply(result) for result in job.results]
+
+    def _serve(self) -> None:
+        """The engine thread: the only one that touches the engine after start-up. However it
+        ends, no caller is left waiting."""
+        owners: dict[str, tuple[_Job, int]] = {}  # request number -> the job and its place in it
+        try:
+            self._loop(owners)
+        except BaseException as e:  # a bug here must not leave callers hanging
+            self._stopped = RuntimeError(f"the vLLM engine thread stopped: {type(e).__name__}: {e}")
+        finally:
+            for job in {j for j, _ in owners.values()}:
+                job.fail(self._stopped)
+            while True:
+                try:
+                    job = self._inbox.get_nowait()
+                except queue.Empty:
+                    break
+                if job is not _STOP:
+                    job.fail(self._stopped)
+
+    def _loop(self, owners: dict) -> None:
+        engine = self.llm.llm_engine
+        while True:
+            arrived = [] if owners else [self._inbox.get()]  # idle: wait for work
+            while True:
+                try:
+                    arrived.append(self._inbox.get_nowait())
+                except queue.Empty:
+                    break
+            for k, job in enumerate(arrived):
+                if job is _STOP:
+                    for later in arrived[k + 1:]:
+                        if later is not _STOP:
+                            later.fail(self._stopped)
+                    return
+                messages, params = [r.messages for r in job.requests], [self._params(r) for r in job.requests]
+                try:
+                    if self._enqueue is None:  # an older vLLM: the job alone, start to end
+                        for index, result in enumerate(self.llm.chat(messages, params, use_tqdm=False,
+                                                                     chat_template_kwargs=self.chat_template_kwargs)):
+                            job.finish(index, result)
+                        continue
+                    # renders and adds one request after the other; all or none are added
+                    ids = self._enqueue(messages, params, use_tqdm=False, chat_template_kwargs=self.chat_template_kwargs)
+                except Exception as e:
+                    job.fail(e)
+                    continue
+                for index, request_id in enumerate(ids):
+                    owners[_number(request_id)] = (job, index)
+                self.peak_in_flight = max(self.peak_in_flight, len(owners))
+            if not owners:
+                continue
+            try:
+                finished = [out for out in engine.step() if out.finished]
+            except Exception as e:  # the engine itself failed: every caller in it learns why
+                for job in {j for j, _ in owners.values()}:
+                    job.fail(e)
+                owners.clear()
+                continue
+            for out in finished:
+                job, index = owners.pop(_number(out.request_id))
+                job.finish(index, out)
 
     def close(self) -> None:
         if self.llm is not None:
+            self._inbox.put(_STOP)
+            self._thread.join()
             self.llm.llm_engine.engine_core.shutdown()
             self.llm = None
+
+
+def _number(request_id: str) -> str:
+    """`LLM` numbers its requests 0, 1, 2...; the engine may append a random suffix to the id
+    it returns ("7-1a2b3c4d") while outputs carry the number alone."""
+    return request_id.split("-", 1)[0]
+
+
+def _reply(result) -> TeacherReply:
+    prompt_tokens = len(result.prompt_token_ids or ())
+    outputs = []
+    for out in result.outputs:
+        thinking, text = split_thinking(out.text)
+        outputs.append(TeacherOutput(text, out.finish_reason or "stop", prompt_tokens, len(out.token_ids), thinking))
+    return TeacherReply(tuple(outputs))

