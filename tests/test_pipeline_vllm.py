@@ -59,3 +59,21 @@ def test_the_threaded_runner_feeds_one_vllm_engine_from_every_thread(tiny_idefic
     assert {k: threads.funnel[k] for k in keys} == {k: one.funnel[k] for k in keys}
     assert threads.funnel["in"] == 8 and threads.funnel["failed"] == 0 and threads.funnel["teacher_errors"] == 0
     assert dataset_rows(threads.out_dir) == dataset_rows(one.out_dir)
+
+
+def test_worker_processes_share_one_vllm_engine(tiny_idefics3, tmp_path):
+    """Beam's multi-process local runner: the workers get proxies to one engine
+    (`share_model_across_processes`), whose calls arrive on several threads at once."""
+    base = [
+        "sources.0.synthetic.num_records=8", "sources.0.synthetic.image_size=64", "teacher.oracle.error_rate=0",
+        "stages.extraction.teacher.backend=vllm", f"stages.extraction.teacher.model={tiny_idefics3}",
+        "stages.extraction.teacher.vllm.dtype=float32", "stages.extraction.teacher.vllm.max_model_len=512",
+        "stages.extraction.teacher.vllm.gpu_memory_utilization=0.1", "stages.extraction.teacher.batch_size=2",
+        "stages.extraction.sampling.max_tokens=16", "cache.dir=null",
+    ]
+    many = run(load_recipe("quickstart", base + [
+        f"output.dir={tmp_path / 'many'}", "runner.runner=DirectRunner",
+        "runner.options=[--direct_running_mode=multi_processing, --direct_num_workers=2]"]))
+    f = many.funnel
+    assert f["in"] == 8 == f["kept"] + f["rejected"] + f["failed"] and f["failed"] == 0 and f["teacher_errors"] == 0
+    assert f["teacher_requests"] >= 8 and f["completion_tokens"] > 0
