@@ -95,8 +95,8 @@ def build_pipeline(p: beam.Pipeline, recipe: Recipe, out_prefix: str, run_id: st
     records = p | "ReadSources" >> ReadSources(recipe.sources, recipe.ingest) | "CountIn" >> beam.Map(_count_in)
     dedup = recipe.ingest.dedup
     if dedup.exact or dedup.near:
-        keys = p | "ReadForCopies" >> ReadSources(recipe.sources, recipe.ingest)
-        records = records | "Deduplicate" >> Deduplicate(dedup, keys_from=keys)
+        keys = p | "ReadForCopies" >> ReadSources(recipe.sources, recipe.ingest, signatures=True)
+        records = records | "Deduplicate" >> Deduplicate(dedup, keys_from=keys, sources=recipe.sources)
     early = [f for f in recipe.filters if f.name in SOURCE_ONLY]
     if early:  # filters that read only the sources (decontamination) run before any teacher call
         entries = None

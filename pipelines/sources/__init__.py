@@ -17,6 +17,7 @@ from typing import Iterator
 import apache_beam as beam
 
 from pipelines.source_config import IngestConfig, SourceConfig
+from pipelines.sources.dedup import signature, sketch_signature
 from pipelines.sources.files import check_files, read_imagefolder, read_llava
 from pipelines.sources.hf import ReadShard, shard_count
 from pipelines.sources.ingest import to_record
@@ -76,12 +77,29 @@ class _Load(beam.DoFn):
             yield to_record(value, self._ingest)
 
 
-class ReadSources(beam.PTransform):
-    """All of a recipe's sources as one PCollection of Records."""
+class _Sign(_Load):
+    """A unit of source number `i` -> the dedup Signatures of its usable Records; synthetic
+    scenes are sketched, not drawn."""
 
-    def __init__(self, sources: list[SourceConfig], ingest: IngestConfig):
+    def process(self, unit):
+        i, value = unit
+        config = self._sources[i]
+        if config.kind == "synthetic":
+            for index in range(*value):
+                yield sketch_signature(i, index, config)
+            return
+        for record in super().process(unit):
+            if record.status == "ok":
+                yield signature(record)
+
+
+class ReadSources(beam.PTransform):
+    """All of a recipe's sources as one PCollection of Records (of their Signatures, for
+    deduplication, with `signatures`)."""
+
+    def __init__(self, sources: list[SourceConfig], ingest: IngestConfig, signatures: bool = False):
         super().__init__()
-        self._sources, self._ingest = sources, ingest
+        self._sources, self._ingest, self._signatures = sources, ingest, signatures
 
     def expand(self, pbegin):
         parts = []
@@ -94,7 +112,8 @@ class ReadSources(beam.PTransform):
                          | f"Units[{s.name}]" >> beam.Map(lambda item, i=i: (i, item)))
             parts.append(units)
         units = parts[0] if len(parts) == 1 else parts | "AllUnits" >> beam.Flatten()
-        return units | "Spread" >> beam.Reshuffle() | "Load" >> beam.ParDo(_Load(self._sources, self._ingest))
+        load = (_Sign if self._signatures else _Load)(self._sources, self._ingest)
+        return units | "Spread" >> beam.Reshuffle() | "Load" >> beam.ParDo(load)
 
 
 def expected_count(sources: list[SourceConfig]) -> int | None:

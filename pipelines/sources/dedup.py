@@ -17,21 +17,25 @@ arrive in, and every other member is rejected with a reason that names the kept 
 Only small `Signature`s are grouped. In a run they come from a second read of the sources,
 and the records themselves pass through untouched but for the mark (see `Deduplicate`): a
 record's fate depends on every other record, and reading the sources again costs less than
-holding (or shuffling) every record with its image until the last one is read.
+holding (or shuffling) every record with its image until the last one is read. The second
+read sketches synthetic scenes (facts and questions, no pixels, ~20x cheaper than drawing)
+and draws only those that turn out to have copies.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import Sequence
 
 import apache_beam as beam
 from rapidfuzz import fuzz
 
 from filters.answers import normalise_text
 from pipelines.record import Record
-from pipelines.source_config import DedupConfig
+from pipelines.source_config import DedupConfig, SourceConfig
+from pipelines.sources.synthetic import make_record, sketch_record
 
 NEIGHBOURS = 50  # in a bucket over max_bucket, how many question-order neighbours to compare
 
@@ -65,7 +69,9 @@ def _name(record: Record) -> str:
 class Signature:
     """What deduplication needs of a record: small, so that only signatures are grouped and
     held, never records with their images. `handle` (id, origin) tells apart two rows with
-    the same content (and so the same id)."""
+    the same content (and so the same id). A synthetic scene's signature comes from a sketch
+    (`sketch_signature`): its id, a hash of image bytes not drawn, is learnt only if the
+    scene turns out to have copies (`scene` says which scene to draw then)."""
 
     handle: tuple[str, str]
     name: str
@@ -73,6 +79,7 @@ class Signature:
     phash: int | None  # None: not near-matched (no image, or a ground-truth source)
     questions: str
     answers: str
+    scene: tuple[int, int] | None = None  # (source number, scene number) of a sketch
 
 
 def signature(record: Record) -> Signature:
@@ -80,8 +87,25 @@ def signature(record: Record) -> Signature:
     return Signature((record.id, record.origin), _name(record), exact_key(record), ph, questions_key(record), answers_key(record))
 
 
-def _keep_first(group):
+def sketch_signature(source_number: int, index: int, config: SourceConfig) -> Signature:
+    """Scene `index` of synthetic source number `source_number`, without drawing its pixels."""
+    sketch = sketch_record(index, config.synthetic, config.name, config.license)
+    return replace(signature(sketch), scene=(source_number, index))
+
+
+def _drawn(sig: Signature, sources: Sequence[SourceConfig]) -> Signature:
+    """A sketch's signature completed with the id of the drawn record (others as they are)."""
+    if sig.scene is None:
+        return sig
+    i, index = sig.scene
+    return signature(make_record(index, sources[i].synthetic, sources[i].name, sources[i].license))
+
+
+def _keep_first(group, sources: Sequence[SourceConfig] = ()):
     _, sigs = group
+    sigs = list(sigs)
+    if len(sigs) > 1:  # copies: the kept one is the smallest (id, origin), so ids are needed
+        sigs = [_drawn(s, sources) for s in sigs]
     ordered = sorted(sigs, key=lambda s: s.handle)
     yield ordered[0]
     for s in ordered[1:]:
@@ -137,23 +161,23 @@ def _near_marks(groups: dict):
 
 
 class DuplicateMarks(beam.PTransform):
-    """Records in; ((id, origin), (reason, detail)) out for every record that is a copy of
-    another, the detail naming the record kept. Only Signatures are grouped. The config
-    turns on exact or near matching, or both (`Deduplicate` does nothing with neither)."""
+    """Signatures of the usable records in; ((id, origin), (reason, detail)) out for every
+    record that is a copy of another, the detail naming the record kept. `sources` are
+    those that sketched signatures come from. The config turns on exact or near matching,
+    or both (`Deduplicate` does nothing with neither)."""
 
-    def __init__(self, config: DedupConfig):
+    def __init__(self, config: DedupConfig, sources: Sequence[SourceConfig] = ()):
         super().__init__()
-        self._config = config
+        self._config, self._sources = config, tuple(sources)
 
-    def expand(self, records):
+    def expand(self, sigs):
         c = self._config
-        sigs = records | "Usable" >> beam.Filter(lambda r: r.status == "ok") | "Signatures" >> beam.Map(signature)
         marks = []
         if c.exact:
             split = (sigs
                      | "ExactKey" >> beam.Map(lambda s: (s.exact, s))
                      | "SameContent" >> beam.GroupByKey()
-                     | "KeepFirst" >> beam.FlatMap(_keep_first).with_outputs("marks", main="kept"))
+                     | "KeepFirst" >> beam.FlatMap(_keep_first, self._sources).with_outputs("marks", main="kept"))
             sigs, marks = split.kept, [split.marks]
         if c.near:
             marks.append(sigs
@@ -173,18 +197,22 @@ def _mark(record: Record, marks: dict) -> Record:
 
 class Deduplicate(beam.PTransform):
     """Records in, the same records out, copies ended as rejected with a reason naming the
-    record kept. With `keys_from` (a second read of the same sources) the copies are found
-    there and the records themselves pass straight through: nothing waits on the whole
-    input, so a run streams; without it the records are read for both. Marks are looked up
+    record kept. With `keys_from` (the Signatures of a second read of the same sources,
+    `ReadSources(..., signatures=True)`, whose `sources` they are) the copies are found there
+    and the records themselves pass straight through: nothing waits on the whole input, so a
+    run streams; without it the signatures are taken from the records. Marks are looked up
     by (id, origin): both reads must see the same sources (a file rewritten during the run
     would make its copies go unmarked)."""
 
-    def __init__(self, config: DedupConfig, keys_from=None):
+    def __init__(self, config: DedupConfig, keys_from=None, sources: Sequence[SourceConfig] = ()):
         super().__init__()
-        self._config, self._keys_from = config, keys_from
+        self._config, self._keys_from, self._sources = config, keys_from, sources
 
     def expand(self, records):
         if not (self._config.exact or self._config.near):
             return records
-        marks = (self._keys_from if self._keys_from is not None else records) | "Marks" >> DuplicateMarks(self._config)
+        sigs = self._keys_from
+        if sigs is None:
+            sigs = records | "Usable" >> beam.Filter(lambda r: r.status == "ok") | "Signatures" >> beam.Map(signature)
+        marks = sigs | "Marks" >> DuplicateMarks(self._config, self._sources)
         return records | "MarkCopies" >> beam.Map(_mark, beam.pvalue.AsDict(marks))

@@ -9,7 +9,7 @@ from apache_beam.testing.util import assert_that, equal_to
 
 from pipelines.record import Record, Turn, record_id
 from pipelines.source_config import DedupConfig, ImagesConfig, SyntheticSource
-from pipelines.sources.dedup import Deduplicate, Signature, groups_of
+from pipelines.sources.dedup import Deduplicate, Signature, groups_of, signature
 from pipelines.sources.images import normalise
 from pipelines.sources.synthetic import make_record
 from tests.sources.helpers import encode, picture
@@ -27,7 +27,7 @@ def _check(records, kept, dups, config=DedupConfig()):
     are (id, reason, id named as kept) triples."""
     for second_read in (False, True):
         with TestPipeline(runner="FnApiRunner") as p:
-            keys = p | "SecondRead" >> beam.Create(records) if second_read else None
+            keys = p | "SecondRead" >> beam.Create([signature(r) for r in records]) if second_read else None
             result = p | beam.Create(records) | Deduplicate(config, keys_from=keys)
             ok = result | "Kept" >> beam.Filter(lambda r: r.status == "ok") | "KeptIds" >> beam.Map(lambda r: r.id)
             assert_that(ok, equal_to(sorted(kept)), label="CheckKept")
@@ -80,6 +80,42 @@ def test_synthetic_scenes_are_duplicates_by_ground_truth_not_pixels():
     dups = [(i, "duplicate", min(ids)) for ids in groups.values() for i in ids if i != min(ids)]
     assert (again.id, "duplicate", min(again.id, records[0].id)) in dups or (records[0].id, "duplicate", again.id) in dups
     _check(records, kept, dups)
+
+
+def test_the_second_read_sketches_scenes_and_draws_only_those_with_copies(monkeypatch):
+    """A run's second read: synthetic scenes come as sketches (no pixels, no id); only the
+    scenes of a group of copies are drawn, to keep the smallest id. The marks are those
+    found from the drawn records themselves."""
+    import pipelines.sources.dedup as dedup
+    from pipelines.source_config import IngestConfig, SourceConfig
+    from pipelines.sources import ReadSources
+
+    source = SourceConfig(kind="synthetic", name="clocks",
+                          synthetic=SyntheticSource(num_records=150, image_size=64, families=["clock"], max_turns=1))
+    records = [make_record(i, source.synthetic, "clocks") for i in range(150)]
+    groups = {}
+    for r in records:
+        groups.setdefault(dedup.exact_key(r), []).append(r)
+    copies = [g for g in groups.values() if len(g) > 1]
+    assert len(copies) >= 3  # clocks with one question repeat: the case under test
+    first = {k: min(g, key=lambda r: (r.id, r.origin)) for k, g in groups.items()}  # the smallest (id, origin) is kept
+    kept = sorted(r.id for r in first.values())
+    dups = sorted((r.id, "duplicate", first[k].id) for k, g in groups.items() for r in g if r is not first[k])
+
+    import pipelines.sources as read
+
+    drawn = []
+    monkeypatch.setattr(dedup, "make_record", lambda index, *a: drawn.append(index) or make_record(index, *a))
+    monkeypatch.setattr(read, "make_record", lambda index, *a: drawn.append(("read", index)))  # the read draws nothing
+    with TestPipeline(runner="FnApiRunner") as p:
+        keys = p | ReadSources([source], IngestConfig(), signatures=True)
+        result = p | beam.Create(records) | Deduplicate(DedupConfig(), keys_from=keys, sources=[source])
+        ok = result | "Kept" >> beam.Filter(lambda r: r.status == "ok") | "KeptIds" >> beam.Map(lambda r: r.id)
+        assert_that(ok, equal_to(kept), label="CheckKept")
+        named = (result | "Copies" >> beam.Filter(lambda r: r.status != "ok")
+                 | "Named" >> beam.Map(lambda r: (r.id, r.reason, re.search(r"\b[0-9a-f]{20}\b", r.detail).group())))
+        assert_that(named, equal_to(dups), label="CheckDups")
+    assert sorted(drawn) == sorted(int(r.origin.split()[2]) for g in copies for r in g)
 
 
 def test_groups_join_chains_and_name_the_smallest_id():

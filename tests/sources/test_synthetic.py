@@ -6,7 +6,7 @@ from PIL import Image
 
 from pipelines.recipe import SCENE_FAMILIES, SyntheticSource
 from pipelines.sources.scenes import FAMILIES
-from pipelines.sources.synthetic import make_record
+from pipelines.sources.synthetic import make_record, sketch_record
 
 CONFIG = SyntheticSource(num_records=80, image_size=256, seed=3)
 
@@ -113,6 +113,23 @@ def test_difficulty_knobs_move_the_scenes():
     assert busy.facts["values"] == plain.facts["values"] and busy.facts["distractors"] == 5
     changed = sum(p != q for p, q in zip(_pixels(busy), _pixels(plain))) / (128 * 128)
     assert changed > 0.05
+
+
+@pytest.mark.parametrize("family", SCENE_FAMILIES)
+def test_a_sketch_has_the_drawn_scenes_facts_turns_and_origin(family):
+    """Deduplication reads sketches: every family at every difficulty knob and size must make
+    the same random choices with and without pixels, or the questions after the drawing
+    would differ."""
+    from pipelines.source_config import Difficulty
+
+    knobs = [Difficulty(), Difficulty(objects=2.5, clutter=1.0, distractors=4, font_scale=0.6), Difficulty(clutter=0.3, distractors=1)]
+    for size, difficulty in zip((64, 256, 97), knobs):
+        config = SyntheticSource(num_records=40, families=[family], image_size=size, difficulty=difficulty, max_turns=4, seed=size)
+        for i in range(40):
+            drawn, sketch = make_record(i, config, "s", "mit"), sketch_record(i, config, "s", "mit")
+            assert (sketch.facts, sketch.turns, sketch.origin, sketch.source, sketch.license) == \
+                (drawn.facts, drawn.turns, drawn.origin, drawn.source, drawn.license)
+            assert sketch.images == () and sketch.id == ""
 
 
 def test_the_held_out_split_shares_no_scene_with_training():

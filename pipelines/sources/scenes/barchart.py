@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import random
 
-from PIL import Image, ImageDraw
-
 from pipelines.source_config import Difficulty
-from pipelines.sources.scenes.base import COLOURS, DEFAULT, Family, scaled, text_px, choice_options, font, letter_of, shift_count
+from pipelines.sources.scenes.base import COLOURS, DEFAULT, Family, canvas, scaled, text_px, choice_options, font, letter_of, shift_count
 
 BAR_COLOURS = ["red", "blue", "green", "orange", "purple"]
 TITLES = ["Apples sold", "Rainy days", "Books read", "Visitors", "Goals scored"]
@@ -26,8 +24,7 @@ class BarChart(Family):
         return facts
 
     def draw(self, facts, size, rng, difficulty=DEFAULT):
-        img = Image.new("RGB", (size, size), COLOURS["white"])
-        d = ImageDraw.Draw(img)
+        img, d = canvas(size, COLOURS["white"])
         f = font(text_px(max(10, size // 24), difficulty))
         left, right, top, bottom = size * 0.14, size * 0.95, size * 0.14, size * 0.86
         d.text((left, size * 0.03), facts["title"], fill=COLOURS["black"], font=font(text_px(max(12, size // 18), difficulty)))

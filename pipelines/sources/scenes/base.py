@@ -9,6 +9,8 @@ wrong colour) and every downstream answer changes the way a real model's would.
 from __future__ import annotations
 
 import random
+from contextlib import contextmanager
+from contextvars import ContextVar
 from functools import lru_cache
 
 from PIL import Image, ImageDraw, ImageFont
@@ -45,6 +47,56 @@ def scaled(n: int, difficulty: Difficulty, at_least: int = 1) -> int:
     return max(at_least, round(n * difficulty.objects))
 
 
+_SKETCHING: ContextVar[bool] = ContextVar("sketching", default=False)
+
+
+class _Blank:
+    """Stands for an image and its drawing context while sketching: it has a size and
+    ignores everything drawn on it."""
+
+    def __init__(self, size: tuple[int, int]):
+        self.size = size
+
+    def copy(self) -> "_Blank":
+        return self
+
+    def __getattr__(self, name):
+        return _ignore
+
+
+def _ignore(*args, **kwargs) -> None:
+    return None
+
+
+@contextmanager
+def sketching():
+    """Inside, scenes are drawn without pixels: `canvas` hands out blanks that ignore every
+    drawing call, while the drawing code still makes all its random choices. What follows a
+    drawing in a scene's random stream (its questions) then comes out as it would after the
+    real drawing, at a fraction of the cost (deduplication needs facts and questions only).
+    A scene family must draw through `canvas` and `draw_on`, and must not let what it
+    measures on an image decide a random choice (tests/sources/test_synthetic.py checks
+    every family)."""
+    token = _SKETCHING.set(True)
+    try:
+        yield
+    finally:
+        _SKETCHING.reset(token)
+
+
+def canvas(size: int, colour: tuple[int, int, int]):
+    """A new square image and its drawing context (blanks while sketching)."""
+    if _SKETCHING.get():
+        blank = _Blank((size, size))
+        return blank, blank
+    img = Image.new("RGB", (size, size), colour)
+    return img, ImageDraw.Draw(img)
+
+
+def draw_on(img):
+    return img if isinstance(img, _Blank) else ImageDraw.Draw(img)
+
+
 def add_clutter(img: Image.Image, rng: random.Random, clutter: float) -> Image.Image:
     """Speckle and stray faint lines over the whole image, blended so that nothing the
     questions ask about disappears; `clutter` in [0, 1] sets how much."""
@@ -52,19 +104,19 @@ def add_clutter(img: Image.Image, rng: random.Random, clutter: float) -> Image.I
         return img
     w, h = img.size
     layer = img.copy()
-    d = ImageDraw.Draw(layer)
+    d = draw_on(layer)
     for _ in range(int(1500 * clutter * w * h / 512**2)):
         x, y, r = rng.uniform(0, w), rng.uniform(0, h), rng.uniform(0.5, 2.0)
         d.ellipse([x - r, y - r, x + r, y + r], fill=tuple(rng.randint(60, 200) for _ in range(3)))
     for _ in range(int(30 * clutter)):
         d.line([(rng.uniform(0, w), rng.uniform(0, h)), (rng.uniform(0, w), rng.uniform(0, h))],
                fill=tuple(rng.randint(120, 220) for _ in range(3)), width=1)
-    return Image.blend(img, layer, 0.35 + 0.3 * clutter)
+    return img if isinstance(img, _Blank) else Image.blend(img, layer, 0.35 + 0.3 * clutter)
 
 
 def add_distractors(img: Image.Image, rng: random.Random, n: int) -> None:
     """`n` small grey cross marks: objects that no question asks about."""
-    d = ImageDraw.Draw(img)
+    d = draw_on(img)
     w, h = img.size
     r = max(3, w // 80)
     for _ in range(n):

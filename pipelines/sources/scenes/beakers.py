@@ -5,10 +5,8 @@ from __future__ import annotations
 import random
 from fractions import Fraction
 
-from PIL import Image, ImageDraw
-
 from pipelines.source_config import Difficulty
-from pipelines.sources.scenes.base import COLOURS, DEFAULT, Family, scaled, text_px, count_phrase, font, join_words, letter_of, shift_count
+from pipelines.sources.scenes.base import COLOURS, DEFAULT, Family, canvas, scaled, text_px, count_phrase, font, join_words, letter_of, shift_count
 
 PARTICLE_COLOURS = ["red", "blue", "green", "yellow", "purple"]
 SIDES = ("left", "right")
@@ -29,8 +27,7 @@ class Beakers(Family):
         return facts
 
     def draw(self, facts: dict, size: int, rng: random.Random, difficulty: Difficulty = DEFAULT):
-        img = Image.new("RGB", (size, size), COLOURS["white"])
-        d = ImageDraw.Draw(img)
+        img, d = canvas(size, COLOURS["white"])
         w, top, bottom = size * 0.34, size * 0.18, size * 0.82
         r = max(3, size // 90)
         for i, side in enumerate(SIDES):

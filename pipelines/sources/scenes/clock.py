@@ -5,10 +5,8 @@ from __future__ import annotations
 import math
 import random
 
-from PIL import Image, ImageDraw
-
 from pipelines.source_config import Difficulty
-from pipelines.sources.scenes.base import COLOURS, DEFAULT, Family, choice_options, font, letter_of, text_px
+from pipelines.sources.scenes.base import COLOURS, DEFAULT, Family, canvas, choice_options, font, letter_of, text_px
 
 FRAME_COLOURS = ["red", "blue", "green", "black", "orange", "purple"]
 
@@ -27,8 +25,7 @@ class Clock(Family):
         return {"hour": rng.randint(1, 12), "minute": rng.randrange(0, 60, step), "frame": rng.choice(FRAME_COLOURS)}
 
     def draw(self, facts, size, rng, difficulty=DEFAULT):
-        img = Image.new("RGB", (size, size), (245, 240, 230))
-        d = ImageDraw.Draw(img)
+        img, d = canvas(size, (245, 240, 230))
         c, r = size / 2, size * 0.42
         d.ellipse([c - r, c - r, c + r, c + r], fill=COLOURS["white"], outline=COLOURS[facts["frame"]], width=max(4, size // 28))
         f = font(text_px(max(10, size // 16), difficulty))

@@ -5,10 +5,8 @@ from __future__ import annotations
 
 import random
 
-from PIL import Image, ImageDraw
-
 from pipelines.source_config import Difficulty
-from pipelines.sources.scenes.base import DEFAULT, Family, font, scaled, text_px
+from pipelines.sources.scenes.base import DEFAULT, Family, canvas, font, scaled, text_px
 
 SHOPS = ["CORNER MARKET", "GREEN GROCER", "CITY BAKERY", "HARBOUR DELI", "NORTH PHARMACY", "BOOK NOOK"]
 ITEMS = ["apples", "bread", "milk", "coffee", "eggs", "cheese", "rice", "tea", "butter", "honey",
@@ -37,8 +35,7 @@ class Receipt(Family):
         return facts
 
     def draw(self, facts, size, rng, difficulty=DEFAULT):
-        img = Image.new("RGB", (size, size), (190, 190, 195))
-        d = ImageDraw.Draw(img)
+        img, d = canvas(size, (190, 190, 195))
         items = _items(facts)
         line = text_px(max(9, size // 26), difficulty)
         height = min(size * 0.94, line * 1.5 * (len(items) + 5))

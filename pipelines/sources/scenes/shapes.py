@@ -5,10 +5,8 @@ from __future__ import annotations
 import math
 import random
 
-from PIL import Image, ImageDraw
-
 from pipelines.source_config import Difficulty
-from pipelines.sources.scenes.base import COLOURS, DEFAULT, Family, count_phrase, scaled, shift_count
+from pipelines.sources.scenes.base import COLOURS, DEFAULT, Family, canvas, count_phrase, scaled, shift_count
 
 SHAPE_COLOURS = ["red", "blue", "green", "yellow"]
 SHAPES = ["circle", "square", "triangle"]
@@ -29,8 +27,7 @@ class Shapes(Family):
         return facts
 
     def draw(self, facts, size, rng, difficulty=DEFAULT):
-        img = Image.new("RGB", (size, size), (236, 236, 236))
-        d = ImageDraw.Draw(img)
+        img, d = canvas(size, (236, 236, 236))
         items = [(c, s) for c in SHAPE_COLOURS for s in SHAPES for _ in range(facts[_key(c, s)])]
         grid = max(6, math.ceil(math.sqrt(len(items) * 1.4)))
         cell = size / grid

@@ -5,10 +5,8 @@ from __future__ import annotations
 import math
 import random
 
-from PIL import Image, ImageDraw
-
 from pipelines.source_config import Difficulty
-from pipelines.sources.scenes.base import COLOURS, DEFAULT, Family, text_px, choice_options, font, letter_of, shift_count
+from pipelines.sources.scenes.base import COLOURS, DEFAULT, Family, canvas, text_px, choice_options, font, letter_of, shift_count
 
 WORDS = ["EXIT", "STOP", "OPEN", "PARKING", "SCHOOL", "HOTEL", "GARAGE", "MUSEUM", "LIBRARY", "PLATFORM"]
 SIGN_COLOURS = ["red", "blue", "green", "yellow", "orange", "purple"]
@@ -30,8 +28,7 @@ class Sign(Family):
         }
 
     def draw(self, facts, size, rng, difficulty=DEFAULT):
-        img = Image.new("RGB", (size, size), (215, 232, 245))
-        d = ImageDraw.Draw(img)
+        img, d = canvas(size, (215, 232, 245))
         c, r = size / 2, size * 0.4
         fill = COLOURS[facts["bg"]]
         if facts["shape"] == "rectangle":
