@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import re
 import string
+from functools import lru_cache
 
 from rapidfuzz import fuzz
 
@@ -89,6 +90,7 @@ def strip_answer_prefix(pred: str) -> str:
     return _clean(pred)
 
 
+@lru_cache(maxsize=4096)  # the same answers and questions come back turn after turn
 def normalise_text(text: str) -> str:
     """VQA-style: lower case, punctuation to spaces (apostrophes dropped, thousands
     separators dropped, decimal points kept), contractions expanded, articles dropped, number words to digits."""
@@ -205,6 +207,11 @@ def canonical_answer(pred: str | None, answer_type: str = "text", choices: tuple
                      fuzzy_threshold: float = 90.0):
     """The value `pred` means: a letter, "yes"/"no", a float, or normalised text; None when
     it means nothing of the kind."""
+    return _canonical(pred, answer_type, tuple(choices), fuzzy_threshold)
+
+
+@lru_cache(maxsize=4096)  # gold answers are matched once per sample; samples often agree
+def _canonical(pred: str | None, answer_type: str, choices: tuple[str, ...], fuzzy_threshold: float):
     if pred is None or not pred.strip():
         return None
     if answer_type == "choice":

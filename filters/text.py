@@ -137,4 +137,9 @@ def support(claim: str, text: str, scorer: str = "recall") -> float:
         raise ValueError(f"scorer must be one of {SCORERS}, got {scorer!r}")
     if not content_tokens(claim):
         return 1.0
-    return max((window_support(claim, w, scorer) for w in windows(text)), default=0.0)
+    best = 0.0
+    for w in windows(text):
+        best = max(best, window_support(claim, w, scorer))
+        if best >= 1.0:  # no window scores higher
+            break
+    return best
