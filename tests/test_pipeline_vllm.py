@@ -39,18 +39,24 @@ def test_only_an_in_worker_vllm_engine_is_shared(tiny_idefics3):
     assert not TeacherModelHandler(replace(base, backend="openai")).share_model_across_processes()
 
 
+def _eight_records(model) -> list[str]:
+    """The quickstart's extraction on the tiny engine, two records per call (several calls
+    in flight when workers run side by side)."""
+    return [
+        "sources.0.synthetic.num_records=8", "sources.0.synthetic.image_size=64", "teacher.oracle.error_rate=0",
+        "stages.extraction.teacher.backend=vllm", f"stages.extraction.teacher.model={model}",
+        "stages.extraction.teacher.vllm.dtype=float32", "stages.extraction.teacher.vllm.max_model_len=512",
+        "stages.extraction.teacher.vllm.gpu_memory_utilization=0.1", "stages.extraction.teacher.batch_size=2",
+        "stages.extraction.sampling.max_tokens=16", "cache.dir=null",
+    ]
+
+
 def test_the_threaded_runner_feeds_one_vllm_engine_from_every_thread(tiny_idefics3, tmp_path):
     """Worker threads hand their batches to the one engine (its engine thread batches them
     together): the same records, calls and dataset as the in-process run."""
     from tests.bench.bench_resume import dataset_rows
 
-    base = [
-        "sources.0.synthetic.num_records=8", "sources.0.synthetic.image_size=64", "teacher.oracle.error_rate=0",
-        "stages.extraction.teacher.backend=vllm", f"stages.extraction.teacher.model={tiny_idefics3}",
-        "stages.extraction.teacher.vllm.dtype=float32", "stages.extraction.teacher.vllm.max_model_len=512",
-        "stages.extraction.teacher.vllm.gpu_memory_utilization=0.1", "stages.extraction.teacher.batch_size=2",
-        "stages.extraction.sampling.max_tokens=16", "cache.dir=null",
-    ]
+    base = _eight_records(tiny_idefics3)
     one = run(load_recipe("quickstart", base + [f"output.dir={tmp_path / 'one'}"]))
     threads = run(load_recipe("quickstart", base + [
         f"output.dir={tmp_path / 'threads'}", "runner.runner=DirectRunner",
@@ -64,13 +70,7 @@ def test_the_threaded_runner_feeds_one_vllm_engine_from_every_thread(tiny_idefic
 def test_worker_processes_share_one_vllm_engine(tiny_idefics3, tmp_path):
     """Beam's multi-process local runner: the workers get proxies to one engine
     (`share_model_across_processes`), whose calls arrive on several threads at once."""
-    base = [
-        "sources.0.synthetic.num_records=8", "sources.0.synthetic.image_size=64", "teacher.oracle.error_rate=0",
-        "stages.extraction.teacher.backend=vllm", f"stages.extraction.teacher.model={tiny_idefics3}",
-        "stages.extraction.teacher.vllm.dtype=float32", "stages.extraction.teacher.vllm.max_model_len=512",
-        "stages.extraction.teacher.vllm.gpu_memory_utilization=0.1", "stages.extraction.teacher.batch_size=2",
-        "stages.extraction.sampling.max_tokens=16", "cache.dir=null",
-    ]
+    base = _eight_records(tiny_idefics3)
     many = run(load_recipe("quickstart", base + [
         f"output.dir={tmp_path / 'many'}", "runner.runner=DirectRunner",
         "runner.options=[--direct_running_mode=multi_processing, --direct_num_workers=2]"]))

@@ -29,8 +29,8 @@ def scene_split(family: str, facts: dict, heldout_fraction: float) -> str:
 
 
 def _compose(index: int, config: SyntheticSource):
-    """Scene number `index`: its family, facts, image and turns, from its own random stream
-    (the image is a blank while `sketching`)."""
+    """Scene number `index` as (image, turns, ground truth), from the scene's own random
+    stream (the image is a blank while `sketching`)."""
     rng = random.Random(f"synthetic:{config.seed}:{config.split}:{index}")
     family = FAMILIES[rng.choice(config.families)]
     for _ in range(MAX_DRAWS):
