@@ -37,7 +37,7 @@ def teacher_identity(config: TeacherConfig) -> dict:
     if config.backend == "openai":  # how we talk to the server does not change its answers
         options = {"base_url": options["base_url"], "extra_body": options["extra_body"]}
     if config.backend == "vllm":  # engine or server, memory share: same answers
-        options = {k: v for k, v in options.items() if k not in ("mode", "gpu_memory_utilization", "tensor_parallel_size")}
+        options = {k: v for k, v in options.items() if k not in ("mode", "gpu_memory_utilization", "tensor_parallel_size", "prefetch")}
     return {**{k: v for k, v in plain.items() if k not in _NOT_IN_KEY and k not in ("oracle", "transformers", "openai", "vllm")},
             "options": options}
 
@@ -80,6 +80,9 @@ class ReplyCache:
             return None
         except (json.JSONDecodeError, KeyError, TypeError):
             return None  # unreadable entry: treat as a miss; the next put replaces it
+
+    def has(self, key: str) -> bool:
+        return self.fs.exists(self._path(key))
 
     def put(self, key: str, reply: TeacherReply) -> None:
         if reply.error or not reply.outputs:

@@ -26,7 +26,7 @@ from pipelines.sources import ReadSources
 from pipelines.sink import WriteShards
 from pipelines.sources.dedup import Deduplicate
 from pipelines.stages import Stage, build_stages
-from pipelines.teachers.handler import TeacherModelHandler
+from pipelines.teachers.handler import Prefetch, TeacherModelHandler
 from pipelines.teachers.tokens import token_batches
 
 NAMESPACE = "extract_think"
@@ -66,21 +66,40 @@ def _parse(element, stage: Stage):
 
 
 class RunStage(beam.PTransform):
-    """Build the prompts, query the teacher, parse the replies."""
+    """Build the prompts, query the teacher, parse the replies. `one_process`: every worker
+    runs in this process (Beam's local runners), so an engine needs no sharing across
+    processes, and requests can be handed to it ahead of their batch (`Prefetch`)."""
 
-    def __init__(self, stage: Stage, cache_dir: str | None):
+    def __init__(self, stage: Stage, cache_dir: str | None, one_process: bool = False):
         super().__init__()
         self._stage = stage
         self._cache_dir = cache_dir
+        self._one_process = one_process
 
     def expand(self, records):
-        stage = self._stage
-        handler = KeyedModelHandler(TeacherModelHandler(stage.teacher, self._cache_dir))
+        stage, t = self._stage, self._stage.teacher
+        handler = KeyedModelHandler(TeacherModelHandler(t, self._cache_dir, self._one_process))
         prompts = records | "BuildPrompts" >> beam.Map(lambda r: (r, stage.requests(r)))
+        # A process holding the engine prefetches into it; with one engine shared by several
+        # processes, the others hold only a proxy, so there is no prefetching.
+        if t.backend == "vllm" and t.vllm.mode == "engine" and t.vllm.prefetch and (
+                self._one_process or not t.vllm.share_across_processes):
+            prompts = prompts | "Prefetch" >> beam.ParDo(Prefetch(t, self._cache_dir, t.vllm.prefetch))
         by_tokens = token_batches(stage.teacher)
         if by_tokens is not None:  # batches cut by estimated tokens, not record count
             prompts, handler = prompts | "BatchByTokens" >> by_tokens, handler.with_no_batching()
         return prompts | "QueryTeacher" >> RunInference(handler) | "ParseReplies" >> beam.Map(_parse, stage)
+
+
+def one_process(p: beam.Pipeline) -> bool:
+    """Whether every worker of `p` runs in this process: Beam's local runners do, unless told
+    to start worker processes (`--direct_running_mode=multi_processing`)."""
+    from apache_beam.options.pipeline_options import DirectOptions
+    from apache_beam.runners.direct.direct_runner import BundleBasedDirectRunner, SwitchingDirectRunner
+    from apache_beam.runners.portability.fn_api_runner import FnApiRunner
+
+    local = isinstance(p.runner, (FnApiRunner, SwitchingDirectRunner, BundleBasedDirectRunner))
+    return local and p.options.view_as(DirectOptions).direct_running_mode != "multi_processing"
 
 
 def build_pipeline(p: beam.Pipeline, recipe: Recipe, out_prefix: str, run_id: str) -> None:
@@ -104,8 +123,9 @@ def build_pipeline(p: beam.Pipeline, recipe: Recipe, out_prefix: str, run_id: st
             entries = (p | "ReadEvalSets" >> ReadSources(recipe.eval_sets, recipe.ingest)
                        | "UsableEvalItems" >> beam.Filter(lambda r: r.status == "ok") | "EvalEntries" >> beam.Map(eval_entry))
         records = records | "EarlyFilters" >> ApplyFilters(early, entries, split=False)
+    local = one_process(p)
     for stage in stages:
-        records = records | f"Stage[{stage.name}]" >> RunStage(stage, recipe.cache.dir)
+        records = records | f"Stage[{stage.name}]" >> RunStage(stage, recipe.cache.dir, local)
     split = records | "Filters" >> ApplyFilters([f for f in recipe.filters if f.name not in SOURCE_ONLY])
 
     kept = split.kept | "CountKept" >> beam.Map(_count_kept)

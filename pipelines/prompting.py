@@ -21,6 +21,7 @@ def _environment(root: str) -> jinja2.Environment:
         lstrip_blocks=True,
         keep_trailing_newline=False,
         autoescape=False,
+        auto_reload=False,  # one version of a prompt per run, and no stat of its file on every render
     )
 
 

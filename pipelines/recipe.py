@@ -82,6 +82,9 @@ class VLLMOptions:
     # engine mode: one engine per worker machine, shared by its Beam worker processes
     # (RunInference's share_model_across_processes) instead of one per process
     share_across_processes: bool = True
+    # engine mode: requests handed to the engine ahead of the batch being waited for, as soon
+    # as their prompts exist, so that it generates while the pipeline does its other work; 0: off
+    prefetch: int = 512
 
 
 @dataclass

@@ -78,6 +78,7 @@ def funnel_from_counters(counters: dict[tuple[str, str], int], filters=()) -> di
         "licenses": sorted(name for (ns, name) in counters if ns == f"{NAMESPACE}.licenses"),
         "teacher_requests": teacher.get("requests", 0),
         "cache_hits": teacher.get("cache_hits", 0),
+        "prefetched": teacher.get("prefetched", 0),  # of the requests, those handed to the engine ahead of their batch
         "teacher_errors": teacher.get("errors", 0),
         "prompt_tokens": teacher.get("prompt_tokens", 0),
         "completion_tokens": teacher.get("completion_tokens", 0),

@@ -12,7 +12,9 @@ from pipelines.teachers.handler import TeacherModelHandler  # noqa: E402
 pytestmark = pytest.mark.slow
 
 
-def test_the_extraction_stage_runs_on_a_shared_vllm_engine(tiny_idefics3, tmp_path):
+def test_the_extraction_stage_runs_on_the_vllm_engine_with_requests_prefetched(tiny_idefics3, tmp_path):
+    """In one process the engine is called directly (no proxy) and every extraction request
+    is handed to it as soon as its prompt exists, here ahead of token-weighted batches."""
     recipe = load_recipe("quickstart", [
         "sources.0.synthetic.num_records=6", "sources.0.synthetic.image_size=64", "teacher.oracle.error_rate=0",
         "stages.extraction.teacher.backend=vllm", f"stages.extraction.teacher.model={tiny_idefics3}",
@@ -20,13 +22,13 @@ def test_the_extraction_stage_runs_on_a_shared_vllm_engine(tiny_idefics3, tmp_pa
         "stages.extraction.teacher.vllm.gpu_memory_utilization=0.1", "stages.extraction.teacher.max_batch_tokens=2000",
         "stages.extraction.sampling.max_tokens=16", f"output.dir={tmp_path / 'out'}", "cache.dir=null",
     ])
-    handler = TeacherModelHandler(recipe.stage_teacher("extraction"))
-    assert handler.share_model_across_processes()
+    assert not TeacherModelHandler(recipe.stage_teacher("extraction"), one_process=True).share_model_across_processes()
     outcome = run(recipe)
     f = outcome.funnel
     assert f["in"] == 6 == f["kept"] + f["rejected"] + f["failed"] and f["failed"] == 0
     assert f["teacher_requests"] >= 6 and f["teacher_errors"] == 0
     assert f["completion_tokens"] > 0
+    assert f["prefetched"] == 6  # one extraction request per record, all sent ahead
 
 
 def test_only_an_in_worker_vllm_engine_is_shared(tiny_idefics3):
@@ -34,6 +36,7 @@ def test_only_an_in_worker_vllm_engine_is_shared(tiny_idefics3):
     from dataclasses import replace
 
     assert TeacherModelHandler(base).share_model_across_processes()
+    assert not TeacherModelHandler(base, one_process=True).share_model_across_processes()  # nothing to share with
     assert not TeacherModelHandler(replace(base, vllm=replace(base.vllm, share_across_processes=False))).share_model_across_processes()
     assert not TeacherModelHandler(replace(base, vllm=replace(base.vllm, mode="server"))).share_model_across_processes()
     assert not TeacherModelHandler(replace(base, backend="openai")).share_model_across_processes()
@@ -49,6 +52,25 @@ def _eight_records(model) -> list[str]:
         "stages.extraction.teacher.vllm.gpu_memory_utilization=0.1", "stages.extraction.teacher.batch_size=2",
         "stages.extraction.sampling.max_tokens=16", "cache.dir=null",
     ]
+
+
+def test_prefetching_changes_when_requests_start_not_what_is_published(tiny_idefics3, tmp_path):
+    """Records held back until 3 requests are in the engine behind them, against no
+    prefetching: the same counts and dataset. With a reply cache, a rerun sends nothing ahead
+    and makes no call."""
+    from tests.bench.bench_resume import dataset_rows
+
+    base = _eight_records(tiny_idefics3) + [f"cache.dir={tmp_path / 'cache'}"]  # the later setting wins
+    ahead = run(load_recipe("quickstart", base + [f"output.dir={tmp_path / 'ahead'}", "stages.extraction.teacher.vllm.prefetch=3"]))
+    off = run(load_recipe("quickstart", _eight_records(tiny_idefics3) + [
+        f"output.dir={tmp_path / 'off'}", "stages.extraction.teacher.vllm.prefetch=0"]))
+    keys = ("in", "kept", "rejected", "failed", "teacher_requests", "teacher_errors", "completion_tokens", "rejected_by_reason")
+    assert {k: ahead.funnel[k] for k in keys} == {k: off.funnel[k] for k in keys}
+    assert ahead.funnel["prefetched"] == 8 and off.funnel["prefetched"] == 0 and ahead.funnel["failed"] == 0
+    assert dataset_rows(ahead.out_dir) == dataset_rows(off.out_dir)
+    again = run(load_recipe("quickstart", base + [f"output.dir={tmp_path / 'again'}", "stages.extraction.teacher.vllm.prefetch=3"]))
+    assert again.funnel["teacher_requests"] == 0 and again.funnel["prefetched"] == 0
+    assert dataset_rows(again.out_dir) == dataset_rows(ahead.out_dir)
 
 
 def test_the_threaded_runner_feeds_one_vllm_engine_from_every_thread(tiny_idefics3, tmp_path):
@@ -76,4 +98,5 @@ def test_worker_processes_share_one_vllm_engine(tiny_idefics3, tmp_path):
         "runner.options=[--direct_running_mode=multi_processing, --direct_num_workers=2]"]))
     f = many.funnel
     assert f["in"] == 8 == f["kept"] + f["rejected"] + f["failed"] and f["failed"] == 0 and f["teacher_errors"] == 0
+    assert f["prefetched"] == 0  # a process holding only a proxy to the engine sends nothing ahead
     assert f["teacher_requests"] >= 8 and f["completion_tokens"] > 0

@@ -4,6 +4,7 @@ same dataset and the same counts as the in-process run."""
 
 import pytest
 
+from pipelines.pipeline import one_process
 from pipelines.recipe import load_recipe
 from pipelines.run import run
 from tests.bench.bench_resume import dataset_rows
@@ -39,3 +40,20 @@ def test_multi_threaded_workers_publish_what_the_in_process_run_publishes(tmp_pa
     assert {k: threads.funnel[k] for k in ("kept", "rejected", "failed", "rejected_by_reason", "filters")} == \
         {k: one.funnel[k] for k in ("kept", "rejected", "failed", "rejected_by_reason", "filters")}
     assert dataset_rows(threads.out_dir) == dataset_rows(one.out_dir)
+
+
+@pytest.mark.parametrize("runner, options, expected", [
+    ("FnApiRunner", [], True),
+    ("DirectRunner", [], True),
+    ("DirectRunner", ["--direct_running_mode=multi_threading", "--direct_num_workers=4"], True),
+    ("DirectRunner", ["--direct_running_mode=multi_processing", "--direct_num_workers=2"], False),
+    ("FnApiRunner", ["--direct_running_mode", "multi_processing"], False),
+    ("PrismRunner", [], False),  # a portable runner starts its own workers
+])
+def test_a_run_is_in_one_process_only_on_a_local_runner_without_worker_processes(runner, options, expected):
+    """What decides whether an engine is shared through proxies and whether requests are
+    prefetched into it."""
+    import apache_beam as beam
+    from apache_beam.options.pipeline_options import PipelineOptions
+
+    assert one_process(beam.Pipeline(options=PipelineOptions(options, runner=runner))) is expected

@@ -15,9 +15,10 @@ _LOCK = threading.Lock()
 
 def teacher_key(config: TeacherConfig) -> str:
     """Which loaded teacher serves `config`: everything but batch_size, which only decides
-    how requests are grouped (a stage with another batch size must not load a second engine)."""
+    how requests are grouped and sent (a stage with another batch size must not load a second engine)."""
     plain = to_plain(config)
     plain.pop("batch_size")
+    plain["vllm"].pop("prefetch")
     return json.dumps(plain, sort_keys=True)
 
 

@@ -3,7 +3,10 @@ counts out.
 
 Every backend implements `generate(requests) -> replies`, one reply per request, in order.
 A backend never raises for one bad request: it returns a `TeacherReply` whose `error` says
-what went wrong, so one failure fails one record, not the batch.
+what went wrong, so one failure fails one record, not the batch. A backend that can start
+requests ahead of the call that needs them (the vLLM engine) also has
+`prefetch(requests)`, which returns at once; a later `generate` of equal requests collects
+their replies.
 """
 
 from __future__ import annotations

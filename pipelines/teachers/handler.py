@@ -8,14 +8,20 @@ handler itself never fails a batch for one bad request.
 With a reply cache, cached requests are answered from it and only the rest reach the
 teacher; the teacher itself is loaded on its first real call, so a fully cached rerun
 loads no model at all.
+
+`Prefetch`, a step before RunInference, hands requests to a teacher that can start them
+ahead (the vLLM engine) as soon as they exist; the handler's call then collects them.
 """
 
 from __future__ import annotations
 
 import time
+from collections import deque
 from typing import Any, Sequence
 
+import apache_beam as beam
 from apache_beam.metrics import Metrics
+from apache_beam.transforms.window import GlobalWindows
 from apache_beam.ml.inference.base import ModelHandler, PredictionResult
 
 from pipelines.cache import ReplyCache, request_key, teacher_identity
@@ -38,13 +44,14 @@ NAMESPACE = "extract_think.teacher"
 
 
 class TeacherModelHandler(ModelHandler[list[ChatRequest], list[TeacherReply], LazyTeacher]):
-    def __init__(self, config: TeacherConfig, cache_dir: str | None = None):
+    def __init__(self, config: TeacherConfig, cache_dir: str | None = None, one_process: bool = False):
         # Fixed-size batches: a batch is requests in flight together (remote endpoints) or one
         # engine call (local backends), so fuller is better; Beam's adaptive sizing would start
         # at 1 and grow, leaving a remote endpoint idle.
         super().__init__(min_batch_size=config.batch_size, max_batch_size=config.batch_size)
         self._config = config
         self._cache_dir = cache_dir
+        self._one_process = one_process  # all workers in this process: nothing to share across processes
         self._cache: ReplyCache | None = None
         self._identity = teacher_identity(config)
         self._hits = Metrics.counter(NAMESPACE, "cache_hits")
@@ -60,9 +67,10 @@ class TeacherModelHandler(ModelHandler[list[ChatRequest], list[TeacherReply], La
 
     def share_model_across_processes(self) -> bool:
         """A vLLM engine holds the whole GPU: the worker's processes share one (Beam serves
-        it from one process and hands the others a proxy)."""
+        it from one process and hands the others a proxy). A run whose workers all live in
+        this process loads one engine anyway and calls it directly, without the proxy."""
         c = self._config
-        return c.backend == "vllm" and c.vllm.mode == "engine" and c.vllm.share_across_processes
+        return c.backend == "vllm" and c.vllm.mode == "engine" and c.vllm.share_across_processes and not self._one_process
 
     def _answer(self, requests: list[ChatRequest], model: LazyTeacher) -> list[TeacherReply]:
         """Replies from the cache where it has them, from the teacher for the rest."""
@@ -120,3 +128,43 @@ class TeacherModelHandler(ModelHandler[list[ChatRequest], list[TeacherReply], La
 
     def get_metrics_namespace(self) -> str:
         return NAMESPACE
+
+
+class Prefetch(beam.DoFn):
+    """Hands each (record, requests) element's requests to the teacher as soon as they exist
+    (`teacher.prefetch`: the vLLM engine starts them at once), and passes the element on to
+    RunInference only once `ahead` more requests are in the engine behind it. The engine
+    generates while the pipeline reads, draws, filters and writes, and the batch RunInference
+    waits for was started long before. Requests the reply cache holds are not sent; the
+    teacher is loaded on the first request it must answer, as in the handler."""
+
+    def __init__(self, config: TeacherConfig, cache_dir: str | None, ahead: int):
+        self._config, self._cache_dir, self._ahead = config, cache_dir, ahead
+        self._prefetched = Metrics.counter(NAMESPACE, "prefetched")
+
+    def setup(self):
+        self._cache = ReplyCache(self._cache_dir) if self._cache_dir else None
+        self._identity = teacher_identity(self._config)
+        self._held: deque = deque()  # (element, requests sent for it), oldest first
+        self._in_engine = 0  # requests sent for the held elements
+
+    def start_bundle(self):
+        self._held.clear()
+        self._in_engine = 0
+
+    def process(self, element):
+        _, requests = element
+        todo = [r for r in requests if not (self._cache and self._cache.has(request_key(self._identity, r)))]
+        if todo:
+            load_teacher(self._config).prefetch(todo)
+            self._prefetched.inc(len(todo))
+        self._held.append((element, len(todo)))
+        self._in_engine += len(todo)
+        while self._held and self._in_engine - self._held[0][1] >= self._ahead:
+            oldest, sent = self._held.popleft()
+            self._in_engine -= sent
+            yield oldest
+
+    def finish_bundle(self):
+        while self._held:
+            yield GlobalWindows.windowed_value(self._held.popleft()[0])

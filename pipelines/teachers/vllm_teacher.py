@@ -90,6 +90,8 @@ class VLLMTeacher:
         self._inbox: queue.SimpleQueue = queue.SimpleQueue()
         self._stopped = RuntimeError("the vLLM teacher was closed")
         self.peak_in_flight = 0  # most requests in the engine at once, from all callers
+        self._ahead: dict = {}  # prefetched requests not yet collected: identity -> (job, index)
+        self._ahead_lock = threading.Lock()
         self._thread = threading.Thread(target=self._serve, name="vllm-engine", daemon=True)
         self._thread.start()
 
@@ -99,31 +101,61 @@ class VLLMTeacher:
         s = request.sampling
         return SamplingParams(n=s.n, temperature=s.temperature, top_p=s.top_p, max_tokens=s.max_tokens, seed=s.seed)
 
-    def generate(self, requests: Sequence[ChatRequest]) -> list[TeacherReply]:
-        try:
-            return self._chat(requests)
-        except Exception:  # one bad request must not fail its neighbours: retry alone
-            replies = []
+    def prefetch(self, requests: Sequence[ChatRequest]) -> None:
+        """Start `requests` now and return at once: a later `generate` of equal requests
+        collects their replies instead of adding them again. The pipeline calls this as soon
+        as a record's prompts exist, so the engine generates while the pipeline reads,
+        draws and filters."""
+        fresh = []
+        with self._ahead_lock:
             for request in requests:
-                try:
-                    replies.extend(self._chat([request]))
-                except Exception as e:
-                    replies.append(TeacherReply(error=f"{type(e).__name__}: {str(e)[:300]}"))
-            return replies
-
-    def _chat(self, requests: Sequence[ChatRequest]) -> list[TeacherReply]:
-        if not requests:
-            return []
-        if not self._thread.is_alive():
-            raise self._stopped
-        job = _Job(requests)
+                key = _identity(request)
+                if key not in self._ahead and self._thread.is_alive():
+                    self._ahead[key] = None  # claimed; the job is set below
+                    fresh.append((key, request))
+            if not fresh:
+                return
+            job = _Job([r for _, r in fresh])
+            for index, (key, _) in enumerate(fresh):
+                self._ahead[key] = (job, index)
         self._inbox.put(job)
+
+    def generate(self, requests: Sequence[ChatRequest]) -> list[TeacherReply]:
+        with self._ahead_lock:  # requests prefetched earlier are already in the engine
+            placed = [self._ahead.pop(_identity(r), None) for r in requests]
+        new = [i for i, p in enumerate(placed) if p is None]
+        if new:
+            job = self._submit([requests[i] for i in new])
+            for k, i in enumerate(new):
+                placed[i] = (job, k)
+        replies: list[TeacherReply | None] = []
+        for job, index in placed:
+            self._wait(job)
+            replies.append(None if job.error is not None else _reply(job.results[index]))
+        for i, reply in enumerate(replies):
+            if reply is None:  # its job failed: one bad request must not fail its neighbours, retry alone
+                try:
+                    job = self._submit([requests[i]])
+                    self._wait(job)
+                    if job.error is not None:
+                        raise job.error
+                    replies[i] = _reply(job.results[0])
+                except Exception as e:
+                    replies[i] = TeacherReply(error=f"{type(e).__name__}: {str(e)[:300]}")
+        return replies  # type: ignore[return-value]
+
+    def _submit(self, requests: Sequence[ChatRequest]) -> _Job:
+        job = _Job(requests)
+        if not self._thread.is_alive():
+            job.fail(self._stopped)
+        else:
+            self._inbox.put(job)
+        return job
+
+    def _wait(self, job: _Job) -> None:
         while not job.done.wait(5):
-            if not self._thread.is_alive():  # stopped between our check and our put
-                raise self._stopped
-        if job.error is not None:
-            raise job.error
-        return [_reply(result) for result in job.results]
+            if not self._thread.is_alive():  # the engine thread ended with this job unanswered
+                job.fail(self._stopped)
 
     def _serve(self) -> None:
         """The engine thread: the only one that touches the engine after start-up. However it
@@ -193,6 +225,21 @@ class VLLMTeacher:
             self._thread.join()
             self.llm.llm_engine.engine_core.shutdown()
             self.llm = None
+            with self._ahead_lock:
+                self._ahead.clear()
+
+
+def _identity(request: ChatRequest) -> tuple:
+    """What makes two requests the same call: the messages and the sampling (meta aside)."""
+    return (_frozen(request.messages), request.sampling)
+
+
+def _frozen(value):
+    if isinstance(value, dict):
+        return tuple((k, _frozen(v)) for k, v in sorted(value.items()))
+    if isinstance(value, (list, tuple)):
+        return tuple(_frozen(v) for v in value)
+    return value
 
 
 def _number(request_id: str) -> str:

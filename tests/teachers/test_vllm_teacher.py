@@ -128,6 +128,40 @@ def test_a_bad_request_on_one_thread_spares_the_other_threads(engine):
     assert all(r.error is None and r.outputs for r in got[1] + got[2])
 
 
+def _counting(engine, monkeypatch) -> list:
+    """The requests that reach the engine from now on (LLM.enqueue_chat), from any caller."""
+    added, enqueue = [], engine._enqueue
+
+    def counted(messages, params, **kwargs):
+        added.extend(messages)
+        return enqueue(messages, params, **kwargs)
+
+    monkeypatch.setattr(engine, "_enqueue", counted)
+    return added
+
+
+def test_prefetched_requests_are_collected_not_sent_again(engine, monkeypatch):
+    """What `prefetch` started, a later `generate` of equal requests (equal content, other
+    objects) collects: the same replies, each request in the engine once."""
+    alone = engine.generate(_seeded(4))
+    added = _counting(engine, monkeypatch)
+    engine.prefetch(_seeded(3))
+    engine.prefetch(_seeded(2))  # already started: not added again
+    assert engine.generate(_seeded(4)) == alone  # three collected, the fourth added now
+    assert len(added) == 4 and not engine._ahead
+    assert engine.generate(_seeded(1)) == alone[:1] and len(added) == 5  # collected once, then a new call
+
+
+def test_a_bad_prefetched_request_fails_alone(engine):
+    broken = [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "data:image/png;base64,bm90IGFuIGltYWdl"}},
+                                           {"type": "text", "text": "Describe."}]}]
+    requests = [_seeded(1)[0], ChatRequest(broken, Sampling(max_tokens=4)), _seeded(2)[1]]
+    engine.prefetch(requests)
+    replies = engine.generate(requests)
+    assert replies[0].error is None and replies[0].outputs and replies[2].error is None and replies[2].outputs
+    assert replies[1].error and not engine._ahead
+
+
 def test_closing_the_engine_answers_callers_in_flight_and_later_ones(tiny_idefics3):
     """Close while a caller waits on a long generation: it gets error replies, not a hang;
     a call after close is refused the same way."""
@@ -145,6 +179,8 @@ def test_closing_the_engine_answers_callers_in_flight_and_later_ones(tiny_idefic
     assert not caller.is_alive() and teacher.llm is None
     assert [r.error for r in got[0]] == ["RuntimeError: the vLLM teacher was closed"] * 4
     assert [r.error for r in teacher.generate(_seeded(1))] == ["RuntimeError: the vLLM teacher was closed"]
+    teacher.prefetch(_seeded(2))  # nothing to start it: ignored, and the call that follows is refused
+    assert [r.error for r in teacher.generate(_seeded(2))] == ["RuntimeError: the vLLM teacher was closed"] * 2
 
 
 def test_the_managed_server_answers_through_the_openai_backend(server):
