@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import apache_beam as beam
 from apache_beam.metrics import Metrics
-from apache_beam.ml.inference.base import KeyedModelHandler, RunInference
+from apache_beam.ml.inference.base import RunInference
 
 from filters.beam_adapter import ApplyFilters
 from filters.decontamination import eval_entry
@@ -26,7 +26,7 @@ from pipelines.sources import ReadSources
 from pipelines.sink import WriteShards
 from pipelines.sources.dedup import Deduplicate
 from pipelines.stages import Stage, build_stages
-from pipelines.teachers.handler import Prefetch, TeacherModelHandler
+from pipelines.teachers.handler import KeyedTeacherHandler, Prefetch, TeacherModelHandler
 from pipelines.teachers.tokens import token_batches
 
 NAMESPACE = "extract_think"
@@ -78,7 +78,7 @@ class RunStage(beam.PTransform):
 
     def expand(self, records):
         stage, t = self._stage, self._stage.teacher
-        handler = KeyedModelHandler(TeacherModelHandler(t, self._cache_dir, self._one_process))
+        handler = KeyedTeacherHandler(TeacherModelHandler(t, self._cache_dir, self._one_process))
         prompts = records | "BuildPrompts" >> beam.Map(lambda r: (r, stage.requests(r)))
         # A process holding the engine prefetches into it; with one engine shared by several
         # processes, the others hold only a proxy, so there is no prefetching.

@@ -22,7 +22,7 @@ from typing import Any, Sequence
 import apache_beam as beam
 from apache_beam.metrics import Metrics
 from apache_beam.transforms.window import GlobalWindows
-from apache_beam.ml.inference.base import ModelHandler, PredictionResult
+from apache_beam.ml.inference.base import KeyedModelHandler, ModelHandler, PredictionResult
 
 from pipelines.cache import ReplyCache, request_key, teacher_identity
 from pipelines.recipe import TeacherConfig
@@ -128,6 +128,32 @@ class TeacherModelHandler(ModelHandler[list[ChatRequest], list[TeacherReply], La
 
     def get_metrics_namespace(self) -> str:
         return NAMESPACE
+
+    def get_num_bytes(self, batch: Sequence[list[ChatRequest]]) -> int:
+        """The size of what the batch sends: the prompts' text and image data URIs (Beam's
+        default pickles the whole batch once more, just for this metric)."""
+        return sum(_request_bytes(r) for example in batch for r in example)
+
+
+def _request_bytes(request: ChatRequest) -> int:
+    size = 0
+    for message in request.messages:
+        content = message["content"]
+        if isinstance(content, str):
+            size += len(content)
+            continue
+        for part in content:
+            size += len(part["text"]) if part["type"] == "text" else len(part.get("image_url", {}).get("url", ""))
+    return size
+
+
+class KeyedTeacherHandler(KeyedModelHandler):
+    """`TeacherModelHandler` with each example keyed by its record, which travels beside the
+    requests to the stage's parser; the bytes metric counts the requests, not the records'
+    images pickled once more."""
+
+    def get_num_bytes(self, batch) -> int:
+        return self._unkeyed.get_num_bytes([example for _, example in batch])
 
 
 class Prefetch(beam.DoFn):
