@@ -11,6 +11,8 @@ rejected before any teacher call. Records that fail in a stage flow on untouched
 
 from __future__ import annotations
 
+import os
+
 import apache_beam as beam
 from apache_beam.metrics import Metrics
 from apache_beam.ml.inference.base import RunInference
@@ -66,24 +68,22 @@ def _parse(element, stage: Stage):
 
 
 class RunStage(beam.PTransform):
-    """Build the prompts, query the teacher, parse the replies. `one_process`: every worker
-    runs in this process (Beam's local runners), so an engine needs no sharing across
-    processes, and requests can be handed to it ahead of their batch (`Prefetch`)."""
+    """Build the prompts, query the teacher, parse the replies. `threads`: the worker threads
+    when every worker runs in this process (`worker_threads`): then an engine needs no
+    sharing across processes, and with one thread its requests are handed to it ahead of
+    their batch (`Prefetch`; several threads keep it busy with their own batches)."""
 
-    def __init__(self, stage: Stage, cache_dir: str | None, one_process: bool = False):
+    def __init__(self, stage: Stage, cache_dir: str | None, threads: int | None = None):
         super().__init__()
         self._stage = stage
         self._cache_dir = cache_dir
-        self._one_process = one_process
+        self._threads = threads
 
     def expand(self, records):
         stage, t = self._stage, self._stage.teacher
-        handler = KeyedTeacherHandler(TeacherModelHandler(t, self._cache_dir, self._one_process))
+        handler = KeyedTeacherHandler(TeacherModelHandler(t, self._cache_dir, one_process=self._threads is not None))
         prompts = records | "BuildPrompts" >> beam.Map(lambda r: (r, stage.requests(r)))
-        # A process holding the engine prefetches into it; with one engine shared by several
-        # processes, the others hold only a proxy, so there is no prefetching.
-        if t.backend == "vllm" and t.vllm.mode == "engine" and t.vllm.prefetch and (
-                self._one_process or not t.vllm.share_across_processes):
+        if t.backend == "vllm" and t.vllm.mode == "engine" and t.vllm.prefetch and self._threads == 1:
             prompts = prompts | "Prefetch" >> beam.ParDo(Prefetch(t, self._cache_dir, t.vllm.prefetch))
         by_tokens = token_batches(stage.teacher)
         if by_tokens is not None:  # batches cut by estimated tokens, not record count
@@ -91,15 +91,22 @@ class RunStage(beam.PTransform):
         return prompts | "QueryTeacher" >> RunInference(handler) | "ParseReplies" >> beam.Map(_parse, stage)
 
 
-def one_process(p: beam.Pipeline) -> bool:
-    """Whether every worker of `p` runs in this process: Beam's local runners do, unless told
-    to start worker processes (`--direct_running_mode=multi_processing`)."""
+def worker_threads(p: beam.Pipeline) -> int | None:
+    """How many worker threads run `p` when they all run in this process (Beam's local runners:
+    one, or `direct_num_workers` with `--direct_running_mode=multi_threading`); None when
+    workers may run in other processes (multi_processing, portable and remote runners)."""
     from apache_beam.options.pipeline_options import DirectOptions
     from apache_beam.runners.direct.direct_runner import BundleBasedDirectRunner, SwitchingDirectRunner
     from apache_beam.runners.portability.fn_api_runner import FnApiRunner
 
-    local = isinstance(p.runner, (FnApiRunner, SwitchingDirectRunner, BundleBasedDirectRunner))
-    return local and p.options.view_as(DirectOptions).direct_running_mode != "multi_processing"
+    if not isinstance(p.runner, (FnApiRunner, SwitchingDirectRunner, BundleBasedDirectRunner)):
+        return None
+    direct = p.options.view_as(DirectOptions)
+    if direct.direct_running_mode == "multi_processing":
+        return None
+    if direct.direct_running_mode == "multi_threading":
+        return direct.direct_num_workers or os.cpu_count() or 1
+    return 1
 
 
 def build_pipeline(p: beam.Pipeline, recipe: Recipe, out_prefix: str, run_id: str) -> None:
@@ -123,9 +130,9 @@ def build_pipeline(p: beam.Pipeline, recipe: Recipe, out_prefix: str, run_id: st
             entries = (p | "ReadEvalSets" >> ReadSources(recipe.eval_sets, recipe.ingest)
                        | "UsableEvalItems" >> beam.Filter(lambda r: r.status == "ok") | "EvalEntries" >> beam.Map(eval_entry))
         records = records | "EarlyFilters" >> ApplyFilters(early, entries, split=False)
-    local = one_process(p)
+    threads = worker_threads(p)
     for stage in stages:
-        records = records | f"Stage[{stage.name}]" >> RunStage(stage, recipe.cache.dir, local)
+        records = records | f"Stage[{stage.name}]" >> RunStage(stage, recipe.cache.dir, threads)
     split = records | "Filters" >> ApplyFilters([f for f in recipe.filters if f.name not in SOURCE_ONLY])
 
     kept = split.kept | "CountKept" >> beam.Map(_count_kept)

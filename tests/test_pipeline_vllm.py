@@ -86,6 +86,7 @@ def test_the_threaded_runner_feeds_one_vllm_engine_from_every_thread(tiny_idefic
     keys = ("in", "kept", "rejected", "failed", "teacher_requests", "teacher_errors", "completion_tokens", "rejected_by_reason")
     assert {k: threads.funnel[k] for k in keys} == {k: one.funnel[k] for k in keys}
     assert threads.funnel["in"] == 8 and threads.funnel["failed"] == 0 and threads.funnel["teacher_errors"] == 0
+    assert one.funnel["prefetched"] == 8 and threads.funnel["prefetched"] == 0  # the threads' batches keep it busy
     assert dataset_rows(threads.out_dir) == dataset_rows(one.out_dir)
 
 

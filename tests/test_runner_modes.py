@@ -2,9 +2,11 @@
 separate processes that share nothing but storage (the reply cache, the output files): the
 same dataset and the same counts as the in-process run."""
 
+import os
+
 import pytest
 
-from pipelines.pipeline import one_process
+from pipelines.pipeline import worker_threads
 from pipelines.recipe import load_recipe
 from pipelines.run import run
 from tests.bench.bench_resume import dataset_rows
@@ -43,17 +45,18 @@ def test_multi_threaded_workers_publish_what_the_in_process_run_publishes(tmp_pa
 
 
 @pytest.mark.parametrize("runner, options, expected", [
-    ("FnApiRunner", [], True),
-    ("DirectRunner", [], True),
-    ("DirectRunner", ["--direct_running_mode=multi_threading", "--direct_num_workers=4"], True),
-    ("DirectRunner", ["--direct_running_mode=multi_processing", "--direct_num_workers=2"], False),
-    ("FnApiRunner", ["--direct_running_mode", "multi_processing"], False),
-    ("PrismRunner", [], False),  # a portable runner starts its own workers
+    ("FnApiRunner", [], 1),
+    ("DirectRunner", [], 1),
+    ("DirectRunner", ["--direct_running_mode=multi_threading", "--direct_num_workers=4"], 4),
+    ("DirectRunner", ["--direct_running_mode=multi_threading", "--direct_num_workers=0"], os.cpu_count()),
+    ("DirectRunner", ["--direct_running_mode=multi_processing", "--direct_num_workers=2"], None),
+    ("FnApiRunner", ["--direct_running_mode", "multi_processing"], None),
+    ("PrismRunner", [], None),  # a portable runner starts its own workers
 ])
-def test_a_run_is_in_one_process_only_on_a_local_runner_without_worker_processes(runner, options, expected):
+def test_worker_threads_are_counted_only_when_every_worker_runs_in_this_process(runner, options, expected):
     """What decides whether an engine is shared through proxies and whether requests are
     prefetched into it."""
     import apache_beam as beam
     from apache_beam.options.pipeline_options import PipelineOptions
 
-    assert one_process(beam.Pipeline(options=PipelineOptions(options, runner=runner))) is expected
+    assert worker_threads(beam.Pipeline(options=PipelineOptions(options, runner=runner))) == expected

@@ -5,7 +5,9 @@ request. One engine thread owns the engine: callers on any thread hand it their 
 it adds them to the running engine as they arrive, so the requests of every caller are
 scheduled together (continuous batching), and it hands each caller its replies when its
 last request finishes. If a caller's requests cannot be added, they are retried one by one
-so that only the bad one fails. Finish reasons and token counts come from vLLM's outputs.
+so that only the bad one fails. `prefetch` starts requests without waiting; a later
+`generate` of equal requests collects them (the pipeline's Prefetch step sends each record's
+requests as soon as they exist). Finish reasons and token counts come from vLLM's outputs.
 
 `mode: server` starts vLLM's OpenAI-compatible server on loopback instead (see
 vllm_server.py) and talks to it through the openai backend.
@@ -69,12 +71,9 @@ _STOP = object()
 
 
 class VLLMTeacher:
-    """Callers on any thread (Beam's threaded runner, or the processes that share this engine
-    through `share_model_across_processes`) hand their requests to one engine thread, which
-    adds them to the running engine as they come and hands each caller its replies when its
-    last request finishes: the engine batches the requests of every caller together
-    (continuous batching), and while it generates, the callers' threads do the pipeline's
-    other work."""
+    """Callers: Beam's worker threads, the proxies of processes sharing this engine
+    (`share_model_across_processes`), and the Prefetch step; the engine thread is the only
+    one that touches the engine (see the module docstring)."""
 
     backend = "vllm"
 

@@ -109,7 +109,7 @@ def main() -> None:
     raw_sum, pipe_sum = sum(p[0] for p in pairs), sum(p[1] for p in pairs)
     # Other settings once each, against the pairs' mean raw time: another batch size, no
     # prefetching (one batch of every record, the best setting without it), the threaded runner.
-    runs = [(0, 8, 512), (0, args.records, 0), (0, args.batch, 0), (args.threads, args.batch, 512)]
+    runs = [(0, 8, 512), (0, args.records, 0), (0, args.batch, 0), (args.threads, args.batch, 0)]  # threads never prefetch
     for threads, batch, prefetch in runs:
         s, engine_s = pipeline(batch, threads, prefetch=prefetch)
         how = f"{threads} threads, " if threads else ""
