@@ -110,7 +110,7 @@ class VLLMTeacher:
             for request in requests:
                 key = _identity(request)
                 if key not in self._ahead and self._thread.is_alive():
-                    self._ahead[key] = None  # claimed; the job is set below
+                    self._ahead[key] = None  # claimed (a repeat within this call is skipped); the job is set below
                     fresh.append((key, request))
             if not fresh:
                 return
