@@ -1,8 +1,10 @@
 """Strict conversion of plain YAML data into typed dataclasses.
 
 `build(cls, data)` walks the dataclass's fields and type hints: unknown keys, missing
-required keys and wrong types fail with a `ConfigError` naming the dotted key, e.g.
-"teacher.oracle.error_rate: expected a number, got 'high'".
+required keys, wrong types and numbers out of their bounds (`PositiveInt`, `Share`, ...:
+`Annotated` types carrying a `Bounds`) fail with a `ConfigError` naming the dotted key, e.g.
+"teacher.oracle.error_rate: expected a number, got 'high'". YAML is read with a budget on
+the values its aliases expand to, so a small file cannot blow up into gigabytes.
 """
 
 from __future__ import annotations
@@ -11,13 +13,60 @@ import dataclasses
 import difflib
 import types
 import typing
-from typing import Any, Literal, Union
+from typing import Annotated, Any, Literal, Union
 
 import yaml
 
 
 class ConfigError(ValueError):
     pass
+
+
+@dataclasses.dataclass(frozen=True)
+class Bounds:
+    """Inclusive bounds of a number in a config (None: open)."""
+
+    low: float | None = None
+    high: float | None = None
+
+    def check(self, value: float, path: str) -> None:
+        if self.low is not None and value < self.low or self.high is not None and value > self.high:
+            if self.high is None:
+                raise ConfigError(f"{_where(path)}: must be >= {self.low:g}, got {value}")
+            if self.low is None:
+                raise ConfigError(f"{_where(path)}: must be <= {self.high:g}, got {value}")
+            raise ConfigError(f"{_where(path)}: must lie in [{self.low:g}, {self.high:g}], got {value}")
+
+
+PositiveInt = Annotated[int, Bounds(1)]  # a count of things that must exist: batch sizes, rows per shard
+NonNegativeInt = Annotated[int, Bounds(0)]
+Share = Annotated[float, Bounds(0, 1)]
+MAX_VALUES = 100_000  # values a YAML document may expand to, aliases included
+
+
+def safe_load(text: str, where: str) -> Any:
+    """YAML as plain data; refuses documents whose aliases expand past MAX_VALUES values
+    (a few hundred bytes of nested aliases can stand for billions)."""
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{where}: not valid YAML: {e}") from None
+    budget = [MAX_VALUES]
+
+    def walk(node: Any) -> None:
+        budget[0] -= 1
+        if budget[0] < 0:
+            raise ConfigError(f"{where}: expands to more than {MAX_VALUES} values (nested YAML aliases?)")
+        if isinstance(node, dict):
+            for k, v in node.items():
+                walk(k)
+                walk(v)
+        elif isinstance(node, list):
+            for v in node:
+                walk(v)
+
+    walk(data)
+    return data
 
 
 def build(cls: type, data: Any, path: str = "") -> Any:
@@ -42,11 +91,9 @@ def load_yaml(cls: type, path, overrides=()) -> Any:
     from pathlib import Path
 
     try:
-        data = yaml.safe_load(Path(path).read_text()) or {}
+        data = safe_load(Path(path).read_text(), str(path)) or {}
     except OSError as e:
         raise ConfigError(f"{path}: cannot read: {e}") from None
-    except yaml.YAMLError as e:
-        raise ConfigError(f"{path}: not valid YAML: {e}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping of keys, got {type(data).__name__}")
     return build_with_overrides(cls, data, overrides, str(path))
@@ -61,6 +108,12 @@ def _convert(tp: Any, value: Any, path: str) -> Any:
     args = typing.get_args(tp)
     if tp is Any:
         return value
+    if origin is Annotated:
+        converted = _convert(args[0], value, path)
+        for bound in tp.__metadata__:
+            if isinstance(bound, Bounds):
+                bound.check(converted, path)
+        return converted
     if origin in (Union, types.UnionType):
         if value is None and type(None) in args:
             return None
@@ -113,7 +166,7 @@ def _dataclass(cls: type, value: Any, path: str) -> Any:
         value = {}
     if not isinstance(value, dict):
         raise ConfigError(f"{_where(path)}: expected a mapping, got {value!r}")
-    hints = typing.get_type_hints(cls)
+    hints = typing.get_type_hints(cls, include_extras=True)
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
     for key in value:
         if key not in fields:
@@ -148,10 +201,9 @@ def apply_override(data: dict, assignment: str) -> None:
     parts = key.strip().split(".")
     if not all(parts):
         raise ConfigError(f"override {assignment!r}: empty key segment")
-    try:
-        value = yaml.safe_load(raw)
-    except yaml.YAMLError as e:
-        raise ConfigError(f"override {key}: cannot parse value {raw!r}: {e}") from None
+    if not raw.strip():
+        raise ConfigError(f"override {assignment!r}: no value after '=' (write {key.strip()}=null to clear a value)")
+    value = safe_load(raw, f"override {key}")
     node: Any = data
     for i, part in enumerate(parts[:-1]):
         node = _step(node, part, ".".join(parts[: i + 1]), create=True)

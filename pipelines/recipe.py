@@ -11,30 +11,28 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 
-from pipelines.config import ConfigError, build_with_overrides, to_plain
+from pipelines.config import Bounds, ConfigError, NonNegativeInt, PositiveInt, Share, build_with_overrides, safe_load, to_plain
 from pipelines.source_config import SCENE_FAMILIES, IngestConfig, SourceConfig, SyntheticSource  # noqa: F401
 
+Seconds = Annotated[float, Bounds(0)]
 ORACLE_ERRORS = ("miscount", "wrong_colour", "invented_object", "wrong_answer", "truncation", "refusal",
                  "answer_leak", "repetition", "statement_mismatch")
 
 
 @dataclass
 class OracleOptions:
-    error_rate: float = 0.0  # fraction of records that get one injected mistake
+    error_rate: Share = 0.0  # fraction of records that get one injected mistake
     errors: list[str] = field(default_factory=lambda: list(ORACLE_ERRORS))
     seed: int = 0
     # An extraction mistake is made in the published sample; each further sample repeats it
     # with this chance (0: a slip, as sampling errors usually are; 1: a systematic error).
-    repeat: float = 0.0
+    repeat: Share = 0.0
 
     def __post_init__(self):
-        for name in ("error_rate", "repeat"):
-            if not 0.0 <= getattr(self, name) <= 1.0:
-                raise ConfigError(f"{name}: must lie in [0, 1], got {getattr(self, name)}")
         unknown = set(self.errors) - set(ORACLE_ERRORS)
         if unknown or not self.errors:
             raise ConfigError(f"errors: {sorted(unknown) or '[]'} not among {list(ORACLE_ERRORS)}")
@@ -53,16 +51,13 @@ class TransformersOptions:
 class OpenAIOptions:
     base_url: str = ""  # e.g. http://127.0.0.1:8000/v1 or https://api.openai.com/v1
     api_key_env: str = "OPENAI_API_KEY"  # the NAME of the variable holding the key, never the key
-    max_concurrency: int = 16  # requests in flight at once
-    timeout_s: float = 120.0  # per request
-    max_retries: int = 5  # on 429, 5xx, timeouts, connection errors, malformed bodies
-    backoff_s: float = 1.0  # first wait; doubles per attempt, with jitter, up to backoff_max_s
-    backoff_max_s: float = 60.0
+    max_concurrency: PositiveInt = 16  # requests in flight at once
+    timeout_s: Seconds = 120.0  # per attempt, from sending the request to the last byte of the reply
+    max_retries: NonNegativeInt = 5  # on 429, 5xx, timeouts, connection errors, malformed bodies
+    backoff_s: Seconds = 1.0  # first wait; doubles per attempt, with jitter, up to backoff_max_s
+    backoff_max_s: Seconds = 60.0  # also caps what a server's Retry-After may ask
+    max_response_bytes: PositiveInt = 16 << 20  # a longer reply is malformed (a chat completion is kilobytes)
     extra_body: dict[str, Any] = field(default_factory=dict)  # server-specific, e.g. chat_template_kwargs
-
-    def __post_init__(self):
-        if self.max_concurrency < 1 or self.max_retries < 0 or self.timeout_s <= 0:
-            raise ConfigError("max_concurrency >= 1, max_retries >= 0 and timeout_s > 0 are required")
 
 
 @dataclass
@@ -72,8 +67,8 @@ class VLLMOptions:
     max_model_len: int | None = None
     limit_mm_per_prompt: dict[str, int] = field(default_factory=lambda: {"image": 1})
     mm_processor_kwargs: dict[str, Any] = field(default_factory=dict)  # e.g. {max_pixels: 1003520}
-    tensor_parallel_size: int = 1
-    gpu_memory_utilization: float = 0.9  # on CPU builds: the share of RAM for the KV cache
+    tensor_parallel_size: PositiveInt = 1
+    gpu_memory_utilization: Share = 0.9  # on CPU builds: the share of RAM for the KV cache
     enforce_eager: bool = False
     enable_prefix_caching: bool | None = None  # null: vLLM's default (on); false: every prompt computed in full
     trust_remote_code: bool = False
@@ -84,7 +79,7 @@ class VLLMOptions:
     share_across_processes: bool = True
     # engine mode: requests handed to the engine ahead of the batch being waited for, as soon
     # as their prompts exist, so that it generates while the pipeline does its other work; 0: off
-    prefetch: int = 512
+    prefetch: NonNegativeInt = 512
 
 
 @dataclass
@@ -92,34 +87,26 @@ class TeacherConfig:
     backend: Literal["oracle", "transformers", "openai", "vllm"] = "oracle"
     model: str = "oracle"  # a Hub id or a local path for real backends
     revision: str = "main"
-    batch_size: int = 8  # records per call to the backend (at most)
+    batch_size: PositiveInt = 8  # records per call to the backend (at most)
     # Cut batches by estimated tokens too (prompt text, image tokens from the model's
     # processor settings, max_tokens x n); null: by record count only.
-    max_batch_tokens: int | None = None
-    image_tokens: int = 1024  # the estimate per image when the model's processor settings are unknown
+    max_batch_tokens: PositiveInt | None = None
+    image_tokens: PositiveInt = 1024  # the estimate per image when the model's processor settings are unknown
     oracle: OracleOptions = field(default_factory=OracleOptions)
     transformers: TransformersOptions = field(default_factory=TransformersOptions)
     openai: OpenAIOptions = field(default_factory=OpenAIOptions)
     vllm: VLLMOptions = field(default_factory=VLLMOptions)
 
-    def __post_init__(self):
-        if self.batch_size < 1:
-            raise ConfigError(f"batch_size: must be >= 1, got {self.batch_size}")
-        if self.max_batch_tokens is not None and self.max_batch_tokens < 1:
-            raise ConfigError(f"max_batch_tokens: must be >= 1 or null, got {self.max_batch_tokens}")
-
 
 @dataclass
 class SamplingConfig:
-    temperature: float = 0.0
-    top_p: float = 1.0
-    max_tokens: int = 512
-    n: int = 1
+    temperature: Annotated[float, Bounds(0)] = 0.0
+    top_p: Annotated[float, Bounds(0, 1)] = 1.0
+    max_tokens: PositiveInt = 512
+    n: PositiveInt = 1
     seed: int | None = 0
 
     def __post_init__(self):
-        if self.n < 1 or self.max_tokens < 1:
-            raise ConfigError("n and max_tokens must be >= 1")
         if self.n > 1 and self.temperature == 0:
             # greedy samples are all the same; vLLM's server refuses the request outright
             raise ConfigError(f"n={self.n} samples need temperature > 0 (greedy samples are identical)")
@@ -166,8 +153,14 @@ def _default_filters() -> list[FilterConfig]:
 
 @dataclass
 class OutputConfig:
+    # A new or empty folder, or an earlier output of this tool; a run replaces it as a whole.
     dir: str = "out/quickstart"
-    rows_per_shard: int = 2000
+    rows_per_shard: PositiveInt = 2000
+    # A run replaces the output only if at most this share of its records failed (a teacher
+    # that was down, a wrong endpoint) and at least `min_kept` were kept; else it exits 1
+    # and the previous dataset stays.
+    max_failed_share: Share = 0.5
+    min_kept: NonNegativeInt = 1
 
 
 @dataclass
@@ -256,10 +249,7 @@ def _read(path_or_name: str | Path) -> tuple[dict, str]:
                 f"(bundled: {', '.join(bundled_recipes())})"
             )
         text = bundled.read_text()
-    try:
-        data = yaml.safe_load(text) or {}
-    except yaml.YAMLError as e:
-        raise ConfigError(f"{path_or_name}: not valid YAML: {e}") from None
+    data = safe_load(text, str(path_or_name)) or {}
     if not isinstance(data, dict):
         raise ConfigError(f"{path_or_name}: a recipe is a mapping of keys, got {type(data).__name__}")
     return data, str(path_or_name)

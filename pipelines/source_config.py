@@ -4,9 +4,9 @@ cleaned (image normalisation, record checks, deduplication) before any teacher s
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Annotated, Literal
 
-from pipelines.config import ConfigError
+from pipelines.config import Bounds, ConfigError, NonNegativeInt, PositiveInt
 
 SCENE_FAMILIES = ("beakers", "shapes", "barchart", "sign", "clock", "receipt")
 IMAGE_FORMATS = ("PNG", "JPEG", "WEBP", "GIF", "BMP", "TIFF", "MPO")
@@ -30,10 +30,10 @@ class Difficulty:
 
 @dataclass
 class SyntheticSource:
-    num_records: int = 100
+    num_records: NonNegativeInt = 100
     families: list[str] = field(default_factory=lambda: list(SCENE_FAMILIES))
-    image_size: int = 512
-    max_turns: int = 3
+    image_size: Annotated[int, Bounds(64)] = 512
+    max_turns: PositiveInt = 3
     seed: int = 0
     # "train" or "heldout": the scene space is split by a hash of each scene's ground truth,
     # so no held-out scene (same facts) is ever drawn for training, whatever the seeds.
@@ -45,8 +45,6 @@ class SyntheticSource:
         unknown = set(self.families) - set(SCENE_FAMILIES)
         if unknown or not self.families:
             raise ConfigError(f"families: {sorted(unknown) or '[]'} not among {list(SCENE_FAMILIES)}")
-        if self.num_records < 0 or self.max_turns < 1 or self.image_size < 64:
-            raise ConfigError("num_records >= 0, max_turns >= 1 and image_size >= 64 are required")
         if not 0 < self.heldout_fraction < 0.5:
             raise ConfigError(f"heldout_fraction: must lie in (0, 0.5), got {self.heldout_fraction}")
 
@@ -75,7 +73,7 @@ class HFSource:
     streaming: bool = False  # iterate without downloading the whole set first
     columns: Columns = field(default_factory=Columns)
     image_root: str = ""  # where relative image paths point (default: beside the data)
-    shards: int = 0  # read in this many parallel pieces (0: one per 1000 rows, or one per file when streaming)
+    shards: NonNegativeInt = 0  # read in this many parallel pieces (0: one per 1000 rows, or one per file when streaming)
 
 
 @dataclass
@@ -96,7 +94,11 @@ class SourceConfig:
     kind: Literal["synthetic", "hf", "llava", "imagefolder"] = "synthetic"
     name: str = ""  # the records' `source`; default: the kind (synthetic) or the file/dataset name
     license: str = ""  # carried to every record and the card; default "cc0-1.0" for synthetic, else "unknown"
-    limit: int | None = None  # read at most this many records (before checks)
+    limit: NonNegativeInt | None = None  # read at most this many records (before checks)
+    # Image references are read only inside the source's folder (image_root); URLs and fsspec
+    # chains only with allow_remote, and then only for these schemes.
+    allow_remote: bool = False
+    remote_schemes: list[str] = field(default_factory=lambda: ["http", "https"])
     synthetic: SyntheticSource = field(default_factory=SyntheticSource)
     hf: HFSource = field(default_factory=HFSource)
     llava: LLaVASource = field(default_factory=LLaVASource)
@@ -106,8 +108,6 @@ class SourceConfig:
         needed = {"hf": ("hf.path", self.hf.path), "llava": ("llava.json", self.llava.json), "imagefolder": ("imagefolder.dir", self.imagefolder.dir)}
         if self.kind in needed and not needed[self.kind][1]:
             raise ConfigError(f"{needed[self.kind][0]}: required for a source of kind {self.kind!r}")
-        if self.limit is not None and self.limit < 0:
-            raise ConfigError("limit: must be >= 0")
         if not self.name:
             self.name = self.kind if self.kind == "synthetic" else _default_name(self)
         if not self.license:
@@ -122,25 +122,24 @@ def _default_name(config: SourceConfig) -> str:
 
 @dataclass
 class ImagesConfig:
-    max_pixels: int = 1_048_576  # larger images are scaled down to this many pixels, aspect ratio kept (0: never)
-    min_side: int = 8  # smaller images are rejected
-    max_source_pixels: int = 64_000_000  # decompression-bomb guard: checked from the header, before decoding
+    max_pixels: NonNegativeInt = 1_048_576  # larger images are scaled down to this many pixels, aspect ratio kept (0: never)
+    min_side: PositiveInt = 8  # smaller images are rejected
+    max_source_pixels: PositiveInt = 64_000_000  # decompression-bomb guard: checked from the header, before decoding
+    max_file_bytes: PositiveInt = 50_000_000  # a longer image file is rejected unread (image_file_too_large)
     formats: list[str] = field(default_factory=lambda: list(IMAGE_FORMATS))
     encode: Literal["auto", "png", "jpeg"] = "auto"  # re-encoding when changed; auto: JPEG stays JPEG, the rest PNG
-    jpeg_quality: int = 95
+    jpeg_quality: Annotated[int, Bounds(1, 100)] = 95
 
     def __post_init__(self):
-        if self.max_pixels < 0 or self.min_side < 1 or self.max_source_pixels < 1:
-            raise ConfigError("max_pixels >= 0, min_side >= 1 and max_source_pixels >= 1 are required")
         self.formats = [f.upper() for f in self.formats]
 
 
 @dataclass
 class ChecksConfig:
-    max_question_chars: int = 2000
-    max_answer_chars: int = 1000
-    max_turns: int = 32
-    max_choices: int = 8  # options are lettered A..H
+    max_question_chars: PositiveInt = 2000
+    max_answer_chars: PositiveInt = 1000
+    max_turns: PositiveInt = 32
+    max_choices: Annotated[int, Bounds(2, 8)] = 8  # options are lettered A..H
 
 
 @dataclass
@@ -148,9 +147,12 @@ class DedupConfig:
     exact: bool = True  # same image bytes and the same normalised questions
     near: bool = True  # perceptual image hash within `max_hamming` bits and fuzzy-equal questions
     max_hamming: int = 4
+    # near matches confirmed on pixels: mean absolute difference of 8x8 RGB thumbnails, 0..255
+    # (resized and JPEG-saved copies differ by under 3)
+    max_pixel_diff: Annotated[float, Bounds(0, 255)] = 8.0
     question_similarity: float = 95.0  # rapidfuzz token_sort_ratio, 0..100
     same_answers: bool = True  # near-duplicates must also have the same normalised answers
-    max_bucket: int = 2000  # larger hash buckets compare only neighbours in question order
+    max_bucket: PositiveInt = 2000  # larger hash buckets compare only neighbours in question order
 
     def __post_init__(self):
         if not 0 <= self.max_hamming <= 16 or not 0 <= self.question_similarity <= 100:

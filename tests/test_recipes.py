@@ -37,6 +37,14 @@ def test_every_recipe_loads(path, tmp_path):
         ("stages.think.sampling.n=true", "stages.think.sampling.n: expected an integer, got True"),
         ("runner.options=--flag", "runner.options: expected a list"),
         ("stages.think.sampling.temperature=0", "n=3 samples need temperature > 0"),
+        ("output.rows_per_shard=0", "output.rows_per_shard: must be >= 1, got 0"),  # looped forever writing empty files
+        ("teacher.batch_size=-2", "teacher.batch_size: must be >= 1, got -2"),
+        ("teacher.openai.max_concurrency=0", "teacher.openai.max_concurrency: must be >= 1"),
+        ("stages.think.sampling.max_tokens=0", "stages.think.sampling.max_tokens: must be >= 1"),
+        ("ingest.checks.max_choices=12", "ingest.checks.max_choices: must lie in [2, 8], got 12"),
+        ("ingest.images.max_file_bytes=0", "ingest.images.max_file_bytes: must be >= 1"),
+        ("output.max_failed_share=2", "output.max_failed_share: must lie in [0, 1], got 2"),
+        ("output=", "no value after '='"),  # silently reset the whole block to its defaults
     ],
 )
 def test_bad_values_fail_naming_the_key(override, message):
@@ -98,3 +106,30 @@ def test_the_paper_recipe_validates_here_and_refuses_to_run_without_its_data(tmp
     assert main(["run", "paper-coin", "--no-progress"]) == 2
     assert "data/llava/ocr_vqa.json does not exist" in capsys.readouterr().err
     assert not (tmp_path / "out" / "paper-coin").exists()  # nothing published
+
+
+def test_a_yaml_alias_bomb_is_refused_quickly_and_small(tmp_path):
+    """A few hundred bytes of nested aliases stand for 9**9 values; validating one used to run
+    past 1.7 GB."""
+    import resource
+    import time
+
+    levels = ["a: &a [x, x, x, x, x, x, x, x, x]"] + [
+        f"{chr(98 + i)}: &{chr(98 + i)} [{', '.join([f'*{chr(97 + i)}'] * 9)}]" for i in range(8)]
+    path = tmp_path / "bomb.yaml"
+    path.write_text("name: bomb\nteacher:\n  backend: openai\n  openai:\n    base_url: http://127.0.0.1:1/v1\n    extra_body:\n"
+                    + "".join(f"      {line}\n" for line in levels))
+    assert len(path.read_bytes()) < 1000
+    before, start = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, time.perf_counter()
+    with pytest.raises(ConfigError, match="expands to more than 100000 values"):
+        load_recipe(path)
+    assert time.perf_counter() - start < 5 and resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 200_000  # KiB
+    with pytest.raises(ConfigError, match="expands to more than"):
+        load_recipe("quickstart", ["teacher.openai.extra_body={" + ", ".join(levels) + "}"])  # the same bomb as an override
+
+
+def test_aliases_of_a_sensible_size_still_work(tmp_path):
+    path = tmp_path / "shared.yaml"
+    path.write_text("name: shared\nstages:\n  focus:\n    sampling: &s {max_tokens: 32, seed: 3}\n  statements:\n    sampling: *s\n")
+    r = load_recipe(path)
+    assert r.stages.focus.sampling.max_tokens == r.stages.statements.sampling.max_tokens == 32
