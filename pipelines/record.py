@@ -15,6 +15,8 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from pipelines.secrets import scrub
+
 # Which fields a source sets; everything else on a Record is written by the stages.
 SOURCE_FIELDS = ("id", "source", "license", "images", "turns", "facts", "origin")
 STATUSES = ("ok", "rejected", "failed")
@@ -25,7 +27,8 @@ class ImageData:
     """Encoded image bytes, kept as they came when no change was needed (PNG re-encoding
     costs milliseconds per image); `sha256` is of those bytes. `original_size` is the size
     of the image as the source had it, before any scaling; `phash` its 64-bit perceptual
-    hash (for near-duplicate detection)."""
+    hash and `thumb` its 8x8 RGB thumbnail (192 bytes; near-duplicate detection finds
+    candidates by the hash and confirms them on the thumbnail)."""
 
     bytes: bytes
     sha256: str
@@ -34,11 +37,12 @@ class ImageData:
     format: str  # "PNG", "JPEG", ...
     original_size: tuple[int, int] | None = None
     phash: int | None = None
+    thumb: bytes | None = None
 
     @classmethod
     def from_bytes(cls, data: bytes, width: int, height: int, format: str, original_size: tuple[int, int] | None = None,
-                   phash: int | None = None) -> "ImageData":
-        return cls(data, hashlib.sha256(data).hexdigest(), width, height, format, original_size or (width, height), phash)
+                   phash: int | None = None, thumb: bytes | None = None) -> "ImageData":
+        return cls(data, hashlib.sha256(data).hexdigest(), width, height, format, original_size or (width, height), phash, thumb)
 
 
 @dataclass(frozen=True)
@@ -121,7 +125,7 @@ class Record:
     injected: tuple[dict, ...] = ()  # oracle only: the mistakes it made on purpose
     status: str = "ok"
     reason: str | None = None
-    detail: str | None = None  # a human-readable explanation of `reason`
+    detail: str | None = None  # a human-readable explanation of `reason`, secrets scrubbed
 
     @property
     def extraction(self) -> str | None:
@@ -159,7 +163,7 @@ class Record:
     def _end(self, status: str, reason: str, detail: str | None) -> "Record":
         if self.status != "ok":
             raise ValueError(f"record {self.id} already ended as {self.status}: {self.reason}")
-        return dataclasses.replace(self, status=status, reason=reason, detail=detail)
+        return dataclasses.replace(self, status=status, reason=reason, detail=scrub(detail))
 
 
 def record_id(source: str, images: tuple[ImageData, ...], turns: tuple[Turn, ...]) -> str:

@@ -1,0 +1,61 @@
+"""The one scrubber for text that leaves the process: a record's detail (and so the rejected
+rows, the report and the card), error messages, log lines.
+
+What it removes: the values of environment variables that hold credentials (names with KEY,
+TOKEN, SECRET, PASSWORD or CREDENTIAL in them, and any variable a recipe names as holding a
+key: `register_env`), and whatever looks like one whatever its source: `Bearer ...`,
+`sk-...`, `hf_...`, and `api_key=...` / `"authorization": "..."` pairs. Servers echo request
+headers in error bodies, so an error text is never trusted to be clean.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+
+MASK = "***"
+_CREDENTIAL_NAME = re.compile(r"KEY|TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL", re.IGNORECASE)
+_PATTERNS = (
+    re.compile(r"(Bearer\s+)[^\s\"',;})\]]+", re.IGNORECASE),
+    re.compile(r"\b(sk-)[A-Za-z0-9_\-]{6,}"),
+    re.compile(r"\b(hf_)[A-Za-z0-9]{6,}"),
+    re.compile(r"((?:api[_-]?key|access[_-]?token|token|authorization|password|secret)[\"']?\s*[:=]\s*[\"']?"
+               r"(?:(?:Basic|Token|Digest)\s+)?)"
+               r"(?!Bearer\b)[^\s\"',;})\]]{4,}", re.IGNORECASE),
+)
+_NAMED: set[str] = set()  # variables a recipe names as holding a key (api_key_env)
+
+
+def register_env(name: str) -> None:
+    """Treat the value of environment variable `name` as a secret from now on."""
+    _NAMED.add(name)
+
+
+def secret_values() -> list[str]:
+    """The values to remove, longest first (a key that contains another is removed whole)."""
+    values = {v for k, v in os.environ.items() if (k in _NAMED or _CREDENTIAL_NAME.search(k)) and len(v) >= 8}
+    return sorted(values, key=len, reverse=True)
+
+
+def scrub(text: str | None) -> str | None:
+    """`text` with every secret replaced by ***."""
+    if not text:
+        return text
+    for value in secret_values():
+        text = text.replace(value, MASK)
+    for pattern in _PATTERNS:
+        text = pattern.sub(lambda m: m.group(1) + MASK, text)
+    return text
+
+
+class ScrubFilter(logging.Filter):
+    """A logging filter that scrubs each record's message (put it on handlers: a handler's
+    filters see every record that reaches it, a logger's only those logged on it)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        clean = scrub(message)
+        if clean != message:
+            record.msg, record.args = clean, None
+        return True
