@@ -1,8 +1,12 @@
 """A real HTTP server on loopback speaking the OpenAI chat-completions protocol, with faults
 on demand: a marker in the prompt, `[[KIND xN]]`, makes the first N attempts at that prompt
-fail with KIND (429, 500, timeout, malformed, empty, blank) and later ones succeed; `[[400]]` and
-`[[500 always]]` never succeed. `fault_rate` > 0 fails that share of all attempts at random
-(seeded), in kinds drawn evenly from RANDOM_KINDS. `capacity` > 0 serves at most that many
+fail with KIND and later ones succeed; `[[400]]` and `[[500 always]]` never succeed. Kinds:
+429, 500, timeout, malformed (a cut-off body), empty (no choices), blank (an empty text),
+drip (the reply one byte at a time, `drip_s` apart), wait (a 429 asking to Retry-After an
+hour), badutf8 (a body that is not UTF-8), badusage (token counts that are not numbers),
+huge (a valid reply padded to `huge_bytes`), echo (a 401 whose body quotes the request's
+Authorization header, as some gateways do). `fault_rate` > 0 fails that share of all attempts at random
+(seeded), in kinds drawn evenly from `random_kinds` (RANDOM_KINDS by default). `capacity` > 0 serves at most that many
 requests at once (the others queue), each taking `delay_s`: an endpoint of known throughput
 capacity / delay_s. It counts attempts and the most requests in flight at once."""
 
@@ -27,8 +31,10 @@ class _Server(ThreadingHTTPServer):
 
 class FaultServer:
     def __init__(self, answer: str = "The description settles it.\nAnswer: 4", hang_s: float = 2.0, delay_s: float = 0.0,
-                 fault_rate: float = 0.0, seed: int = 0, capacity: int = 0):
+                 fault_rate: float = 0.0, seed: int = 0, capacity: int = 0, drip_s: float = 0.2, huge_bytes: int = 2_000_000,
+                 random_kinds: tuple[str, ...] = RANDOM_KINDS):
         self.answer, self.hang_s, self.delay_s, self.fault_rate = answer, hang_s, delay_s, fault_rate
+        self.drip_s, self.huge_bytes, self.random_kinds = drip_s, huge_bytes, random_kinds
         self._rng = random.Random(seed)
         self.faults: Counter = Counter()  # kind -> attempts failed at random
         self.served = 0  # successful replies
@@ -97,7 +103,7 @@ class FaultServer:
             self.attempts[prompt] += 1
             attempt = self.attempts[prompt]
             chance = self._rng.random()
-            random_kind = self._rng.choice(RANDOM_KINDS) if chance < self.fault_rate else None
+            random_kind = self._rng.choice(self.random_kinds) if chance < self.fault_rate else None
             if random_kind:
                 self.faults[random_kind] += 1
         if self.delay_s:
@@ -110,6 +116,9 @@ class FaultServer:
         if random_kind or m:
             if kind == "400":
                 return self._send(handler, 400, {"error": {"message": "bad request"}})
+            if kind == "echo":
+                auth = handler.headers.get("Authorization", "")
+                return self._send(handler, 401, {"error": {"message": f"invalid credentials: {auth}", "key": auth.split()[-1]}})
             if always or attempt <= times:
                 if kind == "429":
                     return self._send(handler, 429, {"error": {"message": "slow down"}}, {"Retry-After": "0"})
@@ -130,6 +139,20 @@ class FaultServer:
                     return self._send(handler, 200, {"id": "x", "object": "chat.completion", "created": 0, "model": body["model"], "choices": []})
                 if kind == "blank":  # a well-formed reply with no text
                     return self._send(handler, 200, self._completion(body, ""))
+                if kind == "wait":
+                    return self._send(handler, 429, {"error": {"message": "come back later"}}, {"Retry-After": "3600"})
+                if kind == "drip":
+                    return self._drip(handler, json.dumps(self._completion(body, self.answer)).encode())
+                if kind == "badutf8":
+                    return self._send_raw(handler, 200, json.dumps(self._completion(body, "caf\u00e9")).encode().replace(b"\\u00e9", b"\xff\xfe"))
+                if kind == "badusage":
+                    completion = self._completion(body, self.answer)
+                    completion["usage"]["prompt_tokens"] = "lots"
+                    return self._send(handler, 200, completion)
+                if kind == "huge":
+                    completion = self._completion(body, self.answer)
+                    completion["padding"] = "x" * self.huge_bytes
+                    return self._send(handler, 200, completion)
         with self._lock:
             self.served += 1
         self._send(handler, 200, self._completion(body, self.answer))
@@ -142,8 +165,23 @@ class FaultServer:
             "usage": {"prompt_tokens": 11, "completion_tokens": 5 * n, "total_tokens": 11 + 5 * n},
         }
 
+    def _drip(self, handler, raw: bytes):
+        handler.send_response(200)
+        handler.send_header("Content-Type", "application/json")
+        handler.send_header("Content-Length", str(len(raw)))
+        handler.end_headers()
+        try:
+            for i in range(len(raw)):
+                handler.wfile.write(raw[i:i + 1])
+                handler.wfile.flush()
+                time.sleep(self.drip_s)
+        except OSError:  # the client gave up
+            pass
+
     def _send(self, handler, status, payload, headers=None):
-        raw = json.dumps(payload).encode()
+        self._send_raw(handler, status, json.dumps(payload).encode(), headers)
+
+    def _send_raw(self, handler, status, raw: bytes, headers=None):
         handler.send_response(status)
         handler.send_header("Content-Type", "application/json")
         handler.send_header("Content-Length", str(len(raw)))

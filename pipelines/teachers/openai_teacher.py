@@ -3,13 +3,18 @@ hosted APIs) through the official async client.
 
 Requests of a batch run concurrently, at most `max_concurrency` at a time, on one event
 loop that lives in a background thread for the life of the teacher (so connections are
-reused across batches). Each request has its own timeout and is retried with exponential
-backoff and jitter on 429, 5xx, timeouts, connection errors and malformed bodies, waiting
-as long as a `Retry-After` header asks. Other 4xx answers are not retried. After the last
-attempt the request's reply carries the error and the record fails; the batch goes on.
+reused across batches). Each attempt has a deadline (`timeout_s`, from sending the request
+to the last byte of the reply: a server that drips bytes cannot hold it) and a size limit
+(`max_response_bytes`, read as the bytes arrive). Attempts are retried with exponential
+backoff and jitter on 429, 5xx, timeouts, connection errors and malformed replies (a body
+that is cut off, too large, not UTF-8, not JSON, or whose fields have the wrong types),
+waiting as long as a `Retry-After` header asks but never longer than `backoff_max_s`.
+Other 4xx answers are not retried. After the last attempt the request's reply carries the
+error and the record fails; the batch goes on.
 
 The API key is read from the environment variable named in the recipe (`api_key_env`);
-it is never written to a file, a log or an error message.
+it is never written to a file, a log or an error message (error texts are scrubbed:
+servers may echo the Authorization header).
 """
 
 from __future__ import annotations
@@ -20,65 +25,132 @@ import logging
 import os
 import random
 import threading
-from typing import Sequence
+from typing import Any, Sequence
 
+import httpx2
 import openai
 
 from pipelines.record import TeacherOutput
 from pipelines.recipe import TeacherConfig
+from pipelines.secrets import register_env, scrub
 from pipelines.teachers.base import ChatRequest, TeacherReply, split_thinking
 
 log = logging.getLogger(__name__)
+
+
 class MalformedReply(ValueError):
     pass
 
 
-# Transient by nature: asking again may succeed. A cut-off body surfaces as a JSON error,
-# a body without choices or with only empty texts as MalformedReply; any other exception is
-# a bug and propagates.
+class ResponseTooLarge(openai.OpenAIError):
+    """Raised while a reply's bytes arrive (an OpenAIError, so the client passes it on as is)."""
+
+
+# Transient by nature: asking again may succeed. Any other exception is a bug and propagates.
 _RETRYABLE = (openai.RateLimitError, openai.InternalServerError, openai.APITimeoutError, openai.APIConnectionError,
-              openai.APIResponseValidationError, json.JSONDecodeError, MalformedReply)
+              openai.APIResponseValidationError, asyncio.TimeoutError, ResponseTooLarge, MalformedReply)
+
+
+class _CappedStream(httpx2.AsyncByteStream):
+    def __init__(self, inner, limit: int):
+        self._inner, self._limit = inner, limit
+
+    async def __aiter__(self):
+        total = 0
+        async for chunk in self._inner:
+            total += len(chunk)
+            if total > self._limit:
+                raise ResponseTooLarge(f"the reply is longer than max_response_bytes ({self._limit})")
+            yield chunk
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+
+class _CappedTransport(httpx2.AsyncBaseTransport):
+    """The default transport, with every response body cut off at `limit` bytes."""
+
+    def __init__(self, limit: int):
+        self._inner = httpx2.AsyncHTTPTransport(limits=httpx2.Limits(max_connections=1000, max_keepalive_connections=100))
+        self._limit = limit
+
+    async def handle_async_request(self, request):
+        response = await self._inner.handle_async_request(request)
+        length = response.headers.get("content-length", "")
+        if length.isdigit() and int(length) > self._limit:
+            await response.aclose()
+            raise ResponseTooLarge(f"the reply announces {length} bytes, more than max_response_bytes ({self._limit})")
+        response.stream = _CappedStream(response.stream, self._limit)
+        return response
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
 
 
 def _describe(error: BaseException) -> str:
     if isinstance(error, openai.APIStatusError):
         body = error.body.get("message", "") if isinstance(error.body, dict) else ""
         detail = f" ({str(body)[:200]})" if body and error.status_code < 500 else ""
-        return f"HTTP {error.status_code}: {type(error).__name__}{detail}"
-    if isinstance(error, openai.APITimeoutError):
+        return scrub(f"HTTP {error.status_code}: {type(error).__name__}{detail}")
+    if isinstance(error, (openai.APITimeoutError, asyncio.TimeoutError)):
         return "timeout"
     if isinstance(error, openai.APIConnectionError):
         return "connection error"
-    return f"{type(error).__name__}: {str(error)[:200]}"
+    return scrub(f"{type(error).__name__}: {str(error)[:200]}")
 
 
 def _retry_after(error: BaseException) -> float | None:
     response = getattr(error, "response", None)
     value = response.headers.get("retry-after") if response is not None else None
     try:
-        return float(value) if value is not None else None
+        return max(0.0, float(value)) if value is not None else None
     except ValueError:
         return None
 
 
-def parse_completion(response, n: int) -> TeacherReply:
-    """A chat completion as a reply; raises MalformedReply when it is not one."""
-    choices = getattr(response, "choices", None)
-    if not choices:
+def _tokens(usage: dict, name: str) -> int:
+    value = usage.get(name) or 0
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise MalformedReply(f"usage.{name} is {str(value)[:40]!r}, not a token count")
+    return value
+
+
+def _text(message: dict, name: str) -> str:
+    value = message.get(name)
+    if value is not None and not isinstance(value, str):
+        raise MalformedReply(f"message.{name} is a {type(value).__name__}, not text")
+    return value or ""
+
+
+def parse_completion(body: bytes | str | dict, n: int) -> TeacherReply:
+    """A chat completion (its JSON body, or the body parsed) as a reply; raises
+    MalformedReply for anything that is not one: invalid UTF-8 or JSON, missing choices,
+    fields of the wrong type, only empty texts."""
+    try:
+        data = body if isinstance(body, dict) else json.loads(body)
+    except ValueError as e:  # JSONDecodeError and UnicodeDecodeError
+        raise MalformedReply(f"the reply is not JSON: {type(e).__name__}") from None
+    choices = data.get("choices") if isinstance(data, dict) else None
+    if not isinstance(choices, list) or not choices:
         raise MalformedReply("the response has no choices")
-    usage = getattr(response, "usage", None)
-    prompt_tokens = int(getattr(usage, "prompt_tokens", 0) or 0)
-    completion_total = int(getattr(usage, "completion_tokens", 0) or 0)
+    usage = data.get("usage") or {}
+    if not isinstance(usage, dict):
+        raise MalformedReply("usage is not an object")
+    prompt_tokens, completion_total = _tokens(usage, "prompt_tokens"), _tokens(usage, "completion_tokens")
+    if not all(isinstance(c, dict) and isinstance(c.get("message"), dict) and isinstance(c.get("index", 0), int) for c in choices):
+        raise MalformedReply("a choice is not an object with a message")
     outputs = []
-    for choice in sorted(choices, key=lambda c: c.index)[:n]:
-        message = choice.message
-        text = message.content or ""
+    for choice in sorted(choices, key=lambda c: c.get("index", 0))[:n]:
+        message = choice["message"]
+        text = _text(message, "content")
         # vLLM's reasoning parsers return the thinking apart; otherwise split <think> tags.
-        thinking = getattr(message, "reasoning_content", None) or getattr(message, "reasoning", None) or ""
+        thinking = _text(message, "reasoning_content") or _text(message, "reasoning")
         if not thinking:
             thinking, text = split_thinking(text)
-        outputs.append(TeacherOutput(text.strip(), choice.finish_reason or "stop", prompt_tokens,
-                                     completion_total // max(len(choices), 1), thinking))
+        finish = choice.get("finish_reason") or "stop"
+        if not isinstance(finish, str):
+            raise MalformedReply("finish_reason is not text")
+        outputs.append(TeacherOutput(text.strip(), finish, prompt_tokens, completion_total // len(choices), thinking))
     if not any(o.text or o.thinking for o in outputs):  # an endpoint glitch, not an answer: ask again
         raise MalformedReply("every completion is empty")
     return TeacherReply(tuple(outputs))
@@ -92,6 +164,7 @@ class OpenAITeacher:
         self.model, self.revision = config.model, config.revision
         if not self.opts.base_url:
             raise ValueError("teacher.openai.base_url is required for the openai backend")
+        register_env(self.opts.api_key_env)
         key = os.environ.get(self.opts.api_key_env)
         if not key:
             log.warning("environment variable %s is not set; sending no API key", self.opts.api_key_env)
@@ -102,8 +175,9 @@ class OpenAITeacher:
         self._client = self._call(self._make_client())
 
     async def _make_client(self) -> openai.AsyncOpenAI:
+        http = openai.DefaultAsyncHttpxClient(transport=_CappedTransport(self.opts.max_response_bytes), timeout=self.opts.timeout_s)
         return openai.AsyncOpenAI(api_key=self._key, base_url=self.opts.base_url, max_retries=0,
-                                  timeout=self.opts.timeout_s)
+                                  timeout=self.opts.timeout_s, http_client=http)
 
     def _call(self, coroutine):
         return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result()
@@ -127,7 +201,7 @@ class OpenAITeacher:
         for attempt in range(self.opts.max_retries + 1):
             async with gate:
                 try:
-                    return parse_completion(await self._client.chat.completions.create(**body), s.n)
+                    return parse_completion(await asyncio.wait_for(self._attempt(body), self.opts.timeout_s), s.n)
                 except _RETRYABLE as e:
                     last = _describe(e)
                     wait = _retry_after(e)
@@ -135,8 +209,13 @@ class OpenAITeacher:
                     return TeacherReply(error=f"{_describe(e)} (not retried)")
             if attempt < self.opts.max_retries:
                 backoff = min(self.opts.backoff_max_s, self.opts.backoff_s * 2**attempt) * random.uniform(0.5, 1.5)
-                await asyncio.sleep(wait if wait is not None else backoff)
+                await asyncio.sleep(min(wait, self.opts.backoff_max_s) if wait is not None else backoff)
         return TeacherReply(error=f"{last} (after {self.opts.max_retries + 1} attempts)")
+
+    async def _attempt(self, body: dict[str, Any]) -> bytes:
+        """One request; the reply's raw bytes (read within max_response_bytes)."""
+        raw = await self._client.chat.completions.with_raw_response.create(**body)
+        return raw.http_response.content
 
     def close(self) -> None:
         if self._loop.is_running():

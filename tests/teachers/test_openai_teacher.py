@@ -97,3 +97,71 @@ def test_the_key_never_appears_in_replies_or_logs(server, monkeypatch, caplog):
 def test_a_missing_base_url_is_a_clear_error():
     with pytest.raises(ValueError, match="base_url is required"):
         OpenAITeacher(TeacherConfig(backend="openai", model="m"))
+
+
+def test_a_dripping_server_cannot_hold_an_attempt_past_its_deadline(monkeypatch):
+    """The reply arrives one byte every 0.2 s (some 60 s in all): each attempt ends at
+    timeout_s, not when the server stops."""
+    import time
+
+    dripping = FaultServer(drip_s=0.2)
+    try:
+        teacher = _teacher(dripping, monkeypatch, timeout_s=0.6, max_retries=1)
+        start = time.perf_counter()
+        (reply,) = teacher.generate([_req("slow [[drip always]]")])
+        assert time.perf_counter() - start < 3
+        assert reply.error == "timeout (after 2 attempts)"
+        teacher.close()
+    finally:
+        dripping.close()
+
+
+def test_retry_after_is_capped_at_backoff_max(server, monkeypatch):
+    import time
+
+    teacher = _teacher(server, monkeypatch, backoff_max_s=0.2)
+    start = time.perf_counter()
+    (reply,) = teacher.generate([_req("later [[wait x1]]")])  # the server asks for an hour
+    assert reply.error is None and time.perf_counter() - start < 2
+
+
+@pytest.mark.parametrize("kind, error", [("badutf8", "MalformedReply: the reply is not JSON: UnicodeDecodeError"),
+                                         ("badusage", "MalformedReply: usage.prompt_tokens is 'lots', not a token count"),
+                                         ("huge", "ResponseTooLarge: the reply announces")])
+def test_undecodable_mistyped_or_oversized_replies_are_malformed_then_retried(server, monkeypatch, kind, error):
+    teacher = _teacher(server, monkeypatch, max_retries=1, max_response_bytes=100_000)
+    (bad,) = teacher.generate([_req(f"q [[{kind} always]]")])
+    assert bad.error.startswith(error) and bad.error.endswith("(after 2 attempts)"), bad.error
+    (good,) = teacher.generate([_req(f"q [[{kind} x1]]")])
+    assert good.error is None and good.outputs[0].text.endswith("Answer: 4")
+    teacher.close()
+
+
+def test_an_oversized_reply_is_cut_off_as_it_arrives_without_a_length(server, monkeypatch):
+    """A body sent without Content-Length (chunked) is counted while it arrives."""
+    from pipelines.teachers.openai_teacher import ResponseTooLarge, _CappedStream
+
+    class Chunks:
+        async def __aiter__(self):
+            for _ in range(100):
+                yield b"x" * 1000
+
+        async def aclose(self):
+            pass
+
+    async def read():
+        return [c async for c in _CappedStream(Chunks(), 10_000)]
+
+    import asyncio
+
+    with pytest.raises(ResponseTooLarge, match="longer than max_response_bytes"):
+        asyncio.run(read())
+
+
+def test_a_server_echoing_the_key_in_an_error_leaves_no_trace_of_it(server, monkeypatch, caplog):
+    caplog.set_level(logging.DEBUG)
+    teacher = _teacher(server, monkeypatch)
+    (reply,) = teacher.generate([_req("who [[echo]]")])
+    assert reply.error == "HTTP 401: AuthenticationError (invalid credentials: Bearer ***) (not retried)"
+    assert SECRET not in caplog.text
+    teacher.close()
