@@ -17,8 +17,10 @@ pytestmark = pytest.mark.slow
 def engine(smollm2):
     from pipelines.teachers.vllm_teacher import VLLMTeacher
 
+    # vLLM's CPU worker gives the KV cache (share x the NUMA node's memory) minus its own RSS; the
+    # real model's float32 weights and torch take ~1.6 GB of that RSS, more than a 0.1 share of 8.6 GB
     config = TeacherConfig(backend="vllm", model=str(smollm2),
-                           vllm=VLLMOptions(dtype="float32", max_model_len=1024, gpu_memory_utilization=0.1))
+                           vllm=VLLMOptions(dtype="float32", max_model_len=1024, gpu_memory_utilization=0.3))
     teacher = VLLMTeacher(config)
     yield teacher
     teacher.close()
