@@ -8,6 +8,11 @@ written atomically (a temporary file renamed into place locally; a single PUT on
 stores), so a run killed mid-write leaves either the whole entry or none. Errors are never
 cached: a failed call is retried on the next run.
 
+A cache can never hurt a run: an entry that cannot be read or decoded, whose fields have
+the wrong types, that holds no completion or fewer than the request asked for, or that was
+stored under another key (each entry keeps its own) is a miss, and the fresh reply replaces
+it. A cache that cannot be written (read-only, full) warns once; the run goes on without it.
+
 `root` is a local path or any fsspec URL (`gs://`, `s3://`, `memory://`, ...).
 """
 
@@ -16,7 +21,9 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import logging
 import os
+import shutil
 import tempfile
 import uuid
 
@@ -26,6 +33,10 @@ from pipelines.config import to_plain
 from pipelines.record import TeacherOutput
 from pipelines.recipe import TeacherConfig
 from pipelines.teachers.base import ChatRequest, TeacherReply
+
+log = logging.getLogger(__name__)
+MAX_ENTRY_BYTES = 64 << 20  # no real reply comes near; a larger file is not an entry
+_WARNED: set[str] = set()  # caches found unwritable in this process (warned about once)
 
 # Settings that change how fast a teacher answers, never what it answers.
 _NOT_IN_KEY = {"batch_size"}
@@ -52,14 +63,33 @@ def request_key(identity: dict, request: ChatRequest) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
-def _encode(reply: TeacherReply) -> str:
+_OUTPUT_TYPES = {f.name: f.type for f in dataclasses.fields(TeacherOutput)}
+_TYPES = {"str": str, "int": int}
+
+
+def _encode(key: str, reply: TeacherReply) -> str:
     outputs = [dataclasses.asdict(o) for o in reply.outputs]
-    return json.dumps({"outputs": outputs, "meta": reply.meta}, ensure_ascii=False)
+    return json.dumps({"key": key, "outputs": outputs, "meta": reply.meta}, ensure_ascii=False)
 
 
-def _decode(text: str) -> TeacherReply:
-    data = json.loads(text)
-    return TeacherReply(tuple(TeacherOutput(**o) for o in data["outputs"]), None, data["meta"])
+def _decode(key: str, raw: bytes, n: int) -> TeacherReply | None:
+    """The reply stored in `raw`, or None when it is not a whole, well-typed entry of `key`
+    with at least `n` completions."""
+    try:
+        data = json.loads(raw.decode("utf-8"))
+    except ValueError:  # UnicodeDecodeError, JSONDecodeError
+        return None
+    if not isinstance(data, dict) or data.get("key") != key or not isinstance(data.get("meta"), dict):
+        return None
+    outputs = data.get("outputs")
+    if not isinstance(outputs, list) or len(outputs) < max(n, 1):
+        return None
+    for o in outputs:
+        if not isinstance(o, dict) or set(o) != set(_OUTPUT_TYPES):
+            return None
+        if not all(isinstance(o[name], _TYPES[t]) and not isinstance(o[name], bool) for name, t in _OUTPUT_TYPES.items()):
+            return None
+    return TeacherReply(tuple(TeacherOutput(**o) for o in outputs), None, data["meta"])
 
 
 class ReplyCache:
@@ -67,37 +97,55 @@ class ReplyCache:
         self.root = root.rstrip("/")
         self.fs, self._base = fsspec.core.url_to_fs(self.root)
         self._local = "file" in (self.fs.protocol if isinstance(self.fs.protocol, tuple) else (self.fs.protocol,))
+        self.writable = True  # False after the first write that failed
 
     def _path(self, key: str) -> str:
         return f"{self._base}/{key[:2]}/{key}.json"
 
-    def get(self, key: str) -> TeacherReply | None:
-        path = self._path(key)
+    def get(self, key: str, n: int = 1) -> TeacherReply | None:
+        """The stored reply of `key` with at least `n` completions, or None (a miss)."""
         try:
-            with self.fs.open(path, "r", encoding="utf-8") as f:
-                return _decode(f.read())
-        except FileNotFoundError:
+            with self.fs.open(self._path(key), "rb") as f:
+                raw = f.read(MAX_ENTRY_BYTES + 1)
+        except (OSError, ValueError):  # absent, a folder, unreadable
             return None
-        except (json.JSONDecodeError, KeyError, TypeError):
-            return None  # unreadable entry: treat as a miss; the next put replaces it
+        return _decode(key, raw, n) if len(raw) <= MAX_ENTRY_BYTES else None
 
     def has(self, key: str) -> bool:
-        return self.fs.exists(self._path(key))
+        """Whether an entry exists (without reading it: `get` still decides whether it serves)."""
+        return self.fs.isfile(self._path(key))
 
     def put(self, key: str, reply: TeacherReply) -> None:
-        if reply.error or not reply.outputs:
+        if reply.error or not reply.outputs or not self.writable:
             return
-        path, data = self._path(key), _encode(reply)
-        if self._local:
-            directory = os.path.dirname(path)
-            os.makedirs(directory, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{key[:8]}-", suffix=".tmp")
+        path, data = self._path(key), _encode(key, reply)
+        try:
+            if self._local:
+                self._put_local(key, path, data)
+            else:
+                self.fs.makedirs(os.path.dirname(path), exist_ok=True)
+                tmp = f"{path}.{uuid.uuid4().hex[:8]}.tmp"
+                with self.fs.open(tmp, "w", encoding="utf-8") as f:
+                    f.write(data)
+                self.fs.mv(tmp, path)
+        except OSError as e:
+            self.writable = False
+            if self.root in _WARNED:
+                return
+            _WARNED.add(self.root)
+            log.warning("the reply cache at %s cannot be written (%s: %s); the run goes on without storing replies",
+                        self.root, type(e).__name__, e.strerror or e)
+
+    def _put_local(self, key: str, path: str, data: str) -> None:
+        directory = os.path.dirname(path)
+        os.makedirs(directory, exist_ok=True)
+        if os.path.isdir(path) and not os.path.islink(path):  # something else took the entry's name
+            shutil.rmtree(path)
+        fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{key[:8]}-", suffix=".tmp")
+        try:
             with os.fdopen(fd, "w", encoding="utf-8") as f:
                 f.write(data)
             os.replace(tmp, path)  # atomic on POSIX: readers see all of it or nothing
-        else:
-            self.fs.makedirs(os.path.dirname(path), exist_ok=True)
-            tmp = f"{path}.{uuid.uuid4().hex[:8]}.tmp"
-            with self.fs.open(tmp, "w", encoding="utf-8") as f:
-                f.write(data)
-            self.fs.mv(tmp, path)
+        except BaseException:
+            os.unlink(tmp)
+            raise

@@ -43,6 +43,70 @@ def test_a_damaged_entry_is_a_miss(tmp_path):
     assert cache.get("ef" * 32) is None
 
 
+GOOD = TeacherReply((TeacherOutput("a", "stop", 3, 1), TeacherOutput("b", "stop", 3, 1)))
+
+
+def _entry(key, outputs=None, **extra):
+    outputs = [{"text": "a", "finish_reason": "stop", "prompt_tokens": 3, "completion_tokens": 1, "thinking": ""}] if outputs is None else outputs
+    return json.dumps({"key": key, "outputs": outputs, "meta": {}, **extra})
+
+
+@pytest.mark.parametrize("damage", [
+    lambda path, key: path.write_bytes(b'{"key": "' + key.encode() + b'", "outputs": [{"text": "\xff\xfe"}]}'),  # not UTF-8
+    lambda path, key: path.mkdir(),  # a folder took the entry's name
+    lambda path, key: path.write_text(_entry(key, [{"text": 3, "finish_reason": "stop", "prompt_tokens": 3,
+                                                    "completion_tokens": 1, "thinking": ""}])),  # a number for a text
+    lambda path, key: path.write_text(_entry(key, [{"text": "a", "finish_reason": "stop", "prompt_tokens": "many",
+                                                    "completion_tokens": 1, "thinking": ""}])),
+    lambda path, key: path.write_text(_entry(key, [])),  # no completion: a failure, never a hit
+    lambda path, key: path.write_text(_entry("0" * 64)),  # another call's reply under this name
+    lambda path, key: path.write_text(json.dumps(["not", "an", "entry"])),
+    lambda path, key: path.write_text(_entry(key, meta=None)),
+], ids=["not-utf8", "folder", "text-type", "token-type", "empty", "other-key", "list", "meta-type"])
+def test_any_unusable_entry_is_a_miss_and_is_overwritten(tmp_path, damage):
+    cache, key = ReplyCache(str(tmp_path)), "ab" * 32
+    path = tmp_path / "ab" / f"{key}.json"
+    path.parent.mkdir()
+    damage(path, key)
+    assert cache.get(key) is None
+    cache.put(key, GOOD)
+    assert cache.get(key, 2) == GOOD
+
+
+def test_an_entry_with_fewer_completions_than_asked_is_a_miss(tmp_path):
+    cache, key = ReplyCache(str(tmp_path)), "cd" * 32
+    cache.put(key, GOOD)
+    assert cache.get(key, 2) == GOOD and cache.get(key, 3) is None
+
+
+def test_a_cache_that_cannot_be_written_warns_once_and_the_run_goes_on(tmp_path, caplog):
+    blocked = tmp_path / "a-file"
+    blocked.write_text("not a folder")  # no folder can be made under it, even by root
+    recipe = load_recipe("quickstart", ["sources.0.synthetic.num_records=6", "sources.0.synthetic.image_size=64",
+                                        f"output.dir={tmp_path / 'out'}", f"cache.dir={blocked / 'cache'}"])
+    outcome = run(recipe)
+    assert outcome.funnel["in"] == 6 and outcome.funnel["teacher_requests"] > 0
+    warnings = [r for r in caplog.records if "cannot be written" in r.getMessage()]
+    assert len(warnings) == 1 and "goes on without storing replies" in warnings[0].getMessage()
+
+
+def test_a_rerun_over_a_damaged_cache_calls_again_only_for_the_damaged_entries(tmp_path):
+    args = ["sources.0.synthetic.num_records=10", "sources.0.synthetic.image_size=64", f"cache.dir={tmp_path / 'cache'}"]
+    first = run(load_recipe("quickstart", [*args, f"output.dir={tmp_path / 'a'}"]))
+    entries = sorted((tmp_path / "cache").rglob("*.json"))
+    for i, entry in enumerate(entries[:12]):
+        if i % 3 == 0:
+            entry.write_bytes(b"\xff" * 10)
+        elif i % 3 == 1:
+            entry.write_text(_entry(entry.stem, []))
+        else:
+            entry.unlink()
+            entry.mkdir()
+    second = run(load_recipe("quickstart", [*args, f"output.dir={tmp_path / 'b'}"]))
+    assert second.funnel["teacher_requests"] == 12
+    assert _rows(first.out_dir) == _rows(second.out_dir)
+
+
 def test_fsspec_urls_work(tmp_path):
     cache = ReplyCache("memory://extract-think-test")
     reply = TeacherReply((TeacherOutput("x", "stop"),))
@@ -67,6 +131,7 @@ def _recipe(tmp_path, model, n=6, out="out"):
         f"teacher.model={model}", "teacher.batch_size=2", "stages.think.sampling.n=1",
         *(f"stages.{s}.sampling.max_tokens=6" for s in ("statements", "focus", "extraction", "think")),
         f"output.dir={tmp_path / out}", f"cache.dir={tmp_path / 'cache'}",
+        "output.min_kept=0",  # a random tiny model's records are all rejected; the run still publishes them
     ])
 
 

@@ -77,7 +77,7 @@ class TeacherModelHandler(ModelHandler[list[ChatRequest], list[TeacherReply], La
         if self._cache_dir and self._cache is None:
             self._cache = ReplyCache(self._cache_dir)
         keys = [request_key(self._identity, r) for r in requests] if self._cache else []
-        replies: list[TeacherReply | None] = [self._cache.get(k) for k in keys] if self._cache else [None] * len(requests)
+        replies: list[TeacherReply | None] = [self._cache.get(k, r.sampling.n) for k, r in zip(keys, requests)] if self._cache else [None] * len(requests)
         missing = [i for i, r in enumerate(replies) if r is None]
         if self._cache:  # the same call twice in one batch is paid once
             first: dict[str, int] = {}
