@@ -33,12 +33,21 @@ INSTRUCTIONS = (
 )
 
 
+def _valid(text: str, field: str) -> str:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as e:
+        raise Problem("text_invalid", f"the {field} holds a character that is not valid Unicode at position {e.start} "
+                                      "(a lone surrogate)") from None
+    return text
+
+
 def _text(value: Any, field: str, problem_if_missing: str) -> str:
     if value is None:
         raise Problem(problem_if_missing, f"the {field} is missing")
     if isinstance(value, bool) or not isinstance(value, (str, int, float)):
-        raise Problem("field_wrong_type", f"the {field} is a {type(value).__name__}, not text: {str(value)[:80]!r}")
-    return str(value).strip()
+        raise Problem("field_wrong_type", f"the {field} is a {type(value).__name__}, not text")
+    return _valid(str(value), field).strip()
 
 
 def _answer_value(value: Any) -> Any:
@@ -55,7 +64,7 @@ def _choices(value: Any, config: ChecksConfig) -> tuple[str, ...]:
         raise Problem("choices_invalid", f"choices must be a list, got a {type(value).__name__}")
     if not all(isinstance(c, (str, int, float)) and not isinstance(c, bool) for c in value):
         raise Problem("choices_invalid", "every choice must be text")
-    choices = tuple(str(c).strip() for c in value)
+    choices = tuple(_valid(str(c), "choices").strip() for c in value)
     if len(choices) == 0:
         return ()
     if not 2 <= len(choices) <= config.max_choices:
@@ -131,12 +140,12 @@ def conversation_turns(conversation: Any, config: ChecksConfig) -> tuple[list[Tu
     messages = []
     for i, m in enumerate(conversation):
         if not isinstance(m, dict) or not isinstance(m.get("value"), str) or not isinstance(m.get("from"), str):
-            raise Problem("conversation_malformed", f"message {i} is not a {{from, value}} pair of strings: {str(m)[:80]!r}")
+            raise Problem("conversation_malformed", f"message {i} is not a {{from, value}} pair of strings")
         role = m["from"].lower()
         if role == "system":
             continue
         if role not in HUMAN | GPT:
-            raise Problem("conversation_malformed", f"message {i} comes from {m['from']!r}; expected human or gpt")
+            raise Problem("conversation_malformed", f"message {i} comes from {m['from'][:40]!r}; expected human or gpt")
         messages.append((role in HUMAN, m["value"]))
     if not messages:
         raise Problem("conversation_empty", "the conversation has no messages")

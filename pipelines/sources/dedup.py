@@ -1,8 +1,10 @@
 """Deduplication of records before any teacher sees them.
 
 - exact: the same image bytes and the same normalised questions;
-- near: perceptual image hashes within `max_hamming` bits *and* questions that fuzzy-match
-  (rapidfuzz token_sort_ratio >= `question_similarity`) *and* (with `same_answers`) the same
+- near: perceptual image hashes within `max_hamming` bits, confirmed on pixels (8x8 RGB
+  thumbnails within `max_pixel_diff` on average: every flat image hashes alike, a grey one
+  and a red one do not look alike), *and* questions that fuzzy-match (rapidfuzz
+  token_sort_ratio >= `question_similarity`) *and* (with `same_answers`) the same
   normalised answers: a re-encoded or resized copy teaching the same thing. Two photos of
   different signs can hash alike; their different answers keep them apart.
 - synthetic scenes know their ground truth: they are duplicates when their facts and
@@ -12,7 +14,10 @@ Near-duplicate candidates are found by banding: the 64-bit hash is cut into max_
 bands, and two hashes within max_hamming bits agree on at least one band exactly
 (pigeonhole), so only records sharing a band are compared. Pairs are joined into groups
 (union-find); each group keeps its smallest id, which does not depend on the order records
-arrive in, and every other member is rejected with a reason that names the kept record.
+arrive in, and every other member is rejected with a reason that names the record that goes
+on to the teacher (what then becomes of that one is its own row's story). Exact copies are
+removed first; when the record an exact copy names is itself a near duplicate, the detail
+says so and names the one that goes on.
 
 Only small `Signature`s are grouped. In a run they come from a second read of the sources,
 and the records themselves pass through untouched but for the mark (see `Deduplicate`): a
@@ -35,6 +40,7 @@ from rapidfuzz import fuzz
 from filters.answers import normalise_text
 from pipelines.record import Record
 from pipelines.source_config import DedupConfig, SourceConfig
+from pipelines.sources.images import pixel_difference
 from pipelines.sources.synthetic import make_record, sketch_record
 
 NEIGHBOURS = 50  # in a bucket over max_bucket, how many question-order neighbours to compare
@@ -77,14 +83,16 @@ class Signature:
     name: str
     exact: str
     phash: int | None  # None: not near-matched (no image, or a ground-truth source)
+    thumb: bytes | None  # 8x8 RGB: confirms a near match on pixels
     questions: str
     answers: str
     scene: tuple[int, int] | None = None  # (source number, scene number) of a sketch
 
 
 def signature(record: Record) -> Signature:
-    ph = record.images[0].phash if record.images and record.facts is None else None
-    return Signature((record.id, record.origin), _name(record), exact_key(record), ph, questions_key(record), answers_key(record))
+    image = record.images[0] if record.images and record.facts is None else None
+    ph, thumb = (image.phash, image.thumb) if image is not None else (None, None)
+    return Signature((record.id, record.origin), _name(record), exact_key(record), ph, thumb, questions_key(record), answers_key(record))
 
 
 def sketch_signature(source_number: int, index: int, config: SourceConfig) -> Signature:
@@ -109,7 +117,7 @@ def _keep_first(group, sources: Sequence[SourceConfig] = ()):
     ordered = sorted(sigs, key=lambda s: s.handle)
     yield ordered[0]
     for s in ordered[1:]:
-        yield beam.pvalue.TaggedOutput("marks", (s.handle, ("duplicate", f"same image bytes and question as {ordered[0].name}, which is kept")))
+        yield beam.pvalue.TaggedOutput("copies", (s.handle, ordered[0]))
 
 
 def _bands(sig: Signature, bands: int):
@@ -129,7 +137,7 @@ def _similar_pairs(group, config: DedupConfig):
     for i, a in enumerate(sigs):
         for b in sigs[i + 1: i + 1 + window]:
             if a.handle != b.handle and bin(a.phash ^ b.phash).count("1") <= config.max_hamming and \
-                    (not config.same_answers or a.answers == b.answers) and \
+                    (not config.same_answers or a.answers == b.answers) and _look_alike(a, b, config) and \
                     fuzz.token_sort_ratio(a.questions, b.questions) >= config.question_similarity:
                 yield (a, b) if a.handle < b.handle else (b, a)
 
@@ -155,9 +163,27 @@ def groups_of(pairs) -> dict:
     return {x: (find(x), names[find(x)]) for x in list(parent) if find(x) != x}
 
 
+def _look_alike(a: Signature, b: Signature, config: DedupConfig) -> bool:
+    return a.thumb is None or b.thumb is None or pixel_difference(a.thumb, b.thumb) <= config.max_pixel_diff
+
+
+def _goes_on(name: str) -> str:
+    return f"only {name} goes on to the teacher"
+
+
 def _near_marks(groups: dict):
     for handle, (_, kept_name) in groups.items():
-        yield handle, ("near_duplicate", f"near-duplicate image and question of {kept_name}, which is kept")
+        yield handle, ("near_duplicate", f"near-duplicate image and questions of {kept_name}; {_goes_on(kept_name)}")
+
+
+def _copy_mark(copy, groups: dict):
+    """An exact copy's mark, naming what became of the record it copies."""
+    handle, original = copy
+    detail = f"a copy of {original.name} (same image bytes and questions)"
+    if original.handle in groups:
+        _, kept_name = groups[original.handle]
+        return handle, ("duplicate", f"{detail}, which is itself a near duplicate of {kept_name}; {_goes_on(kept_name)}")
+    return handle, ("duplicate", f"{detail}; {_goes_on(original.name)}")
 
 
 class DuplicateMarks(beam.PTransform):
@@ -172,22 +198,26 @@ class DuplicateMarks(beam.PTransform):
 
     def expand(self, sigs):
         c = self._config
-        marks = []
+        copies = None
         if c.exact:
             split = (sigs
                      | "ExactKey" >> beam.Map(lambda s: (s.exact, s))
                      | "SameContent" >> beam.GroupByKey()
-                     | "KeepFirst" >> beam.FlatMap(_keep_first, self._sources).with_outputs("marks", main="kept"))
-            sigs, marks = split.kept, [split.marks]
-        if c.near:
-            marks.append(sigs
-                         | "Bands" >> beam.FlatMap(_bands, c.max_hamming + 1)
-                         | "SameBand" >> beam.GroupByKey()
-                         | "SimilarPairs" >> beam.FlatMap(_similar_pairs, c)
-                         | "Groups" >> beam.CombineGlobally(beam.combiners.ToListCombineFn())
-                         | "Join" >> beam.Map(groups_of)
-                         | "NearMarks" >> beam.FlatMap(_near_marks))
-        return marks[0] if len(marks) == 1 else marks | "AllMarks" >> beam.Flatten()
+                     | "KeepFirst" >> beam.FlatMap(_keep_first, self._sources).with_outputs("copies", main="kept"))
+            sigs, copies = split.kept, split.copies
+        if not c.near:
+            return copies | "CopyMarks" >> beam.Map(_copy_mark, {})
+        groups = (sigs
+                  | "Bands" >> beam.FlatMap(_bands, c.max_hamming + 1)
+                  | "SameBand" >> beam.GroupByKey()
+                  | "SimilarPairs" >> beam.FlatMap(_similar_pairs, c)
+                  | "Groups" >> beam.CombineGlobally(beam.combiners.ToListCombineFn())
+                  | "Join" >> beam.Map(groups_of))
+        near = groups | "NearMarks" >> beam.FlatMap(_near_marks)
+        if copies is None:
+            return near
+        exact = copies | "CopyMarks" >> beam.Map(_copy_mark, beam.pvalue.AsSingleton(groups))
+        return (exact, near) | "AllMarks" >> beam.Flatten()
 
 
 def _mark(record: Record, marks: dict) -> Record:

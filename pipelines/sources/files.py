@@ -14,7 +14,7 @@ import fsspec
 
 from pipelines.config import ConfigError
 from pipelines.source_config import Columns, SourceConfig
-from pipelines.sources.ingest import RawItem
+from pipelines.sources.ingest import RawItem, access_for
 
 
 def parent(path: str) -> str:
@@ -28,19 +28,30 @@ def require_file(path: str, what: str) -> None:
 
 
 def _json_entries(path: str) -> Iterator[tuple[int, Any, str | None]]:
-    """(index, entry, parse error) for a JSON list or a JSON-lines file."""
-    with fsspec.open(path, "rt", encoding="utf-8") as f:
+    """(index, entry, parse error) for a JSON list or a JSON-lines file. A line that is not
+    UTF-8 or not JSON is one error; a JSON list that cannot be parsed is one error for the
+    whole file (index -1): no entry of it can be told apart."""
+    with fsspec.open(path, "rb") as f:
         head = f.read(4096)
         f.seek(0)
-        if head.lstrip().startswith("["):
+        if head.lstrip().startswith(b"["):
             try:
-                entries = json.load(f)
+                entries = json.loads(f.read().decode("utf-8"))
+            except UnicodeDecodeError as e:
+                yield -1, None, f"{path} is not UTF-8 (byte {e.start})"
+                return
             except json.JSONDecodeError as e:
-                raise ValueError(f"{path} is not valid JSON: {e}") from None
-            for i, entry in enumerate(entries):
+                yield -1, None, f"{path} is not valid JSON: {e.msg} at line {e.lineno} column {e.colno}"
+                return
+            for i, entry in enumerate(entries if isinstance(entries, list) else [entries]):
                 yield i, entry, None
             return
-        for i, line in enumerate(f):
+        for i, raw in enumerate(f):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                yield i, None, f"line {i + 1} is not UTF-8 (byte {e.start})"
+                continue
             if not line.strip():
                 continue
             try:
@@ -62,28 +73,28 @@ def read_llava(config: SourceConfig) -> Iterator[RawItem]:
     """One RawItem per entry: `{"id", "image": path or [paths], "conversations": [...]}`.
     An entry without an image becomes a `no_image` row (the paper had to skip those)."""
     cfg = config.llava
-    root = cfg.image_root or parent(cfg.json)
+    access = access_for(config, cfg.image_root or parent(cfg.json))
     name = cfg.json.rstrip("/").rsplit("/", 1)[-1]
     count = 0
     for i, entry, error in _json_entries(cfg.json):
         if config.limit is not None and count >= config.limit:
             return
         count += 1
-        origin = f"{name}#{i}"
+        origin = f"{name}#{i}" if i >= 0 else name
         if error:
-            yield RawItem(config.name, config.license, origin, problem=("entry_malformed", error))
+            yield RawItem(config.name, config.license, origin, problem=("entry_malformed" if i >= 0 else "file_malformed", error))
             continue
         if not isinstance(entry, dict):
             yield RawItem(config.name, config.license, origin, problem=("entry_malformed", f"entry is a {type(entry).__name__}, not an object"))
             continue
         if "id" in entry:
-            origin += f" (id {entry['id']})"
+            origin += f" (id {str(entry['id'])[:100]})"
         if "conversations" not in entry:
             yield RawItem(config.name, config.license, origin, problem=("conversation_missing", "the entry has no `conversations`"))
             continue
         image = entry.get("image")
         images = tuple(image) if isinstance(image, list) else (image,) if image is not None else ()
-        yield RawItem(config.name, config.license, origin, {"conversations": entry["conversations"]}, images, root)
+        yield RawItem(config.name, config.license, origin, {"conversations": entry["conversations"]}, images, access)
 
 
 def imagefolder_dir(config: SourceConfig) -> str:
@@ -98,22 +109,23 @@ def read_imagefolder(config: SourceConfig) -> Iterator[RawItem]:
     cfg = config.imagefolder
     folder = imagefolder_dir(config)
     path = f"{folder}/metadata.jsonl"
+    access = access_for(config, folder)
     count = 0
     for i, row, error in _json_entries(path):
         if config.limit is not None and count >= config.limit:
             return
         count += 1
-        origin = f"metadata.jsonl line {i + 1}"
+        origin = f"metadata.jsonl line {i + 1}" if i >= 0 else "metadata.jsonl"
         if error or not isinstance(row, dict):
             detail = error or f"line {i + 1} is a {type(row).__name__}, not an object"
-            yield RawItem(config.name, config.license, origin, problem=("metadata_malformed", detail))
+            yield RawItem(config.name, config.license, origin, problem=("metadata_malformed" if i >= 0 else "file_malformed", detail))
             continue
         file_name = row.get(cfg.columns.image)
         if not isinstance(file_name, str) or not file_name.strip():
             yield RawItem(config.name, config.license, origin, problem=("image_reference_missing", f"the row has no `{cfg.columns.image}`"))
             continue
-        origin += f" ({file_name})"
-        yield RawItem(config.name, config.license, origin, mapped_fields(row, cfg.columns), (file_name,), folder)
+        origin += f" ({file_name[:200]})"
+        yield RawItem(config.name, config.license, origin, mapped_fields(row, cfg.columns), (file_name,), access)
 
 
 def check_files(config: SourceConfig) -> None:

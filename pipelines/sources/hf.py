@@ -19,7 +19,8 @@ import datasets
 from pipelines.config import ConfigError
 from pipelines.source_config import HFSource, SourceConfig
 from pipelines.sources.files import mapped_fields, parent
-from pipelines.sources.ingest import RawItem
+from pipelines.sources.access import ImageAccess
+from pipelines.sources.ingest import RawItem, access_for
 
 BUILDERS = {".parquet": "parquet", ".arrow": "arrow", ".json": "json", ".jsonl": "json", ".csv": "csv"}
 ROWS_PER_SHARD = 1000
@@ -62,12 +63,17 @@ def open_dataset(cfg: HFSource, limit: int | None):
     return ds
 
 
-def _root(cfg: HFSource) -> str:
-    if cfg.image_root:
-        return cfg.image_root
+def _access(config: SourceConfig) -> ImageAccess:
+    """Image paths of a local set resolve in its folder (or image_root); those of a Hub set
+    may also point into the caches `datasets` and `huggingface_hub` download to."""
+    cfg = config.hf
     if os.path.isfile(cfg.path):
-        return parent(cfg.path)
-    return cfg.path if os.path.isdir(cfg.path) else ""
+        return access_for(config, cfg.image_root or parent(cfg.path))
+    if os.path.isdir(cfg.path):
+        return access_for(config, cfg.image_root or cfg.path)
+    from huggingface_hub import constants
+
+    return access_for(config, cfg.image_root, (str(datasets.config.HF_DATASETS_CACHE), constants.HF_HUB_CACHE))
 
 
 def shard_count(config: SourceConfig) -> int:
@@ -96,10 +102,15 @@ class ReadShard(beam.DoFn):
             piece = self._ds.shard(self._shards, index, contiguous=True)
             n = len(self._ds)  # where `shard(contiguous=True)` starts piece `index`
             offset = n // self._shards * index + min(index, n % self._shards)
-        root = _root(cfg)
+        access = _access(self._config)
         for j, row in enumerate(piece):
             where = f"shard {index} row {j}" if offset is None else f"row {offset + j}"
-            origin = f"{cfg.path}:{cfg.split} {where}" + (f" (id {row.get(c.id)})" if c.id and row.get(c.id) is not None else "")
-            image = row.get(c.image)
-            images = tuple(image) if isinstance(image, list) else (image,) if image is not None else ()
-            yield RawItem(self._config.name, self._config.license, origin, mapped_fields(row, c), images, root)
+            origin = f"{cfg.path}:{cfg.split} {where}"
+            try:
+                if c.id and row.get(c.id) is not None:
+                    origin += f" (id {str(row.get(c.id))[:100]})"
+                image = row.get(c.image)
+                images = tuple(image) if isinstance(image, list) else (image,) if image is not None else ()
+                yield RawItem(self._config.name, self._config.license, origin, mapped_fields(row, c), images, access)
+            except Exception as e:  # noqa: BLE001 - one odd row ends as one rejected row
+                yield RawItem(self._config.name, self._config.license, origin, problem=("row_malformed", f"{type(e).__name__}"))

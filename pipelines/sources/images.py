@@ -7,7 +7,8 @@ and normalise the rest to RGB within a pixel budget.
   a square hurts text-heavy images); the original size stays on the record;
 - the size in the header is checked against `max_source_pixels` *before* decoding, so a
   decompression bomb costs nothing;
-- an image that needs no change keeps its original bytes (re-encoding costs milliseconds).
+- an image that needs no change keeps its original bytes (re-encoding costs milliseconds),
+  unless its file carries more than the image (`only_image`).
 """
 
 from __future__ import annotations
@@ -58,6 +59,18 @@ def phash(image: Image.Image) -> int:
     return int(sum(1 << i for i, b in enumerate(bits) if b))
 
 
+def thumbnail(image: Image.Image) -> bytes:
+    """8x8 RGB thumbnail (box-averaged, 192 bytes): what two images look like at a glance."""
+    return image.convert("RGB").resize((8, 8), Image.Resampling.BOX).tobytes()
+
+
+def pixel_difference(a: bytes, b: bytes) -> float:
+    """Mean absolute difference of two thumbnails, 0..255. Copies (resized, saved as JPEG
+    at quality 50-80) differ by under 3; two flat images of different colours by the
+    difference of their colours."""
+    return float(np.abs(np.frombuffer(a, np.uint8).astype(np.int16) - np.frombuffer(b, np.uint8)).mean())
+
+
 def _to_rgb(im: Image.Image) -> Image.Image:
     if im.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
         a = np.asarray(im, dtype=np.float64)
@@ -81,6 +94,15 @@ def _fit(size: tuple[int, int], max_pixels: int) -> tuple[int, int]:
     return max(1, int(w * scale)), max(1, int(h * scale))
 
 
+def only_image(data: bytes, fmt: str, width: int, height: int) -> bool:
+    """Whether a PNG or JPEG file holds its image and little else, so that its bytes can be
+    kept as they are: it ends where its format ends (IEND, EOI) and is no larger than the raw
+    pixels plus room for headers. Anything appended or stuffed into side chunks (text,
+    another file) would otherwise travel to the teacher and into the published dataset."""
+    end = {"PNG": b"IEND\xaeB`\x82", "JPEG": b"\xff\xd9"}.get(fmt)
+    return end is not None and data.endswith(end) and len(data) <= width * height * 3 + 65536
+
+
 def normalise(data: bytes, config: ImagesConfig, what: str = "image") -> ImageData:
     """Decoded, checked and normalised image; raises `Problem` with a specific reason."""
     if not data:
@@ -95,7 +117,7 @@ def normalise(data: bytes, config: ImagesConfig, what: str = "image") -> ImageDa
         known = next((name for magic, name in MAGIC if data.startswith(magic)), None)
         if known:  # the signature of a format we read, then nothing readable
             raise Problem("image_corrupt", f"{what}: starts like a {known} file but its header cannot be read") from None
-        raise Problem("image_unsupported", f"{what}: not an image format Pillow can read ({data[:8]!r}...)") from None
+        raise Problem("image_unsupported", f"{what}: not an image format Pillow can read ({len(data)} bytes)") from None
     except Exception as e:  # a header that starts right and then breaks
         raise Problem(_broken(e), f"{what}: {type(e).__name__}: {e}") from None
     fmt = (im.format or "").upper()
@@ -116,12 +138,12 @@ def normalise(data: bytes, config: ImagesConfig, what: str = "image") -> ImageDa
     target = _fit(rgb.size, config.max_pixels)
     if target != rgb.size:
         rgb = rgb.resize(target, Image.Resampling.LANCZOS)
-    if not rotated and im.mode == "RGB" and target == (w, h) and fmt in ("PNG", "JPEG") and getattr(im, "n_frames", 1) == 1:
-        return ImageData.from_bytes(data, w, h, fmt, (w, h), phash(rgb))
+    if not rotated and im.mode == "RGB" and target == (w, h) and getattr(im, "n_frames", 1) == 1 and only_image(data, fmt, w, h):
+        return ImageData.from_bytes(data, w, h, fmt, (w, h), phash(rgb), thumbnail(rgb))
     out_fmt = "JPEG" if config.encode == "jpeg" or (config.encode == "auto" and fmt == "JPEG") else "PNG"
     buf = io.BytesIO()
     if out_fmt == "JPEG":
         rgb.save(buf, format="JPEG", quality=config.jpeg_quality)
     else:
         rgb.save(buf, format="PNG", compress_level=1)
-    return ImageData.from_bytes(buf.getvalue(), rgb.width, rgb.height, out_fmt, (w, h), phash(rgb))
+    return ImageData.from_bytes(buf.getvalue(), rgb.width, rgb.height, out_fmt, (w, h), phash(rgb), thumbnail(rgb))

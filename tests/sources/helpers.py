@@ -55,9 +55,10 @@ def run_recipe(tmp_path: Path, sources: list[dict], ingest: dict | None = None, 
         "teacher": {"backend": "openai", "model": "served", "openai": {"base_url": server.url, "api_key_env": "ET_NO_KEY"}},
         "stages": {"think": {"sampling": {"n": 1}}},
         "filters": filters or [],
-        "output": {"dir": str(tmp_path / "out")},
+        "output": {"dir": str(tmp_path / "out"), "min_kept": 0},  # publish even when every row is rejected
         "cache": {"dir": None},
     }
+    tmp_path.mkdir(parents=True, exist_ok=True)
     path = tmp_path / "recipe.yaml"
     path.write_text(yaml.safe_dump(data))
     try:

@@ -80,3 +80,13 @@ def test_malformed_conversations_are_named(conv, reason):
     with pytest.raises(Problem) as e:
         conversation_turns(conv, C)
     assert e.value.reason == reason
+
+
+def test_a_row_without_an_image_is_no_image_whatever_else_is_wrong():
+    """ScienceQA-shaped rows without an image used to be reported under the answer's problem."""
+    from pipelines.source_config import IngestConfig
+    from pipelines.sources.ingest import RawItem, to_record
+
+    item = RawItem("sqa", "cc-by-nc-sa-4.0", "row 3", {"question": "Which is a mammal?", "answer": 7, "choices": ["cat", "eel", "ant"]}, (None,))
+    record = to_record(item, IngestConfig())
+    assert (record.status, record.reason) == ("rejected", "no_image")

@@ -119,7 +119,42 @@ def test_the_second_read_sketches_scenes_and_draws_only_those_with_copies(monkey
 
 
 def test_groups_join_chains_and_name_the_smallest_id():
-    sig = lambda i: Signature((i, "o"), f"{i} (o)", "", 0, "", "")  # noqa: E731
+    sig = lambda i: Signature((i, "o"), f"{i} (o)", "", 0, None, "", "")  # noqa: E731
     pairs = [(sig("b"), sig("c")), (sig("a"), sig("b")), (sig("x"), sig("y")), (sig("a"), sig("b"))]  # a pair twice
     groups = groups_of(pairs)
     assert groups == {("b", "o"): (("a", "o"), "a (o)"), ("c", "o"): (("a", "o"), "a (o)"), ("y", "o"): (("x", "o"), "x (o)")}
+
+
+def test_flat_images_of_different_colours_are_not_near_copies():
+    """Flat images have no structure, so their perceptual hashes are noise and can land
+    within a few bits of each other: a white image and a mid-grey 16-bit one here. The
+    pixels tell them apart; a JPEG copy of the white one is still a copy."""
+    import numpy as np
+    from PIL import Image
+
+    white = encode(Image.new("RGB", (64, 64), (255, 255, 255)))
+    grey16 = encode(Image.fromarray(np.full((64, 64), 30000, dtype=np.uint16)))
+    rows = [_record(data, "What colour is the card?", "white", origin=name) for name, data in (("white", white), ("grey16", grey16))]
+    a, b = (r.images[0].phash for r in rows)
+    assert bin(a ^ b).count("1") <= DedupConfig().max_hamming  # the hash alone would call them copies
+    _check(rows, [r.id for r in rows], [])
+    white_again = _record(encode(Image.new("RGB", (64, 64), (255, 255, 255)), "JPEG"), "What colour is the card?", "white")
+    lo, hi = sorted((rows[0].id, white_again.id))
+    _check([rows[0], white_again], [lo], [(hi, "near_duplicate", lo)])
+
+
+def test_a_copys_detail_says_what_became_of_the_record_it_copies():
+    """A copy of X, where X itself is a near copy of Y: the detail names Y as the one that goes on."""
+    a = picture(1, (200, 150))
+    original = _record(encode(a), "How many boxes?")
+    for quality in range(60, 96):
+        smaller = _record(encode(a.resize((150, 112)), "JPEG", quality=quality), "how many boxes", origin="resized")
+        if smaller.id < original.id:
+            break
+    copy = _record(encode(a), "How many boxes?", origin="zz copy")
+    with TestPipeline(runner="FnApiRunner") as p:
+        out = p | beam.Create([original, copy, smaller]) | Deduplicate(DedupConfig())
+        details = out | beam.Filter(lambda r: r.origin == "zz copy") | beam.Map(lambda r: (r.reason, r.detail))
+        assert_that(details, equal_to([("duplicate", f"a copy of {original.id} (How many boxes?) (same image bytes and questions), "
+                                                     f"which is itself a near duplicate of {smaller.id} (resized); "
+                                                     f"only {smaller.id} (resized) goes on to the teacher")]))
