@@ -1,6 +1,6 @@
 """The `extract-think` command line.
 
-    extract-think run RECIPE [--set key.sub=value ...] [--no-progress]
+    extract-think run RECIPE [--set key.sub=value ...] [--no-progress]   # exit 1: not published, 2: bad recipe or output
     extract-think validate RECIPE [--set ...]      # print the resolved recipe
     extract-think recipes                           # list bundled recipes
     extract-think publish OUT --repo owner/name [--private]   # push a local publish to the Hub
@@ -18,6 +18,7 @@ import time
 
 from pipelines.config import ConfigError
 from pipelines.recipe import bundled_recipes, dump_recipe, load_recipe
+from pipelines.secrets import ScrubFilter
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -40,15 +41,18 @@ def _parser() -> argparse.ArgumentParser:
     exp = sub.add_parser("export", help="export the extraction config for TRL or LLaVA-style trainers")
     exp.add_argument("out", help="the output folder of `extract-think run`")
     exp.add_argument("--format", required=True, choices=["trl", "llava"])
-    exp.add_argument("--to", required=True, dest="dest", help="the folder to write (replaced if it exists)")
+    exp.add_argument("--to", required=True, dest="dest", help="the folder to write: new, empty, or an earlier export (replaced)")
     return p
 
 
 def _export(args) -> int:
-    from pipelines.exports import export
+    from pipelines.exports import ExportRefused, export
 
     try:
         dest = export(args.out, args.format, args.dest)
+    except ExportRefused as e:
+        print(f"extract-think: {e}", file=sys.stderr)
+        return 2
     except (ValueError, FileNotFoundError) as e:
         print(f"extract-think: {e}", file=sys.stderr)
         return 1
@@ -60,15 +64,34 @@ def _publish(args) -> int:
     from pipelines.hub import PushError, push
 
     try:
-        url = push(args.out, args.repo, private=args.private, revision=args.revision, message=args.message)
+        pushed = push(args.out, args.repo, private=args.private, revision=args.revision, message=args.message)
     except PushError as e:
         print(f"extract-think: {e}", file=sys.stderr)
         return 1
-    print(f"pushed {args.out} to the dataset repo {args.repo}: {url}")
+    print(f"pushed {args.out} to the dataset repo {args.repo}: {pushed.url}")
+    print(f"  commit: {pushed.commit_url}")
+    if pushed.deleted:
+        print(f"  removed {len(pushed.deleted)} files of the earlier publish (e.g. {pushed.deleted[0]})")
     return 0
 
 
 def _print_funnel(funnel: dict, out_dir, seconds: float) -> None:
+    _print_counts(funnel, seconds)
+    from pipelines.publish import config_rows
+
+    rows = config_rows(funnel)
+    empty = [c for c, n in rows.items() if not n]
+    print(f"\nDataset: {out_dir}  (card: {out_dir}/README.md)")
+    if empty:
+        print(f"  empty, so left out: {', '.join(empty)}")
+    config = next((c for c, n in rows.items() if n), None)  # the hint names a config that exists
+    if config and "://" in str(out_dir):
+        print(f"  from datasets import load_dataset; load_dataset('parquet', data_files={str(out_dir) + f'/{config}/*.parquet'!r}, split='train')")
+    elif config:
+        print(f"  from datasets import load_dataset; load_dataset({str(out_dir)!r}, {config!r}, split='train')")
+
+
+def _print_counts(funnel: dict, seconds: float) -> None:
     print(f"\nFunnel ({seconds:.1f} s): {funnel['in']} in -> {funnel['kept']} kept, "
           f"{funnel['rejected']} rejected, {funnel['failed']} failed")
     for status in ("rejected", "failed"):
@@ -76,21 +99,11 @@ def _print_funnel(funnel: dict, out_dir, seconds: float) -> None:
             print(f"  {status:>8}  {reason:<28} {n:>7}")
     print(f"  teacher: {funnel['teacher_requests']} requests ({funnel['cache_hits']} more answered from the cache), "
           f"{funnel['prompt_tokens']} prompt + {funnel['completion_tokens']} completion tokens")
-    from pipelines.publish import config_rows
-
-    empty = [c for c, n in config_rows(funnel).items() if not n]
-    print(f"\nDataset: {out_dir}  (card: {out_dir}/README.md)")
-    if empty:
-        print(f"  empty, so left out: {', '.join(empty)}")
-    if "://" in str(out_dir):
-        print(f"  from datasets import load_dataset; load_dataset('parquet', data_files={str(out_dir) + '/extraction/*.parquet'!r}, split='train')")
-    else:
-        print(f"  from datasets import load_dataset; load_dataset({str(out_dir)!r}, 'extraction', split='train')")
 
 
 def _run(args) -> int:
     from pipelines import progress
-    from pipelines.run import run
+    from pipelines.run import NotPublished, run
     from pipelines.sources import expected_count
     from pipelines.stages import STAGE_ORDER
 
@@ -103,6 +116,14 @@ def _run(args) -> int:
     start = time.perf_counter()
     try:
         outcome = run(recipe)
+    except NotPublished as e:
+        _print_counts(e.funnel, time.perf_counter() - start)
+        print(f"\nextract-think: not published: {e.why}; {recipe.output.dir} is left as it was.", file=sys.stderr)
+        if e.example:
+            print(f"  e.g. {e.example['origin']}: {e.example['reason']}: {e.example['detail']}", file=sys.stderr)
+        if e.funnel["failed"]:
+            print("  Replies that did arrive are in the cache: a rerun pays only for the failed calls.", file=sys.stderr)
+        return 1
     finally:
         progress.set_listener(None)
         if bars:
@@ -114,6 +135,8 @@ def _run(args) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(ScrubFilter())
     try:
         if args.command == "recipes":
             print("\n".join(bundled_recipes()))

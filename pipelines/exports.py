@@ -7,6 +7,9 @@
 - LLaVA (`llava`): `llava.json`, a list of {"id", "image", "conversations": [{"from": "human",
   "value": "<image>\\n<prompt>"}, {"from": "gpt", "value": <extraction>}]}, with the images
   beside it under `images/` (PNG or JPEG as published, named by record id).
+
+Each export holds an `export.json` naming its format: a later export may replace a folder
+that has one (or an empty or absent folder), never anything else.
 """
 
 from __future__ import annotations
@@ -18,7 +21,14 @@ from pathlib import Path
 
 import datasets
 
+from pipelines.output import protected
+
 FORMATS = ("trl", "llava")
+MARKER = "export.json"  # what marks a folder as an export this tool may replace
+
+
+class ExportRefused(ValueError):
+    """The destination is not an export of this tool; nothing was written."""
 
 
 def _extraction(published: Path) -> datasets.Dataset:
@@ -58,7 +68,7 @@ def export_trl(published: str | Path, dest: str | Path) -> Path:
     (tmp / "README.md").write_text(
         f"---\nconfigs:\n- config_name: default\n  data_files:\n  - split: train\n    path: {name}\n---\n\n"
         f"TRL export of {src.name}: `messages` + `images`, for `trl.SFTTrainer` with a vision-language model.\n")
-    _replace(tmp, dest)
+    _replace(tmp, dest, "trl")
     return dest
 
 
@@ -79,8 +89,20 @@ def export_llava(published: str | Path, dest: str | Path) -> Path:
             {"from": "gpt", "value": row["extraction"]},
         ]})
     (tmp / "llava.json").write_text(json.dumps(entries, ensure_ascii=False, indent=1))
-    _replace(tmp, dest)
+    _replace(tmp, dest, "llava")
     return dest
+
+
+def check_destination(dest: Path) -> None:
+    """An export replaces `dest` as a whole: it must be absent, empty or an earlier export."""
+    why = protected(dest)
+    if why:
+        raise ExportRefused(f"--to {dest} is {why}; an export replaces its folder as a whole: name a new folder")
+    if dest.exists() and not dest.is_dir():
+        raise ExportRefused(f"--to {dest} is a file; an export replaces its folder as a whole: name a new folder")
+    if dest.is_dir() and any(dest.iterdir()) and not (dest / MARKER).is_file():
+        raise ExportRefused(f"--to {dest} holds files that are not an export of this tool (no {MARKER}); "
+                            "name a new or empty folder")
 
 
 def export(published: str | Path, fmt: str, dest: str | Path) -> Path:
@@ -89,11 +111,14 @@ def export(published: str | Path, fmt: str, dest: str | Path) -> Path:
     if "://" in str(published):
         raise ValueError(f"{published}: export reads a local folder; copy the dataset here first (aws s3 sync, gsutil rsync) "
                          "or run with a local output.dir")
+    dest = Path(dest).expanduser().resolve()
+    check_destination(dest)
     return (export_trl if fmt == "trl" else export_llava)(published, dest)
 
 
-def _replace(tmp: Path, dest: Path) -> None:
+def _replace(tmp: Path, dest: Path, fmt: str) -> None:
     """Swap the finished export into place, so an interrupted export leaves the old one."""
+    (tmp / MARKER).write_text(json.dumps({"format": fmt}) + "\n")
     old = dest.parent / f".{dest.name}.old"
     shutil.rmtree(old, ignore_errors=True)
     if dest.exists():

@@ -1,7 +1,8 @@
 """Push a finished local publish to the Hugging Face Hub as a dataset repo.
 
-Uses the standard `huggingface_hub` API (`create_repo` + `upload_folder`: one commit with
-every file of the folder). The token comes from the `token` argument, the `HF_TOKEN`
+Uses the standard `huggingface_hub` API (`create_repo`, then one `create_commit` that adds
+every file of the folder and deletes every other file of the repo, so a second publish
+leaves no shard of the first behind). The token comes from the `token` argument, the `HF_TOKEN`
 environment variable or the saved `huggingface-cli login`, resolved by `huggingface_hub`
 itself; it is never printed, logged or written. `HF_ENDPOINT` points the client at another
 Hub (a mirror, an enterprise Hub, the test suite's loopback server).
@@ -15,7 +16,10 @@ from __future__ import annotations
 
 import re
 import time
+from dataclasses import dataclass
 from pathlib import Path
+
+from pipelines.secrets import scrub
 
 REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]{0,95}/[A-Za-z0-9][\w.-]{0,95}$")
 TRANSIENT = {408, 425, 429, 500, 502, 503, 504}
@@ -41,13 +45,8 @@ def _retrying(what: str, call, retries: int, backoff_s: float):
             return call()
         except Exception as e:  # noqa: BLE001 - sorted below
             if not _transient(e) or attempt == retries:
-                raise PushError(f"{what} failed: {type(e).__name__}: {_scrub(str(e))}") from None
+                raise PushError(f"{what} failed: {type(e).__name__}: {scrub(str(e))}") from None
             time.sleep(backoff_s * 2**attempt)
-
-
-def _scrub(message: str) -> str:
-    """Error messages may echo request headers; never let a token through."""
-    return re.sub(r"(hf_|Bearer\s+)[A-Za-z0-9_\-]{6,}", r"\1***", message)
 
 
 def check_publish(folder: Path) -> list[Path]:
@@ -57,9 +56,29 @@ def check_publish(folder: Path) -> list[Path]:
     return sorted(p for p in folder.rglob("*") if p.is_file())
 
 
+@dataclass(frozen=True)
+class Pushed:
+    url: str  # the dataset's page
+    commit_url: str
+    deleted: tuple[str, ...]  # files of an earlier publish the commit removed
+
+
+def _operations(api, folder: Path, files: list[Path], repo_id: str, revision: str | None) -> list:
+    """One commit's operations: every local file added, every other file of the repo (an
+    earlier publish's shards, its old charts) deleted, so the repo holds exactly the local
+    dataset. `.gitattributes` stays: the Hub needs it."""
+    from huggingface_hub import CommitOperationAdd, CommitOperationDelete
+
+    local = {p.relative_to(folder).as_posix(): p for p in files}
+    remote = set(api.list_repo_files(repo_id, repo_type="dataset", revision=revision))
+    stale = sorted(remote - set(local) - {".gitattributes"})
+    return [CommitOperationDelete(path_in_repo=path) for path in stale] + \
+           [CommitOperationAdd(path_in_repo=rel, path_or_fileobj=str(p)) for rel, p in sorted(local.items())]
+
+
 def push(folder: str | Path, repo_id: str, private: bool = False, revision: str | None = None, token: str | None = None,
-         message: str | None = None, retries: int = 4, backoff_s: float = 1.0) -> str:
-    """Upload `folder` to the dataset repo `repo_id`; returns the commit URL."""
+         message: str | None = None, retries: int = 4, backoff_s: float = 1.0) -> Pushed:
+    """Make the dataset repo `repo_id` hold exactly the publish in `folder`, in one commit."""
     from huggingface_hub import HfApi
 
     if "://" in str(folder):
@@ -72,10 +91,14 @@ def push(folder: str | Path, repo_id: str, private: bool = False, revision: str 
     api = HfApi(token=token)
     _retrying("creating the repo", lambda: api.create_repo(repo_id, repo_type="dataset", private=private, exist_ok=True),
               retries, backoff_s)
-    commit = _retrying(
-        "uploading",
-        lambda: api.upload_folder(folder_path=str(folder), repo_id=repo_id, repo_type="dataset", revision=revision,
-                                  commit_message=message or f"extract-think publish ({len(files)} files)"),
-        retries, backoff_s,
-    )
-    return commit.commit_url if hasattr(commit, "commit_url") else str(commit)
+    deleted: list[str] = []
+
+    def commit():
+        operations = _operations(api, folder, files, repo_id, revision)
+        deleted[:] = [op.path_in_repo for op in operations if type(op).__name__ == "CommitOperationDelete"]
+        return api.create_commit(repo_id, operations, repo_type="dataset", revision=revision,
+                                 commit_message=message or f"extract-think publish ({len(files)} files)")
+
+    info = _retrying("uploading", commit, retries, backoff_s)
+    url = f"{api.endpoint.rstrip('/')}/datasets/{repo_id}" + (f"/tree/{revision}" if revision else "")
+    return Pushed(url, getattr(info, "commit_url", str(info)), tuple(deleted))

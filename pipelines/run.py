@@ -1,9 +1,10 @@
 """Run a recipe: build the pipeline, run it, and publish the result locally.
 
-The pipeline writes into a staging folder beside the output; only when it finished are the
-card, the resolved recipe and the funnel added and the folder swapped into place, so a run
-that dies leaves the previous output intact. The output may be a local folder or any fsspec
-URL (s3://bucket/data, gs://...): workers write the shards there themselves.
+The pipeline writes into a staging folder beside the output; only when it finished, with
+few enough failed records and enough kept ones, are the card, the resolved recipe and the
+funnel added and the folder swapped into place, so a run that dies or fails leaves the
+previous output intact (output.py says what an output may be). The output may be a local
+folder or any fsspec URL (s3://bucket/data, gs://...): workers write the shards there themselves.
 """
 
 from __future__ import annotations
@@ -17,18 +18,26 @@ from pathlib import Path
 
 import apache_beam as beam
 import fsspec
-from fsspec.implementations.local import LocalFileSystem
 from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from pipelines.card import render_card
-from pipelines.config import ConfigError
 from filters.beam_adapter import NAMESPACE as FILTER_NAMESPACE
+from pipelines.output import OutputLock, check_output, output_location, recover, staging_folder, swap
 from pipelines.pipeline import NAMESPACE, build_pipeline
 from pipelines.publish import CONFIGS
 from pipelines.recipe import Recipe, dump_recipe, load_recipe
 from pipelines.report import first_rows, histogram, write_charts, write_report
 from pipelines.teachers.handler import NAMESPACE as TEACHER_NAMESPACE
+
+
+class NotPublished(RuntimeError):
+    """The run finished, but its result must not replace the output (see `publish_refusal`);
+    `funnel` has its counts, `example` one failed row's reason, detail and origin."""
+
+    def __init__(self, why: str, funnel: dict, example: dict | None = None):
+        super().__init__(why)
+        self.why, self.funnel, self.example = why, funnel, example
 
 
 @dataclass
@@ -92,79 +101,71 @@ def pipeline_options(recipe: Recipe) -> PipelineOptions:
     return PipelineOptions(list(recipe.runner.options), runner=recipe.runner.runner)
 
 
-def output_location(directory: str) -> str:
-    """A local output folder as an absolute path (workers in other processes see the same
-    folder), any other fsspec URL (s3://, gs://, ...) as given."""
-    if directory.startswith("file://"):
-        directory = directory[len("file://"):]
-    if "://" not in directory:
-        return str(Path(directory).resolve())
-    if "/" not in directory.split("://", 1)[1].strip("/"):
-        raise ConfigError(f"output.dir {directory!r}: name a folder inside the bucket (the run stages and swaps beside it)")
-    return directory.rstrip("/")
+def publish_refusal(funnel: dict, output) -> str | None:
+    """Why a finished run must not replace the output, or None: too many records failed
+    (a teacher that was down, a wrong endpoint) or too few were kept."""
+    if funnel["in"] and funnel["failed"] / funnel["in"] > output.max_failed_share:
+        return (f"{funnel['failed']} of {funnel['in']} records failed, more than output.max_failed_share "
+                f"{output.max_failed_share:g}")
+    if funnel["kept"] < output.min_kept:
+        return f"{funnel['kept']} records were kept, fewer than output.min_kept {output.min_kept}"
+    return None
 
 
 def run(recipe: Recipe | str | Path, overrides: tuple[str, ...] = (), test_pipeline: beam.Pipeline | None = None) -> RunOutcome:
+    """Run the recipe and publish its dataset at `output.dir`. Raises OutputRefused (before
+    any work) for an output that is not ours to replace, NotPublished when the run finished
+    but must not replace the output; in both cases the output is left as it was."""
     if not isinstance(recipe, Recipe):
         recipe = load_recipe(recipe, overrides)
     out = output_location(recipe.output.dir)
     fs, _ = fsspec.core.url_to_fs(out)
-    parent, name = out.rsplit("/", 1)
-    fs.makedirs(parent, exist_ok=True)
-    run_id = uuid.uuid4().hex[:8]
-    staging = f"{parent}/.{name}.partial-{run_id}"
-    try:
-        p = test_pipeline or beam.Pipeline(options=pipeline_options(recipe))
-        build_pipeline(p, recipe, staging, run_id)
-        started = time.perf_counter()
-        result = p.run()
-        result.wait_until_finish()
-        counters = _counters(result)
-        funnel = funnel_from_counters(counters, recipe.filters)
-        funnel["run_seconds"] = round(time.perf_counter() - started, 3)
-        if funnel["in"] != funnel["kept"] + funnel["rejected"] + funnel["failed"]:
-            raise RuntimeError(f"records were lost: {funnel}")
-        funnel["shards"] = {c: n for c in CONFIGS if (n := len(fs.glob(f"{staging}/{c}/train-{run_id}-*.parquet")))}
-        main = {name: v for (ns, name), v in counters.items() if ns == NAMESPACE}
-        funnel["lengths"] = {kind: dict(histogram(main, kind)) for kind in ("extraction", "reasoning")}
-        with tempfile.TemporaryDirectory() as tmp:  # the card and report, made here, then put beside the data
-            meta = Path(tmp)
-            (meta / "recipe.yaml").write_text(dump_recipe(recipe))
-            (meta / "funnel.json").write_text(json.dumps({"run_id": run_id, **funnel}, indent=2) + "\n")
-            charts = write_charts(meta, funnel, main)
-            examples = first_rows(staging, "extraction", 3, ["id", "prompt", "extraction", "questions"])
-            (meta / "README.md").write_text(render_card(recipe, funnel, funnel["licenses"] or ["unknown"], run_id, charts, examples))
-            write_report(meta, staging, recipe.name, funnel, charts)
-            for f in sorted(meta.rglob("*")):
-                if f.is_file():
-                    target = f"{staging}/{f.relative_to(meta).as_posix()}"
-                    fs.makedirs(target.rsplit("/", 1)[0], exist_ok=True)
-                    fs.put_file(str(f), target)
-        _swap(fs, staging, out)
-    finally:
-        if fs.exists(staging):
-            fs.rm(staging, recursive=True)
+    check_output(fs, out)
+    fs.makedirs(out.rsplit("/", 1)[0], exist_ok=True)
+    with OutputLock(fs, out):
+        recover(fs, out)
+        run_id = uuid.uuid4().hex[:8]
+        staging = staging_folder(out, run_id)
+        try:
+            funnel = _run_into(staging, recipe, run_id, fs, test_pipeline)
+            swap(fs, staging, out)
+        finally:
+            if fs.exists(staging):
+                fs.rm(staging, recursive=True)
     return RunOutcome(Path(out) if "://" not in out else out, funnel, run_id)
 
 
-def _swap(fs, staging: str, out: str) -> None:
-    """The staging folder becomes the output. On a local disk each step is a rename, so a
-    reader sees the old dataset or the new one; on object storage a move copies every file
-    (the old version is moved aside first, then deleted)."""
-    parent, name = out.rsplit("/", 1)
-    old = f"{parent}/.{name}.old-{uuid.uuid4().hex[:8]}"
-    if fs.exists(out):
-        _move(fs, out, old)
-    _move(fs, staging, out)
-    if fs.exists(old):
-        fs.rm(old, recursive=True)
-
-
-def _move(fs, source: str, target: str) -> None:
-    if isinstance(fs, LocalFileSystem):
-        fs.mv(source, target)  # one rename
-        return
-    _, root = fsspec.core.url_to_fs(source)
-    files = fs.find(source)  # object stores have no folders to rename: copy each object, then delete
-    fs.copy(files, [f"{target}/{f[len(root) + 1:]}" for f in files])
-    fs.rm(source, recursive=True)
+def _run_into(staging: str, recipe: Recipe, run_id: str, fs, test_pipeline) -> dict:
+    """Run the pipeline into `staging` and add the card, report and funnel; the funnel."""
+    p = test_pipeline or beam.Pipeline(options=pipeline_options(recipe))
+    build_pipeline(p, recipe, staging, run_id)
+    started = time.perf_counter()
+    result = p.run()
+    result.wait_until_finish()
+    counters = _counters(result)
+    funnel = funnel_from_counters(counters, recipe.filters)
+    funnel["run_seconds"] = round(time.perf_counter() - started, 3)
+    if funnel["in"] != funnel["kept"] + funnel["rejected"] + funnel["failed"]:
+        raise RuntimeError(f"records were lost: {funnel}")
+    refusal = publish_refusal(funnel, recipe.output)
+    if refusal:
+        ended = first_rows(staging, "rejected", 100, ["status", "reason", "detail", "origin"])
+        example = next((r for r in ended if r["status"] == "failed"), None)
+        raise NotPublished(refusal, funnel, example)
+    funnel["shards"] = {c: n for c in CONFIGS if (n := len(fs.glob(f"{staging}/{c}/train-{run_id}-*.parquet")))}
+    main = {name: v for (ns, name), v in counters.items() if ns == NAMESPACE}
+    funnel["lengths"] = {kind: dict(histogram(main, kind)) for kind in ("extraction", "reasoning")}
+    with tempfile.TemporaryDirectory() as tmp:  # the card and report, made here, then put beside the data
+        meta = Path(tmp)
+        (meta / "recipe.yaml").write_text(dump_recipe(recipe))
+        (meta / "funnel.json").write_text(json.dumps({"run_id": run_id, **funnel}, indent=2) + "\n")
+        charts = write_charts(meta, funnel, main)
+        examples = first_rows(staging, "extraction", 3, ["id", "prompt", "extraction", "questions"])
+        (meta / "README.md").write_text(render_card(recipe, funnel, funnel["licenses"] or ["unknown"], run_id, charts, examples))
+        write_report(meta, staging, recipe.name, funnel, charts)
+        for f in sorted(meta.rglob("*")):
+            if f.is_file():
+                target = f"{staging}/{f.relative_to(meta).as_posix()}"
+                fs.makedirs(target.rsplit("/", 1)[0], exist_ok=True)
+                fs.put_file(str(f), target)
+    return funnel

@@ -7,7 +7,8 @@ when Xet is off, HF_HUB_DISABLE_XET=1):
     POST /api/datasets/{repo}/preupload/{revision}        which files go by LFS
     POST /datasets/{repo}.git/info/lfs/objects/batch      where to put them
     PUT  /lfs/{oid}                                       the bytes (sha256 checked)
-    POST /api/datasets/{repo}/commit/{revision}           NDJSON: header, file, lfsFile lines
+    POST /api/datasets/{repo}/commit/{revision}           NDJSON: header, file, lfsFile, deletedFile lines
+    GET  /api/datasets/{repo}/tree/{revision}             the committed files (list_repo_files)
 
 It keeps the committed files per repo, every request's method, path and Authorization
 header, and fails the first `faults[path-kind]` requests of a kind with 500 or 429.
@@ -120,6 +121,14 @@ class HubServer:
                         return self._send(200, {"files": [{"path": f["path"], "uploadMode": "lfs" if f["path"].endswith(LFS_SUFFIXES) else "regular",
                                                            "shouldIgnore": False} for f in files]})
                     return self._commit(repo, body)
+                m = re.fullmatch(r"/api/datasets/(.+?)/tree/([^/]+)", path)
+                if method == "GET" and m:  # list_repo_files: the files of the last commit
+                    repo = m.group(1)
+                    if repo not in hub.repos:
+                        return self._send(404, {"error": "Repository not found"})
+                    files = hub.repos[repo]["files"]
+                    return self._send(200, [{"type": "file", "path": p, "size": len(b), "oid": hashlib.sha1(b).hexdigest()}
+                                            for p, b in sorted(files.items())])
                 m = re.fullmatch(r"/datasets/(.+?)\.git/info/lfs/objects/batch", path)
                 if m:
                     if self._fault("batch"):

@@ -73,3 +73,29 @@ def test_exporting_twice_replaces_and_a_bad_format_is_refused(published, tmp_pat
     assert sorted(p.name for p in tmp_path.iterdir()) == ["x"]
     with pytest.raises(ValueError, match="format"):
         export(published, "csv", tmp_path / "y")
+
+
+def test_export_refuses_a_folder_that_is_not_an_export(published, tmp_path, monkeypatch, capsys):
+    from pipelines.cli import main
+    from pipelines.exports import ExportRefused
+
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "notes.md").write_text("mine")
+    with pytest.raises(ExportRefused, match="not an export of this tool"):
+        export(published, "trl", project)
+    assert main(["export", str(published), "--format", "llava", "--to", str(project)]) == 2
+    assert "not an export of this tool" in capsys.readouterr().err
+    assert [p.name for p in project.iterdir()] == ["notes.md"]
+    file = tmp_path / "file"
+    file.write_text("mine")
+    with pytest.raises(ExportRefused, match="is a file"):
+        export(published, "trl", file)
+    monkeypatch.chdir(project)
+    with pytest.raises(ExportRefused, match="working folder"):
+        export(published, "trl", ".")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    export(published, "trl", empty)
+    export(published, "llava", empty)  # an earlier export, of any format, may be replaced
+    assert (empty / "llava.json").is_file() and not (empty / "data").exists()

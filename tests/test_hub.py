@@ -110,5 +110,31 @@ def test_a_whole_session_leaves_no_secret_anywhere(tmp_path):
     from tests.bench.bench_secrets import session
 
     r = session(records=16, work=tmp_path)
-    assert r["run_ok"] and r["key_sent"] and r["token_sent"] and all(r["has"].values()), r
+    assert r["run_ok"] and r["key_sent"] and r["token_sent"] and r["echo_rows"] > 0 and all(r["has"].values()), r
     assert r["hits"] == {}
+
+
+def test_a_second_publish_leaves_exactly_the_new_dataset_in_the_repo(published, tmp_path):
+    """A rerun writes shards under a new run id; pushing it deletes the first run's shards
+    in the same commit, so readers of the repo's parquet files see no row twice."""
+    import shutil
+
+    out = tmp_path / "out"
+    shutil.copytree(published.out_dir, out)
+    with HubServer(TOKEN) as hub:
+        first = _publish(out, "me/twice", hub, tmp_path)
+        assert first.returncode == 0, first.stderr
+        assert f"{hub.url}/datasets/me/twice" in first.stdout  # the dataset's page, not only the commit
+        old_shards = {p for p in hub.repos["me/twice"]["files"] if p.endswith(".parquet")}
+        rerun = subprocess.run([sys.executable, "-m", "pipelines.cli", "run", "quickstart", "--no-progress",
+                                "--set", "sources.0.synthetic.num_records=12", "--set", "sources.0.synthetic.image_size=96",
+                                "--set", f"output.dir={out}", "--set", f"cache.dir={tmp_path / 'cache'}"],
+                               cwd=REPO, capture_output=True, text=True, timeout=300)
+        assert rerun.returncode == 0, rerun.stderr
+        second = _publish(out, "me/twice", hub, tmp_path)
+        assert second.returncode == 0, second.stderr
+        repo = hub.repos["me/twice"]
+        local = {str(p.relative_to(out)): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+        assert repo["files"] == local and len(repo["commits"]) == 2
+        assert old_shards and not old_shards & set(repo["files"])
+        assert "removed" in second.stdout

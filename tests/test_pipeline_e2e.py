@@ -142,6 +142,7 @@ def test_the_pipeline_runs_a_real_transformers_teacher(tmp_path, tiny_idefics3, 
         "teacher.batch_size=2", "stages.statements.sampling.max_tokens=8", "stages.focus.sampling.max_tokens=8",
         "stages.extraction.sampling.max_tokens=8", "stages.think.sampling.max_tokens=8", "stages.think.sampling.n=2",
         "stages.think.teacher.backend=transformers", f"stages.think.teacher.model={tiny_llama}",
+        "output.min_kept=0",  # random tiny models: every record may be rejected
     )
     outcome = run(recipe)
     f = outcome.funnel
@@ -154,8 +155,14 @@ def test_the_pipeline_runs_a_real_transformers_teacher(tmp_path, tiny_idefics3, 
     assert str(tiny_llama) in card and str(tiny_idefics3) in card
 
 
-def test_an_all_rejected_run_publishes_only_what_it_has(tmp_path):
-    outcome = run(_recipe(tmp_path, "sources.0.synthetic.num_records=3", "teacher.oracle.error_rate=1", "teacher.oracle.errors=[refusal]"))
+def test_an_all_rejected_run_publishes_only_with_min_kept_0_and_then_only_what_it_has(tmp_path):
+    from pipelines.run import NotPublished
+
+    args = ("sources.0.synthetic.num_records=3", "teacher.oracle.error_rate=1", "teacher.oracle.errors=[refusal]")
+    with pytest.raises(NotPublished, match="0 records were kept, fewer than output.min_kept 1"):
+        run(_recipe(tmp_path, *args))
+    assert not (tmp_path / "out").exists()
+    outcome = run(_recipe(tmp_path, *args, "output.min_kept=0"))
     assert outcome.funnel["kept"] == 0 and outcome.funnel["rejected"] == 3
     assert not (outcome.out_dir / "extraction").exists()
     card = (outcome.out_dir / "README.md").read_text()

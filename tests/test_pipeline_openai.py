@@ -20,6 +20,7 @@ def test_faults_end_as_failed_rows_and_everything_else_goes_on(tmp_path, monkeyp
             "teacher.openai.timeout_s=2", "stages.think.sampling.n=1",
             "stages.think.template=" + str(_template(tmp_path)), "stages.extraction.template=" + str(_flaky(tmp_path)),
             f"output.dir={tmp_path / 'out'}", f"cache.dir={tmp_path / 'cache'}",
+            "output.max_failed_share=1", "output.min_kept=0",  # publish the failed rows: they are what this test reads
         ])
         outcome = run(recipe)
     finally:

@@ -1,6 +1,6 @@
 """Secrets: with a Hub token and an API key in the environment, a whole session - a run
 through the openai backend (the key really sent, to a loopback endpoint that fails some
-attempts so errors get written), the local publish with its card and report, both trainer
+attempts so errors get written, some with a 401 that quotes the key back), the local publish with its card and report, both trainer
 exports, and a push to a loopback Hub - leaves neither secret in any output file, card,
 report, cache entry, log or the Hub client's home.
 
@@ -33,7 +33,9 @@ def session(records: int, work: Path) -> dict:
     env = {k: v for k, v in os.environ.items() if not k.startswith("HF_")}
     env.update(HF_TOKEN=TOKEN, ET_BENCH_KEY=KEY, OPENAI_API_KEY=KEY, HF_HOME=str(work / "hf_home"), HF_HUB_OFFLINE="1",
                HF_HUB_DISABLE_TELEMETRY="1")
-    server = FaultServer(answer="The description settles it.\nAnswer: 4", fault_rate=0.2, hang_s=1.0)
+    # the endpoint also answers some attempts with a 401 that quotes the Authorization header
+    server = FaultServer(answer="The description settles it.\nAnswer: 4", fault_rate=0.2, hang_s=1.0,
+                         random_kinds=("429", "500", "timeout", "malformed", "echo"))
     logs = []
     try:
         run = _cli(["run", "quickstart", "--no-progress", f"--set=sources.0.synthetic.num_records={records}",
@@ -57,6 +59,9 @@ def session(records: int, work: Path) -> dict:
         pushed = _cli(["publish", str(work / "out"), "--repo", "me/secrets-bench"], push_env)
         logs.append(pushed.stdout + pushed.stderr)
         uploaded = b"".join(hub.repos.get("me/secrets-bench", {}).get("files", {}).values())
+    import pyarrow.parquet as pq
+
+    details = [d for f in (work / "out" / "rejected").glob("*.parquet") for d in pq.read_table(f, columns=["detail"])["detail"].to_pylist()]
     (work / "logs.txt").write_text("\n".join(logs))
     files = [p for p in work.rglob("*") if p.is_file()]
     hits = {}
@@ -70,7 +75,8 @@ def session(records: int, work: Path) -> dict:
             hits.setdefault("<uploaded to the Hub>", []).append(name)
     return {"files": len(files), "bytes": sum(p.stat().st_size for p in files), "hits": hits,
             "key_sent": f"Bearer {KEY}" in server.auth, "token_sent": pushed.returncode == 0,
-            "run_ok": run.returncode == 0, "faults": sum(server.faults.values()),
+            "run_ok": run.returncode == 0, "faults": sum(server.faults.values()), "echoes": server.faults["echo"],
+            "echo_rows": sum("HTTP 401" in (d or "") and "Bearer ***" in d for d in details),
             "has": {what: any(work.rglob(pattern)) for what, pattern in
                     (("card", "out/README.md"), ("report", "out/report.html"), ("cache entries", "cache/**/*.json"),
                      ("trl export", "export-trl/*"), ("llava export", "export-llava/*"))}}
@@ -83,7 +89,8 @@ def main() -> None:
     r = session(args.records, Path(tempfile.mkdtemp(prefix="bench-secrets-")))
     print(f"\nscanned {r['files']} files ({r['bytes'] / 1e6:.1f} MB: {', '.join(k for k, v in r['has'].items() if v)}, logs, "
           f"the Hub client's home, what was uploaded); the key was sent to the endpoint: {r['key_sent']}; "
-          f"the token authenticated the push: {r['token_sent']}; {r['faults']} faults injected")
+          f"the token authenticated the push: {r['token_sent']}; {r['faults']} faults injected, {r['echoes']} of them "
+          f"401s quoting the key ({r['echo_rows']} rows carry the scrubbed error)")
     print("secrets found:", r["hits"] or "none")
 
 
