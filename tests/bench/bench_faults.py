@@ -1,6 +1,7 @@
 """Teacher faults: the quickstart through the openai backend against a loopback
 OpenAI-compatible endpoint that fails a share of all attempts at random, in mixed ways (429,
-500, timeouts, cut-off bodies, empty texts). The run must complete and every input must end
+500, timeouts, cut-off bodies, empty texts, replies dripped a byte at a time, bodies that are
+not UTF-8, token counts that are not numbers, 2 MB bodies). The run must complete and every input must end
 kept, rejected or failed with a reason; the counts must add up, in the funnel and in the
 published dataset.
 
@@ -17,24 +18,29 @@ from collections import Counter
 from pathlib import Path
 
 
-def run_faults(records: int, fault_rate: float, retries: int, work: Path, seed: int = 0) -> dict:
+KINDS = ("429", "500", "timeout", "malformed", "blank", "drip", "badutf8", "badusage", "huge")
+
+
+def run_faults(records: int, fault_rate: float, retries: int, work: Path, seed: int = 0, kinds: tuple[str, ...] = KINDS) -> dict:
     import datasets
 
     from pipelines.recipe import load_recipe
     from pipelines.run import run
     from tests.fault_server import FaultServer
 
-    server = FaultServer(answer="The description settles it.\nAnswer: 4", hang_s=1.0, fault_rate=fault_rate, seed=seed)
+    server = FaultServer(answer="The description settles it.\nAnswer: 4", hang_s=1.0, fault_rate=fault_rate, seed=seed,
+                         random_kinds=kinds, drip_s=0.05)
     try:
         recipe = load_recipe("quickstart", [
             f"sources.0.synthetic.num_records={records}", "sources.0.synthetic.image_size=64",
             "teacher.backend=openai", "teacher.model=served", f"teacher.openai.base_url={server.url}",
             f"teacher.openai.max_retries={retries}", "teacher.openai.backoff_s=0.01", "teacher.openai.backoff_max_s=0.05",
-            "teacher.openai.timeout_s=0.5", "teacher.openai.max_concurrency=32",
+            "teacher.openai.timeout_s=0.5", "teacher.openai.max_concurrency=32", "teacher.openai.max_response_bytes=1000000",
             # the endpoint answers every prompt with the same text, which the quality filters would
             # reject; only the stages' own checks stay, so that kept rows are part of the count
             "filters=[{name: degeneration}]",
             f"output.dir={work / 'out'}", f"cache.dir={work / 'cache'}",
+            "output.max_failed_share=1",  # publish whatever failed: the bench counts it
         ])
         started = time.perf_counter()
         outcome = run(recipe)
