@@ -95,6 +95,7 @@ class OutputLock:
     one output must not overlap (the last one to finish wins)."""
 
     def __init__(self, fs, out: str):
+        self._out = out
         self._path = None
         self._file = None
         if isinstance(fs, LocalFileSystem):
@@ -109,8 +110,8 @@ class OutputLock:
             fcntl.flock(self._file, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             self._file.close()
-            raise OutputRefused(f"another run is writing to {self._path[:-5].replace('/.', '/', 1)} "
-                                f"(it holds {self._path}); wait for it to finish") from None
+            raise OutputRefused(f"another run is writing to {self._out} (it holds {self._path}); "
+                                "wait for it to finish") from None
         return self
 
     def __exit__(self, *exc):
