@@ -86,44 +86,45 @@ def resolve(ref: str, access: ImageAccess, what: str) -> tuple[str, bool]:
     return path, True
 
 
+def _opening_failed(error: OSError, where: str, what: str) -> Problem:
+    """The Problem of a reference that could not be opened (local path or URL)."""
+    if isinstance(error, FileNotFoundError):
+        return Problem("image_missing", f"{what}: nothing at {where}")
+    if isinstance(error, IsADirectoryError):
+        return Problem("image_missing", f"{what}: {where} is a folder, not a file")
+    if isinstance(error, PermissionError):
+        return Problem("image_unreadable", f"{what}: no permission to read {where}")
+    return Problem("image_unreadable", f"{what}: cannot read {where}: {error.strerror or type(error).__name__}")
+
+
+def _within(data: bytes, limit: int, where: str, what: str) -> bytes:
+    if len(data) > limit:
+        raise Problem("image_file_too_large", f"{what}: {where} has more than max_file_bytes {limit} bytes")
+    return data
+
+
 def _read_local(path: str, limit: int, what: str) -> bytes:
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # a FIFO must not block the open
-    except FileNotFoundError:
-        raise Problem("image_missing", f"{what}: no file at {path}") from None
-    except PermissionError:
-        raise Problem("image_unreadable", f"{what}: no permission to read {path}") from None
     except OSError as e:
-        raise Problem("image_unreadable", f"{what}: cannot open {path}: {e.strerror}") from None
+        raise _opening_failed(e, path, what) from None
     with os.fdopen(fd, "rb") as f:
         info = os.fstat(f.fileno())
         if stat.S_ISDIR(info.st_mode):
-            raise Problem("image_missing", f"{what}: {path} is a folder, not a file")
+            raise _opening_failed(IsADirectoryError(), path, what)
         if not stat.S_ISREG(info.st_mode):
             raise Problem("image_not_a_file", f"{what}: {path} is not a regular file (a device, FIFO or socket)")
         if info.st_size > limit:
             raise Problem("image_file_too_large", f"{what}: {path} has {info.st_size} bytes > max_file_bytes {limit}")
-        data = f.read(limit + 1)
-    if len(data) > limit:
-        raise Problem("image_file_too_large", f"{what}: {path} has more than max_file_bytes {limit} bytes")
-    return data
+        return _within(f.read(limit + 1), limit, path, what)
 
 
 def _read_remote(url: str, limit: int, what: str) -> bytes:
     try:
         with fsspec.open(url, "rb") as f:
-            data = f.read(limit + 1)
-    except FileNotFoundError:
-        raise Problem("image_missing", f"{what}: nothing at {url}") from None
-    except IsADirectoryError:
-        raise Problem("image_missing", f"{what}: {url} is a folder, not a file") from None
-    except PermissionError:
-        raise Problem("image_unreadable", f"{what}: no permission to read {url}") from None
+            return _within(f.read(limit + 1), limit, url, what)
     except OSError as e:
-        raise Problem("image_unreadable", f"{what}: cannot read {url}: {type(e).__name__}") from None
-    if len(data) > limit:
-        raise Problem("image_file_too_large", f"{what}: {url} has more than max_file_bytes {limit} bytes")
-    return data
+        raise _opening_failed(e, url, what) from None
 
 
 def read_image_bytes(ref: Any, access: ImageAccess, limit: int, what: str) -> bytes:
