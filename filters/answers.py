@@ -1,24 +1,37 @@
 """Parsing a reasoning trace's final answer and matching it against the gold answer.
 
 Parsing (`parse_final_answer`), in this order, the first that finds something wins:
-1. the last line holding `Answer:` (also `Final answer:`, `**Answer:**`); if that line
-   has nothing after the colon, the next non-empty line;
+1. the last line holding `Answer:` in any markdown dress (`Final answer:`, `**Answer:**`,
+   `*Answer*:`, `### Answer:`); if that line has nothing after the colon, the next non-empty line;
 2. the last `\\boxed{...}`;
 3. the last "the answer is X" / "answer would be X" phrase;
-4. None: the trace is unparsable.
-`<think>...</think>` blocks are dropped first, so a reasoner's scratch work never answers.
+4. the last line that is not a pleasantry ("Let me know if ...", a closing question), as the
+   paper's parser does when there is no `Answer:`;
+5. None: nothing is left.
+`<think>...</think>` blocks and end-of-text tokens (`</s>`, `<|im_end|>`) are dropped first,
+so a reasoner's scratch work never answers.
 
 Matching (`answer_matches`) goes by the turn's answer type:
 - "choice": an option letter in any surface form ("B", "(B)", "b)", "B.", "[B]", "Option B",
   "B) red", "Answer: B"), or the option's text instead of the letter, exactly, as the only
   option named in a longer answer, or fuzzily. A letter followed by the text of a *different*
   option contradicts itself and matches nothing; so does naming two options.
-- "yesno": the first word, from yes/no variants (yes, yeah, true, correct; no, nope, false, not).
-- "number": the first number (commas, decimals, signs, currency and % ignored, units ignored,
-  fractions, number words up to the millions, "a dozen", "none"), within a relative tolerance.
+- "yesno": the first word, from yes/no variants (yes, yeah, true, correct; no, nope, false, not),
+  after an option letter ("(B) No"); else the first word of a later sentence, or "so, yes".
+- "number": the result of the line: after the last "=", else the last number after "is",
+  "are", "was", "equals", else the first number (commas, decimals, signs, currency and %
+  ignored, units ignored, fractions, number words up to the millions, "a dozen", "none"),
+  within a relative tolerance. A gold that is not one plain number (a phone number, a date,
+  an ID, "007") is matched as text.
 - "text": VQA-style normalisation (case, punctuation, articles, number words to digits,
-  common contractions, leading fillers such as "it is"), then equality, then rapidfuzz
-  `ratio` at `fuzzy_threshold`.
+  common contractions, leading fillers such as "it is"), then equality; the same words in
+  any order ("red and white"); the gold as a whole phrase inside the answer ("Red coat",
+  "The couch is red."), unless negated there ("not red"); then rapidfuzz `ratio` at
+  `fuzzy_threshold`, but only when neither side holds a digit: digits match exactly.
+- Golds written with `<OR>` (any of the alternatives) or `<AND>` (every part, in a text
+  answer), as MM-Vet writes them.
+- `vqa_accuracy`: min(#annotators who gave the answer / 3, 1), for turns that carry every
+  annotator's answer.
 
 `canonical_answer` maps an answer to the value it means under the same rules, so that
 self-consistency can count votes.
@@ -33,7 +46,9 @@ from functools import lru_cache
 from rapidfuzz import fuzz
 
 _THINK = re.compile(r"<think>.*?(?:</think>|$)", re.IGNORECASE | re.DOTALL)
-_ANSWER_LINE = re.compile(r"(?:final\s+)?answer\s*(?:\*\*|__)?\s*[:：]\s*(?:\*\*|__)?(.*)", re.IGNORECASE)
+_END_TOKENS = re.compile(r"</s>|<\|(?:im_end|eot_id|endoftext|end)\|>|<end_of_turn>|<eos>", re.IGNORECASE)
+_ANSWER_LINE = re.compile(r"(?:final\s+)?answer[\s*_`]*[:：][\s*_`]*(.*)", re.IGNORECASE)
+_PLEASANTRY = re.compile(r"\?\s*$|^(?:i hope|hope this|let me know|feel free|if you (?:have|need)|is there anything)", re.IGNORECASE)
 _BOXED = re.compile(r"\\boxed\{([^{}]*)\}")
 _ANSWER_IS = re.compile(r"answer\s+(?:is|would\s+be|will\s+be|should\s+be)\s*:?\s*(.+?)(?:\.(?:\s|$)|\n|$)", re.IGNORECASE)
 _PREFIX = re.compile(r"^(?:(?:so|thus|therefore|hence),?\s+)?(?:the\s+)?(?:final\s+|correct\s+)?answer\s*(?:is|would\s+be|:)\s*:?\s*", re.IGNORECASE)
@@ -60,7 +75,7 @@ _PUNCT = str.maketrans({c: " " for c in string.punctuation if c not in "'"} | {"
 def parse_final_answer(text: str | None) -> str | None:
     if not text:
         return None
-    text = _THINK.sub("", text)
+    text = _END_TOKENS.sub("", _THINK.sub("", text))
     lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
     for i in range(len(lines) - 1, -1, -1):
         m = _ANSWER_LINE.search(lines[i])
@@ -75,11 +90,18 @@ def parse_final_answer(text: str | None) -> str | None:
         return _clean(boxed[-1])
     phrases = [_clean(p) for p in _ANSWER_IS.findall(text)]
     phrases = [p for p in phrases if p]
-    return phrases[-1] if phrases else None
+    if phrases:
+        return phrases[-1]
+    if sum(bool(re.match(r"\(?[A-H]\)", ln)) for ln in lines) > 1 or any(_ANSWER_LINE.search(ln) for ln in lines):
+        return None  # a list of options, or an empty Answer: line, is no answer
+    last = [ln for ln in lines if not _PLEASANTRY.search(ln)]
+    return _clean(last[-1]) or None if last else None
 
 
 def _clean(value: str) -> str:
     value = _BOXED.sub(r"\1", value.strip())
+    value = re.sub(r"^#+\s*", "", value.strip())
+    value = re.sub(r"(\*\*|__)(.+?)\1", r"\2", value)  # **bold** inside a line
     return value.strip().strip("*_`\"'“”").strip().rstrip(".").strip()
 
 
@@ -186,15 +208,24 @@ def _options_named(text: str, choices: tuple[str, ...], fuzzy_threshold: float) 
     return best if len(best) == 1 else []
 
 
+_LEADING_LETTER = re.compile(r"^\(?[A-Ha-h]\)[\s,.:]*|^[A-H][.:)]\s+")
+_SO = re.compile(r"\b(?:so|thus|therefore|hence),?\s+(yes|no)\b", re.IGNORECASE)
+
+
 def _yes_no(pred: str) -> str | None:
-    words = normalise_text(_FILLER.sub("", strip_answer_prefix(pred))).split()
-    if not words:
-        return None
-    if words[0] in _YES:
-        return "yes"
-    if words[0] in _NO:
-        return "no"
-    return None
+    pred = _LEADING_LETTER.sub("", strip_answer_prefix(pred))
+    starts = []
+    for sentence in re.split(r"(?<=[.!?;])\s+", pred):
+        words = normalise_text(_FILLER.sub("", sentence)).split()
+        if words and (words[0] in _YES or words[0] in _NO):
+            starts.append("yes" if words[0] in _YES else "no")
+    if starts and (starts[0] == starts[-1] or len(pred.split()) < 4):
+        return starts[0]
+    so = {m.lower() for m in _SO.findall(pred)}
+    if len(so) == 1:
+        return so.pop()
+    # no yes/no word: a plain negated statement ("X is not the smoothest colour") says no
+    return "no" if not so and re.search(r"\b(?:not|isn't|aren't|doesn't|don't|no)\b|n't\b", pred, re.I) else None
 
 
 def _text(pred: str) -> str:
@@ -219,18 +250,94 @@ def _canonical(pred: str | None, answer_type: str, choices: tuple[str, ...], fuz
     if answer_type == "yesno":
         return _yes_no(pred)
     if answer_type == "number":
-        return parse_number(strip_answer_prefix(pred))
+        return result_number(strip_answer_prefix(pred))
     return _text(pred) or None
+
+
+_COPULA_NUMBER = re.compile(r"\b(?:is|are|was|were|be|equals?|makes|gives(?:\s+us)?)\s+(?:about\s+|approximately\s+|around\s+|only\s+)?[$€£]?\s*([-+]?\d)")
+_PLAIN_NUMBER = re.compile(r"^[-+]?[$€£]?\s*(?:\d{1,3}(?:,\d{3})+|\d+)?(?:\.\d+)?\s*(?:%|[a-zA-Z°]+\.?)?$")
+
+
+def result_number(text: str) -> float | None:
+    """The number a line answers with: after the last "=" ("29 + 36 = 65"), else the last
+    one after "is"/"are"/"equals" ("the median is the middle value, which is 5"), else the first."""
+    text = text.replace("**", "").replace("\u2212", "-")
+    numbered = [p for p in re.split(r"(?<=[.!?])\s+|\n+", text) if re.search(r"\d", p)]
+    text = numbered[-1] if numbered else text  # the last sentence that holds a number
+    if "=" in text:
+        after = parse_number(text.rsplit("=", 1)[1])
+        if after is not None:
+            return after
+    copulas = list(_COPULA_NUMBER.finditer(text))
+    if copulas:
+        return parse_number(text[copulas[-1].start(1):])
+    return parse_number(text)
+
+
+def _plain_number(gold: str) -> bool:
+    return bool(re.search(r"\d", gold) and _PLAIN_NUMBER.match(gold.strip())) and not _id_like(gold)
+
+
+def _id_like(gold: str) -> bool:
+    """A gold that is not one plain number ("555-0134", "2019-05-12", "007", "3:45"): text."""
+    g = gold.strip()
+    return bool(re.search(r"\d", g)) and (not _PLAIN_NUMBER.match(g) or len(re.sub(r"\D", "", g)) > 1 and g.lstrip("+-$€£ ").startswith("0") and "." not in g)
+
+
+_NEGATED = re.compile(r"\b(?:not|no|never|neither|nor|isn't|aren't|without)\s+(?:\w+\s+)?$", re.IGNORECASE)
+
+
+def _singular(text: str) -> str:
+    return " ".join(w[:-1] if len(w) > 3 and w.endswith("s") and not w.endswith("ss") else w for w in text.split())
+
+
+def _text_matches(pred: str, gold: str, fuzzy_threshold: float) -> bool:
+    if _plain_number(gold):
+        return result_number(strip_answer_prefix(pred)) == parse_number(gold)  # "14.80€" for "14.8"
+    p, g = _singular(_text(pred)), _singular(_text(gold))
+    if not p or not g:
+        return False
+    if p == g or sorted(p.split()) == sorted(g.split()) and len(g.split()) > 1:
+        return True
+    where = f" {p} ".find(f" {g} ")
+    if where >= 0:
+        # "Red coat" for "red"; not "not red", and no other gold number beside it
+        raw = normalise_text(_FILLER.sub("", strip_answer_prefix(pred)))
+        at = f" {raw} ".find(f" {g} ")
+        return at < 0 or not _NEGATED.search(f" {raw} "[:at + 1])
+    if re.search(r"\d", p + g):
+        return False  # digits match exactly: "open 12 hours" is not "open 24 hours"
+    return fuzz.ratio(p, g) >= fuzzy_threshold
 
 
 def answer_matches(pred: str | None, gold: str, answer_type: str = "text", choices: tuple[str, ...] = (),
                    tolerance: float = 0.0, fuzzy_threshold: float = 90.0) -> bool:
+    if pred is None or not str(gold).strip():
+        return False
+    gold = str(gold)
+    if "<OR>" in gold:
+        return any(answer_matches(pred, g, answer_type, choices, tolerance, fuzzy_threshold) for g in gold.split("<OR>"))
+    if "<AND>" in gold:
+        numbers = {parse_number(m) for m in _NUMBER.findall(pred.replace("\u2212", "-"))}
+        return all(parse_number(g) in numbers if _plain_number(g)
+                   else answer_matches(pred, g, "text", choices, tolerance, fuzzy_threshold) for g in gold.split("<AND>"))
+    if answer_type == "number" and _id_like(gold) or answer_type == "text":
+        return _text_matches(pred, gold, fuzzy_threshold)
     p = canonical_answer(pred, answer_type, choices, fuzzy_threshold)
     g = canonical_answer(gold, answer_type, choices, fuzzy_threshold)
     if p is None or g is None:
         return False
     if answer_type == "number":
         return abs(p - g) <= tolerance * abs(g) + 1e-9
-    if answer_type in ("choice", "yesno") or p == g:
-        return p == g
-    return fuzz.ratio(p, g) >= fuzzy_threshold
+    return p == g
+
+
+def vqa_accuracy(pred: str | None, annotators: list[str] | tuple[str, ...], fuzzy_threshold: float = 90.0) -> float:
+    """VQA accuracy: min(#annotators whose answer `pred` matches / 3, 1)."""
+    p = _text(pred) if pred else ""
+    return min(sum(p == _text(a) for a in annotators) / 3, 1.0) if p else 0.0
+
+
+def reply_matches(reply: str | None, gold: str, answer_type: str = "text", choices: tuple[str, ...] = (),
+                  tolerance: float = 0.0, fuzzy_threshold: float = 90.0) -> bool:
+    return answer_matches(parse_final_answer(reply), gold, answer_type, choices, tolerance, fuzzy_threshold)

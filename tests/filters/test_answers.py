@@ -37,8 +37,21 @@ PARSE = [
     ("the answer is red. Later, the answer is blue.", "blue"),
     ("The answer is (C) the right beaker", "(C) the right beaker"),
     # unparsable
-    ("I cannot tell.", None),
-    ("The description stops here and", None),
+    # no label: the last line, as the paper's parser (pleasantries and closing questions skipped)
+    ("I cannot tell.", "I cannot tell"),
+    ("The couch is red.", "The couch is red"),
+    ("B", "B"),
+    ("(B) blue", "(B) blue"),
+    ("There are **2 objects left**.\n\nIs there anything else I can help you with?", "There are 2 objects left"),
+    ("So it is 5.</s>", "So it is 5"),
+    ("It is 5.\nI hope this helps. Let me know if you have questions.", "It is 5"),
+    ("(A) red\n(B) blue", None),
+    # every markdown dress of the label
+    ("*Answer*: 3", "3"),
+    ("### Answer: 3", "3"),
+    ("__Answer__: 3", "3"),
+    ("**Final Answer**: **3**", "3"),
+    ("Answer: **B**", "B"),
     ("", None),
     (None, None),
     ("Answer:", None),
@@ -206,12 +219,51 @@ MATCH = [
     (None, "x", "text", (), False),
     ("", "x", "text", (), False),
     ("the", "octagon", "text", (), False),
+    # v2, from real answers: the gold inside a longer answer, order-free, digits exact
+    ("Two people", "two", "text", (), True),
+    ("Red coat", "red", "text", (), True),
+    ("The couch is red.", "red", "text", (), True),
+    ("The couch is not red.", "red", "text", (), False),
+    ("white and red", "red and white", "text", (), True),
+    ("oranges", "orange", "text", (), True),
+    ("open 12 hours", "open 24 hours", "text", (), False),
+    ("2019-05-21", "2019-05-12", "text", (), False),
+    ("2019-05-12", "2019-05-12", "text", (), True),
+    ("555-0134", "555-0134", "number", (), True),
+    ("555-0199", "555-0134", "number", (), False),
+    ("007", "007", "number", (), True),
+    ("7", "007", "number", (), False),
+    ("14.80€ in total", "14.8", "text", (), True),
+    ("29 + 36 = 65", "65", "number", (), True),
+    ("29 + 36 = 65", "29", "number", (), False),
+    ("the median is the middle value, which is 5", "5", "number", (), True),
+    ("There are **2 objects left**", "2", "number", (), True),
+    ("x is 13.7", "13.6 <OR> 13.7", "text", (), True),
+    ("x is 13.9", "13.6 <OR> 13.7", "text", (), False),
+    ("an oven and a dishwasher", "oven <AND> dishwasher", "text", (), True),
+    ("an oven", "oven <AND> dishwasher", "text", (), False),
+    ("x can be -1 or -5", "-1 <AND> -5", "text", (), True),
+    ("(B) No", "no", "yesno", (), True),
+    ("The answer is (B), no", "no", "yesno", (), True),
+    ("The chart is clear. So, yes, it is the largest.", "yes", "yesno", (), True),
+    ("Purple is not the smoothest colour.", "no", "yesno", (), True),
+    ("No, the line is straight.", "no", "yesno", (), True),
 ]
 
 
 @pytest.mark.parametrize("pred, gold, kind, choices, ok", MATCH)
 def test_answer_matches(pred, gold, kind, choices, ok):
     assert answer_matches(pred, gold, kind, choices) is ok
+
+
+def test_vqa_accuracy_counts_annotators():
+    from filters.answers import vqa_accuracy
+
+    annotators = ["red", "red", "Red", "dark red", "red", "maroon", "red", "red", "red", "red"]
+    assert vqa_accuracy("Red.", annotators) == 1.0
+    assert vqa_accuracy("dark red", annotators) == pytest.approx(1 / 3)
+    assert vqa_accuracy("blue", annotators) == 0.0
+    assert vqa_accuracy(None, annotators) == 0.0
 
 
 def test_the_table_is_big_enough():

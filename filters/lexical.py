@@ -1,0 +1,183 @@
+"""Support measure v2 ("lexical", the default scorer): how well a text supports a claim,
+on real model prose, offline, with no model.
+
+Both sides become terms: VQA-normalised words without stop words, possessives and units
+unified ("London's" -> london, "km" -> kilometre), each with its WordNet lemmas
+(filters/lexicon.py). A claim's term is found in a window of the text (one sentence, or two
+neighbouring ones) when the window holds
+- the same lemma, a synonym, a narrower word ("sparrow" for "bird"), a word one level broader
+  ("person" for "player"), a derived form ("inauguration" for "inaugurated") or another
+  spelling ("donut"; rapidfuzz `ratio` >= 85 for words of 5 letters or more);
+- for numbers: the same value (450,000 = 450000 = 450k is not guessed; 1.50 = 1.5).
+Words of the claim that its question contributes are not demanded ("The brand featured in
+this advertisement is Subway", asked "What brand is featured in this advertisement?", needs
+only "Subway"), except numbers and colours.
+
+The score of a window is the weighted share of the claim's terms found (a word weighs more the
+rarer it is: "Kermit" 4.9, "show" 2.3, a number 6), times the share of its attributes bound
+right: each number or colour word of the claim is paired with its noun (the next content word,
+else the one before: "3 dogs", "the dog is black"); where the window names that noun (or a
+related word), the value bound to it there (the nearest value before it, else after it, within
+three words) must be the claim's. So "a black dog" supports "the dog is black", "3 red and 2
+green" does not support "2 red", and "a blue circle and a red square" does not support "a red
+circle". A claim's support is its best window's.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+
+from rapidfuzz import fuzz
+
+from filters.answers import normalise_text
+from filters.lexicon import lemmas, opposites, related, weight
+from filters.text import COLOUR_WORDS, STOP, sentences
+
+PAIRS = True
+SPAN = 3  # words between a value and its noun
+QUESTION_WEIGHT = 0.25  # a word the question contributes counts this much
+_UNITS = {"km": "kilometre", "kilometer": "kilometre", "kilometers": "kilometre", "kms": "kilometre", "m": "metre",
+          "meter": "metre", "meters": "metre", "cm": "centimetre", "mm": "millimetre", "kg": "kilogram", "kgs": "kilogram",
+          "g": "gram", "lb": "pound", "lbs": "pound", "ml": "millilitre", "l": "litre", "liter": "litre", "liters": "litre",
+          "percent": "%", "per cent": "%", "hr": "hour", "hrs": "hour", "min": "minute", "mins": "minute",
+          "sec": "second", "secs": "second", "colour": "color", "grey": "gray"}
+_MORE_STOP = {"s", "about", "around", "approximately", "roughly", "nearly", "almost", "over", "also", "called", "named",
+              "labeled", "labelled", "titled", "reads", "read", "says", "say", "written", "text", "word", "words",
+              "through", "throughout", "across", "within", "during", "while", "than", "out", "up", "down", "off",
+              "seen", "see", "seems", "seem", "appear", "appears", "located", "positioned", "placed", "there"}
+# where things are is a fact to check, not a stop word
+_PLACES = {"above", "below", "under", "over", "near", "next", "beside", "between", "behind", "left", "right", "top",
+           "bottom", "front", "back", "inside", "outside", "beneath", "underneath", "atop"}
+_STOP = (STOP | _MORE_STOP) - _PLACES
+_POSSESSIVE = re.compile(r"(\w)['’]s\b")
+_PERCENT = re.compile(r"(\d)\s*%")
+
+
+@dataclass(frozen=True)
+class Term:
+    word: str
+    forms: frozenset  # lemmas
+    value: float | None  # numbers
+    colour: bool
+
+
+@lru_cache(maxsize=8192)
+def terms(text: str) -> tuple[Term, ...]:
+    text = _PERCENT.sub(r"\1 percent", _POSSESSIVE.sub(r"\1", text or ""))
+    out = []
+    for w in normalise_text(text).split():
+        w = _UNITS.get(w, w)
+        if w in _STOP:
+            continue
+        value = _number(w)
+        out.append(Term(w, frozenset({w}) if value is not None else lemmas(w), value, w in COLOUR_WORDS))
+    return tuple(out)
+
+
+def _number(word: str) -> float | None:
+    try:
+        return float(word)
+    except ValueError:
+        return None
+
+
+@lru_cache(maxsize=65536)
+def _expansion(word: str) -> frozenset:
+    return related(word)
+
+
+def _found(term: Term, window: tuple[Term, ...]) -> bool:
+    if term.value is not None:
+        return any(t.value == term.value for t in window)
+    expansion = set().union(*(_expansion(f) for f in term.forms)) | term.forms
+    for t in window:
+        if t.value is None and (t.forms & expansion or len(term.word) >= 5 and len(t.word) >= 5
+                                and fuzz.ratio(term.word, t.word) >= 85):
+            return True
+    return False
+
+
+def _attribute(t: Term) -> bool:
+    return t.value is not None or t.colour
+
+
+def _same_kind(a: Term, b: Term) -> bool:
+    return (a.value is not None) == (b.value is not None) and a.colour == b.colour
+
+
+def _partner(claim: tuple[Term, ...], i: int) -> Term | None:
+    after = [t for t in claim[i + 1:i + 3] if not _attribute(t)]
+    if after:
+        return after[0]
+    before = [t for t in claim[max(0, i - SPAN):i] if not _attribute(t)]
+    return before[-1] if before else None
+
+
+def _bound(value: Term, noun: Term, sentence: tuple[Term, ...]) -> bool | None:
+    """Is `value` bound to `noun` in the sentence? None when the sentence does not name the noun."""
+    places = [j for j, t in enumerate(sentence) if not _attribute(t) and _found(noun, (t,))]
+    if not places:
+        return None
+    for j in places:
+        before = [t for t in sentence[max(0, j - SPAN):j] if _attribute(t) and _same_kind(t, value)]
+        after = [t for t in sentence[j + 1:j + 1 + SPAN] if _attribute(t) and _same_kind(t, value)]
+        near = before[-1] if before else after[0] if after else None
+        if near is not None and _found(value, (near,)):
+            return True
+    return False
+
+
+def window_score(claim: tuple[Term, ...], parts: tuple[tuple[Term, ...], ...], dropped: frozenset = frozenset()) -> float:
+    flat = tuple(t for p in parts for t in p)
+    def w(t: Term) -> float:
+        return weight(t.word) * (QUESTION_WEIGHT if t.word in dropped and not _attribute(t) else 1.0)
+
+    total = sum(map(w, claim))
+    found = [t for t in claim if _found(t, flat)]
+    recall = sum(map(w, found)) / total
+    words = {f for t in flat for f in t.forms}
+    if any(t not in found and opposites(t.word) & words for t in claim):
+        return 0.0  # "faces left" for "faces the right side"
+    attributes = [(i, t) for i, t in enumerate(claim) if _attribute(t)]
+    if not attributes or recall == 0:
+        return recall
+    # the claim's subject (its weightiest other word): a value must stand in its sentence
+    named = [t for t in found if not _attribute(t) and t.word not in dropped]
+    subject = max(named, key=lambda t: weight(t.word)) if named else None
+    bound = 0
+    for i, value in attributes:
+        noun = _partner(claim, i)
+        ok = False
+        for sentence in parts:
+            if not _found(value, sentence) or subject is not None and not _found(subject, sentence):
+                continue
+            b = _bound(value, noun, sentence) if noun is not None else None
+            if b is None or b:
+                ok = True
+                break
+        bound += ok
+    return recall * bound / len(attributes)
+
+
+@lru_cache(maxsize=1024)
+def _windows(text: str) -> tuple[tuple[tuple[Term, ...], ...], ...]:
+    parts = [terms(s) for s in sentences(text)]
+    return tuple((p,) for p in parts) + (tuple(zip(parts, parts[1:])) if PAIRS else ())
+
+
+def lexical_support(claim: str, text: str, question: str | None = None) -> float:
+    c = terms(claim)
+    if not c:
+        return 1.0
+    dropped = frozenset(f for t in terms(question or "") for f in (t.word, *t.forms))
+    dropped = frozenset(t.word for t in c if t.word in dropped or t.forms & dropped)
+    if all(t.word in dropped for t in c):
+        dropped = frozenset()  # a yes/no question's statement: all of it is the claim
+    best = 0.0
+    for w in _windows(text):
+        best = max(best, window_score(c, w, dropped))
+        if best >= 1.0:
+            break
+    return best
