@@ -6,10 +6,14 @@ and with themselves?
 - `statement_coverage`: each statement's content appears in the published extraction (the
   extraction prompt asks the teacher to work them in); the score is the weakest statement's
   support (filters/text.py).
-- `extraction_agreement`: every sentence of the published extraction is supported by at least
-  half of the other extraction samples. A detail the teacher saw once and never again (an
-  invented object, a miscount) is what sampling exposes; the score is the share of supported
-  sentences. Needs `stages.extraction.sampling.n` >= 2.
+- `extraction_agreement`: every sentence of the published extraction agrees with the other
+  extraction samples, claim by claim (filters/claims.py): the thing it is about is named by
+  some other sample, and no count or colour it states is contradicted by most of them. An
+  object the teacher saw once and never again, a miscount, is what sampling exposes;
+  paraphrase and extra detail are not disagreement. The score is the share of backed
+  sentences. `scorer` set to a support measure (recall, lexical, ...) instead asks each
+  sentence to be supported by at least half of the other samples at `min_support` (v1).
+  Needs `stages.extraction.sampling.n` >= 2.
 - `self_consistency`: per question, the majority answer of the M reasoning samples (votes by
   the meaning of the answer: "(B)" and "blue" are one vote) must be the gold answer and hold at
   least `min_agreement` of the votes; the score is the lowest agreement over the questions.
@@ -20,6 +24,7 @@ from __future__ import annotations
 from collections import Counter
 
 from filters.answers import answer_matches, canonical_answer
+from filters.claims import claim_agreement
 from filters.text import sentences, support
 from pipelines.record import Record, Verdict
 
@@ -31,11 +36,13 @@ def statement_count(record: Record) -> Verdict:
     return Verdict("statement_count", True, None, float(n))
 
 
-def statement_coverage(record: Record, min_score: float = 0.8, scorer: str = "recall") -> Verdict:
+def statement_coverage(record: Record, min_score: float = 0.8, scorer: str = "lexical") -> Verdict:
     statements = record.statements or ()
     if not statements or not record.extraction:
         return Verdict("statement_coverage", False, "statement_not_covered", 0.0)
-    score, weakest = min((support(s, record.extraction, scorer), s) for s in statements)
+    # statement i restates turn i (statement_count checks that): its question's words are not demanded
+    questions = [t.question for t in record.turns] if len(record.turns) == len(statements) else [None] * len(statements)
+    score, weakest = min((support(s, record.extraction, scorer, q), s) for s, q in zip(statements, questions))
     if score < min_score:
         return Verdict("statement_coverage", False, "statement_not_covered", round(score, 4), f"{weakest!r} (support {score:.2f})")
     return Verdict("statement_coverage", True, None, round(score, 4))
@@ -57,9 +64,12 @@ def sentence_support(record: Record, min_support: float = 0.8, scorer: str = "re
     return out
 
 
-def extraction_agreement(record: Record, min_support: float = 0.9, min_agreement: float = 1.0, scorer: str = "recall") -> Verdict:
+def extraction_agreement(record: Record, min_agreement: float = 1.0, min_weight: float = 3.0, scorer: str = "claims",
+                         min_support: float = 0.9) -> Verdict:
     if not record.extractions or len(record.extractions) < 2:
         return Verdict("extraction_agreement", False, "extraction_unconfirmed", 0.0)
+    if scorer == "claims":
+        return _claim_agreement(record, min_agreement, min_weight)
     shares = sentence_support(record, min_support, scorer)
     if not shares:
         return Verdict("extraction_agreement", False, "extraction_disagreement", 0.0)
@@ -94,3 +104,15 @@ def self_consistency(record: Record, min_agreement: float = 0.5, tolerance: floa
             return Verdict("self_consistency", False, "reasoning_inconsistent", round(agreement, 4),
                            f"question {i}: {agreement:.0%} of votes for the majority < {min_agreement:.0%}")
     return Verdict("self_consistency", True, None, round(lowest, 4))
+
+
+def _claim_agreement(record: Record, min_agreement: float, min_weight: float) -> Verdict:
+    judged = claim_agreement(record.extraction or "", [o.text for o in record.extractions[1:]],
+                             tuple(record.statements or ()), min_weight=min_weight)
+    if not judged:
+        return Verdict("extraction_agreement", False, "extraction_disagreement", 0.0)
+    score = sum(why is None for _, why in judged) / len(judged)
+    if score < min_agreement:
+        sentence, why = next((s, w) for s, w in judged if w)
+        return Verdict("extraction_agreement", False, "extraction_disagreement", round(score, 4), f"{sentence!r}: {why}")
+    return Verdict("extraction_agreement", True, None, round(score, 4))

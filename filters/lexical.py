@@ -32,8 +32,8 @@ from functools import lru_cache
 from rapidfuzz import fuzz
 
 from filters.answers import normalise_text
-from filters.lexicon import lemmas, opposites, related, weight
-from filters.text import COLOUR_WORDS, STOP, sentences
+from filters.lexicon import is_name, lemmas, opposites, related, weight
+from filters.text import _LABEL, COLOUR_WORDS, STOP, sentences
 
 PAIRS = True
 SPAN = 3  # words between a value and its noun
@@ -52,6 +52,9 @@ _PLACES = {"above", "below", "under", "over", "near", "next", "beside", "between
            "bottom", "front", "back", "inside", "outside", "beneath", "underneath", "atop"}
 _STOP = (STOP | _MORE_STOP) - _PLACES
 _POSSESSIVE = re.compile(r"(\w)['’]s\b")
+_CONTRACTED = {"theyre", "theyve", "youd", "youll", "youre", "youve", "weve", "were", "ive", "id", "ill", "hes", "shes",
+               "whats", "thats", "theres", "lets", "wouldnt", "couldnt", "shouldnt", "wasnt", "werent", "hasnt", "havent"}
+_TIME = re.compile(r"\b(\d{1,2}):(\d{2})\b")
 _PERCENT = re.compile(r"(\d)\s*%")
 
 
@@ -61,18 +64,24 @@ class Term:
     forms: frozenset  # lemmas
     value: float | None  # numbers
     colour: bool
+    name: bool = False  # a proper name: "Kyoto", "Los Angeles"
 
 
 @lru_cache(maxsize=8192)
 def terms(text: str) -> tuple[Term, ...]:
     text = _PERCENT.sub(r"\1 percent", _POSSESSIVE.sub(r"\1", text or ""))
+    text = _TIME.sub(r"\1h\2", text)  # 12:15 is one reading, not the numbers 12 and 15
+    text = _LABEL.sub(lambda m: f"label{m.group(1).lower()}", text)  # "Bar A" keeps its label
+    # capitalised inside a sentence, or a name WordNet knows
+    names = {m.lower() for m in re.findall(r"(?<=[^.!?\s]) +([A-Z][a-z]+)", text)}
     out = []
     for w in normalise_text(text).split():
-        w = _UNITS.get(w, w)
-        if w in _STOP:
+        w = _UNITS.get(w.lstrip("$€£¥"), w.lstrip("$€£¥")) if w[:1] in "$€£¥" and len(w) > 1 else _UNITS.get(w, w)
+        if w in _STOP or w in _CONTRACTED or not any(c.isalnum() for c in w):
             continue
         value = _number(w)
-        out.append(Term(w, frozenset({w}) if value is not None else lemmas(w), value, w in COLOUR_WORDS))
+        out.append(Term(w, frozenset({w}) if value is not None else lemmas(w), value, w in COLOUR_WORDS,
+                        value is None and (w in names or is_name(w))))
     return tuple(out)
 
 
@@ -115,9 +124,11 @@ def _partner(claim: tuple[Term, ...], i: int) -> Term | None:
     return before[-1] if before else None
 
 
-def _bound(value: Term, noun: Term, sentence: tuple[Term, ...]) -> bool | None:
-    """Is `value` bound to `noun` in the sentence? None when the sentence does not name the noun."""
-    places = [j for j, t in enumerate(sentence) if not _attribute(t) and _found(noun, (t,))]
+def _bound(value: Term, noun: Term, sentence: tuple[Term, ...], colour: Term | None = None) -> bool | None:
+    """Is `value` bound to `noun` in the sentence? None when the sentence does not name the
+    noun. `colour`: a count's noun is the coloured one ("2 red particles", not "2 green particles")."""
+    places = [j for j, t in enumerate(sentence) if not _attribute(t) and _found(noun, (t,))
+              and (colour is None or j and sentence[j - 1].word == colour.word)]
     if not places:
         return None
     for j in places:
@@ -149,16 +160,30 @@ def window_score(claim: tuple[Term, ...], parts: tuple[tuple[Term, ...], ...], d
     bound = 0
     for i, value in attributes:
         noun = _partner(claim, i)
+        colour = claim[i + 1] if value.value is not None and i + 1 < len(claim) and claim[i + 1].colour else None
         ok = False
         for sentence in parts:
             if not _found(value, sentence) or subject is not None and not _found(subject, sentence):
                 continue
-            b = _bound(value, noun, sentence) if noun is not None else None
+            if subject is not None and subject.name and not _named_before(value, subject, sentence):
+                continue
+            b = _bound(value, noun, sentence, colour) if noun is not None else None
             if b is None or b:
                 ok = True
                 break
         bound += ok
     return recall * bound / len(attributes)
+
+
+def _named_before(value: Term, subject: Term, sentence: tuple[Term, ...]) -> bool:
+    """The name nearest before some occurrence of the value is the claim's subject: "Kyoto ...
+    11 km ... Los Angeles ... 28 km" does not give Kyoto 28 km."""
+    for j, t in enumerate(sentence):
+        if _found(value, (t,)) and t.value is not None or t.colour and _found(value, (t,)):
+            names = [u for u in sentence[:j] if u.name]
+            if not names or _found(subject, (names[-1],)):
+                return True
+    return False
 
 
 @lru_cache(maxsize=1024)

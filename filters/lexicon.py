@@ -26,7 +26,7 @@ from functools import lru_cache
 from pathlib import Path
 
 POS = {"n": "noun", "v": "verb", "a": "adj", "s": "adj", "r": "adv"}
-SENSES = 1  # senses of a word that count, most frequent first
+SENSES = {"n": 1, "v": 1, "a": 1, "r": 1}  # senses of a word that count, most frequent first
 UP = 0  # broader words accepted: hypernyms this many levels up
 DOWN = 12  # narrower words accepted: hyponyms this many levels down
 # Synsets too general to say anything ("entity", "object", "thing", "person" as "someone"):
@@ -58,6 +58,10 @@ class WordNet:
         self.down: dict[str, list[str]] = defaultdict(list)  # hyponyms
         self.side: dict[str, list[str]] = defaultdict(list)  # derivations, similar-to, pertainyms
         self.exceptions: dict[tuple[str, str], list[str]] = defaultdict(list)
+        self.tagged: dict[tuple[str, str], int] = {}  # (lemma, pos) -> how often a corpus used it so
+        self.lexfile: dict[str, int] = {}  # synset -> WordNet's lexicographer file (05 noun.animal, ...)
+        self.proper: set[str] = set()  # names: "Kyoto", "London"
+        self.common: set[str] = set()  # words written in lower case somewhere
         self.opposite: dict[str, list[str]] = defaultdict(list)  # antonyms
         self.adverb_of: dict[str, list[str]] = defaultdict(list)  # "annually" -> the synsets of "annual"
         for pos, name in (("n", "noun"), ("v", "verb"), ("a", "adj"), ("r", "adv")):
@@ -77,6 +81,7 @@ class WordNet:
                 fields = line.split()
                 n = int(fields[2])
                 self.index[(fields[0], pos)] = [f"{pos}{offset}" for offset in fields[-n:]]
+                self.tagged[(fields[0], pos)] = int(fields[-n - 1])
 
     def _read_data(self, path: Path, pos: str) -> None:
         with open(path, encoding="utf-8") as f:
@@ -86,7 +91,11 @@ class WordNet:
                 fields = line.split(" | ", 1)[0].split()
                 synset = f"{_base_pos(fields[2])}{fields[0]}"
                 n = int(fields[3], 16)
-                self.words[synset] = [fields[4 + 2 * i].lower().split("(")[0] for i in range(n)]
+                self.lexfile[synset] = int(fields[1])
+                raw = [fields[4 + 2 * i].split("(")[0] for i in range(n)]
+                self.words[synset] = [w.lower() for w in raw]
+                self.proper.update(w.lower() for w in raw if w[:1].isupper())
+                self.common.update(w for w in raw if not w[:1].isupper())
                 at = 4 + 2 * n
                 for i in range(int(fields[at])):
                     symbol, offset, target_pos = fields[at + 1 + 4 * i: at + 4 + 4 * i]
@@ -105,7 +114,7 @@ class WordNet:
     def synsets(self, lemma: str) -> list[str]:
         """The lemma's `SENSES` most frequent senses per part of speech: rare senses
         ("screen" as a door, "black" as a person) would relate unrelated words."""
-        return [s for pos in "nvar" for s in self.index.get((lemma, pos), [])[:SENSES]]
+        return [s for pos in "nvar" for s in self.index.get((lemma, pos), [])[:SENSES[pos]]]
 
 
 def _base_pos(pos: str) -> str:
@@ -131,7 +140,7 @@ def lemmas(word: str) -> frozenset[str]:
                 base = word[: len(word) - len(suffix)] + ending
                 if (base, pos) in wn.index:
                     found.add(base)
-    for synset in wn.index.get((word, "r"), [])[:SENSES]:  # "annually" is also "annual"
+    for synset in wn.index.get((word, "r"), [])[:SENSES["r"]]:  # "annually" is also "annual"
         found.update(w for target in wn.adverb_of.get(synset, ()) for w in wn.words[target])
     return frozenset(found) or frozenset({word})
 
@@ -157,12 +166,16 @@ def related(word: str) -> frozenset[str]:
             continue
         synsets = set(own)
         synsets |= _closure(wn, own, wn.down, DOWN)
-        synsets |= {t for s in own for t in wn.side.get(s, ())}
+        # derived forms are the word's own relatives ("inauguration"), not their synonyms
+        out.update(w for s in own for t in wn.side.get(s, ()) for w in wn.words[t] if w[:4] == lemma[:4] and "_" not in w)
         if lemma not in GENERIC:
             synsets |= {u for u in _closure(wn, own, wn.up, UP) if not set(wn.words[u]) & GENERIC}
         for s in synsets:
             out.update(w for w in wn.words[s] if "_" not in w)
     return frozenset(out)
+
+
+VERB_WEIGHT = 0.5  # a word that is only a verb frames a claim ("shows", "compares") more than it states it
 
 
 @lru_cache(maxsize=65536)
@@ -171,7 +184,10 @@ def weight(word: str) -> float:
         return 6.0
     from wordfreq import zipf_frequency
 
-    return min(6.0, max(1.0, 8.0 - zipf_frequency(word, "en")))
+    wn = wordnet()
+    forms = lemmas(word)
+    verb_only = any((f, "v") in wn.index for f in forms) and not any((f, p) in wn.index for f in forms for p in "na")
+    return min(6.0, max(1.0, 8.0 - zipf_frequency(word, "en"))) * (VERB_WEIGHT if verb_only else 1.0)
 
 
 @lru_cache(maxsize=65536)
@@ -180,3 +196,26 @@ def opposites(word: str) -> frozenset[str]:
     wn = wordnet()
     return frozenset(w for lemma in lemmas(word) for s in wn.synsets(lemma)
                      for t in wn.opposite.get(s, ()) for w in wn.words[t] if "_" not in w)
+
+
+def is_name(word: str) -> bool:
+    """A proper name in WordNet ("kyoto", "london")."""
+    return word in wordnet().proper and word not in wordnet().common
+
+
+# noun.animal, artifact, body, food, object, person, phenomenon, plant, shape, substance
+THINGS = {5, 6, 8, 13, 17, 18, 19, 20, 25, 27}
+
+
+@lru_cache(maxsize=65536)
+def is_thing(word: str, name: bool = False) -> bool:
+    """A thing one can see: the word's most frequent noun sense is an animal, artifact, body
+    part, food, natural object, person, phenomenon, plant, shape or substance; or WordNet does not
+    know the word and the text wrote it as a `name` ("Qingming")."""
+    wn = wordnet()
+    forms = lemmas(word)
+    if not any((f, p) in wn.index for f in forms for p in "nvar"):
+        return name
+    # mostly a noun ("star"), not mostly an adjective or verb ("small", "lists")
+    nouns = [f for f in forms if (f, "n") in wn.index and wn.tagged.get((f, "n"), 0) >= max(wn.tagged.get((f, p), 0) for p in "var")]
+    return any(wn.lexfile[wn.index[(f, "n")][0]] in THINGS for f in nouns)

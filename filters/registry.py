@@ -30,6 +30,7 @@ FILTERS = {
 SOURCE_ONLY = {"decontaminate"}
 EXTRA_PARAMS = {"decontaminate": {"max_hamming": int, "max_pixel_diff": float}}  # used to build the index, not per record
 CHOICES = {"match": MATCHES, "scorer": SCORERS}
+PARAM_CHOICES = {("extraction_agreement", "scorer"): ("claims", *SCORERS)}
 
 
 def _defaults(name: str) -> dict:
@@ -60,6 +61,6 @@ def check_params(name: str, params: dict) -> list[str]:
             problems.append(f"{name}.{key}: expected {type(default).__name__}, got {value!r}")
         elif isinstance(default, int) and not isinstance(default, bool) and value != int(value):
             problems.append(f"{name}.{key}: expected a whole number, got {value!r}")
-        elif key in CHOICES and value not in CHOICES[key]:
-            problems.append(f"{name}.{key}: {value!r} not among {list(CHOICES[key])}")
+        elif key in CHOICES and value not in PARAM_CHOICES.get((name, key), CHOICES[key]):
+            problems.append(f"{name}.{key}: {value!r} not among {list(PARAM_CHOICES.get((name, key), CHOICES[key]))}")
     return problems

@@ -1,5 +1,7 @@
 """How well a text supports a claim: the shared measure of statement coverage and of
-agreement between extraction samples.
+agreement between extraction samples. The default scorer, `lexical`, is the v2 measure in
+filters/lexical.py (WordNet synonyms, order-free attributes, the question's words not
+demanded); this module holds the sentence splitter and the v1 scorers, described here.
 
 A claim (a statement, or one sentence of an extraction) is compared with every window of
 the text (each sentence, and each pair of neighbouring sentences). Both sides are reduced to
@@ -42,7 +44,7 @@ containing holds hold holding has have having appears appear appearing visible c
 i we you he she they them their his her our your my me us
 """.split())
 COLOUR_WORDS = set("red blue green yellow purple orange black white grey gray brown pink cyan magenta violet gold silver beige navy teal".split())
-SCORERS = ("recall", "partial", "token_set")
+SCORERS = ("lexical", "recall", "partial", "token_set")
 _SENTENCE = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(])|\n+")
 _FUZZY_MIN_LEN = 5
 _FUZZY_TOKEN = 85
@@ -131,10 +133,16 @@ def _near(a: str, b: str, tokens: tuple[str, ...]) -> bool:
     return any(0 < j - i <= PAIR_SPAN for i, t in enumerate(tokens) if t == a for j in where_b)
 
 
-def support(claim: str, text: str, scorer: str = "recall") -> float:
-    """How well `text` supports `claim`, in [0, 1]: the best window's score."""
+def support(claim: str, text: str, scorer: str = "lexical", question: str | None = None) -> float:
+    """How well `text` supports `claim`, in [0, 1]: the best window's score. `lexical` is
+    the v2 measure (filters/lexical.py; `question`: words it contributes are not demanded);
+    the others are v1, described above."""
     if scorer not in SCORERS:
         raise ValueError(f"scorer must be one of {SCORERS}, got {scorer!r}")
+    if scorer == "lexical":
+        from filters.lexical import lexical_support
+
+        return lexical_support(claim, text, question)
     if not content_tokens(claim):
         return 1.0
     best = 0.0

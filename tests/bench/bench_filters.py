@@ -13,6 +13,7 @@ held-out scenes) is written as an imagefolder, and `decontaminate` is scored on 
 from __future__ import annotations
 
 import argparse
+import os
 import io
 import json
 import tempfile
@@ -91,7 +92,13 @@ def main() -> None:
                 kinds = [i["kind"] for i in json.loads(r["injected"])]
                 rows.append({"id": r["id"], "kind": kinds[0] if kinds else None, "rejected": config == "rejected",
                              "reason": r.get("reason"), "detail": r.get("detail") or ""})
+                if os.environ.get("BENCH_SHOW_FALSE_ALARMS") and kinds and config == "extraction":
+                    print("missed:", kinds, json.loads(r["injected"]), "\n  ", r.get("extraction") or r)
     assert len(rows) == args.records, (len(rows), args.records)
+    if os.environ.get("BENCH_SHOW_FALSE_ALARMS"):
+        for r in rows:
+            if r["rejected"] and r["kind"] is None:
+                print("false alarm:", r["detail"][:300])
     ingest = Counter(r["reason"] for r in rows if r["rejected"] and r["detail"].split(":", 1)[0] not in FILTERS)
 
     contaminated = [r for r in rows if r["reason"] == "eval_contamination"]
