@@ -72,7 +72,9 @@ _CONTRACTIONS = {"isnt": "is not", "arent": "are not", "dont": "do not", "doesnt
 _PUNCT = str.maketrans({c: " " for c in string.punctuation if c not in "'"} | {"'": None})
 
 
-def parse_final_answer(text: str | None) -> str | None:
+def parse_final_answer(text: str | None, last_line: bool = True) -> str | None:
+    """The final answer of a reply (see the module doc); `last_line=False` leaves out the
+    last-line fallback (step 4)."""
     if not text:
         return None
     text = _END_TOKENS.sub("", _THINK.sub("", text))
@@ -92,6 +94,8 @@ def parse_final_answer(text: str | None) -> str | None:
     phrases = [p for p in phrases if p]
     if phrases:
         return phrases[-1]
+    if not last_line:
+        return None
     if sum(bool(re.match(r"\(?[A-H]\)", ln)) for ln in lines) > 1 or any(_ANSWER_LINE.search(ln) for ln in lines):
         return None  # a list of options, or an empty Answer: line, is no answer
     last = [ln for ln in lines if not _PLEASANTRY.search(ln)]

@@ -26,6 +26,7 @@ circle". A claim's support is its best window's.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -132,12 +133,23 @@ def _bound(value: Term, noun: Term, sentence: tuple[Term, ...], colour: Term | N
     if not places:
         return None
     for j in places:
-        before = [t for t in sentence[max(0, j - SPAN):j] if _attribute(t) and _same_kind(t, value)]
-        after = [t for t in sentence[j + 1:j + 1 + SPAN] if _attribute(t) and _same_kind(t, value)]
-        near = before[-1] if before else after[0] if after else None
-        if near is not None and _found(value, (near,)):
+        # the values written right before the noun ("3 red particles"), else right after it
+        # ("the circle is blue", "runs from 0 to 10"), up to the next word that is not a value
+        before = _run(reversed(sentence[max(0, j - SPAN):j]), value)
+        near = before or _run(sentence[j + 1:j + 1 + SPAN], value)
+        if any(_found(value, (t,)) for t in near):
             return True
     return False
+
+
+def _run(terms_: Iterable[Term], value: Term) -> list[Term]:
+    out = []
+    for t in terms_:
+        if not _attribute(t):
+            break
+        if _same_kind(t, value):
+            out.append(t)
+    return out
 
 
 def window_score(claim: tuple[Term, ...], parts: tuple[tuple[Term, ...], ...], dropped: frozenset = frozenset()) -> float:

@@ -12,6 +12,7 @@ import inspect
 from filters.consistency import extraction_agreement, self_consistency, statement_count, statement_coverage
 from filters.correctness import answer_correct
 from filters.decontamination import MATCHES, decontaminate
+from filters.judged import judged
 from filters.quality import degeneration, leakage
 from filters.sufficiency import sufficiency
 from filters.text import SCORERS
@@ -23,6 +24,7 @@ FILTERS = {
     "statement_count": statement_count,
     "statement_coverage": statement_coverage,
     "extraction_agreement": extraction_agreement,
+    "judged": judged,
     "answer_correct": answer_correct,
     "sufficiency": sufficiency,
     "self_consistency": self_consistency,

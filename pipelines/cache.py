@@ -55,6 +55,8 @@ def teacher_identity(config: TeacherConfig) -> dict:
 
 def request_key(identity: dict, request: ChatRequest) -> str:
     material = {"teacher": identity, "messages": request.messages, "sampling": request.sampling.as_dict()}
+    if request.schema is not None:
+        material["schema"] = request.schema
     record = request.meta.get("record")
     if identity["backend"] == "oracle" and record is not None:
         # The oracle's mistakes are planned per record, not per prompt.

@@ -10,7 +10,7 @@ from pipelines.config import to_plain
 from pipelines.prompting import prompt_hash, render, template_source
 from pipelines.publish import config_rows
 from pipelines.recipe import Recipe
-from pipelines.stages import STAGE_ORDER, stage_inputs
+from pipelines.stages import active_stages, stage_inputs
 
 
 def _cost(funnel: dict) -> list[str]:
@@ -109,7 +109,7 @@ def render_card(recipe: Recipe, funnel: dict, licenses: list[str], run_id: str, 
         "| stage | teacher | model | revision | template | template sha256 | inputs | sampling |",
         "|---|---|---|---|---|---|---|---|",
     ]
-    for name in STAGE_ORDER:
+    for name in active_stages(recipe):
         stage = getattr(recipe.stages, name)
         t = recipe.stage_teacher(name)
         sampling = ", ".join(f"{k}={v}" for k, v in to_plain(stage.sampling).items())

@@ -105,13 +105,13 @@ def _run(args) -> int:
     from pipelines import progress
     from pipelines.run import NotPublished, run
     from pipelines.sources import expected_count
-    from pipelines.stages import STAGE_ORDER
+    from pipelines.stages import active_stages
 
     recipe = load_recipe(args.recipe, args.overrides)
     print(f"Running recipe {recipe.name!r} -> {recipe.output.dir}", flush=True)
     bars = None
     if not args.no_progress:
-        bars = progress.TqdmBars(["source", *STAGE_ORDER, "written"], expected_count(recipe.sources))
+        bars = progress.TqdmBars(["source", *active_stages(recipe), "written"], expected_count(recipe.sources))
         progress.set_listener(bars)
     start = time.perf_counter()
     try:

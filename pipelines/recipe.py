@@ -31,6 +31,9 @@ class OracleOptions:
     # An extraction mistake is made in the published sample; each further sample repeats it
     # with this chance (0: a slip, as sampling errors usually are; 1: a systematic error).
     repeat: Share = 0.0
+    # As a judge (the verify stage) the oracle reads the scene's ground truth and gets this
+    # share of its verdicts wrong on purpose, so the judged filter can be scored.
+    judge_error_rate: Share = 0.0
 
     def __post_init__(self):
         unknown = set(self.errors) - set(ORACLE_ERRORS)
@@ -58,6 +61,9 @@ class OpenAIOptions:
     backoff_max_s: Seconds = 60.0  # also caps what a server's Retry-After may ask
     max_response_bytes: PositiveInt = 16 << 20  # a longer reply is malformed (a chat completion is kilobytes)
     extra_body: dict[str, Any] = field(default_factory=dict)  # server-specific, e.g. chat_template_kwargs
+    # Stages that want structured replies (verify) send a JSON schema as `response_format`;
+    # false for endpoints that refuse it (they get the plain-lines prompt instead).
+    json_schema: bool = True
 
 
 @dataclass
@@ -124,16 +130,27 @@ def _stage(template: str, **sampling) -> StageConfig:
 
 
 @dataclass
+class VerifyConfig(StageConfig):
+    """The judge stage (pipelines/verify.py): off unless enabled; it adds one or two teacher
+    calls per record. Its verdicts feed the `judged` filter."""
+
+    enabled: bool = False
+    with_image: bool = False  # judge against the image, not the text (needs a vision teacher)
+    sentences: bool = False  # also judge each sentence of the published extraction
+
+
+@dataclass
 class StagesConfig:
     statements: StageConfig = field(default_factory=lambda: _stage("statements/v1", max_tokens=256))
     focus: StageConfig = field(default_factory=lambda: _stage("focus/v1", max_tokens=64))
     extraction: StageConfig = field(default_factory=lambda: _stage("extraction/v1", max_tokens=768))
+    verify: VerifyConfig = field(default_factory=lambda: VerifyConfig(template="verify/v1", sampling=SamplingConfig(max_tokens=512)))
     think: StageConfig = field(default_factory=lambda: _stage("think/v1", max_tokens=1024))
     student_prompt: str = "student/v1"  # the prompt the small model is trained with
 
     def __post_init__(self):
         # A recipe (or a --set) may give a stage only some keys; its template still defaults.
-        for name in ("statements", "focus", "extraction", "think"):
+        for name in ("statements", "focus", "extraction", "verify", "think"):
             stage = getattr(self, name)
             if not stage.template:
                 stage.template = f"{name}/v1"
@@ -198,7 +215,9 @@ class Recipe:
         if len(set(names)) != len(names):
             raise ConfigError(f"sources: names must differ (give each a `name`), got {names}")
         real = [s.name for s in self.sources if s.kind != "synthetic"]
-        for name in ("statements", "focus", "extraction", "think"):
+        for name in ("statements", "focus", "extraction", "verify", "think"):
+            if name == "verify" and not self.stages.verify.enabled:
+                continue
             if self.stage_teacher(name).backend == "oracle" and real:
                 raise ConfigError(f"stages.{name}: the oracle teacher only works with synthetic sources, not {real}")
 
@@ -225,6 +244,8 @@ class Recipe:
         eval_names = [s.name for s in self.eval_sets]
         if len(set(eval_names)) != len(eval_names):
             raise ConfigError(f"eval_sets: names must differ (give each a `name`), got {eval_names}")
+        if "judged" in names and not self.stages.verify.enabled:
+            raise ConfigError("filters: judged reads the verify stage's verdicts; set stages.verify.enabled: true")
         if "extraction_agreement" in names and self.stages.extraction.sampling.n < 2:
             raise ConfigError("filters: extraction_agreement compares extraction samples; set "
                               "stages.extraction.sampling.n to 2 or more (3 is a good start)")

@@ -81,6 +81,17 @@ class ThinkSample:
 
 
 @dataclass(frozen=True)
+class Judgement:
+    """The verify stage's verdict on one claim: a statement ("is it in the extraction / the
+    image?") or a sentence of the extraction ("do the other samples / the image back it?")."""
+
+    kind: str  # "statement" or "sentence"
+    claim: str
+    verdict: str  # "supported", "contradicted", "not stated", or "unparsed"
+    against: str = "text"  # what the judge read: "text" (the extraction / the other samples) or "image"
+
+
+@dataclass(frozen=True)
 class Verdict:
     """A filter's decision on one record: keep it or not, why, a score, and a detail that
     names what was wrong (the statement not covered, the output cut short)."""
@@ -120,6 +131,7 @@ class Record:
     focus: str | None = None
     extractions: tuple[TeacherOutput, ...] | None = None  # N samples; [0] is published
     reasoning: tuple[tuple[ThinkSample, ...], ...] | None = None  # per turn, M samples
+    judgements: tuple[Judgement, ...] | None = None  # the verify stage's, when it runs
     provenance: dict = field(default_factory=dict)  # stage name -> StageProvenance
     verdicts: tuple[Verdict, ...] = ()
     injected: tuple[dict, ...] = ()  # oracle only: the mistakes it made on purpose

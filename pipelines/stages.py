@@ -5,6 +5,8 @@ fields the stage adds.
 - statements: the QA pairs -> one declarative sentence per pair (text only)
 - focus:      the questions -> a short phrase of what to look at (text only)
 - extraction: image + statements -> fine-grained description (N samples)
+- verify:     (when enabled) claims + the extraction, other samples or image -> verdicts
+              (pipelines/verify.py)
 - think:      extraction + one question -> reasoning ending in "Answer: X" (per turn, M samples)
 """
 
@@ -18,10 +20,11 @@ from filters.answers import parse_final_answer
 from pipelines.config import ConfigError
 from pipelines.prompting import prompt_hash, render, template_inputs
 from pipelines.record import Record, StageProvenance, TeacherOutput, ThinkSample, Turn
-from pipelines.recipe import Recipe, TeacherConfig
+from pipelines import verify
+from pipelines.recipe import Recipe, TeacherConfig, VerifyConfig
 from pipelines.teachers.base import ChatRequest, Sampling, TeacherReply, user_message
 
-STAGE_ORDER = ("statements", "focus", "extraction", "think")
+STAGE_ORDER = ("statements", "focus", "extraction", "verify", "think")
 # What the think stage may see. Sufficiency means something only if the reasoner was shown
 # the extraction and the question and nothing else: no image, no statements, no answer.
 THINK_INPUTS = {"extraction", "question", "choices"}
@@ -31,6 +34,11 @@ _NUMBERING = re.compile(r"^\s*(?:[-*\u2022]|\d+[.)]|pair \d+:?)\s*", re.IGNORECA
 def stage_inputs(name: str, template: str) -> tuple[str, ...]:
     """What the teacher is shown in a stage: the template's variables, plus the image."""
     return template_inputs(template) + (("image",) if name == "extraction" else ())
+
+
+def active_stages(recipe: Recipe) -> tuple[str, ...]:
+    """The stages a recipe runs, in order: verify only when enabled."""
+    return tuple(n for n in STAGE_ORDER if n != "verify" or recipe.stages.verify.enabled)
 
 
 def option_lines(turn: Turn) -> list[str]:
@@ -50,6 +58,7 @@ class Stage:
     template: str
     sampling: Sampling
     teacher: TeacherConfig
+    options: VerifyConfig | None = None  # the verify stage's
 
     def prompts(self, record: Record) -> list[tuple[str, bool, dict]]:
         """(prompt text, attach the image?, meta) per teacher request."""
@@ -60,6 +69,11 @@ class Stage:
             return [(render(self.template, questions=[t.question for t in record.turns]), False, {})]
         if self.name == "extraction":
             return [(render(self.template, statements=list(record.statements or ())), True, {})]
+        if self.name == "verify":
+            json_wanted = verify.wants_json(self.teacher)
+            return [(render(self.template, claims=claims, evidence=evidence, json=json_wanted), self.options.with_image,
+                     {"kind": kind, "claims": claims, "with_image": self.options.with_image, "json": json_wanted})
+                    for kind, claims, evidence in verify.claim_sets(record, self.options.sentences, self.options.with_image)]
         return [
             (render(self.template, extraction=record.extraction, question=t.question, choices=option_lines(t)), False, {"turn": i})
             for i, t in enumerate(record.turns)
@@ -71,7 +85,8 @@ class Stage:
         out = []
         for text, with_image, meta in self.prompts(record):
             messages = user_message(text, record.images if with_image else ())
-            out.append(ChatRequest(messages, self.sampling, {"stage": self.name, "record": record, **meta}))
+            schema = verify.schema(len(meta["claims"])) if meta.get("json") else None
+            out.append(ChatRequest(messages, self.sampling, {"stage": self.name, "record": record, **meta}, schema))
         return out
 
     def apply(self, record: Record, requests: list[ChatRequest], replies: list[TeacherReply]) -> Record:
@@ -106,6 +121,9 @@ class Stage:
             return {"focus": line.strip("\"'").rstrip(".")}
         if self.name == "extraction":
             return {"extractions": tuple(dataclasses.replace(o, text=o.text.strip()) for o in replies[0].outputs)}
+        if self.name == "verify":
+            kinds = verify.claim_sets(record, self.options.sentences, self.options.with_image)
+            return {"judgements": tuple(j for (kind, claims, _), r in zip(kinds, replies) for j in verify.judgements(kind, claims, r.outputs[0], self.options.with_image))}
         return {"reasoning": tuple(tuple(ThinkSample(o, parse_final_answer(o.text)) for o in r.outputs) for r in replies)}
 
 
@@ -116,7 +134,7 @@ def _prompt_text(request: ChatRequest) -> str:
 
 def build_stages(recipe: Recipe) -> list[Stage]:
     stages = []
-    for name in STAGE_ORDER:
+    for name in active_stages(recipe):
         cfg = getattr(recipe.stages, name)
         try:
             inputs = set(template_inputs(cfg.template))
@@ -129,5 +147,7 @@ def build_stages(recipe: Recipe) -> list[Stage]:
             )
         s = cfg.sampling
         sampling = Sampling(s.temperature, s.top_p, s.max_tokens, s.n, s.seed)
-        stages.append(Stage(name, cfg.template, sampling, recipe.stage_teacher(name)))
+        if name == "verify" and not {"claims"} <= inputs:
+            raise ConfigError(f"stages.verify.template: {cfg.template!r} must use `claims` (and may use `evidence`, `json`)")
+        stages.append(Stage(name, cfg.template, sampling, recipe.stage_teacher(name), cfg if name == "verify" else None))
     return stages

@@ -88,3 +88,33 @@ def test_teacher_batches_are_filled_to_batch_size(tmp_path, monkeypatch):
         "filters=[{name: degeneration}]", f"output.dir={tmp_path / 'out'}", "cache.dir=null"]))
     statements = [n for stage, n in calls if stage == "statements"]  # one request per record
     assert sorted(statements, reverse=True) == [16, 16, 8], calls
+
+
+def test_the_verify_stage_against_a_loopback_endpoint(tmp_path):
+    """The judge on an OpenAI-compatible endpoint: the schema goes out as `response_format`,
+    a numbered-lines reply is parsed, and a judge call that fails for good fails its record."""
+    verdicts = "\n".join(f"{i}: supported" for i in range(1, 40))
+    server = FaultServer(answer=verdicts)
+    template = tmp_path / "verify_faulty.jinja"
+    template.write_text("{% for c in claims %}{{ loop.index }}. {{ c }}\n{% endfor %}{% for e in evidence %}{{ e }}\n{% endfor %}"
+                        "{% if 'circle' in claims|join(' ') %}[[500 always]]{% endif %}{{ 'JSON' if json }}")
+    try:
+        recipe = load_recipe("quickstart", [
+            "sources.0.synthetic.num_records=12", "sources.0.synthetic.image_size=64", "sources.0.synthetic.families=[beakers, shapes]",
+            "stages.verify.enabled=true", "stages.verify.sentences=true", f"stages.verify.template={template}",
+            "stages.verify.teacher.backend=openai", "stages.verify.teacher.model=judge", f"stages.verify.teacher.openai.base_url={server.url}",
+            "stages.verify.teacher.openai.api_key_env=NO_KEY_NEEDED", "stages.verify.teacher.openai.max_retries=0",
+            "filters=[{name: judged}]", f"output.dir={tmp_path / 'out'}", f"cache.dir={tmp_path / 'cache'}",
+            "output.max_failed_share=1", "output.min_kept=0",
+        ])
+        outcome = run(recipe)
+    finally:
+        server.close()
+    f = outcome.funnel
+    assert f["in"] == 12 == f["kept"] + f["rejected"] + f["failed"]
+    assert f["kept"] > 0 and f["rejected"] == 0  # every claim judged supported, from numbered lines
+    assert f["failed"] > 0 and set(f["failed_by_reason"]) == {"verify_teacher_error"}
+    rejected = datasets.load_dataset(str(outcome.out_dir), "rejected", split="train")
+    assert all("circle" in " ".join(r["statements"]) or "circle" in (r["extraction"] or "") for r in rejected)
+    formats = [b.get("response_format") for b in server.bodies]
+    assert formats and all(fmt["type"] == "json_schema" and fmt["json_schema"]["schema"]["required"] == ["verdicts"] for fmt in formats)

@@ -190,7 +190,7 @@ def reason(cfg: EvalConfig, items: list[Item], stage1: dict) -> dict:
 
 def score(text: str | None, turn, direct: bool = False) -> tuple[str | None, bool]:
     """(parsed answer, correct). A direct answer without an `Answer:` line is its first line."""
-    parsed = parse_final_answer(text)
+    parsed = parse_final_answer(text, last_line=not direct)
     if parsed is None and direct and text and text.strip():
         parsed = text.strip().splitlines()[0].strip()
     return parsed, answer_matches(parsed, turn.answer, turn.answer_type, turn.choices)

@@ -39,6 +39,9 @@ class ChatRequest:
     messages: list[dict]
     sampling: Sampling
     meta: dict = field(default_factory=dict)
+    # A JSON schema the reply must follow, for backends that can constrain their output
+    # (vLLM's structured outputs, an OpenAI-compatible `response_format`); part of the cache key.
+    schema: dict | None = None
 
 
 @dataclass(frozen=True)

@@ -197,6 +197,8 @@ class OpenAITeacher:
             body["seed"] = s.seed
         if self.opts.extra_body:
             body["extra_body"] = dict(self.opts.extra_body)
+        if request.schema is not None and self.opts.json_schema:
+            body["response_format"] = {"type": "json_schema", "json_schema": {"name": "reply", "strict": True, "schema": request.schema}}
         last = "no attempt made"
         for attempt in range(self.opts.max_retries + 1):
             async with gate:

@@ -20,6 +20,7 @@ facts as it perceived them.
 
 from __future__ import annotations
 
+import json
 import math
 import random
 from typing import Sequence
@@ -171,6 +172,32 @@ def _think(record: Record, turn_index: int, sample: int, n: int, plan: dict | No
     return text, "stop"
 
 
+def _judge(record: Record, request: ChatRequest, plan: dict | None, options: OracleOptions) -> str:
+    """Verdicts as a perfect reader of the evidence would give them (the scene's ground
+    truth for the image or the other samples, the published extraction for statements),
+    with `judge_error_rate` of them flipped on purpose."""
+    from filters.lexical import lexical_support
+
+    family = FAMILIES[record.facts["family"]]
+    if request.meta["kind"] == "statement" and not request.meta["with_image"]:
+        evidence = _extraction(record, plan, 0, options)[0]  # what the published extraction says
+    else:
+        truth = record.facts["values"]
+        gold = [family.statement(t.meta["template"], t.meta["args"], t.answer, t.choices) for t in record.turns]
+        extra = [distractor_sentence(record.facts["distractors"])] if record.facts.get("distractors") else []
+        evidence = " ".join([family.scene_sentence] + [s for _, s in family.describe(truth)] + extra + gold)
+    verdicts = []
+    for i, claim in enumerate(request.meta["claims"]):
+        score = lexical_support(claim, evidence)
+        verdict = "supported" if score >= 0.9 else "contradicted" if score >= 0.3 else "not stated"
+        if random.Random(f"oracle-judge:{options.seed}:{record.id}:{request.meta['kind']}:{i}").random() < options.judge_error_rate:
+            verdict = "contradicted" if verdict == "supported" else "supported"
+        verdicts.append(verdict)
+    if request.schema is not None:
+        return json.dumps({"verdicts": verdicts})
+    return "\n".join(f"{i}: {v}" for i, v in enumerate(verdicts, 1))
+
+
 def _words(text: str) -> int:
     return len(text.split())
 
@@ -215,6 +242,8 @@ class OracleTeacher:
         elif stage == "extraction":
             samples = [_extraction(record, plan, j, self.options) for j in range(n)]
             texts, finishes = [t for t, _, _ in samples], [f for _, f, _ in samples]
+        elif stage == "verify":
+            texts, finishes = [_judge(record, request, plan, self.options)], ["stop"]
         elif stage == "think":
             pairs = [_think(record, request.meta["turn"], j, n, plan, self.options) for j in range(n)]
             texts, finishes = [p[0] for p in pairs], [p[1] for p in pairs]

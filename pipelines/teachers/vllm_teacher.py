@@ -98,7 +98,12 @@ class VLLMTeacher:
         from vllm import SamplingParams
 
         s = request.sampling
-        return SamplingParams(n=s.n, temperature=s.temperature, top_p=s.top_p, max_tokens=s.max_tokens, seed=s.seed)
+        extra = {}
+        if request.schema is not None:
+            from vllm.sampling_params import StructuredOutputsParams
+
+            extra["structured_outputs"] = StructuredOutputsParams(json=request.schema)
+        return SamplingParams(n=s.n, temperature=s.temperature, top_p=s.top_p, max_tokens=s.max_tokens, seed=s.seed, **extra)
 
     def prefetch(self, requests: Sequence[ChatRequest]) -> None:
         """Start `requests` now and return at once: a later `generate` of equal requests
@@ -229,8 +234,8 @@ class VLLMTeacher:
 
 
 def _identity(request: ChatRequest) -> tuple:
-    """What makes two requests the same call: the messages and the sampling (meta aside)."""
-    return (_frozen(request.messages), request.sampling)
+    """What makes two requests the same call: the messages, the sampling and the schema (meta aside)."""
+    return (_frozen(request.messages), request.sampling, _frozen(request.schema))
 
 
 def _frozen(value):

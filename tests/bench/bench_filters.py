@@ -57,6 +57,9 @@ def main() -> None:
     ap.add_argument("--image-size", type=int, default=256)
     ap.add_argument("--eval-copies", type=int, default=0, help="also score decontamination on this many leaked scenes")
     ap.add_argument("--max-pixel-diff", type=float, default=24.0, help="decontaminate's pixel check")
+    ap.add_argument("--judge", type=float, default=None, metavar="ERROR_RATE",
+                    help="also run the verify stage (statements and sentences) with the oracle judging at this error "
+                         "rate, and put the judged filter first, so the table shows what the judge alone catches")
     args = ap.parse_args()
 
     import datasets
@@ -78,6 +81,11 @@ def main() -> None:
         filters = [{"name": "decontaminate", "params": {"max_hamming": 6, "max_pixel_diff": args.max_pixel_diff}}] + [
             {"name": f.name, "params": f.params} for f in base.filters]
         overrides += [f"eval_sets=[{{kind: imagefolder, name: eval_copies, imagefolder: {{dir: '{work / 'eval'}'}}}}]",
+                      f"filters={json.dumps(filters)}"]
+    if args.judge is not None:
+        base = load_recipe("quickstart", overrides)
+        filters = [{"name": "judged", "params": {}}] + [{"name": f.name, "params": f.params} for f in base.filters]
+        overrides += ["stages.verify.enabled=true", "stages.verify.sentences=true", f"teacher.oracle.judge_error_rate={args.judge}",
                       f"filters={json.dumps(filters)}"]
     recipe = load_recipe("quickstart", overrides)
     start = time.perf_counter()

@@ -44,3 +44,52 @@ def test_the_statements_stage_through_vllm_is_deterministic_with_a_seed(engine):
     done = stage.apply(record, requests, first)
     assert done.status == "ok" and done.statements and all(isinstance(s, str) and s for s in done.statements)
     assert done.provenance["statements"].backend == "vllm"
+
+
+def _judged_record():
+    from dataclasses import replace
+
+    from pipelines.record import TeacherOutput
+
+    record = make_record(0, SyntheticSource(image_size=96, max_turns=2, seed=2))
+    return replace(record, statements=("There are 3 red circles.", "The background is grey."),
+                   extractions=(TeacherOutput("Three red circles lie on a grey background. A blue square sits on the left.", "stop"),
+                                TeacherOutput("A grey background with three red circles.", "stop")))
+
+
+def test_the_verify_stage_through_vllm_is_held_to_its_schema_cached_and_fails_alone(engine, smollm2, tmp_path):
+    """Quality is not the point with a 135M model: every claim gets a verdict because the
+    engine is held to the JSON schema, a rerun is served from the reply cache, and a request
+    the engine refuses fails its record, not the run."""
+    from dataclasses import replace
+
+    from pipelines.recipe import VerifyConfig
+    from pipelines.teachers.handler import TeacherModelHandler
+    from pipelines.verify import VERDICTS
+
+    config = TeacherConfig(backend="vllm", model=str(smollm2))
+    stage = Stage("verify", "verify/v1", Sampling(max_tokens=60, seed=0), config, VerifyConfig(enabled=True, sentences=True))
+    record = _judged_record()
+    requests = stage.requests(record)
+    assert [r.schema is not None for r in requests] == [True, True]
+
+    class Counting:
+        calls = 0
+
+        def generate(self, batch):
+            Counting.calls += len(batch)
+            return engine.generate(batch)
+
+    [first] = TeacherModelHandler(config, str(tmp_path)).run_inference([requests], Counting())
+    done = stage.apply(record, requests, first.inference)
+    assert done.status == "ok" and len(done.judgements) == 2 + 2
+    assert all(j.verdict in VERDICTS for j in done.judgements), done.judgements  # no "unparsed": the schema held
+    assert {j.kind for j in done.judgements} == {"statement", "sentence"}
+    [again] = TeacherModelHandler(config, str(tmp_path)).run_inference([requests], Counting())
+    assert Counting.calls == 2 and again.inference == first.inference  # the rerun paid nothing
+
+    too_long = replace(record, statements=("red " * 3000,))
+    long_requests = stage.requests(too_long)
+    replies = engine.generate(long_requests)
+    failed = stage.apply(too_long, long_requests, replies)
+    assert replies[0].error and failed.status == "failed" and failed.reason == "verify_teacher_error"

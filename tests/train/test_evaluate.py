@@ -30,9 +30,11 @@ TEXT = Turn("What time does the clock show?", "4:30", (), "text")
     ("Answer: no", YESNO, False, "no", False),
     ("The hands point at 4 and 6.\nAnswer: 4:30", TEXT, False, "4:30", True),
     ("<think>Answer: 5:30</think>\nThe answer is 4:30.", TEXT, False, "4:30", True),  # thinking never answers
-    ("The clock shows half past four", TEXT, False, None, False),  # no answer line: unparsable
+    # no answer line: the last line, as the paper's parser does; words for "4:30" do not match it
+    ("The clock shows half past four", TEXT, False, "The clock shows half past four", False),
     ("yes", YESNO, True, "yes", True),  # a direct answer may be the bare reply
-    ("yes", YESNO, False, None, False),  # a reasoner's may not
+    ("yes", YESNO, False, "yes", True),  # a reasoner's too, through the last-line fallback
+    ("Let me think.\nAnswer:", YESNO, False, None, False),  # an empty answer line answers nothing
     ("B\nbecause it is red", CHOICE, True, "B", True),
     ("", NUMBER, True, None, False),
 ])
