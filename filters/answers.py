@@ -213,6 +213,8 @@ def _options_named(text: str, choices: tuple[str, ...], fuzzy_threshold: float) 
 
 
 _LEADING_LETTER = re.compile(r"^\(?[A-Ha-h]\)[\s,.:]*|^[A-H][.:)]\s+")
+_CANNOT = re.compile(r"\bI (?:do not|don't|cannot|can't|am unable to|'m unable to) (?:have|provide|answer|determine|tell|see|access)|"
+                     r"\bwithout (?:the )?(?:specific )?(?:data|chart|image)|\bas an AI\b|my (?:last )?training", re.IGNORECASE)
 _SO = re.compile(r"\b(?:so|thus|therefore|hence),?\s+(yes|no)\b", re.IGNORECASE)
 
 
@@ -228,7 +230,9 @@ def _yes_no(pred: str) -> str | None:
     so = {m.lower() for m in _SO.findall(pred)}
     if len(so) == 1:
         return so.pop()
-    # no yes/no word: a plain negated statement ("X is not the smoothest colour") says no
+    # no yes/no word: a plain negated statement ("X is not the smoothest colour") says no; a refusal says nothing
+    if _CANNOT.search(pred):
+        return None
     return "no" if not so and re.search(r"\b(?:not|isn't|aren't|doesn't|don't|no)\b|n't\b", pred, re.I) else None
 
 
@@ -252,6 +256,10 @@ def _canonical(pred: str | None, answer_type: str, choices: tuple[str, ...], fuz
     if answer_type == "choice":
         return choice_letter(pred, choices, fuzzy_threshold)
     if answer_type == "yesno":
+        letter = _LETTER.match(strip_answer_prefix(pred)) if choices else None
+        if letter and not strip_answer_prefix(pred)[letter.end():].strip(" .):"):  # "(B)" when the options are Yes / No
+            index = ord(next(g for g in letter.groups() if g).upper()) - 65
+            return _yes_no(choices[index]) if index < len(choices) else None
         return _yes_no(pred)
     if answer_type == "number":
         return result_number(strip_answer_prefix(pred))

@@ -15,8 +15,10 @@ extraction is read as visual claims (filters/lexical.py's terms):
   beaker"). Another sample contradicts the value when one of its sentences names the same
   subject and binds the same noun to a different value, and none binds it to this one.
 
-A sentence is unbacked when the object it is about is named by no other sample, or when a
-value is contradicted by at least half of the other samples (and by more than back it). Sentences that
+A sentence is unbacked when the object it is about is named by no other sample, when at
+least `novel_share` of what it says (by word weight, four words or more) is in no other
+sample, or when a value is contradicted by at least half of the other samples (and by more
+than back it). Sentences that
 a statement supports are backed (the teacher was told those facts). The score is the share of
 backed sentences; the record is rejected below `min_agreement`.
 """
@@ -27,11 +29,11 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from filters.lexical import Term, _found, lexical_support, terms
-from filters.lexicon import is_thing, lemmas, weight, wordnet
+from filters.lexicon import is_measure, is_thing, lemmas, weight, wordnet
 from filters.text import sentences
 
-MIN_WEIGHT = 2.5
-NOVEL_SHARE = 0.6  # a sentence most of whose words no other sample uses is unbacked  # a sentence's object this informative must be named by another sample
+MIN_WEIGHT = 2.5  # the thing a sentence is about, if this informative, must be named by another sample
+NOVEL_SHARE = 0.6  # a sentence most of whose words (by weight) no other sample uses is unbacked
 
 
 @dataclass(frozen=True)
@@ -77,7 +79,7 @@ def read(sentence: str) -> Sentence:
             rest = ts[i + 1:i + 3]
             colour = rest[0].word if rest and rest[0].colour else None
             noun = rest[1 if colour else 0] if len(rest) > (1 if colour else 0) else None
-            if t.value == int(t.value) and noun is not None and not _attribute(noun) and thing(noun):
+            if t.value == int(t.value) and noun is not None and not _attribute(noun) and not is_measure(noun.word):
                 # a count: the number right before its noun ("2 blue particles")
                 key = tuple(sorted(lemmas(noun.word)))
                 values.append(((colour, *key) if colour else key, t))
@@ -111,7 +113,8 @@ def _value_votes(key: tuple, value: Term, subject: frozenset, other: tuple[Sente
     return 1 if any(v.word == value.word or v.value is not None and v.value == value.value for v in said) else -1
 
 
-def judge_sentence(sentence: Sentence, others: list[tuple[Sentence, ...]], min_weight: float = MIN_WEIGHT) -> str | None:
+def judge_sentence(sentence: Sentence, others: list[tuple[Sentence, ...]], min_weight: float = MIN_WEIGHT,
+                   novel_share: float = NOVEL_SHARE) -> str | None:
     """Why the sentence is unbacked, or None."""
     pool = [tuple(t for s in o for t in s.terms) for o in others]
     about = next((t for t in sentence.terms if thing(t)), None)
@@ -120,7 +123,7 @@ def judge_sentence(sentence: Sentence, others: list[tuple[Sentence, ...]], min_w
     words = [t for t in sentence.terms if t.value is None]
     if len(words) >= 4:
         unsaid = sum(weight(t.word) for t in words if not any(_found(t, p) for p in pool))
-        if unsaid >= NOVEL_SHARE * sum(weight(t.word) for t in words):
+        if unsaid >= novel_share * sum(weight(t.word) for t in words):
             return f"{unsaid / sum(weight(t.word) for t in words):.0%} of what it says is in no other sample"
     for key, value in sentence.values:
         votes = [_value_votes(key, value, sentence.subject, o) for o in others]
@@ -131,7 +134,8 @@ def judge_sentence(sentence: Sentence, others: list[tuple[Sentence, ...]], min_w
 
 
 def claim_agreement(extraction: str, others: list[str], statements: tuple[str, ...] = (),
-                    told_support: float = 0.8, min_weight: float = MIN_WEIGHT) -> list[tuple[str, str | None]]:
+                    told_support: float = 0.8, min_weight: float = MIN_WEIGHT,
+                    novel_share: float = NOVEL_SHARE) -> list[tuple[str, str | None]]:
     """Each sentence of `extraction` with why it is unbacked (None: backed)."""
     read_others = [read_all(o) for o in others]
     told = " ".join(statements)
@@ -140,5 +144,5 @@ def claim_agreement(extraction: str, others: list[str], statements: tuple[str, .
         if told and lexical_support(s.text, told) >= told_support:
             out.append((s.text, None))
             continue
-        out.append((s.text, judge_sentence(s, read_others, min_weight)))
+        out.append((s.text, judge_sentence(s, read_others, min_weight, novel_share)))
     return out

@@ -64,12 +64,12 @@ def sentence_support(record: Record, min_support: float = 0.8, scorer: str = "re
     return out
 
 
-def extraction_agreement(record: Record, min_agreement: float = 1.0, min_weight: float = 3.0, scorer: str = "claims",
-                         min_support: float = 0.9) -> Verdict:
+def extraction_agreement(record: Record, min_agreement: float = 1.0, min_weight: float = 2.5, novel_share: float = 0.6,
+                         scorer: str = "claims", min_support: float = 0.9) -> Verdict:
     if not record.extractions or len(record.extractions) < 2:
         return Verdict("extraction_agreement", False, "extraction_unconfirmed", 0.0)
     if scorer == "claims":
-        return _claim_agreement(record, min_agreement, min_weight)
+        return _claim_agreement(record, min_agreement, min_weight, novel_share)
     shares = sentence_support(record, min_support, scorer)
     if not shares:
         return Verdict("extraction_agreement", False, "extraction_disagreement", 0.0)
@@ -106,9 +106,9 @@ def self_consistency(record: Record, min_agreement: float = 0.5, tolerance: floa
     return Verdict("self_consistency", True, None, round(lowest, 4))
 
 
-def _claim_agreement(record: Record, min_agreement: float, min_weight: float) -> Verdict:
+def _claim_agreement(record: Record, min_agreement: float, min_weight: float, novel_share: float) -> Verdict:
     judged = claim_agreement(record.extraction or "", [o.text for o in record.extractions[1:]],
-                             tuple(record.statements or ()), min_weight=min_weight)
+                             tuple(record.statements or ()), min_weight=min_weight, novel_share=novel_share)
     if not judged:
         return Verdict("extraction_agreement", False, "extraction_disagreement", 0.0)
     score = sum(why is None for _, why in judged) / len(judged)

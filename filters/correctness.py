@@ -1,32 +1,41 @@
 """Answer correctness: for every turn, at least one reasoning trace has a parsable final
-answer that matches the gold answer (that trace is the one published)."""
+answer that matches the gold answer (that trace is the one published). A turn that carries
+every annotator's answer (`turn.meta["answers"]`, as VQAv2, VizWiz and TextVQA give ten)
+also accepts an answer whose VQA accuracy, min(#annotators who gave it / 3, 1), reaches
+`min_vqa_accuracy`."""
 
 from __future__ import annotations
 
-from filters.answers import answer_matches
+from filters.answers import answer_matches, vqa_accuracy
 from pipelines.record import Record, Verdict
 
 NAME = "answer_correct"
 
 
-def correct_samples(record: Record, tolerance: float = 0.0, fuzzy_threshold: float = 90.0) -> list[list[bool]]:
+def reaches_gold(answer: str | None, turn, tolerance: float = 0.0, fuzzy_threshold: float = 90.0,
+                 min_vqa_accuracy: float = 1.0) -> bool:
+    if answer_matches(answer, turn.answer, turn.answer_type, turn.choices, tolerance, fuzzy_threshold):
+        return True
+    annotators = turn.meta.get("answers") if turn.meta else None
+    return bool(annotators) and turn.answer_type == "text" and vqa_accuracy(answer, annotators) >= min_vqa_accuracy
+
+
+def correct_samples(record: Record, tolerance: float = 0.0, fuzzy_threshold: float = 90.0,
+                    min_vqa_accuracy: float = 1.0) -> list[list[bool]]:
     """Per turn, per reasoning sample: did it reach the gold answer."""
-    return [
-        [answer_matches(s.answer, turn.answer, turn.answer_type, turn.choices, tolerance, fuzzy_threshold) for s in samples]
-        for turn, samples in zip(record.turns, record.reasoning or ())
-    ]
+    return [[reaches_gold(s.answer, turn, tolerance, fuzzy_threshold, min_vqa_accuracy) for s in samples]
+            for turn, samples in zip(record.turns, record.reasoning or ())]
 
 
 def published_trace(turn, samples, tolerance: float = 0.0, fuzzy_threshold: float = 90.0):
     """The reasoning sample a turn publishes: the first that reached the gold answer, else the first."""
-    return next((s for s in samples if answer_matches(s.answer, turn.answer, turn.answer_type, turn.choices, tolerance, fuzzy_threshold)),
-                samples[0])
+    return next((s for s in samples if reaches_gold(s.answer, turn, tolerance, fuzzy_threshold)), samples[0])
 
 
-def answer_correct(record: Record, tolerance: float = 0.0, fuzzy_threshold: float = 90.0) -> Verdict:
+def answer_correct(record: Record, tolerance: float = 0.0, fuzzy_threshold: float = 90.0, min_vqa_accuracy: float = 1.0) -> Verdict:
     if not record.reasoning:
         return Verdict(NAME, False, "answer_missing", 0.0)
-    correct = correct_samples(record, tolerance, fuzzy_threshold)
+    correct = correct_samples(record, tolerance, fuzzy_threshold, min_vqa_accuracy)
     solved = sum(any(c) for c in correct)
     score = solved / len(correct)
     for i, (turn, turn_samples, ok) in enumerate(zip(record.turns, record.reasoning, correct)):

@@ -9,9 +9,11 @@ neighbouring ones) when the window holds
   ("person" for "player"), a derived form ("inauguration" for "inaugurated") or another
   spelling ("donut"; rapidfuzz `ratio` >= 85 for words of 5 letters or more);
 - for numbers: the same value (450,000 = 450000 = 450k is not guessed; 1.50 = 1.5).
-Words of the claim that its question contributes are not demanded ("The brand featured in
-this advertisement is Subway", asked "What brand is featured in this advertisement?", needs
-only "Subway"), except numbers and colours.
+Words of the claim that its question contributes count a quarter (`QUESTION_WEIGHT`), and the
+word the question asks for counts nothing ("The brand featured in this advertisement is
+Subway", asked "What brand is featured in this advertisement?", needs "Subway" above all);
+numbers and colours count in full. A statement made only of the question's words (a yes/no
+question's) is demanded in full.
 
 The score of a window is the weighted share of the claim's terms found (a word weighs more the
 rarer it is: "Kermit" 4.9, "show" 2.3, a number 6), times the share of its attributes bound
@@ -33,7 +35,7 @@ from functools import lru_cache
 from rapidfuzz import fuzz
 
 from filters.answers import normalise_text
-from filters.lexicon import is_name, lemmas, opposites, related, weight
+from filters.lexicon import collocation, is_name, lemmas, mostly_noun, opposites, related, weight
 from filters.text import _LABEL, COLOUR_WORDS, STOP, sentences
 
 PAIRS = True
@@ -55,6 +57,7 @@ _STOP = (STOP | _MORE_STOP) - _PLACES
 _POSSESSIVE = re.compile(r"(\w)['’]s\b")
 _CONTRACTED = {"theyre", "theyve", "youd", "youll", "youre", "youve", "weve", "were", "ive", "id", "ill", "hes", "shes",
                "whats", "thats", "theres", "lets", "wouldnt", "couldnt", "shouldnt", "wasnt", "werent", "hasnt", "havent"}
+_WH = re.compile(r"\b(?:what|which|whose)\s+(?:kind\s+of\s+|type\s+of\s+)?([a-z]+)", re.IGNORECASE)
 _TIME = re.compile(r"\b(\d{1,2}):(\d{2})\b")
 _PERCENT = re.compile(r"(\d)\s*%")
 
@@ -76,14 +79,31 @@ def terms(text: str) -> tuple[Term, ...]:
     # capitalised inside a sentence, or a name WordNet knows
     names = {m.lower() for m in re.findall(r"(?<=[^.!?\s]) +([A-Z][a-z]+)", text)}
     out = []
-    for w in normalise_text(text).split():
+    for w in _joined(normalise_text(text).split()):
         w = _UNITS.get(w.lstrip("$€£¥"), w.lstrip("$€£¥")) if w[:1] in "$€£¥" and len(w) > 1 else _UNITS.get(w, w)
         if w in _STOP or w in _CONTRACTED or not any(c.isalnum() for c in w):
             continue
-        value = _number(w)
+        value = 0.0 if w in ("no", "none") else _number(w)  # "no blue particles" is a count
         out.append(Term(w, frozenset({w}) if value is not None else lemmas(w), value, w in COLOUR_WORDS,
                         value is None and (w in names or is_name(w))))
     return tuple(out)
+
+
+def _joined(words: list[str]) -> list[str]:
+    """Words with WordNet's collocations joined: a "bird of paradise" flower is no bird."""
+    out, i = [], 0
+    while i < len(words):
+        for n in (4, 3, 2):
+            if i + n <= len(words) and not any(w[:1].isdigit() for w in words[i:i + n]):
+                joined = collocation(words[i:i + n])
+                if joined and (n > 2 or words[i] not in _STOP):
+                    out.append(joined)
+                    i += n
+                    break
+        else:
+            out.append(words[i])
+            i += 1
+    return out
 
 
 def _number(word: str) -> float | None:
@@ -118,11 +138,12 @@ def _same_kind(a: Term, b: Term) -> bool:
 
 
 def _partner(claim: tuple[Term, ...], i: int) -> Term | None:
+    """The noun a value belongs to: the next word ("3 dogs"), else the one before ("the dog is
+    black"); None when that word is no noun ("opened in 1863": a date, not an attribute)."""
     after = [t for t in claim[i + 1:i + 3] if not _attribute(t)]
-    if after:
-        return after[0]
     before = [t for t in claim[max(0, i - SPAN):i] if not _attribute(t)]
-    return before[-1] if before else None
+    near = after[0] if after else before[-1] if before else None
+    return near if near is not None and mostly_noun(near.word) else None
 
 
 def _bound(value: Term, noun: Term, sentence: tuple[Term, ...], colour: Term | None = None) -> bool | None:
@@ -152,9 +173,12 @@ def _run(terms_: Iterable[Term], value: Term) -> list[Term]:
     return out
 
 
-def window_score(claim: tuple[Term, ...], parts: tuple[tuple[Term, ...], ...], dropped: frozenset = frozenset()) -> float:
+def window_score(claim: tuple[Term, ...], parts: tuple[tuple[Term, ...], ...], dropped: frozenset = frozenset(),
+                 asked: frozenset = frozenset()) -> float:
     flat = tuple(t for p in parts for t in p)
     def w(t: Term) -> float:
+        if t.word in asked and not _attribute(t):
+            return 0.0  # what the question asks for ("What brand ...?"): the answer names it
         return weight(t.word) * (QUESTION_WEIGHT if t.word in dropped and not _attribute(t) else 1.0)
 
     total = sum(map(w, claim))
@@ -210,11 +234,14 @@ def lexical_support(claim: str, text: str, question: str | None = None) -> float
         return 1.0
     dropped = frozenset(f for t in terms(question or "") for f in (t.word, *t.forms))
     dropped = frozenset(t.word for t in c if t.word in dropped or t.forms & dropped)
+    target = _WH.search(question or "")
+    target_forms = lemmas(target.group(1).lower()) | {target.group(1).lower()} if target else frozenset()
+    asked = frozenset(t.word for t in c if t.word in dropped and t.forms & target_forms)
     if all(t.word in dropped for t in c):
-        dropped = frozenset()  # a yes/no question's statement: all of it is the claim
+        dropped = asked = frozenset()  # a yes/no question's statement: all of it is the claim
     best = 0.0
     for w in _windows(text):
-        best = max(best, window_score(c, w, dropped))
+        best = max(best, window_score(c, w, dropped, asked))
         if best >= 1.0:
             break
     return best

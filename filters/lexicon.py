@@ -41,6 +41,11 @@ _RULES = {"n": [("s", ""), ("ses", "s"), ("xes", "x"), ("zes", "z"), ("ches", "c
           "a": [("er", ""), ("est", ""), ("er", "e"), ("est", "e")]}
 
 
+# plurals WordNet files as words of their own ("people" is a group); a description's "two
+# people" is the claim's "2 persons"
+_PLURALS = {"people": ("person",), "folks": ("person",), "cattle": ("cow",)}
+
+
 def wordnet_dir() -> Path:
     if os.environ.get("EXTRACT_THINK_WORDNET"):
         return Path(os.environ["EXTRACT_THINK_WORDNET"])
@@ -140,6 +145,7 @@ def lemmas(word: str) -> frozenset[str]:
                 base = word[: len(word) - len(suffix)] + ending
                 if (base, pos) in wn.index:
                     found.add(base)
+    found.update(_PLURALS.get(word, ()))
     for synset in wn.index.get((word, "r"), [])[:SENSES["r"]]:  # "annually" is also "annual"
         found.update(w for target in wn.adverb_of.get(synset, ()) for w in wn.words[target])
     return frozenset(found) or frozenset({word})
@@ -171,7 +177,7 @@ def related(word: str) -> frozenset[str]:
         if lemma not in GENERIC:
             synsets |= {u for u in _closure(wn, own, wn.up, UP) if not set(wn.words[u]) & GENERIC}
         for s in synsets:
-            out.update(w for w in wn.words[s] if "_" not in w)
+            out.update(w for w in wn.words[s] if "_" not in w)  # "bird of paradise" is mostly a flower
     return frozenset(out)
 
 
@@ -218,4 +224,28 @@ def is_thing(word: str, name: bool = False) -> bool:
         return name
     # mostly a noun ("star"), not mostly an adjective or verb ("small", "lists")
     nouns = [f for f in forms if (f, "n") in wn.index and wn.tagged.get((f, "n"), 0) >= max(wn.tagged.get((f, p), 0) for p in "var")]
-    return any(wn.lexfile[wn.index[(f, "n")][0]] in THINGS for f in nouns)
+    return any(wn.lexfile[wn.index[(f, "n")][0]] in THINGS for f in nouns)  # mostly_noun, per form
+
+
+def collocation(words: list[str]) -> str | None:
+    """The WordNet noun these 2-4 words make together ("bird of paradise", "ice cream"), or None."""
+    joined = "_".join(words)
+    return joined if (joined, "n") in wordnet().index else None
+
+
+
+@lru_cache(maxsize=65536)
+def mostly_noun(word: str) -> bool:
+    """Used mostly as a noun ("dog", "Kyoto"), not mostly as a verb or adjective ("opened", "small")."""
+    wn = wordnet()
+    forms = lemmas(word)
+    if not any((f, p) in wn.index for f in forms for p in "nvar"):
+        return True
+    return any((f, "n") in wn.index and wn.tagged.get((f, "n"), 0) >= max(wn.tagged.get((f, p), 0) for p in "var") for f in forms)
+
+
+@lru_cache(maxsize=65536)
+def is_measure(word: str) -> bool:
+    """A unit or span ("kilometre", "minutes", "years"): its first noun sense is a quantity or a time."""
+    wn = wordnet()
+    return any(wn.lexfile[wn.index[(f, "n")][0]] in (23, 28) for f in lemmas(word) if (f, "n") in wn.index)

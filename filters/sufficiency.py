@@ -12,8 +12,9 @@ from pipelines.record import Record, Verdict
 NAME = "sufficiency"
 
 
-def sufficiency(record: Record, min_ratio: float = 0.5, tolerance: float = 0.0, fuzzy_threshold: float = 90.0) -> Verdict:
-    correct = [c for turn in correct_samples(record, tolerance, fuzzy_threshold) for c in turn]
+def sufficiency(record: Record, min_ratio: float = 0.5, tolerance: float = 0.0, fuzzy_threshold: float = 90.0,
+                min_vqa_accuracy: float = 1.0) -> Verdict:
+    correct = [c for turn in correct_samples(record, tolerance, fuzzy_threshold, min_vqa_accuracy) for c in turn]
     if not correct:
         return Verdict(NAME, False, "extraction_insufficient", 0.0)
     ratio = sum(correct) / len(correct)

@@ -300,3 +300,25 @@ def test_canonical_answers_are_votes():
     assert canonical_answer("twelve", "number") == canonical_answer("12.0", "number") == 12.0
     assert canonical_answer("The Octagon.", "text") == "octagon"
     assert canonical_answer("  ", "text") is None
+
+
+def test_answer_correct_takes_an_answer_enough_annotators_gave():
+    from dataclasses import replace
+
+    from filters.correctness import answer_correct
+    from pipelines.record import TeacherOutput, ThinkSample, Turn
+    from pipelines.recipe import SyntheticSource
+    from pipelines.sources.synthetic import make_record
+
+    annotators = ["red", "red", "red", "red", "maroon", "maroon", "maroon", "orange", "red", "red"]
+    turn = Turn("What colour is the car?", "red", (), "text", {"answers": annotators})
+    record = make_record(0, SyntheticSource(image_size=64))
+
+    def with_answer(answer, t=turn):
+        return replace(record, turns=(t,), reasoning=((ThinkSample(TeacherOutput(f"Answer: {answer}", "stop"), answer),),))
+
+    assert answer_correct(with_answer("Red.")).keep
+    assert answer_correct(with_answer("maroon")).keep  # 3 annotators: full VQA credit
+    assert not answer_correct(with_answer("orange")).keep  # 1 of 3 needed
+    assert answer_correct(with_answer("orange"), min_vqa_accuracy=0.3).keep
+    assert not answer_correct(with_answer("maroon", Turn("What colour is the car?", "red", (), "text"))).keep  # no annotators

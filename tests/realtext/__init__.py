@@ -118,7 +118,7 @@ def answer_type(item: dict) -> tuple[str, tuple[str, ...]]:
     if kind.startswith("multiple choice"):
         return "choice", choices if ord(gold[0]) - 65 < len(choices) else ()
     if kind.startswith("multi_choice"):
-        return ("yesno", ()) if set(map(str.lower, choices)) == {"yes", "no"} else ("choice", choices)
+        return ("yesno", choices) if set(map(str.lower, choices)) == {"yes", "no"} else ("choice", choices)
     if kind == "yes/no":
         return "yesno", ()
     if kind.startswith("free_form"):
