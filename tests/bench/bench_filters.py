@@ -8,6 +8,7 @@ Optionally an eval set of re-encoded copies of some training scenes (plus as man
 held-out scenes) is written as an imagefolder, and `decontaminate` is scored on it too.
 
     .venv/bin/python -m tests.bench.bench_filters [--records 2000] [--error-rate 0.2] [--repeat 0] [--eval-copies 100] [--max-pixel-diff 24]
+        [--judge JUDGE_ERROR_RATE [--judge-image]]
 """
 
 from __future__ import annotations
@@ -60,6 +61,7 @@ def main() -> None:
     ap.add_argument("--judge", type=float, default=None, metavar="ERROR_RATE",
                     help="also run the verify stage (statements and sentences) with the oracle judging at this error "
                          "rate, and put the judged filter first, so the table shows what the judge alone catches")
+    ap.add_argument("--judge-image", action="store_true", help="the judge reads the image (the scene's truth), not the text")
     args = ap.parse_args()
 
     import datasets
@@ -86,6 +88,7 @@ def main() -> None:
         base = load_recipe("quickstart", overrides)
         filters = [{"name": "judged", "params": {}}] + [{"name": f.name, "params": f.params} for f in base.filters]
         overrides += ["stages.verify.enabled=true", "stages.verify.sentences=true", f"teacher.oracle.judge_error_rate={args.judge}",
+                      f"stages.verify.with_image={str(args.judge_image).lower()}",
                       f"filters={json.dumps(filters)}"]
     recipe = load_recipe("quickstart", overrides)
     start = time.perf_counter()
