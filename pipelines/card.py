@@ -115,7 +115,7 @@ def render_card(recipe: Recipe, funnel: dict, licenses: list[str], run_id: str, 
         sampling = ", ".join(f"{k}={v}" for k, v in to_plain(stage.sampling).items())
         lines.append(
             f"| {name} | {t.backend} | `{t.model}` | `{t.revision}` | `{stage.template}` | `{_template_hash(stage.template)}` "
-            f"| {', '.join(stage_inputs(name, stage.template))} | {sampling} |"
+            f"| {', '.join(stage_inputs(name, stage.template, getattr(stage, 'with_image', False)))} | {sampling} |"
         )
     student = render(recipe.stages.student_prompt, focus="<focus>")
     filters = ", ".join(f"`{f.name}` {f.params}" if f.params else f"`{f.name}`" for f in recipe.filters)

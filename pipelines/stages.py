@@ -31,9 +31,9 @@ THINK_INPUTS = {"extraction", "question", "choices"}
 _NUMBERING = re.compile(r"^\s*(?:[-*\u2022]|\d+[.)]|pair \d+:?)\s*", re.IGNORECASE)
 
 
-def stage_inputs(name: str, template: str) -> tuple[str, ...]:
+def stage_inputs(name: str, template: str, with_image: bool = False) -> tuple[str, ...]:
     """What the teacher is shown in a stage: the template's variables, plus the image."""
-    return template_inputs(template) + (("image",) if name == "extraction" else ())
+    return template_inputs(template) + (("image",) if name == "extraction" or with_image else ())
 
 
 def active_stages(recipe: Recipe) -> tuple[str, ...]:
@@ -102,7 +102,7 @@ class Stage:
         provenance = StageProvenance(
             template=self.template,
             prompt_sha256=prompt_hash(*texts),
-            inputs=stage_inputs(self.name, self.template),
+            inputs=stage_inputs(self.name, self.template, bool(self.options and self.options.with_image)),
             backend=self.teacher.backend,
             model=self.teacher.model,
             revision=self.teacher.revision,

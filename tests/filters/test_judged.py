@@ -126,6 +126,9 @@ def test_an_exact_judge_catches_what_was_injected_and_nothing_else(tmp_path):
     kept = datasets.load_dataset(str(outcome.out_dir), "extraction", split="train")
     assert injected + sum(bool(json.loads(r)) for r in kept["injected"]) > 10
     assert not any(json.loads(r) for r in kept["injected"])  # and nothing injected got through
+    verify = json.loads(kept[0]["provenance"])["verify"]
+    assert verify["template"] == "verify/v1" and "image" in verify["inputs"] and "claims" in verify["inputs"]
+    assert "| verify | oracle |" in (outcome.out_dir / "README.md").read_text()  # the card names the stage
 
 
 def test_a_judge_that_errs_rejects_clean_records_and_says_which_claim(tmp_path):
