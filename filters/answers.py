@@ -21,7 +21,7 @@ Matching (`answer_matches`) goes by the turn's answer type:
 - "number": the result of the line: after the last "=", else the last number after "is",
   "are", "was", "equals", else the first number (commas, decimals, signs, currency and %
   ignored, units ignored, fractions, number words up to the millions, "a dozen", "none"),
-  within a relative tolerance. A gold that is not one plain number (a phone number, a date,
+  within a relative tolerance (filters/numbers.py). A gold that is not one plain number (a phone number, a date,
   an ID, "007") is matched as text.
 - "text": VQA-style normalisation (case, punctuation, articles, number words to digits,
   common contractions, leading fillers such as "it is"), then equality; the same words in
@@ -45,6 +45,8 @@ from functools import lru_cache
 
 from rapidfuzz import fuzz
 
+from filters.numbers import NUMBER, NUMBER_WORDS, id_like, parse_number, plain_number, result_number, words_to_number  # noqa: F401 (re-exported)
+
 _THINK = re.compile(r"<think>.*?(?:</think>|$)", re.IGNORECASE | re.DOTALL)
 _END_TOKENS = re.compile(r"</s>|<\|(?:im_end|eot_id|endoftext|end)\|>|<end_of_turn>|<eos>", re.IGNORECASE)
 _ANSWER_LINE = re.compile(r"(?:final\s+)?answer[\s*_`]*[:：][\s*_`]*(.*)", re.IGNORECASE)
@@ -59,12 +61,7 @@ _LETTER = re.compile(
     r"^(?:(?i:option|choice|letter)\s+\(?([A-Ha-h])\)?(?![A-Za-z])|\(([A-Ha-h])\)|\[([A-Ha-h])\]|([A-H])(?=[\s.):,;-]|$)|([a-h])(?=[.):]|$))"
 )
 _OPTION_WORD = re.compile(r"^(?:option|choice|letter)\s+", re.IGNORECASE)
-_NUMBER = re.compile(r"[-+]?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:\s*/\s*\d+)?|[-+]?\.\d+")
 _ARTICLES = {"a", "an", "the"}
-_UNITS = "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen seventeen eighteen nineteen".split()
-_TENS = {w: 10 * i for i, w in enumerate("_ _ twenty thirty forty fifty sixty seventy eighty ninety".split()) if w != "_"}
-_SCALES = {"hundred": 100, "thousand": 1_000, "million": 1_000_000}
-_SMALL = {w: i for i, w in enumerate(_UNITS)} | {"none": 0, "dozen": 12, "half": 0.5}
 _YES = {"yes", "y", "yeah", "yep", "yup", "true", "correct", "affirmative", "right", "indeed"}
 _NO = {"no", "n", "nope", "nah", "false", "incorrect", "not", "never", "negative", "none"}
 _CONTRACTIONS = {"isnt": "is not", "arent": "are not", "dont": "do not", "doesnt": "does not", "cant": "can not",
@@ -129,44 +126,7 @@ def normalise_text(text: str) -> str:
         w = _CONTRACTIONS.get(w, w)
         words.extend(w.split())
     words = [w for w in words if w not in _ARTICLES]
-    return " ".join(str(_SMALL[w]) if w in _SMALL and w not in ("none", "half", "dozen") else w for w in words)
-
-
-def words_to_number(words: list[str]) -> float | None:
-    """'twenty one' / 'one hundred and five' / 'a dozen' / 'three thousand' -> a number;
-    None when the words do not start with a number."""
-    total, current, seen = 0.0, 0.0, False
-    for w in words:
-        if w in ("and", "a", "an") and (seen or w != "and"):
-            continue
-        if w in _SMALL:
-            current += _SMALL[w]
-        elif w in _TENS:
-            current += _TENS[w]
-        elif w in _SCALES:
-            current = max(current, 1) * _SCALES[w]
-            if _SCALES[w] >= 1000:
-                total, current = total + current, 0.0
-        else:
-            break
-        seen = True
-    return total + current if seen else None
-
-
-def parse_number(text: str) -> float | None:
-    """The first number in `text`, digits before words; None when there is none."""
-    m = _NUMBER.search(text.replace("\u2212", "-"))
-    if m:
-        raw = m.group().replace(",", "").replace(" ", "")
-        if "/" in raw:
-            num, den = raw.split("/")
-            return float(num) / float(den) if float(den) else None
-        return float(raw)
-    words = re.sub(r"[-–]", " ", text.lower()).translate(_PUNCT).split()
-    for i, w in enumerate(words):
-        if w in _SMALL or w in _TENS or w in _SCALES or w == "no" and i == 0:
-            return 0.0 if w in ("no", "none") else words_to_number(words[i:])
-    return None
+    return " ".join(str(NUMBER_WORDS[w]) if w in NUMBER_WORDS and w not in ("none", "half", "dozen") else w for w in words)
 
 
 def choice_letter(pred: str, choices: tuple[str, ...], fuzzy_threshold: float = 90.0) -> str | None:
@@ -266,36 +226,6 @@ def _canonical(pred: str | None, answer_type: str, choices: tuple[str, ...], fuz
     return _text(pred) or None
 
 
-_COPULA_NUMBER = re.compile(r"\b(?:is|are|was|were|be|equals?|makes|gives(?:\s+us)?)\s+(?:about\s+|approximately\s+|around\s+|only\s+)?[$€£]?\s*([-+]?\d)")
-_PLAIN_NUMBER = re.compile(r"^[-+]?[$€£]?\s*(?:\d{1,3}(?:,\d{3})+|\d+)?(?:\.\d+)?\s*(?:%|[a-zA-Z°]+\.?)?$")
-
-
-def result_number(text: str) -> float | None:
-    """The number a line answers with: after the last "=" ("29 + 36 = 65"), else the last
-    one after "is"/"are"/"equals" ("the median is the middle value, which is 5"), else the first."""
-    text = text.replace("**", "").replace("\u2212", "-")
-    numbered = [p for p in re.split(r"(?<=[.!?])\s+|\n+", text) if re.search(r"\d", p)]
-    text = numbered[-1] if numbered else text  # the last sentence that holds a number
-    if "=" in text:
-        after = parse_number(text.rsplit("=", 1)[1])
-        if after is not None:
-            return after
-    copulas = list(_COPULA_NUMBER.finditer(text))
-    if copulas:
-        return parse_number(text[copulas[-1].start(1):])
-    return parse_number(text)
-
-
-def _plain_number(gold: str) -> bool:
-    return bool(re.search(r"\d", gold) and _PLAIN_NUMBER.match(gold.strip())) and not _id_like(gold)
-
-
-def _id_like(gold: str) -> bool:
-    """A gold that is not one plain number ("555-0134", "2019-05-12", "007", "3:45"): text."""
-    g = gold.strip()
-    return bool(re.search(r"\d", g)) and (not _PLAIN_NUMBER.match(g) or len(re.sub(r"\D", "", g)) > 1 and g.lstrip("+-$€£ ").startswith("0") and "." not in g)
-
-
 _NEGATED = re.compile(r"\b(?:not|no|never|neither|nor|isn't|aren't|without)\s+(?:\w+\s+)?$", re.IGNORECASE)
 
 
@@ -304,7 +234,7 @@ def _singular(text: str) -> str:
 
 
 def _text_matches(pred: str, gold: str, fuzzy_threshold: float) -> bool:
-    if _plain_number(gold):
+    if plain_number(gold):
         return result_number(strip_answer_prefix(pred)) == parse_number(gold)  # "14.80€" for "14.8"
     p, g = _singular(_text(pred)), _singular(_text(gold))
     if not p or not g:
@@ -330,10 +260,10 @@ def answer_matches(pred: str | None, gold: str, answer_type: str = "text", choic
     if "<OR>" in gold:
         return any(answer_matches(pred, g, answer_type, choices, tolerance, fuzzy_threshold) for g in gold.split("<OR>"))
     if "<AND>" in gold:
-        numbers = {parse_number(m) for m in _NUMBER.findall(pred.replace("\u2212", "-"))}
-        return all(parse_number(g) in numbers if _plain_number(g)
+        numbers = {parse_number(m) for m in NUMBER.findall(pred.replace("\u2212", "-"))}
+        return all(parse_number(g) in numbers if plain_number(g)
                    else answer_matches(pred, g, "text", choices, tolerance, fuzzy_threshold) for g in gold.split("<AND>"))
-    if answer_type == "number" and _id_like(gold) or answer_type == "text":
+    if answer_type == "number" and id_like(gold) or answer_type == "text":
         return _text_matches(pred, gold, fuzzy_threshold)
     p = canonical_answer(pred, answer_type, choices, fuzzy_threshold)
     g = canonical_answer(gold, answer_type, choices, fuzzy_threshold)
@@ -344,7 +274,7 @@ def answer_matches(pred: str | None, gold: str, answer_type: str = "text", choic
     return p == g
 
 
-def vqa_accuracy(pred: str | None, annotators: list[str] | tuple[str, ...], fuzzy_threshold: float = 90.0) -> float:
+def vqa_accuracy(pred: str | None, annotators: list[str] | tuple[str, ...]) -> float:
     """VQA accuracy: min(#annotators whose answer `pred` matches / 3, 1)."""
     p = _text(pred) if pred else ""
     return min(sum(p == _text(a) for a in annotators) / 3, 1.0) if p else 0.0
