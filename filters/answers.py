@@ -45,7 +45,7 @@ from functools import lru_cache
 
 from rapidfuzz import fuzz
 
-from filters.numbers import NUMBER, NUMBER_WORDS, id_like, parse_number, plain_number, result_number, words_to_number  # noqa: F401 (re-exported)
+from filters.numbers import NUMBER, NUMBER_WORDS, id_like, parse_number, plain_number, result_number
 
 _THINK = re.compile(r"<think>.*?(?:</think>|$)", re.IGNORECASE | re.DOTALL)
 _END_TOKENS = re.compile(r"</s>|<\|(?:im_end|eot_id|endoftext|end)\|>|<end_of_turn>|<eos>", re.IGNORECASE)

@@ -28,7 +28,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import lru_cache
 
-from filters.lexical import Term, _found, lexical_support, terms
+from filters.lexical import Term, _attribute, _found, lexical_support, terms
 from filters.lexicon import is_measure, is_thing, lemmas, weight, wordnet
 from filters.text import sentences
 
@@ -61,9 +61,6 @@ def thing(t: Term) -> bool:
         return False
     return is_thing(t.word, t.name)
 
-
-def _attribute(t: Term) -> bool:
-    return t.value is not None or t.colour
 
 
 @lru_cache(maxsize=4096)

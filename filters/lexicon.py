@@ -222,9 +222,7 @@ def is_thing(word: str, name: bool = False) -> bool:
     forms = lemmas(word)
     if not any((f, p) in wn.index for f in forms for p in "nvar"):
         return name
-    # mostly a noun ("star"), not mostly an adjective or verb ("small", "lists")
-    nouns = [f for f in forms if (f, "n") in wn.index and wn.tagged.get((f, "n"), 0) >= max(wn.tagged.get((f, p), 0) for p in "var")]
-    return any(wn.lexfile[wn.index[(f, "n")][0]] in THINGS for f in nouns)  # mostly_noun, per form
+    return any(wn.lexfile[wn.index[(f, "n")][0]] in THINGS for f in forms if _noun_form(wn, f))
 
 
 def collocation(words: list[str]) -> str | None:
@@ -241,7 +239,13 @@ def mostly_noun(word: str) -> bool:
     forms = lemmas(word)
     if not any((f, p) in wn.index for f in forms for p in "nvar"):
         return True
-    return any((f, "n") in wn.index and wn.tagged.get((f, "n"), 0) >= max(wn.tagged.get((f, p), 0) for p in "var") for f in forms)
+    return any(_noun_form(wn, f) for f in forms)
+
+
+def _noun_form(wn: WordNet, lemma: str) -> bool:
+    """A corpus used the lemma as a noun at least as often as as a verb, adjective or adverb
+    ("star" yes; "small", "lists" no)."""
+    return (lemma, "n") in wn.index and wn.tagged.get((lemma, "n"), 0) >= max(wn.tagged.get((lemma, p), 0) for p in "var")
 
 
 @lru_cache(maxsize=65536)

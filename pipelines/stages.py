@@ -108,10 +108,10 @@ class Stage:
             revision=self.teacher.revision,
             sampling=self.sampling.as_dict(),
         )
-        fields = self.parse(record, replies)
+        fields = self.parse(record, replies, requests)
         return record.add(provenance={self.name: provenance}, injected=injected, **fields)
 
-    def parse(self, record: Record, replies: list[TeacherReply]) -> dict:
+    def parse(self, record: Record, replies: list[TeacherReply], requests: list[ChatRequest] = ()) -> dict:
         first: TeacherOutput = replies[0].outputs[0]
         if self.name == "statements":
             lines = [_NUMBERING.sub("", ln).strip() for ln in first.text.splitlines()]
@@ -122,8 +122,8 @@ class Stage:
         if self.name == "extraction":
             return {"extractions": tuple(dataclasses.replace(o, text=o.text.strip()) for o in replies[0].outputs)}
         if self.name == "verify":
-            kinds = verify.claim_sets(record, self.options.sentences, self.options.with_image)
-            return {"judgements": tuple(j for (kind, claims, _), r in zip(kinds, replies) for j in verify.judgements(kind, claims, r.outputs[0], self.options.with_image))}
+            return {"judgements": tuple(j for q, r in zip(requests, replies)
+                                        for j in verify.judgements(q.meta["kind"], q.meta["claims"], r.outputs[0], self.options.with_image))}
         return {"reasoning": tuple(tuple(ThinkSample(o, parse_final_answer(o.text)) for o in r.outputs) for r in replies)}
 
 

@@ -9,6 +9,8 @@ held-out scenes) is written as an imagefolder, and `decontaminate` is scored on 
 
     .venv/bin/python -m tests.bench.bench_filters [--records 2000] [--error-rate 0.2] [--repeat 0] [--eval-copies 100] [--max-pixel-diff 24]
         [--judge JUDGE_ERROR_RATE [--judge-image]]
+
+BENCH_SHOW_FALSE_ALARMS=1 also prints each clean record rejected and each injected one kept.
 """
 
 from __future__ import annotations
