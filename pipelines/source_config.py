@@ -51,14 +51,25 @@ class SyntheticSource:
 
 @dataclass
 class Columns:
-    """Which column holds what. Either question + answer (+ choices), or conversations
-    (LLaVA-style `[{from: human|gpt, value: ...}]`). The image column may hold an `Image`
-    feature, bytes, a path (relative to `image_root`) or a list of those."""
+    """Which column holds what: question + answer (+ choices), or conversations (LLaVA's
+    `[{from, value}]`, `[{role, content}]` or The Cauldron's `[{user, assistant}]`). The image
+    column may hold an `Image` feature, bytes, a path (relative to `image_root`) or a list of
+    those. docs/sources.md shows the mapping of each common Hub schema."""
 
     image: str = "image"
-    question: str | None = "question"
-    answer: str | None = "answer"
+    image_template: str | None = None  # Jinja over the row giving the image path under image_root (GQA: "images/{{ imageId }}.jpg")
+    question: str | None = "question"  # text, or a list of questions (OCR-VQA: one turn per question/answer pair)
+    question_template: str | None = None  # Jinja over the row, for questions assembled from several columns
+    context: list[str] = field(default_factory=list)  # columns prepended to the question as "Context: ..." (ScienceQA's hint)
+    answer: str | None = "answer"  # text, an option letter, an index into the choices, or a list of annotator answers
+    answer_is: Literal["auto", "text", "letter", "index"] = "auto"  # auto: an int with choices is an index, else a letter or an option's text
+    answer_index_base: Annotated[int, Bounds(0, 1)] = 0  # an index answer counts from this
+    answers: str | None = None  # every annotator's answer (strings or {answer, answer_confidence}); gold is the most common unless `answer` is set
+    answers_are: Literal["annotators", "alternatives"] = "annotators"  # alternatives: every listed answer is right (DocVQA)
     choices: str | None = "choices"  # used when present; a column named here otherwise must exist
+    inline_choices: bool = True  # options written into the question ("Options: A: x, B: y", "A. x\nB. y") become choices
+    answerable: str | None = None  # a flag column (VizWiz's answerable: 0/1); see the source's `unanswerable`
+    meta: list[str] = field(default_factory=list)  # columns carried to each turn, the published rows and the evaluation's table
     conversations: str | None = None
     id: str | None = None  # a column to name the row by in rejected rows (default: its index)
 
@@ -95,6 +106,8 @@ class SourceConfig:
     name: str = ""  # the records' `source`; default: the kind (synthetic) or the file/dataset name
     license: str = ""  # carried to every record and the card; default "cc0-1.0" for synthetic, else "unknown"
     limit: NonNegativeInt | None = None  # read at most this many records (before checks)
+    answer_type: Literal["auto", "choice", "yesno", "number", "text"] = "auto"  # auto: from the answer and choices
+    unanswerable: Literal["reject", "gold"] = "reject"  # a question flagged (or answered) unanswerable: a rejected row, or gold "unanswerable"
     # Image references are read only inside the source's folder (image_root); URLs and fsspec
     # chains only with allow_remote, and then only for these schemes.
     allow_remote: bool = False

@@ -1,36 +1,31 @@
 """From a source row's raw values to checked QA turns, or a `Problem` with a named reason.
 
-Two shapes of row: question + answer (+ choices) columns, or a LLaVA-style conversation
-(`[{from: human, value: "<image>\\nQ"}, {from: gpt, value: "A"}, ...]`, several QA pairs per
-image). Options written into a question ("A. red" lines) become structured choices; the
-format instructions the LLaVA mixes append ("Answer the question using a single word or
-phrase.") are moved to the turn's meta, since our own prompts set the answer format.
+Two shapes of row: question + answer (+ choices) columns, or a conversation (LLaVA's
+`[{from: human, value: "<image>\\nQ"}, {from: gpt, value: "A"}, ...]`, `[{role, content}]`
+or The Cauldron's `[{user, assistant}]`), several QA pairs per image. Options written into a
+question become structured choices and the format instructions sets append ("Answer the
+question using a single word or phrase.") move to the turn's meta (`options.py`); the gold
+answer is resolved from whatever form the set gives it (`gold.py`).
 """
 
 from __future__ import annotations
 
 import re
-from collections import Counter
 from typing import Any
 
 from filters.answers import normalise_text
 from pipelines.record import Turn
 from pipelines.source_config import ChecksConfig
+from pipelines.sources.gold import Rules, answer_list, choice_letter, is_unanswerable, most_common
 from pipelines.sources.images import Problem
+from pipelines.sources.options import split_options, strip_instructions
 
 IMAGE_TOKEN = "<image>"
 HUMAN, GPT = {"human", "user"}, {"gpt", "assistant"}
-LETTERS = "ABCDEFGH"
-_OPTION = re.compile(r"^\s*\(?([A-H])[.):]\s+(.+?)\s*$")
-_LETTER_ANSWER = re.compile(r"^\(?([A-Ha-h])\)?[.)]?$")
 _NUMBER = re.compile(r"^-?\d+(?:[.,]\d+)*$")
 _YESNO = {"yes", "no"}
-INSTRUCTIONS = (
-    "answer the question using a single word or phrase.",
-    "answer with the option's letter from the given choices directly.",
-    "answer with the option letter from the given choices directly.",
-    "please answer yes or no.",
-)
+_ANSWER_PREFIX = re.compile(r"^\s*answer\s*:\s*", re.I)
+RULES = Rules()
 
 
 def _valid(text: str, field: str) -> str:
@@ -50,13 +45,6 @@ def _text(value: Any, field: str, problem_if_missing: str) -> str:
     return _valid(str(value), field).strip()
 
 
-def _answer_value(value: Any) -> Any:
-    """A list of annotator answers (VQA style) stands for its most common member."""
-    if isinstance(value, (list, tuple)) and value and all(isinstance(v, str) for v in value):
-        return Counter(v.strip() for v in value).most_common(1)[0][0]
-    return value
-
-
 def _choices(value: Any, config: ChecksConfig) -> tuple[str, ...]:
     if value is None:
         return ()
@@ -74,28 +62,28 @@ def _choices(value: Any, config: ChecksConfig) -> tuple[str, ...]:
     return choices
 
 
-def _split_options(question: str) -> tuple[str, tuple[str, ...], str]:
-    """Question text without its lettered option lines and format instruction, the options,
-    and the instruction that was removed."""
-    kept, options, instruction = [], [], ""
-    for line in question.splitlines():
-        m = _OPTION.match(line)
-        if m and m.group(1) == LETTERS[len(options)]:
-            options.append(m.group(2))
-        elif line.strip().lower() in INSTRUCTIONS:
-            instruction = line.strip()
-        elif line.strip().lower() == "options:" or line.strip().lower() == "choices:":
-            continue
-        else:
-            kept.append(line)
-    if len(options) < 2:  # one "A. ..." line is prose, not options
-        return "\n".join(ln for ln in question.splitlines() if ln.strip().lower() not in INSTRUCTIONS).strip(), (), instruction
-    return "\n".join(kept).strip(), tuple(options), instruction
+def _gold(answer: Any, answers: Any, rules: Rules, meta: dict) -> Any:
+    """The gold value: a list of answers stands for its most common member (or its first,
+    when every listed answer is right); every listed answer goes to the turn's meta."""
+    listed = answer_list(answer, rules.answer_column)
+    pool = listed if listed is not None else answer_list(answers, "answers") if answers is not None else None
+    if pool:
+        meta["alternatives" if rules.answers_are == "alternatives" else "answers"] = pool
+    if listed is not None or (answer is None and pool):
+        return (pool[0] if rules.answers_are == "alternatives" else most_common(pool)) if pool else None
+    return answer
 
 
-def make_turn(question: Any, answer: Any, choices: Any, config: ChecksConfig, meta: dict | None = None) -> Turn:
+def make_turn(question: Any, answer: Any, choices: Any, config: ChecksConfig, meta: dict | None = None,
+              rules: Rules = RULES, answers: Any = None, answerable: Any = None) -> Turn:
+    meta = dict(meta or {})
     q = _text(question, "question", "question_missing")
-    a = _text(_answer_value(answer), "answer", "answer_missing")
+    if answerable is not None and is_unanswerable(answerable):
+        if rules.unanswerable == "reject":
+            raise Problem("unanswerable", f"column {rules.answerable_column!r} marks the question unanswerable ({answerable!r})")
+        answer, choices, meta["answerable"] = "unanswerable", None, False
+    raw = _gold(answer, answers, rules, meta)
+    a = _text(raw, f"answer ({rules.answer_column})", "answer_missing")
     if not q:
         raise Problem("question_empty", "the question is empty")
     if not a:
@@ -104,49 +92,71 @@ def make_turn(question: Any, answer: Any, choices: Any, config: ChecksConfig, me
         raise Problem("question_too_long", f"the question has {len(q)} characters > {config.max_question_chars}")
     if len(a) > config.max_answer_chars:
         raise Problem("answer_too_long", f"the answer has {len(a)} characters > {config.max_answer_chars}")
+    if rules.unanswerable == "reject" and normalise_text(a) == "unanswerable":
+        raise Problem("unanswerable", f"the gold answer ({rules.answer_column}) is {a!r}")
     options = _choices(choices, config)
-    meta = dict(meta or {})
-    if not options:
-        q, options, instruction = _split_options(q)
-        if instruction:
-            meta["instruction"] = instruction
-        if not q:
-            raise Problem("question_empty", "the question is empty once its options are removed")
+    structured = bool(options)
+    if not options and rules.inline_choices:
+        q, options, instruction = split_options(q)
+    else:
+        q, instruction = strip_instructions(q)
+    if instruction:
+        meta["instruction"] = instruction
+    if not q:
+        raise Problem("question_empty", "the question is empty once its options and instructions are removed")
     if options:
-        return Turn(q, _letter(a, options), options, "choice", meta)
+        if rules.answer_type not in ("auto", "choice"):
+            raise Problem("answer_type_mismatch", f"answer_type is {rules.answer_type} but the question has {len(options)} choices")
+        return Turn(q, choice_letter(raw, a, options, rules, structured), options, "choice", meta)
     norm = normalise_text(a)
-    kind = "yesno" if norm in _YESNO else "number" if _NUMBER.match(a.replace(" ", "")) else "text"
+    kind = rules.answer_type
+    if kind == "auto":
+        kind = "yesno" if norm in _YESNO else "number" if _NUMBER.match(a.replace(" ", "")) else "text"
+    elif kind == "choice":
+        raise Problem("choices_missing", f"answer_type is choice but there are no choices (column {rules.choices_column!r}) "
+                                         "and none written in the question")
+    elif kind == "yesno" and norm not in _YESNO:
+        raise Problem("answer_type_mismatch", f"answer_type is yesno but the answer is {a!r}")
+    elif kind == "number" and not _NUMBER.match(a.replace(" ", "")):
+        raise Problem("answer_type_mismatch", f"answer_type is number but the answer is {a!r}")
     return Turn(q, norm if kind == "yesno" else a, (), kind, meta)
 
 
-def _letter(answer: str, options: tuple[str, ...]) -> str:
-    m = _LETTER_ANSWER.match(answer.strip())
-    if m:
-        index = LETTERS.index(m.group(1).upper())
-        if index < len(options):
-            return LETTERS[index]
-        raise Problem("choices_answer_absent", f"answer {answer!r} names option {m.group(1).upper()} of only {len(options)}")
-    wanted = normalise_text(answer)
-    for i, option in enumerate(options):
-        if normalise_text(option) == wanted:
-            return LETTERS[i]
-    raise Problem("choices_answer_absent", f"answer {answer!r} is none of the choices {list(options)}")
-
-
-def conversation_turns(conversation: Any, config: ChecksConfig) -> tuple[list[Turn], int]:
-    """Turns of a LLaVA conversation, and how many `<image>` placeholders it holds."""
+def _messages(conversation: Any) -> list[tuple[bool, str]]:
+    """(from the human, text) per message of a conversation in any of the three forms."""
     if not isinstance(conversation, (list, tuple)):
         raise Problem("conversation_malformed", f"conversations must be a list of messages, got a {type(conversation).__name__}")
-    messages = []
+    out = []
     for i, m in enumerate(conversation):
-        if not isinstance(m, dict) or not isinstance(m.get("value"), str) or not isinstance(m.get("from"), str):
-            raise Problem("conversation_malformed", f"message {i} is not a {{from, value}} pair of strings")
-        role = m["from"].lower()
+        if isinstance(m, dict) and isinstance(m.get("user"), str) and isinstance(m.get("assistant"), str):
+            out += [(True, m["user"]), (False, m["assistant"])]  # The Cauldron: one dict per exchange
+            continue
+        role, text = (m.get("from"), m.get("value")) if isinstance(m, dict) and "from" in m else \
+            (m.get("role"), m.get("content")) if isinstance(m, dict) else (None, None)
+        if not isinstance(role, str) or not isinstance(text, str):
+            raise Problem("conversation_malformed", f"message {i} is not a {{from, value}}, {{role, content}} or "
+                                                    "{user, assistant} pair of strings")
+        role = role.lower()
         if role == "system":
             continue
         if role not in HUMAN | GPT:
-            raise Problem("conversation_malformed", f"message {i} comes from {m['from'][:40]!r}; expected human or gpt")
-        messages.append((role in HUMAN, m["value"]))
+            raise Problem("conversation_malformed", f"message {i} comes from {role[:40]!r}; expected human or gpt")
+        out.append((role in HUMAN, text))
+    return out
+
+
+def _reply(text: str) -> str:
+    """A reply as a gold answer: without an "Answer:" prefix (The Cauldron) or the full stop
+    of a short answer ("Yes.")."""
+    text = _ANSWER_PREFIX.sub("", text).strip()
+    if "\n" not in text and len(text.split()) <= 5 and text.endswith(".") and not text.endswith(".."):
+        text = text[:-1].rstrip()
+    return text
+
+
+def conversation_turns(conversation: Any, config: ChecksConfig, rules: Rules = RULES) -> tuple[list[Turn], int]:
+    """Turns of a conversation, and how many `<image>` placeholders it holds."""
+    messages = _messages(conversation)
     if not messages:
         raise Problem("conversation_empty", "the conversation has no messages")
     placeholders = sum(text.count(IMAGE_TOKEN) for _, text in messages)
@@ -156,7 +166,7 @@ def conversation_turns(conversation: Any, config: ChecksConfig) -> tuple[list[Tu
         if len(pair) < 2 or not pair[0][0] or pair[1][0]:
             raise Problem("conversation_malformed", f"messages must alternate human, gpt; message {j + len(pair) - 1} breaks that")
         question = pair[0][1].replace(IMAGE_TOKEN, "").strip()
-        turns.append(make_turn(question, pair[1][1], None, config, {"turn": j // 2}))
+        turns.append(make_turn(question, _reply(pair[1][1]), None, config, {"turn": j // 2}, rules))
     return turns, placeholders
 
 

@@ -13,8 +13,11 @@ from typing import Any, Iterator
 import fsspec
 
 from pipelines.config import ConfigError
-from pipelines.source_config import Columns, SourceConfig
+from pipelines.source_config import SourceConfig
+from pipelines.sources.gold import Rules
+from pipelines.sources.images import Problem
 from pipelines.sources.ingest import RawItem, access_for
+from pipelines.sources.mapping import mapped_fields, row_images
 
 
 def parent(path: str) -> str:
@@ -60,21 +63,13 @@ def _json_entries(path: str) -> Iterator[tuple[int, Any, str | None]]:
                 yield i, None, f"line {i + 1} is not JSON: {e.msg}"
 
 
-def mapped_fields(row: dict, columns: Columns) -> dict:
-    out = {}
-    for key in ("question", "answer", "choices", "conversations"):
-        column = getattr(columns, key)
-        if column is not None:
-            out[key] = row.get(column)
-    return out
-
-
 def read_llava(config: SourceConfig) -> Iterator[RawItem]:
     """One RawItem per entry: `{"id", "image": path or [paths], "conversations": [...]}`.
     An entry without an image becomes a `no_image` row (the paper had to skip those)."""
     cfg = config.llava
     access = access_for(config, cfg.image_root or parent(cfg.json))
     name = cfg.json.rstrip("/").rsplit("/", 1)[-1]
+    rules = Rules.of(config)
     count = 0
     for i, entry, error in _json_entries(cfg.json):
         if config.limit is not None and count >= config.limit:
@@ -94,7 +89,7 @@ def read_llava(config: SourceConfig) -> Iterator[RawItem]:
             continue
         image = entry.get("image")
         images = tuple(image) if isinstance(image, list) else (image,) if image is not None else ()
-        yield RawItem(config.name, config.license, origin, {"conversations": entry["conversations"]}, images, access)
+        yield RawItem(config.name, config.license, origin, {"conversations": entry["conversations"]}, images, access, rules=rules)
 
 
 def imagefolder_dir(config: SourceConfig) -> str:
@@ -110,6 +105,7 @@ def read_imagefolder(config: SourceConfig) -> Iterator[RawItem]:
     folder = imagefolder_dir(config)
     path = f"{folder}/metadata.jsonl"
     access = access_for(config, folder)
+    rules = Rules.of(config)
     count = 0
     for i, row, error in _json_entries(path):
         if config.limit is not None and count >= config.limit:
@@ -120,12 +116,14 @@ def read_imagefolder(config: SourceConfig) -> Iterator[RawItem]:
             detail = error or f"line {i + 1} is a {type(row).__name__}, not an object"
             yield RawItem(config.name, config.license, origin, problem=("metadata_malformed" if i >= 0 else "file_malformed", detail))
             continue
-        file_name = row.get(cfg.columns.image)
-        if not isinstance(file_name, str) or not file_name.strip():
-            yield RawItem(config.name, config.license, origin, problem=("image_reference_missing", f"the row has no `{cfg.columns.image}`"))
-            continue
-        origin += f" ({file_name[:200]})"
-        yield RawItem(config.name, config.license, origin, mapped_fields(row, cfg.columns), (file_name,), access)
+        try:
+            refs = row_images(row, cfg.columns)
+            if len(refs) != 1 or not isinstance(refs[0], str) or not refs[0].strip():
+                raise Problem("image_reference_missing", f"the row has no `{cfg.columns.image}`")
+            origin += f" ({refs[0][:200]})"
+            yield RawItem(config.name, config.license, origin, mapped_fields(row, cfg.columns), refs, access, rules=rules)
+        except Problem as p:
+            yield RawItem(config.name, config.license, origin, problem=(p.reason, p.detail))
 
 
 def check_files(config: SourceConfig) -> None:

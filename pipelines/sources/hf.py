@@ -18,9 +18,12 @@ import datasets
 
 from pipelines.config import ConfigError
 from pipelines.source_config import HFSource, SourceConfig
-from pipelines.sources.files import mapped_fields, parent
+from pipelines.sources.files import parent
+from pipelines.sources.gold import Rules
+from pipelines.sources.images import Problem
 from pipelines.sources.access import ImageAccess
 from pipelines.sources.ingest import RawItem, access_for
+from pipelines.sources.mapping import mapped_fields, needed_columns, row_images
 
 BUILDERS = {".parquet": "parquet", ".arrow": "arrow", ".json": "json", ".jsonl": "json", ".csv": "csv"}
 ROWS_PER_SHARD = 1000
@@ -53,8 +56,10 @@ def open_dataset(cfg: HFSource, limit: int | None):
     except (FileNotFoundError, ValueError, KeyError) as e:
         raise ConfigError(f"hf.path {path!r} (split {cfg.split!r}): cannot load: {e}") from None
     columns = ds.column_names or []
-    wanted = [c for c in (cfg.columns.image, cfg.columns.question, cfg.columns.answer, cfg.columns.choices, cfg.columns.conversations) if c]
-    missing = [c for c in wanted if c not in columns and c != "choices"] if columns else []
+    wanted = needed_columns(cfg.columns)
+    if cfg.columns.choices and cfg.columns.choices != "choices":
+        wanted.append(cfg.columns.choices)  # the default `choices` is used only where present
+    missing = [c for c in wanted if c not in columns] if columns else []
     if missing:
         raise ConfigError(f"hf.columns: {missing} not in the dataset's columns {columns}")
     ds = _undecoded(ds, cfg.columns.image)
@@ -102,15 +107,15 @@ class ReadShard(beam.DoFn):
             piece = self._ds.shard(self._shards, index, contiguous=True)
             n = len(self._ds)  # where `shard(contiguous=True)` starts piece `index`
             offset = n // self._shards * index + min(index, n % self._shards)
-        access = _access(self._config)
+        access, rules = _access(self._config), Rules.of(self._config)
         for j, row in enumerate(piece):
             where = f"shard {index} row {j}" if offset is None else f"row {offset + j}"
             origin = f"{cfg.path}:{cfg.split} {where}"
             try:
                 if c.id and row.get(c.id) is not None:
                     origin += f" (id {str(row.get(c.id))[:100]})"
-                image = row.get(c.image)
-                images = tuple(image) if isinstance(image, list) else (image,) if image is not None else ()
-                yield RawItem(self._config.name, self._config.license, origin, mapped_fields(row, c), images, access)
+                yield RawItem(self._config.name, self._config.license, origin, mapped_fields(row, c), row_images(row, c), access, rules=rules)
+            except Problem as p:
+                yield RawItem(self._config.name, self._config.license, origin, problem=(p.reason, p.detail))
             except Exception as e:  # noqa: BLE001 - one odd row ends as one rejected row
                 yield RawItem(self._config.name, self._config.license, origin, problem=("row_malformed", f"{type(e).__name__}"))

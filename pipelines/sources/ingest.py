@@ -16,6 +16,7 @@ from pipelines.record import ImageData, Record, Turn, record_id
 from pipelines.source_config import IngestConfig, SourceConfig
 from pipelines.sources.access import ImageAccess, read_image_bytes
 from pipelines.sources.checks import check_turn_count, conversation_turns, make_turn
+from pipelines.sources.gold import Rules
 from pipelines.sources.images import Problem, normalise
 
 
@@ -28,6 +29,7 @@ class RawItem:
     images: tuple = ()  # bytes, a path or URL, a {"bytes", "path"} dict, a PIL image, or None (absent)
     access: ImageAccess = ImageAccess()  # where image paths may lead
     problem: tuple[str, str] | None = None  # the reader could not even parse the row: (reason, detail)
+    rules: Rules = Rules()  # how the source's answers are read
 
 
 def access_for(config: SourceConfig, root: str, also: tuple[str, ...] = ()) -> ImageAccess:
@@ -37,10 +39,23 @@ def access_for(config: SourceConfig, root: str, also: tuple[str, ...] = ()) -> I
 
 
 def _turns(item: RawItem, config: IngestConfig) -> tuple[list[Turn], int | None]:
-    f = item.fields
+    f, rules = item.fields, item.rules
     if f.get("conversations") is not None:
-        return conversation_turns(f["conversations"], config.checks)
-    return [make_turn(f.get("question"), f.get("answer"), f.get("choices"), config.checks)], None
+        return conversation_turns(f["conversations"], config.checks, rules)
+    question, answer, meta = f.get("question"), f.get("answer"), f.get("meta") or {}
+
+    def turn(q, a, extra):
+        if f.get("context") and isinstance(q, str):
+            q = f"Context: {f['context']}\n{q}"
+        return make_turn(q, a, f.get("choices"), config.checks, {**meta, **extra}, rules, f.get("answers"), f.get("answerable"))
+
+    if isinstance(question, (list, tuple)):  # several questions per image, answers alongside (OCR-VQA)
+        if not isinstance(answer, (list, tuple)) or len(answer) != len(question):
+            got = f"{len(answer)} answers" if isinstance(answer, (list, tuple)) else f"a {type(answer).__name__}"
+            raise Problem("turns_mismatch", f"column {rules.question_column!r} lists {len(question)} questions but "
+                                            f"column {rules.answer_column!r} holds {got}")
+        return [turn(q, a, {"turn": j}) for j, (q, a) in enumerate(zip(question, answer))], None
+    return [turn(question, answer, {})], None
 
 
 def _images(item: RawItem, config: IngestConfig, placeholders: int | None) -> tuple[ImageData, ...]:

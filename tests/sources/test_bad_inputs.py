@@ -47,7 +47,7 @@ def _folder_cases():
         ("blank-question", {"file_name": "f3.png", "question": "   ", "answer": "boxes"}, "question_empty"),
         ("no-answer", {"file_name": "f4.png", "question": "What is shown?"}, "answer_missing"),
         ("empty-answer", {"file_name": "f5.png", "question": "What is shown?", "answer": ""}, "answer_empty"),
-        ("question-list", {"file_name": "f6.png", "question": ["What?", "Why?"], "answer": "boxes"}, "field_wrong_type"),
+        ("question-list", {"file_name": "f6.png", "question": ["What?", "Why?"], "answer": "boxes"}, "turns_mismatch"),  # a list of questions needs a list of answers
         ("answer-not-a-choice", {"file_name": "f7.png", "question": "Which?", "answer": "cones", "choices": ["boxes", "balls"]}, "choices_answer_absent"),
         ("choices-a-string", {"file_name": "f8.png", "question": "Which?", "answer": "boxes", "choices": "boxes or balls"}, "choices_invalid"),
         ("long-question", {"file_name": "f9.png", "question": "Why? " * 200, "answer": "boxes"}, "question_too_long"),
