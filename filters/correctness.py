@@ -2,7 +2,8 @@
 answer that matches the gold answer (that trace is the one published). A turn that carries
 every annotator's answer (`turn.meta["answers"]`, as VQAv2, VizWiz and TextVQA give ten)
 also accepts an answer whose VQA accuracy, min(#annotators who gave it / 3, 1), reaches
-`min_vqa_accuracy`."""
+`min_vqa_accuracy`; a turn with equally right answers (`turn.meta["alternatives"]`, as
+DocVQA lists) accepts any of them."""
 
 from __future__ import annotations
 
@@ -15,6 +16,10 @@ NAME = "answer_correct"
 def reaches_gold(answer: str | None, turn, tolerance: float = 0.0, fuzzy_threshold: float = 90.0,
                  min_vqa_accuracy: float = 1.0) -> bool:
     if answer_matches(answer, turn.answer, turn.answer_type, turn.choices, tolerance, fuzzy_threshold):
+        return True
+    alternatives = turn.meta.get("alternatives") if turn.meta else None
+    if alternatives and any(answer_matches(answer, alt, turn.answer_type, turn.choices, tolerance, fuzzy_threshold)
+                            for alt in alternatives[1:]):
         return True
     annotators = turn.meta.get("answers") if turn.meta else None
     return bool(annotators) and turn.answer_type == "text" and vqa_accuracy(answer, annotators) >= min_vqa_accuracy

@@ -2,6 +2,7 @@
 
     extract-think run RECIPE [--set key.sub=value ...] [--no-progress]   # exit 1: not published, 2: bad recipe or output
     extract-think validate RECIPE [--set ...]      # print the resolved recipe
+    extract-think inspect RECIPE [--limit N] [--show K] [--json]   # how the sources' first rows are read (no teacher)
     extract-think recipes                           # list bundled recipes
     extract-think publish OUT --repo owner/name [--private]   # push a local publish to the Hub
     extract-think export OUT --format trl|llava --to DEST     # for TRL's SFTTrainer / LLaVA trainers
@@ -31,6 +32,12 @@ def _parser() -> argparse.ArgumentParser:
                        help="override a recipe key, e.g. --set sources.0.synthetic.num_records=50 (repeatable)")
         if name == "run":
             c.add_argument("--no-progress", action="store_true", help="no progress bars")
+    ins = sub.add_parser("inspect", help="read the first rows of each source (no teacher) and show how they were understood")
+    ins.add_argument("recipe", help="a recipe YAML file, or the name of a bundled recipe")
+    ins.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="override a recipe key (repeatable)")
+    ins.add_argument("--limit", type=int, default=20, help="rows to read per source (default 20)")
+    ins.add_argument("--show", type=int, default=5, help="records to print per source (default 5)")
+    ins.add_argument("--json", action="store_true", help="print the report as JSON")
     sub.add_parser("recipes", help="list the bundled recipes")
     pub = sub.add_parser("publish", help="push a finished local publish to the Hugging Face Hub")
     pub.add_argument("out", help="the output folder of `extract-think run`")
@@ -57,6 +64,22 @@ def _export(args) -> int:
         print(f"extract-think: {e}", file=sys.stderr)
         return 1
     print(f"{args.format} export of {args.out}: {dest}")
+    return 0
+
+
+def _inspect(args) -> int:
+    import json
+
+    from pipelines.inspect_sources import inspect, render
+
+    if args.limit < 1 or args.show < 0:
+        raise ConfigError("inspect: --limit must be at least 1 and --show at least 0")
+    report = inspect(load_recipe(args.recipe, args.overrides), args.limit, args.show)
+    if args.json:
+        print(json.dumps(report, ensure_ascii=False, indent=1, default=str))
+    else:
+        for line in render(report):
+            print(line)
     return 0
 
 
@@ -144,6 +167,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "validate":
             print(dump_recipe(load_recipe(args.recipe, args.overrides)), end="")
             return 0
+        if args.command == "inspect":
+            return _inspect(args)
         if args.command == "publish":
             return _publish(args)
         if args.command == "export":

@@ -5,7 +5,8 @@ features (so `Image` columns decode to PIL images on load):
 - extraction: one row per kept record: the image, the student's prompt with its focus, the
   extraction (the training target), and metadata;
 - reasoning: one row per QA turn of a kept record: extraction, question, choices, the
-  first reasoning trace that reached the gold answer, and that answer;
+  first reasoning trace that reached the gold answer, that answer, and the turn's metadata
+  (the source's `meta` columns, annotator answers) as JSON;
 - rejected: one row per rejected or failed record, with its status, reason and scores.
 """
 
@@ -31,7 +32,7 @@ FEATURES = {
     }),
     "reasoning": datasets.Features({
         "id": _S, "record_id": _S, "extraction": _S, "question": _S, "choices": datasets.List(_S),
-        "answer_type": _S, "answer": _S, "reasoning": _S, "thinking": _S, "source": _S,
+        "answer_type": _S, "answer": _S, "reasoning": _S, "thinking": _S, "source": _S, "meta": _S,
     }),
     "rejected": datasets.Features({
         "id": _S, "image": datasets.Image(), "status": _S, "reason": _S, "detail": _S,
@@ -93,6 +94,7 @@ def reasoning_rows(record: Record) -> list[dict]:
             "reasoning": best.output.text,
             "thinking": best.output.thinking,
             "source": record.source,
+            "meta": json.dumps(to_jsonable(turn.meta), sort_keys=True),  # the source's columns (category, annotators, ...)
         })
     return rows
 

@@ -14,7 +14,7 @@ from pipelines.sink import WriteShards
 
 def _rows(n):
     return [{"id": f"r{i:03d}", "record_id": "x", "extraction": "e", "question": "q", "choices": ["a"], "answer_type": "text",
-             "answer": "a", "reasoning": "r" * i, "thinking": "", "source": "s"} for i in range(n)]
+             "answer": "a", "reasoning": "r" * i, "thinking": "", "source": "s", "meta": "{}"} for i in range(n)]
 
 
 @pytest.mark.parametrize("rows_per_shard,expected", [(7, [7, 7, 7, 2]), (250, [230]), (100, [100, 100, 30])])

@@ -18,8 +18,11 @@ each record:
 
 Baselines in the same run: `caption_think` (stage 1 with a plain caption prompt, no focus;
 the same reasoner) and `direct` (the perception model answers from the image). The table
-gives accuracy per system, by source and category (a turn's `category` or synthetic
-`family`, else its answer type). Per-item predictions go to `predictions.jsonl`.
+gives accuracy per system, by source and category (the turn's metadata key `category_key`,
+e.g. MMStar's `category` or `l2_category` carried by the source's `meta` columns; else the
+synthetic `family`, else the answer type). An answer is right when it matches the gold, any
+of a DocVQA-style list of right answers, or (VQA accuracy) three annotators. Per-item
+predictions, with the turn's metadata, go to `predictions.jsonl`.
 """
 
 from __future__ import annotations
@@ -33,10 +36,11 @@ from typing import Literal
 
 from tqdm.auto import tqdm
 
-from filters.answers import answer_matches, parse_final_answer
+from filters.answers import parse_final_answer
+from filters.correctness import reaches_gold
 from pipelines.config import ConfigError, load_yaml, to_plain
 from pipelines.prompting import render
-from pipelines.record import Record
+from pipelines.record import Record, to_jsonable
 from pipelines.recipe import TeacherConfig
 from pipelines.source_config import IngestConfig, SourceConfig
 from pipelines.teachers.base import Sampling
@@ -71,6 +75,7 @@ class EvalConfig:
     answer_tokens: int = 32  # tokens for the answer after a forced end
     block_reflexive: bool = True
     reflexive_words: list[str] = field(default_factory=lambda: list(REFLEXIVE_WORDS))
+    category_key: str = "category"  # the turn metadata the table's columns are grouped by
     out: str = "out/eval"
     progress: bool = True
 
@@ -87,6 +92,7 @@ class Item:
     """One held-out question."""
     record: Record
     turn: int
+    category_key: str = "category"
 
     @property
     def t(self):
@@ -95,7 +101,7 @@ class Item:
     @property
     def category(self) -> str:
         meta = self.t.meta or {}
-        return str(meta.get("category") or meta.get("family") or self.t.answer_type)
+        return str(meta.get(self.category_key) or meta.get("family") or self.t.answer_type)
 
 
 def load_heldout(cfg: EvalConfig) -> tuple[list[Record], dict[str, int]]:
@@ -193,7 +199,7 @@ def score(text: str | None, turn, direct: bool = False) -> tuple[str | None, boo
     parsed = parse_final_answer(text, last_line=not direct)
     if parsed is None and direct and text and text.strip():
         parsed = text.strip().splitlines()[0].strip()
-    return parsed, answer_matches(parsed, turn.answer, turn.answer_type, turn.choices)
+    return parsed, reaches_gold(parsed, turn)
 
 
 def table(rows: list[dict], systems: list[str]) -> tuple[list[str], dict]:
@@ -226,14 +232,15 @@ def evaluate(cfg: EvalConfig) -> dict:
     records, skipped = load_heldout(cfg)
     if not records:
         raise ValueError(f"no usable held-out record (skipped: {skipped})")
-    items = [Item(r, i) for r in records for i in range(len(r.turns))]
+    items = [Item(r, i, cfg.category_key) for r in records for i in range(len(r.turns))]
     focus = write_focus(cfg, records) if "extract_think" in cfg.systems else {}
     stage1 = perceive(cfg, records, items, focus)
     stage2 = reason(cfg, items, stage1)
     rows = []
     for i, it in enumerate(items):
         base = {"record_id": it.record.id, "turn": it.turn, "source": it.record.source, "category": it.category,
-                "question": it.t.question, "choices": list(it.t.choices), "answer_type": it.t.answer_type, "gold": it.t.answer}
+                "question": it.t.question, "choices": list(it.t.choices), "answer_type": it.t.answer_type, "gold": it.t.answer,
+                "meta": to_jsonable(it.t.meta)}
         for system in cfg.systems:
             row = {**base, "system": system}
             if system == "direct":

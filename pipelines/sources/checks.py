@@ -154,7 +154,7 @@ def _reply(text: str) -> str:
     return text
 
 
-def conversation_turns(conversation: Any, config: ChecksConfig, rules: Rules = RULES) -> tuple[list[Turn], int]:
+def conversation_turns(conversation: Any, config: ChecksConfig, rules: Rules = RULES, meta: dict | None = None) -> tuple[list[Turn], int]:
     """Turns of a conversation, and how many `<image>` placeholders it holds."""
     messages = _messages(conversation)
     if not messages:
@@ -166,7 +166,7 @@ def conversation_turns(conversation: Any, config: ChecksConfig, rules: Rules = R
         if len(pair) < 2 or not pair[0][0] or pair[1][0]:
             raise Problem("conversation_malformed", f"messages must alternate human, gpt; message {j + len(pair) - 1} breaks that")
         question = pair[0][1].replace(IMAGE_TOKEN, "").strip()
-        turns.append(make_turn(question, _reply(pair[1][1]), None, config, {"turn": j // 2}, rules))
+        turns.append(make_turn(question, _reply(pair[1][1]), None, config, {**(meta or {}), "turn": j // 2}, rules))
     return turns, placeholders
 
 

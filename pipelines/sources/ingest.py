@@ -41,7 +41,7 @@ def access_for(config: SourceConfig, root: str, also: tuple[str, ...] = ()) -> I
 def _turns(item: RawItem, config: IngestConfig) -> tuple[list[Turn], int | None]:
     f, rules = item.fields, item.rules
     if f.get("conversations") is not None:
-        return conversation_turns(f["conversations"], config.checks, rules)
+        return conversation_turns(f["conversations"], config.checks, rules, f.get("meta"))
     question, answer, meta = f.get("question"), f.get("answer"), f.get("meta") or {}
 
     def turn(q, a, extra):

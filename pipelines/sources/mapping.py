@@ -36,7 +36,10 @@ def template_columns(text: str, where: str) -> set[str]:
 
 def needed_columns(c: Columns) -> list[str]:
     """Every column the mapping reads (for a check against the set's columns before the run)."""
-    named = [c.question, c.answer, c.answers, c.answerable, c.conversations, c.id, *c.context, *c.meta]
+    if c.conversations:  # question and answer come from the conversation
+        named = [c.conversations, c.id, *c.meta]
+    else:
+        named = [c.question, c.answer, c.answers, c.answerable, c.id, *c.context, *c.meta]
     if not c.image_template:
         named.append(c.image)
     for key in ("question_template", "image_template"):
@@ -76,11 +79,12 @@ def mapped_fields(row: dict, columns: Columns) -> dict:
     conversations, context (text) and meta (a dict). Raises Problem for a template that
     fails on this row."""
     out = {}
-    for key in ("question", "answer", "choices", "answers", "answerable", "conversations"):
+    keys = ("conversations",) if columns.conversations else ("question", "answer", "choices", "answers", "answerable")
+    for key in keys:
         column = getattr(columns, key)
         if column is not None:
             out[key] = row.get(column)
-    if columns.question_template:
+    if columns.question_template and not columns.conversations:
         scope = {k: v for k, v in row.items() if k != columns.image}
         out["question"] = _render(columns.question_template, scope, "question_template")
     context = [str(row[c]).strip() for c in columns.context if row.get(c) is not None and str(row[c]).strip()]

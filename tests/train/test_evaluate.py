@@ -198,3 +198,27 @@ def test_the_same_evaluation_on_the_vllm_engine(tmp_path, tiny_idefics3, tiny_ll
                                       block_reflexive=False, systems=["caption_think"]))
     free = [json.loads(line)["reply"] for line in open(tmp_path / "free" / "predictions.jsonl")]
     assert unblocked["items"] and any(re.search(r"(?<![a-z])hite", r) for r in free)  # what was blocked above
+
+
+def test_the_bundled_mmstar_evaluation_reads_its_schema_and_tables_by_category(tmp_path, tiny_idefics3, tiny_llama):
+    """recipes/train/eval-mmstar.yaml, its Hub path pointed at a local MMStar-shaped set: the
+    inline options and letter answers become choice turns, the table's columns are MMStar's
+    categories, and every prediction carries the row's metadata."""
+    from importlib import resources
+
+    from pipelines.config import load_yaml
+    from tests.sources.hub_schemas import mmstar
+
+    where, expected = mmstar(tmp_path)
+    cfg = load_yaml(EvalConfig, resources.files("recipes") / "train" / "eval-mmstar.yaml", [
+        f"heldout.0.hf.path={where['path']}", "heldout.0.hf.split=train", f"out={tmp_path / 'eval'}", "progress=false",
+        f"perception.model={tiny_idefics3}", "perception.backend=transformers", f"reasoner.model={tiny_llama}",
+        "reasoner.backend=transformers", "focus.mode=question", "extraction_tokens=8", "direct_tokens=4",
+        "thinking_budget=6", "answer_tokens=3"])
+    summary = evaluate(cfg)
+    rows = [json.loads(line) for line in open(tmp_path / "eval" / "predictions.jsonl")]
+    assert summary["records"] == 3 and summary["columns"] == ["coarse perception", "instance reasoning", "math", "all"]
+    golds = {r["question"]: (r["gold"], tuple(r["choices"])) for r in rows}
+    assert golds == {q: (gold, choices) for [(q, choices, gold, _, _)] in expected}
+    assert {r["meta"]["l2_category"] for r in rows} == {"image scene and topic", "single-instance reasoning",
+                                                       "numeric commonsense and calculation"}

@@ -1,0 +1,82 @@
+"""`extract-think inspect RECIPE`: read the first rows of every source, with no teacher, and
+show how they were understood (question, choices, gold, answer type, metadata) and why the
+others were rejected; the check to run before spending GPU hours on a new set."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections import Counter
+from typing import Iterator
+
+from pipelines.recipe import Recipe
+from pipelines.source_config import SourceConfig
+from pipelines.sources.options import LETTERS
+
+
+def _first_rows(source: SourceConfig, limit: int) -> SourceConfig:
+    """The source limited to its first rows; a Hub set streamed, so nothing else downloads."""
+    hf = dataclasses.replace(source.hf, streaming=True) if source.kind == "hf" else source.hf
+    return dataclasses.replace(source, limit=limit, hf=hf)
+
+
+def _where(source: SourceConfig) -> str:
+    if source.kind == "hf":
+        return f"hf {source.hf.path}" + (f" ({source.hf.name})" if source.hf.name else "") + f", split {source.hf.split}"
+    if source.kind == "llava":
+        return f"llava {source.llava.json}"
+    if source.kind == "imagefolder":
+        return f"imagefolder {source.imagefolder.dir}"
+    return "synthetic scenes"
+
+
+def inspect_source(source: SourceConfig, recipe: Recipe, limit: int, show: int) -> dict:
+    """{name, where, read, ok, turns: [first `show` records' turns], rejected: {reason: (n, example)}}."""
+    from pipelines.sources import iter_records
+
+    shown, rejected, counts = [], {}, Counter()
+    for record in iter_records(_first_rows(source, limit), recipe.ingest):
+        counts[record.status] += 1
+        if record.status == "ok":
+            if len(shown) < show:
+                shown.append({"origin": record.origin, "images": [f"{im.width}x{im.height} {im.format}" for im in record.images],
+                              "turns": [{"question": t.question, "choices": list(t.choices), "gold": t.answer,
+                                         "type": t.answer_type, "meta": t.meta} for t in record.turns]})
+        else:
+            n, example = rejected.get(record.reason, (0, None))
+            rejected[record.reason] = (n + 1, example or f"{record.origin}: {record.detail}")
+    return {"name": source.name, "where": _where(source), "read": sum(counts.values()), "ok": counts["ok"],
+            "records": shown, "rejected": rejected}
+
+
+def inspect(recipe: Recipe, limit: int = 20, show: int = 5) -> list[dict]:
+    return [inspect_source(s, recipe, limit, show) for s in recipe.sources]
+
+
+def _gold(turn: dict) -> str:
+    if turn["type"] == "choice":
+        return f"{turn['gold']} = {turn['choices'][LETTERS.index(turn['gold'])]!r}"
+    return repr(turn["gold"])
+
+
+def _clip(text: str, n: int = 300) -> str:
+    text = text.replace("\n", "\\n")
+    return text if len(text) <= n else text[: n - 3] + "..."
+
+
+def render(report: list[dict]) -> Iterator[str]:
+    for s in report:
+        yield f"\nsource {s['name']!r} ({s['where']}): first {s['read']} rows -> {s['ok']} usable, {s['read'] - s['ok']} rejected"
+        for r in s["records"]:
+            yield f"  {r['origin']}  [{', '.join(r['images'])}]"
+            for t in r["turns"]:
+                yield f"    question: {_clip(t['question'])}"
+                if t["choices"]:
+                    yield "    choices:  " + _clip(" | ".join(f"{LETTERS[i]}. {c}" for i, c in enumerate(t["choices"])))
+                yield f"    gold:     {_clip(_gold(t))}   ({t['type']})"
+                if t["meta"]:
+                    yield f"    meta:     {_clip(json.dumps(t['meta'], ensure_ascii=False, default=str))}"
+        if s["rejected"]:
+            yield "  rejected:"
+            for reason, (n, example) in sorted(s["rejected"].items(), key=lambda kv: -kv[1][0]):
+                yield f"    {reason:<26} {n:>5}   e.g. {_clip(example, 200)}"
