@@ -67,10 +67,12 @@ def answer_list(value: Any, column: str) -> list[str] | None:
 
 
 def most_common(answers: list[str]) -> str:
-    """The answer most annotators gave (compared normalised; the first on a tie)."""
+    """The answer most annotators gave, compared normalised ("two" and "2" are one answer),
+    written as most of them wrote it; the first on a tie."""
     counts = Counter(normalise_text(a) for a in answers)
     best = max(counts.values())
-    return next(a for a in answers if counts[normalise_text(a)] == best)
+    key = next(normalise_text(a) for a in answers if counts[normalise_text(a)] == best)
+    return Counter(a for a in answers if normalise_text(a) == key).most_common(1)[0][0]
 
 
 def is_unanswerable(flag: Any) -> bool:

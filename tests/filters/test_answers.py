@@ -266,6 +266,16 @@ def test_vqa_accuracy_counts_annotators():
     assert vqa_accuracy(None, annotators) == 0.0
 
 
+def test_any_listed_right_answer_reaches_the_gold():
+    from filters.correctness import reaches_gold
+    from pipelines.record import Turn
+
+    docvqa = Turn("What is the ratio?", "1/8", (), "text", {"alternatives": ["1/8", "one eighth"]})
+    assert reaches_gold("one eighth", docvqa) and reaches_gold("1/8", docvqa) and not reaches_gold("1/4", docvqa)
+    annotated = Turn("What colour?", "red", (), "text", {"answers": ["red"] * 7 + ["maroon"] * 3})
+    assert reaches_gold("maroon", annotated) and not reaches_gold("maroon", annotated, min_vqa_accuracy=1.01)
+
+
 def test_the_table_is_big_enough():
     assert len(PARSE) + len(MATCH) >= 150
 

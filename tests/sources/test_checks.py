@@ -90,3 +90,79 @@ def test_a_row_without_an_image_is_no_image_whatever_else_is_wrong():
     item = RawItem("sqa", "cc-by-nc-sa-4.0", "row 3", {"question": "Which is a mammal?", "answer": 7, "choices": ["cat", "eel", "ant"]}, (None,))
     record = to_record(item, IngestConfig())
     assert (record.status, record.reason) == ("rejected", "no_image")
+
+
+@pytest.mark.parametrize("question, bare, options", [
+    ("How many?\nOptions: A: 1, B: 2, C: 3, D: 4", "How many?", ("1", "2", "3", "4")),
+    ("Which is true?\nOptions: A: It is red, or pink., B: It is blue.", "Which is true?", ("It is red, or pink.", "It is blue.")),
+    ("Which is larger? (A) 3 (B) 5", "Which is larger?", ("3", "5")),
+    ("Question: Which is larger?\nChoices:\n(A) 3\n(B) 5\nAnswer with the letter.", "Which is larger?", ("3", "5")),
+    ("Which is larger?\nA) 3\nB) 5", "Which is larger?", ("3", "5")),
+    ("Context: It rained.\nWhich is wet?\nA. road\nB. roof", "Context: It rained.\nWhich is wet?", ("road", "roof")),
+    ("What is A. Lincoln known for?", "What is A. Lincoln known for?", ()),  # one marker is prose
+    ("Is (A) bigger than (C)?", "Is (A) bigger than (C)?", ()),  # letters out of order
+])
+def test_options_written_inline_in_the_common_forms_become_choices(question, bare, options):
+    from pipelines.sources.options import split_options
+
+    q, found, _ = split_options(question)
+    assert (q, found) == (bare, options)
+
+
+@pytest.mark.parametrize("answer, choices, rules, gold", [
+    (1, ["1", "2", "4"], {}, "B"),  # an int with choices is an index
+    (2, ["x", "y"], {"index_base": 1}, "B"),
+    ("2", ["a", "b", "c"], {}, "C"),  # a digit string that is no option's text: an index
+    ("2", ["1", "2", "3"], {"answer_is": "text"}, "B"),
+    ("2", ["1", "2", "3"], {"answer_is": "index"}, "C"),
+    ("Option C", ["a", "b", "c"], {}, "C"),
+    ("(B) b", ["a", "b", "c"], {}, "B"),
+    ("c", ["a", "b", "c"], {"answer_is": "letter"}, "C"),
+])
+def test_the_gold_option_is_read_from_index_letter_or_text(answer, choices, rules, gold):
+    from pipelines.sources.gold import Rules
+
+    assert make_turn("Which?", answer, choices, C, rules=Rules(**rules)).answer == gold
+
+
+@pytest.mark.parametrize("answer, choices, rules, reason, words", [
+    (7, ["a", "b", "c"], {}, "choices_answer_absent", ["index", "3 choices"]),
+    ("2", ["1", "2", "3"], {}, "choices_answer_ambiguous", ["option B", "option C", "answer_is"]),
+    ("dog", ["a", "b"], {"answer_is": "letter"}, "choices_answer_absent", ["not an option letter"]),
+    ("z", ["a", "b"], {"answer_is": "text"}, "choices_answer_absent", ["none of the choices"]),
+    ("yes", None, {"answer_type": "number"}, "answer_type_mismatch", ["number"]),
+    ("x", None, {"answer_type": "choice"}, "choices_missing", ["no choices"]),
+])
+def test_a_gold_that_cannot_be_resolved_says_what_was_expected(answer, choices, rules, reason, words):
+    from pipelines.sources.gold import Rules
+
+    with pytest.raises(Problem) as e:
+        make_turn("Which?", answer, choices, C, rules=Rules(**rules))
+    assert e.value.reason == reason and all(w in e.value.detail for w in words), e.value.detail
+
+
+def test_annotators_as_dicts_keep_every_answer_and_the_most_common_is_gold():
+    votes = [{"answer": a, "answer_confidence": "yes"} for a in ["two", "2", "2", "3", "2"]]
+    t = make_turn("How many?", votes, None, C)
+    assert (t.answer, t.answer_type, t.meta["answers"]) == ("2", "number", ["two", "2", "2", "3", "2"])
+
+
+def test_unanswerable_questions_are_rejected_or_kept_by_choice():
+    from pipelines.sources.gold import Rules
+
+    with pytest.raises(Problem) as e:
+        make_turn("What is it?", None, None, C, answers=["unanswerable"] * 3, answerable=0)
+    assert e.value.reason == "unanswerable"
+    with pytest.raises(Problem):
+        make_turn("What is it?", "Unanswerable", None, C)  # a gold "unanswerable" (LLaVA's VizWiz)
+    kept = make_turn("What is it?", None, None, C, rules=Rules(unanswerable="gold"), answerable="unanswerable")
+    assert (kept.answer, kept.meta["answerable"]) == ("unanswerable", False)
+
+
+@pytest.mark.parametrize("conversation", [
+    [{"role": "user", "content": "<image>\nWhat colour?"}, {"role": "assistant", "content": "Red."}],
+    [{"user": "What colour?\nGive a very brief answer.", "assistant": "Answer: Red", "source": "x"}],
+])
+def test_conversations_in_role_content_and_user_assistant_forms(conversation):
+    turns, _ = conversation_turns(conversation, C)
+    assert [(t.question, t.answer) for t in turns] == [("What colour?", "Red")]

@@ -28,12 +28,7 @@ def readme_sources() -> dict[str, dict]:
 
 def localised(source: dict, where: dict) -> SourceConfig:
     """The snippet with its Hub path (or JSON file) and image folder replaced by the fixture's."""
-    data = yaml.safe_load(yaml.safe_dump(source))
-    part = data[data["kind"]]
-    part.update(where)
-    if data["kind"] == "hf":
-        part.pop("name", None), part.pop("split", None)  # a local file has one split, named "train"
-    return build(SourceConfig, data, "source")
+    return build(SourceConfig, localised_dict(source, where), "source")
 
 
 def records(source: dict, tmp_path: Path, **changes):
@@ -132,3 +127,44 @@ def test_inspect_shows_how_rows_were_understood_and_why_others_were_rejected(tmp
     report = json.loads(capsys.readouterr().out)
     assert [s["read"] for s in report] == [4, 2] and report[0]["rejected"]["choices_answer_absent"][0] == 1
     assert not (tmp_path / "out").exists()  # inspect writes nothing
+
+
+@pytest.mark.parametrize("source, schema", [("ocr_vqa", "ocrvqa"), ("vqav2", "cauldron-ai2d"), ("gqa", "gqa"),
+                                            ("textvqa", "textvqa"), ("vizwiz", "vizwiz"), ("scienceqa", "scienceqa")])
+def test_the_bundled_paper_hub_recipe_maps_each_set_with_the_right_gold(source, schema, tmp_path):
+    from pipelines.config import to_plain
+    from pipelines.recipe import load_recipe
+
+    config = next(s for s in load_recipe("paper-hub").sources if s.name == source)
+    snippet = {k: v for k, v in to_plain(config).items() if k in ("kind", "name", "license", "unanswerable", config.kind)}
+    got, expected = records({**snippet, "name": schema}, tmp_path)
+    assert [(r.status, r.reason, [(t.question, t.answer) for t in r.turns] if r.status == "ok" else None) for r in got] == \
+        [("rejected", w[1], None) if w[0] == "rejected" else ("ok", None, [(t[0], t[2]) for t in w]) for w in expected]
+
+
+def test_mapped_sets_run_through_the_pipeline_and_publish_gold_and_metadata(tmp_path):
+    from tests.sources.helpers import conserved, load, run_recipe
+
+    sources = []
+    for name in ("scienceqa", "mmstar", "ocrvqa"):
+        where, _ = BUILDERS[name](tmp_path / "data")
+        snippet = readme_sources()[name]
+        sources.append(localised_dict(snippet, where))
+    outcome = run_recipe(tmp_path / "run", sources)
+    assert conserved(outcome) and outcome.funnel["kept"] == 2 + 3 + 1
+    assert outcome.funnel["rejected_by_reason"] == {"no_image": 1, "choices_answer_absent": 1, "turns_mismatch": 1}
+    rows = {r["question"]: r for r in load(outcome, "reasoning")}
+    sign = rows["Which number is shown on the sign?"]
+    assert (sign["answer"], sign["choices"], sign["answer_type"]) == ("B", ["1", "2", "4"], "choice")
+    assert json.loads(sign["meta"])["subject"] == "natural science"
+    assert json.loads(rows["How many dots are there?"]["meta"])["l2_category"] == "single-instance reasoning"
+    assert json.loads(rows["Is this a comedy book?"]["meta"]) == {"title": "Garden Design", "genre": "Crafts", "turn": 2}
+
+
+def localised_dict(source: dict, where: dict) -> dict:
+    """The snippet as plain data, pointed at the fixture (a local file has one split, "train")."""
+    data = yaml.safe_load(yaml.safe_dump(source))
+    data[data["kind"]].update(where)
+    if data["kind"] == "hf":
+        data["hf"].pop("name", None), data["hf"].pop("split", None)
+    return data
