@@ -10,6 +10,7 @@ columns and what was expected.
 
 from __future__ import annotations
 
+import ast
 import re
 from collections import Counter
 from dataclasses import dataclass
@@ -52,7 +53,13 @@ class Rules:
 
 def answer_list(value: Any, column: str) -> list[str] | None:
     """A list of answers (strings, numbers, or dicts with an `answer`), or None if `value`
-    is not a list."""
+    is not a list. A list written as text ("['car', 'taxi']", as some CSV and parquet
+    copies store it) is read as the list."""
+    if isinstance(value, str) and value.strip().startswith("[") and value.strip().endswith("]"):
+        try:
+            value = ast.literal_eval(value.strip())
+        except (ValueError, SyntaxError):
+            return None
     if not isinstance(value, (list, tuple)):
         return None
     out = []

@@ -166,3 +166,9 @@ def test_unanswerable_questions_are_rejected_or_kept_by_choice():
 def test_conversations_in_role_content_and_user_assistant_forms(conversation):
     turns, _ = conversation_turns(conversation, C)
     assert [(t.question, t.answer) for t in turns] == [("What colour?", "Red")]
+
+
+def test_an_annotator_list_stored_as_text_is_read_as_the_list():
+    t = make_turn("What vehicle?", None, None, C, answers="['car', 'taxi', 'car']")
+    assert (t.answer, t.meta["answers"]) == ("car", ["car", "taxi", "car"])
+    assert make_turn("What is written?", "[sic]", None, C).answer == "[sic]"  # not a list: text
