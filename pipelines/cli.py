@@ -17,9 +17,23 @@ import logging
 import sys
 import time
 
-from pipelines.config import ConfigError
-from pipelines.recipe import bundled_recipes, dump_recipe, load_recipe
-from pipelines.secrets import ScrubFilter
+
+class _BeamNoise(logging.Filter):
+    """Beam's known-harmless warnings, logged on the root logger at import and on every
+    bundle ("apitools not found ...", "Resource module is not available ..."): they say
+    nothing about the run and break the progress bars. Dropped in the CLI only."""
+
+    NOISE = ("apitools not found", "Resource module is not available")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not any(n in str(record.msg) for n in self.NOISE)
+
+
+logging.getLogger().addFilter(_BeamNoise())  # before Beam is imported below
+
+from pipelines.config import ConfigError  # noqa: E402
+from pipelines.recipe import bundled_recipes, dump_recipe, load_recipe  # noqa: E402
+from pipelines.secrets import ScrubFilter  # noqa: E402
 
 
 def _parser() -> argparse.ArgumentParser:

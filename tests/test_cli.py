@@ -27,3 +27,16 @@ def test_validate_prints_the_resolved_recipe_and_recipes_lists(capsys):
     assert "num_records: 3" in capsys.readouterr().out
     assert main(["recipes"]) == 0
     assert "quickstart" in capsys.readouterr().out
+
+
+def test_the_command_prints_none_of_beams_known_harmless_warnings(tmp_path):
+    """`make demo` in miniature, as a separate process (the warnings come at import)."""
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-m", "pipelines.cli", "run", "quickstart", "--set", "sources.0.synthetic.num_records=4",
+                           "--set", f"output.dir={tmp_path / 'out'}", "--no-progress"], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "Funnel" in done.stdout
+    for noise in ("apitools not found", "Resource module is not available"):
+        assert noise not in done.stderr + done.stdout
