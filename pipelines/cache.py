@@ -29,28 +29,17 @@ import uuid
 
 import fsspec
 
-from pipelines.config import to_plain
 from pipelines.record import TeacherOutput
-from pipelines.recipe import TeacherConfig
+from pipelines.recipe import TeacherConfig, reply_identity
 from pipelines.teachers.base import ChatRequest, TeacherReply
 
 log = logging.getLogger(__name__)
 MAX_ENTRY_BYTES = 64 << 20  # no real reply comes near; a larger file is not an entry
 _WARNED: set[str] = set()  # caches found unwritable in this process (warned about once)
 
-# Settings that change how fast a teacher answers, never what it answers.
-_NOT_IN_KEY = {"batch_size"}
-
-
 def teacher_identity(config: TeacherConfig) -> dict:
-    plain = to_plain(config)
-    options = plain.pop(config.backend, None)  # only the chosen backend's options matter
-    if config.backend == "openai":  # how we talk to the server does not change its answers
-        options = {"base_url": options["base_url"], "extra_body": options["extra_body"]}
-    if config.backend == "vllm":  # engine or server, memory share: same answers
-        options = {k: v for k, v in options.items() if k not in ("mode", "gpu_memory_utilization", "tensor_parallel_size", "prefetch")}
-    return {**{k: v for k, v in plain.items() if k not in _NOT_IN_KEY and k not in ("oracle", "transformers", "openai", "vllm")},
-            "options": options}
+    """The teacher's part of a reply's cache key (`recipe.reply_identity`)."""
+    return reply_identity(config)
 
 
 def request_key(identity: dict, request: ChatRequest) -> str:

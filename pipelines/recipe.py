@@ -104,6 +104,33 @@ class TeacherConfig:
     vllm: VLLMOptions = field(default_factory=VLLMOptions)
 
 
+# Settings that decide how calls are batched and sent: never which engine answers, nor what
+# it answers ("" : TeacherConfig's own fields; else the backend's options block).
+_SENDING = {"": ("batch_size", "max_batch_tokens", "image_tokens"), "vllm": ("prefetch",)}
+# Settings that make another engine or connection, but the same replies.
+_SERVING = {"vllm": ("mode", "gpu_memory_utilization", "tensor_parallel_size", "share_across_processes"),
+            "openai": ("api_key_env", "max_concurrency", "timeout_s", "max_retries", "backoff_s", "backoff_max_s",
+                       "max_response_bytes", "json_schema")}
+
+
+def engine_identity(config: TeacherConfig) -> dict:
+    """What decides which loaded teacher serves `config`: the backend, model, revision and the
+    backend's own options, without how calls are batched and sent (stages that differ only
+    in batching share one engine)."""
+    plain = to_plain(config)
+    options = {k: v for k, v in plain[config.backend].items() if k not in _SENDING.get(config.backend, ())}
+    return {"backend": config.backend, "model": config.model, "revision": config.revision, "options": options}
+
+
+def reply_identity(config: TeacherConfig) -> dict:
+    """What changes a teacher's replies (the reply cache's key): the engine identity without
+    the settings that only change how it is served (engine or server, memory share,
+    retries, the API key's variable)."""
+    identity = engine_identity(config)
+    serving = _SERVING.get(config.backend, ())
+    return {**identity, "options": {k: v for k, v in identity["options"].items() if k not in serving}}
+
+
 @dataclass
 class SamplingConfig:
     temperature: Annotated[float, Bounds(0)] = 0.0

@@ -12,7 +12,7 @@ import datasets
 import pytest
 
 from pipelines.cache import ReplyCache, request_key, teacher_identity
-from pipelines.recipe import TeacherConfig, load_recipe
+from pipelines.recipe import OracleOptions, TeacherConfig, load_recipe
 from pipelines.record import TeacherOutput
 from pipelines.run import run
 from pipelines.teachers.base import ChatRequest, Sampling, TeacherReply, user_message
@@ -193,3 +193,22 @@ def test_after_kill_9_a_rerun_redoes_only_unfinished_calls(tmp_path, tiny_idefic
     assert resumed.funnel["teacher_requests"] == total - done  # only what had not finished
     assert resumed.funnel["teacher_requests"] + resumed.funnel["cache_hits"] == clean.funnel["teacher_requests"] + clean.funnel["cache_hits"]
     assert _rows(resumed.out_dir) == _rows(clean.out_dir)
+
+
+def test_stages_that_differ_only_in_batching_share_one_engine_and_one_cache():
+    """batch_size, max_batch_tokens, image_tokens and vLLM's prefetch decide how calls are
+    grouped and sent, never which engine answers or what it answers."""
+    from pipelines.recipe import VLLMOptions
+    from pipelines.teachers import teacher_key
+
+    a = TeacherConfig(backend="vllm", model="m", vllm=VLLMOptions(max_model_len=2048))
+    b = TeacherConfig(backend="vllm", model="m", batch_size=3, max_batch_tokens=4096, image_tokens=256,
+                      vllm=VLLMOptions(max_model_len=2048, prefetch=0), oracle=OracleOptions(error_rate=0.5))
+    assert teacher_key(a) == teacher_key(b) and teacher_identity(a) == teacher_identity(b)
+    served = TeacherConfig(backend="vllm", model="m", vllm=VLLMOptions(max_model_len=2048, mode="server", gpu_memory_utilization=0.5))
+    assert teacher_key(served) != teacher_key(a) and teacher_identity(served) == teacher_identity(a)  # another engine, same replies
+    other = TeacherConfig(backend="vllm", model="m", vllm=VLLMOptions(max_model_len=4096))
+    assert teacher_key(other) != teacher_key(a) and teacher_identity(other) != teacher_identity(a)
+    from pipelines.teachers import load_teacher
+
+    assert load_teacher(TeacherConfig(batch_size=2, max_batch_tokens=999)) is load_teacher(TeacherConfig(image_tokens=7))

@@ -5,8 +5,7 @@ from __future__ import annotations
 import json
 import threading
 
-from pipelines.config import to_plain
-from pipelines.recipe import TeacherConfig
+from pipelines.recipe import TeacherConfig, engine_identity
 from pipelines.teachers.base import ChatRequest, Sampling, Teacher, TeacherReply
 
 _LOADED: dict[str, Teacher] = {}
@@ -14,12 +13,9 @@ _LOCK = threading.Lock()
 
 
 def teacher_key(config: TeacherConfig) -> str:
-    """Which loaded teacher serves `config`: everything but batch_size, which only decides
-    how requests are grouped and sent (a stage with another batch size must not load a second engine)."""
-    plain = to_plain(config)
-    plain.pop("batch_size")
-    plain["vllm"].pop("prefetch")
-    return json.dumps(plain, sort_keys=True)
+    """Which loaded teacher serves `config` (`recipe.engine_identity`: batching and sending
+    settings aside, so a stage with another batch size does not load a second engine)."""
+    return json.dumps(engine_identity(config), sort_keys=True)
 
 
 def load_teacher(config: TeacherConfig) -> Teacher:
