@@ -147,9 +147,9 @@ def _messages(conversation: Any) -> list[tuple[bool, str]]:
 
 def _reply(text: str) -> str:
     """A reply as a gold answer: without an "Answer:" prefix (The Cauldron) or the full stop
-    of a short answer ("Yes.")."""
+    of a short answer ("Yes."; "U.S." keeps its dots)."""
     text = _ANSWER_PREFIX.sub("", text).strip()
-    if "\n" not in text and len(text.split()) <= 5 and text.endswith(".") and not text.endswith(".."):
+    if "\n" not in text and len(text.split()) <= 5 and text.endswith(".") and text.count(".") == 1:
         text = text[:-1].rstrip()
     return text
 

@@ -168,6 +168,12 @@ def test_conversations_in_role_content_and_user_assistant_forms(conversation):
     assert [(t.question, t.answer) for t in turns] == [("What colour?", "Red")]
 
 
+def test_a_short_reply_loses_its_full_stop_but_not_an_abbreviation():
+    conv = [{"from": "human", "value": "Where?"}, {"from": "gpt", "value": "U.S."},
+            {"from": "human", "value": "Who?"}, {"from": "gpt", "value": "Answer: Dr. Smith."}]
+    assert [t.answer for t in conversation_turns(conv, C)[0]] == ["U.S.", "Dr. Smith."]
+
+
 def test_an_annotator_list_stored_as_text_is_read_as_the_list():
     t = make_turn("What vehicle?", None, None, C, answers="['car', 'taxi', 'car']")
     assert (t.answer, t.meta["answers"]) == ("car", ["car", "taxi", "car"])
