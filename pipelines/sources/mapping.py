@@ -42,7 +42,7 @@ def needed_columns(c: Columns) -> list[str]:
         named = [c.question, c.answer, c.answers, c.answerable, c.id, *c.context, *c.meta]
     if not c.image_template:
         named.append(c.image)
-    for key in ("question_template", "image_template"):
+    for key in ("image_template",) if c.conversations else ("question_template", "image_template"):
         if getattr(c, key):
             named += sorted(template_columns(getattr(c, key), f"columns.{key}"))
     out = []

@@ -168,3 +168,11 @@ def localised_dict(source: dict, where: dict) -> dict:
     if data["kind"] == "hf":
         data["hf"].pop("name", None), data["hf"].pop("split", None)
     return data
+
+
+def test_a_conversation_source_checks_no_question_template_columns():
+    from pipelines.source_config import Columns
+    from pipelines.sources.mapping import needed_columns
+
+    columns = Columns(image="images", conversations="texts", question_template="{{ nowhere }}")
+    assert needed_columns(columns) == ["texts", "images"]
