@@ -23,10 +23,11 @@ from __future__ import annotations
 
 from collections import Counter
 
-from filters.answers import answer_matches, canonical_answer
+from pipelines.core.answers import answer_matches, canonical_answer
 from filters.claims import claim_agreement
-from filters.text import sentences, support
-from pipelines.record import Record, Verdict
+from filters.lexical import support
+from filters.text import sentences
+from pipelines.core.record import Record, Verdict
 
 
 def statement_count(record: Record) -> Verdict:

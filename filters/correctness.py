@@ -7,8 +7,8 @@ DocVQA lists) accepts any of them."""
 
 from __future__ import annotations
 
-from filters.answers import answer_matches, vqa_accuracy
-from pipelines.record import Record, Verdict
+from pipelines.core.answers import answer_matches, vqa_accuracy
+from pipelines.core.record import Record, Verdict
 
 NAME = "answer_correct"
 

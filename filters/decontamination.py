@@ -37,8 +37,9 @@ import numpy as np
 from PIL import Image
 from rapidfuzz import fuzz, process
 
-from filters.answers import normalise_text
-from pipelines.record import Record, Verdict
+from pipelines.core.answers import normalise_text
+from pipelines.core.images import phash
+from pipelines.core.record import Record, Verdict
 
 MATCHES = ("both", "image", "question")
 THUMB = 32
@@ -67,9 +68,7 @@ def record_phash(record: Record) -> int | None:
         return None
     image = record.images[0]
     if image.phash is not None:
-        return image.phash
-    from pipelines.sources.images import phash  # synthetic scenes skip hashing at the source
-
+        return image.phash  # else a synthetic scene, which skips hashing at the source
     with Image.open(io.BytesIO(image.bytes)) as im:
         return phash(im)
 

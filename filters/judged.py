@@ -8,7 +8,7 @@ quotes the claim. The score is the share of claims that passed."""
 
 from __future__ import annotations
 
-from pipelines.record import Record, Verdict
+from pipelines.core.record import Record, Verdict
 
 NAME = "judged"
 

@@ -34,9 +34,9 @@ from functools import lru_cache
 
 from rapidfuzz import fuzz
 
-from filters.answers import normalise_text
+from pipelines.core.answers import normalise_text
 from filters.lexicon import collocation, is_name, lemmas, mostly_noun, opposites, related, weight
-from filters.text import _LABEL, COLOUR_WORDS, STOP, sentences
+from filters.text import _LABEL, COLOUR_WORDS, SCORERS, STOP, content_tokens, sentences, window_support, windows
 
 PAIRS = True
 SPAN = 3  # words between a value and its noun
@@ -243,5 +243,23 @@ def lexical_support(claim: str, text: str, question: str | None = None) -> float
     for w in _windows(text):
         best = max(best, window_score(c, w, dropped, asked))
         if best >= 1.0:
+            break
+    return best
+
+
+def support(claim: str, text: str, scorer: str = "lexical", question: str | None = None) -> float:
+    """How well `text` supports `claim`, in [0, 1]: the best window's score. `lexical` is
+    the v2 measure (above; `question`: words it contributes are not demanded);
+    the others are v1, described in filters/text.py."""
+    if scorer not in SCORERS:
+        raise ValueError(f"scorer must be one of {SCORERS}, got {scorer!r}")
+    if scorer == "lexical":
+        return lexical_support(claim, text, question)
+    if not content_tokens(claim):
+        return 1.0
+    best = 0.0
+    for w in windows(text):
+        best = max(best, window_support(claim, w, scorer))
+        if best >= 1.0:  # no window scores higher
             break
     return best

@@ -15,10 +15,9 @@ from __future__ import annotations
 import re
 from collections import Counter
 
-from filters.answers import normalise_text
+from pipelines.core.answers import normalise_text
 from filters.correctness import published_trace
-from pipelines.record import Record, TeacherOutput, Verdict
-from pipelines.stages import answer_text
+from pipelines.core.record import Record, TeacherOutput, Verdict
 
 LEAK_PATTERNS = {
     "answer phrase": re.compile(r"\b(?:the\s+)?(?:correct\s+|right\s+|final\s+)?answer\s+(?:to\s+(?:the|this)\s+question\s+)?(?:is|would\s+be|will\s+be)\b", re.I),
@@ -45,9 +44,9 @@ def leakage(record: Record) -> Verdict:
     for turn in record.turns:
         if turn.answer_type == "yesno":
             continue
-        gold = normalise_text(answer_text(turn))
+        gold = normalise_text(turn.answer_text)
         if gold and f" {gold} " in focus and f" {gold} " not in asked:
-            return Verdict("leakage", False, "focus_leak", 0.0, f"focus {record.focus!r} holds the answer {answer_text(turn)!r}")
+            return Verdict("leakage", False, "focus_leak", 0.0, f"focus {record.focus!r} holds the answer {turn.answer_text!r}")
     return Verdict("leakage", True, None, 1.0)
 
 

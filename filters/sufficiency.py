@@ -7,7 +7,7 @@ rejected, so an extraction that leads there only by luck does not pass."""
 from __future__ import annotations
 
 from filters.correctness import correct_samples
-from pipelines.record import Record, Verdict
+from pipelines.core.record import Record, Verdict
 
 NAME = "sufficiency"
 

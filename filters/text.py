@@ -33,7 +33,7 @@ from functools import lru_cache
 
 from rapidfuzz import fuzz
 
-from filters.answers import normalise_text
+from pipelines.core.answers import normalise_text
 
 STOP = set("""
 a an the of in on at to for from by with without and or but as is are was were be been being it its it's this that these
@@ -131,23 +131,3 @@ def _near(a: str, b: str, tokens: tuple[str, ...]) -> bool:
     "beaker 100 ml liquid 3" (a clause in between), "butter 7.19" not in "oat 7.19 butter 8.89"."""
     where_b = [j for j, t in enumerate(tokens) if t == b]
     return any(0 < j - i <= PAIR_SPAN for i, t in enumerate(tokens) if t == a for j in where_b)
-
-
-def support(claim: str, text: str, scorer: str = "lexical", question: str | None = None) -> float:
-    """How well `text` supports `claim`, in [0, 1]: the best window's score. `lexical` is
-    the v2 measure (filters/lexical.py; `question`: words it contributes are not demanded);
-    the others are v1, described above."""
-    if scorer not in SCORERS:
-        raise ValueError(f"scorer must be one of {SCORERS}, got {scorer!r}")
-    if scorer == "lexical":
-        from filters.lexical import lexical_support
-
-        return lexical_support(claim, text, question)
-    if not content_tokens(claim):
-        return 1.0
-    best = 0.0
-    for w in windows(text):
-        best = max(best, window_support(claim, w, scorer))
-        if best >= 1.0:  # no window scores higher
-            break
-    return best

@@ -29,7 +29,7 @@ import uuid
 
 import fsspec
 
-from pipelines.record import TeacherOutput
+from pipelines.core.record import TeacherOutput
 from pipelines.recipe import TeacherConfig, reply_identity
 from pipelines.teachers.base import ChatRequest, TeacherReply
 

@@ -19,7 +19,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from pipelines.secrets import scrub
+from pipelines.core.secrets import scrub
 
 REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]{0,95}/[A-Za-z0-9][\w.-]{0,95}$")
 TRANSIENT = {408, 425, 429, 500, 502, 503, 504}

@@ -11,7 +11,7 @@ from typing import Iterator
 
 from pipelines.recipe import Recipe
 from pipelines.source_config import SourceConfig
-from pipelines.sources.options import LETTERS
+from pipelines.core import options
 
 
 def _first_rows(source: SourceConfig, limit: int) -> SourceConfig:
@@ -55,7 +55,7 @@ def inspect(recipe: Recipe, limit: int = 20, show: int = 5) -> list[dict]:
 
 def _gold(turn: dict) -> str:
     if turn["type"] == "choice":
-        return f"{turn['gold']} = {turn['choices'][LETTERS.index(turn['gold'])]!r}"
+        return f"{turn['gold']} = {turn['choices'][options.index(turn['gold'])]!r}"
     return repr(turn["gold"])
 
 
@@ -72,7 +72,7 @@ def render(report: list[dict]) -> Iterator[str]:
             for t in r["turns"]:
                 yield f"    question: {_clip(t['question'])}"
                 if t["choices"]:
-                    yield "    choices:  " + _clip(" | ".join(f"{LETTERS[i]}. {c}" for i, c in enumerate(t["choices"])))
+                    yield "    choices:  " + _clip(" | ".join(options.lettered(t["choices"])))
                 yield f"    gold:     {_clip(_gold(t))}   ({t['type']})"
                 if t["meta"]:
                     yield f"    meta:     {_clip(json.dumps(t['meta'], ensure_ascii=False, default=str))}"

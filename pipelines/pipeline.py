@@ -17,7 +17,7 @@ import apache_beam as beam
 from apache_beam.metrics import Metrics
 from apache_beam.ml.inference.base import RunInference
 
-from filters.beam_adapter import ApplyFilters
+from pipelines.filtering import ApplyFilters
 from filters.decontamination import eval_entry
 from filters.registry import SOURCE_ONLY
 from pipelines import progress

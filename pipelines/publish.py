@@ -18,7 +18,7 @@ import datasets
 
 from filters.correctness import published_trace
 from pipelines.prompting import render
-from pipelines.record import Record, to_jsonable
+from pipelines.core.record import Record, to_jsonable
 
 CONFIGS = ("extraction", "reasoning", "rejected")
 _S = datasets.Value("string")

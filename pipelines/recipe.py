@@ -15,6 +15,7 @@ from typing import Annotated, Any, Literal
 
 import yaml
 
+from filters.registry import FILTERS, SOURCE_ONLY, check_params
 from pipelines.config import Bounds, ConfigError, NonNegativeInt, PositiveInt, Share, build_with_overrides, safe_load, to_plain
 from pipelines.source_config import SCENE_FAMILIES, IngestConfig, SourceConfig, SyntheticSource  # noqa: F401
 
@@ -249,8 +250,6 @@ class Recipe:
                 raise ConfigError(f"stages.{name}: the oracle teacher only works with synthetic sources, not {real}")
 
     def _check_filters(self) -> None:
-        from filters.registry import FILTERS, SOURCE_ONLY, check_params
-
         late = None
         for i, f in enumerate(self.filters):
             if f.name not in FILTERS:

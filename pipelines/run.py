@@ -22,7 +22,7 @@ from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from pipelines.card import render_card
-from filters.beam_adapter import NAMESPACE as FILTER_NAMESPACE
+from pipelines.filtering import NAMESPACE as FILTER_NAMESPACE
 from pipelines.output import OutputLock, check_output, output_location, recover, staging_folder, swap
 from pipelines.pipeline import NAMESPACE, build_pipeline
 from pipelines.publish import CONFIGS

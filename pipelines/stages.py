@@ -16,10 +16,10 @@ import dataclasses
 import re
 from dataclasses import dataclass
 
-from filters.answers import parse_final_answer
+from pipelines.core.answers import parse_final_answer
 from pipelines.config import ConfigError
 from pipelines.prompting import prompt_hash, render, template_inputs
-from pipelines.record import Record, StageProvenance, TeacherOutput, ThinkSample, Turn
+from pipelines.core.record import Record, StageProvenance, TeacherOutput, ThinkSample, Turn
 from pipelines import verify
 from pipelines.recipe import Recipe, TeacherConfig, VerifyConfig
 from pipelines.teachers.base import ChatRequest, Sampling, TeacherReply, user_message
@@ -41,17 +41,6 @@ def active_stages(recipe: Recipe) -> tuple[str, ...]:
     return tuple(n for n in STAGE_ORDER if n != "verify" or recipe.stages.verify.enabled)
 
 
-def option_lines(turn: Turn) -> list[str]:
-    return [f"{chr(65 + i)}. {c}" for i, c in enumerate(turn.choices)]
-
-
-def answer_text(turn: Turn) -> str:
-    """The gold answer as words: a choice letter becomes its option text."""
-    if turn.answer_type == "choice" and turn.choices:
-        return turn.choices[ord(turn.answer.upper()) - 65]
-    return turn.answer
-
-
 @dataclass
 class Stage:
     name: str
@@ -63,7 +52,7 @@ class Stage:
     def prompts(self, record: Record) -> list[tuple[str, bool, dict]]:
         """(prompt text, attach the image?, meta) per teacher request."""
         if self.name == "statements":
-            qa = [{"question": t.question, "answer": answer_text(t)} for t in record.turns]
+            qa = [{"question": t.question, "answer": t.answer_text} for t in record.turns]
             return [(render(self.template, qa_pairs=qa), False, {})]
         if self.name == "focus":
             return [(render(self.template, questions=[t.question for t in record.turns]), False, {})]
@@ -75,7 +64,7 @@ class Stage:
                      {"kind": kind, "claims": claims, "with_image": self.options.with_image, "json": json_wanted})
                     for kind, claims, evidence in verify.claim_sets(record, self.options.sentences, self.options.with_image)]
         return [
-            (render(self.template, extraction=record.extraction, question=t.question, choices=option_lines(t)), False, {"turn": i})
+            (render(self.template, extraction=record.extraction, question=t.question, choices=t.option_lines()), False, {"turn": i})
             for i, t in enumerate(record.turns)
         ]
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import re
 
-from pipelines.record import Judgement, Record, TeacherOutput
+from pipelines.core.record import Judgement, Record, TeacherOutput
 from pipelines.recipe import TeacherConfig
 from filters.text import sentences
 

@@ -13,7 +13,7 @@ import pytest
 
 from pipelines.cache import ReplyCache, request_key, teacher_identity
 from pipelines.recipe import OracleOptions, TeacherConfig, load_recipe
-from pipelines.record import TeacherOutput
+from pipelines.core.record import TeacherOutput
 from pipelines.run import run
 from pipelines.teachers.base import ChatRequest, Sampling, TeacherReply, user_message
 from pipelines.teachers.transformers_teacher import TransformersTeacher

@@ -1,6 +1,6 @@
 import pytest
 
-from pipelines.record import ImageData, Record, Turn, Verdict, record_id
+from pipelines.core.record import ImageData, Record, Turn, Verdict, record_id
 
 
 def _record():

@@ -2,7 +2,7 @@
 
 import logging
 
-from pipelines.secrets import ScrubFilter, register_env, scrub
+from pipelines.core.secrets import ScrubFilter, register_env, scrub
 
 
 def test_credentials_by_shape_and_by_value(monkeypatch):

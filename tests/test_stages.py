@@ -6,7 +6,7 @@ from pipelines.recipe import SyntheticSource, load_recipe
 from pipelines.sources.synthetic import make_record
 from pipelines.stages import build_stages
 from pipelines.teachers.base import TeacherReply
-from pipelines.record import TeacherOutput
+from pipelines.core.record import TeacherOutput
 
 RECORD = make_record(1, SyntheticSource(image_size=64))
 

@@ -19,8 +19,12 @@ from dataclasses import dataclass
 import torch
 from PIL import Image
 
+from pipelines.core.options import lettered
+from pipelines.prompting import render
+
 IGNORE = -100
 CONFIG_OF = {"perception": "extraction", "reasoner": "reasoning"}
+THINK_TEMPLATE = "think/v1"
 
 
 def load_rows(data: str, config: str):
@@ -38,13 +42,13 @@ def is_eval(row_id: str, fraction: float) -> bool:
 
 def options_text(choices) -> str:
     """Answer options as lines after a question: "\nA. red\nB. blue"."""
-    return "".join(f"\n{chr(65 + i)}. {c}" for i, c in enumerate(choices))
+    return "".join(f"\n{line}" for line in lettered(choices))
 
 
-def reasoner_prompt(extraction: str, question: str, choices=()) -> str:
-    """What the reasoner reads, in training and in the evaluation: the extraction, never the image."""
-    return (f"Description of an image:\n{extraction}\n\nQuestion: {question}{options_text(choices)}\n"
-            "Think step by step from the description only, then end with a last line `Answer: X`.")
+def reasoner_prompt(extraction: str, question: str, choices=(), template: str = THINK_TEMPLATE) -> str:
+    """What the reasoner reads, in training and in the evaluation: the think stage's prompt
+    (the teacher wrote the traces to it), with the extraction and never the image."""
+    return render(template, extraction=extraction, question=question, choices=lettered(choices))
 
 
 def chats(row: dict, task: str) -> tuple[list[dict], list[dict], list[Image.Image]]:

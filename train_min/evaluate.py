@@ -13,7 +13,7 @@ each record:
 - stage 2: the reasoner reads only the extraction and the question (the prompt it was
   trained on), thinks within `thinking_budget` tokens (the end of thinking is forced there)
   with reflexive words optionally blocked, and ends with `Answer: X`;
-- the answer is parsed and matched against the gold one (filters/answers.py: option
+- the answer is parsed and matched against the gold one (pipelines/core/answers.py: option
   letters and texts, numbers, yes/no, VQA-style text).
 
 Baselines in the same run: `caption_think` (stage 1 with a plain caption prompt, no focus;
@@ -36,11 +36,11 @@ from typing import Literal
 
 from tqdm.auto import tqdm
 
-from filters.answers import parse_final_answer
+from pipelines.core.answers import parse_final_answer
 from filters.correctness import reaches_gold
 from pipelines.config import ConfigError, load_yaml, to_plain
 from pipelines.prompting import render
-from pipelines.record import Record, to_jsonable
+from pipelines.core.record import Record, to_jsonable
 from pipelines.recipe import TeacherConfig
 from pipelines.source_config import IngestConfig, SourceConfig
 from pipelines.teachers.base import Sampling

@@ -13,8 +13,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from filters.answers import normalise_text
-from pipelines.record import Turn
+from pipelines.core.answers import normalise_text
+from pipelines.core.record import Turn
 from pipelines.source_config import ChecksConfig
 from pipelines.sources.gold import Rules, answer_list, choice_letter, is_unanswerable, most_common
 from pipelines.sources.images import Problem

@@ -37,10 +37,10 @@ from typing import Sequence
 import apache_beam as beam
 from rapidfuzz import fuzz
 
-from filters.answers import normalise_text
-from pipelines.record import Record
+from pipelines.core.answers import normalise_text
+from pipelines.core.record import Record
 from pipelines.source_config import DedupConfig, SourceConfig
-from pipelines.sources.images import pixel_difference
+from pipelines.core.images import pixel_difference
 from pipelines.sources.synthetic import make_record, sketch_record
 
 NEIGHBOURS = 50  # in a bucket over max_bucket, how many question-order neighbours to compare

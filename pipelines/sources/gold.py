@@ -16,9 +16,9 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
-from filters.answers import normalise_text
+from pipelines.core.answers import normalise_text
 from pipelines.sources.images import Problem
-from pipelines.sources.options import LETTERS
+from pipelines.core.options import LETTERS
 
 _LETTER = re.compile(r"^(?:option\s+)?\(?([A-Ha-h])\)?(?:[.):]\s*(.*))?$", re.I)
 _FALSE = {"0", "false", "no", "n", "unanswerable"}

@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import re
 
-LETTERS = "ABCDEFGH"
+from pipelines.core.options import LETTERS
+
 _KEYWORD = re.compile(r"(?:^|\n)[ \t]*(?:answer\s+)?(?:options|choices)\s*:[ \t]*", re.I)
 # an instruction: a whole line, or the end of one ("What is it? Answer the question using ...")
 _INSTRUCTION = re.compile(

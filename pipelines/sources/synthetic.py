@@ -14,7 +14,7 @@ import io
 import json
 import random
 
-from pipelines.record import ImageData, Record, Turn, record_id
+from pipelines.core.record import ImageData, Record, Turn, record_id
 from pipelines.source_config import SourceConfig, SyntheticSource
 from pipelines.sources.scenes import FAMILIES
 from pipelines.sources.scenes.base import add_clutter, add_distractors, sketching

@@ -15,7 +15,7 @@ import base64
 from dataclasses import asdict, dataclass, field
 from typing import Protocol, Sequence
 
-from pipelines.record import ImageData, TeacherOutput
+from pipelines.core.record import ImageData, TeacherOutput
 
 
 @dataclass(frozen=True)

@@ -30,9 +30,9 @@ from typing import Any, Sequence
 import httpx2
 import openai
 
-from pipelines.record import TeacherOutput
+from pipelines.core.record import TeacherOutput
 from pipelines.recipe import TeacherConfig
-from pipelines.secrets import register_env, scrub
+from pipelines.core.secrets import register_env, scrub
 from pipelines.teachers.base import ChatRequest, TeacherReply, split_thinking
 
 log = logging.getLogger(__name__)

@@ -25,7 +25,8 @@ import math
 import random
 from typing import Sequence
 
-from pipelines.record import Record, TeacherOutput
+from pipelines.core.options import LETTERS
+from pipelines.core.record import Record, TeacherOutput
 from pipelines.recipe import OracleOptions, TeacherConfig
 from pipelines.sources.scenes import FAMILIES
 from pipelines.sources.scenes.base import distractor_sentence
@@ -141,7 +142,7 @@ class _Tracking(dict):
 def _wrong(answer: str, record: Record, turn_index: int, rng: random.Random) -> str:
     turn = record.turns[turn_index]
     if turn.answer_type == "choice":
-        return rng.choice([chr(65 + i) for i in range(len(turn.choices)) if chr(65 + i) != answer])
+        return rng.choice([x for x in LETTERS[:len(turn.choices)] if x != answer])
     if turn.answer_type == "yesno":
         return "no" if answer == "yes" else "yes"
     if turn.answer_type == "number" and answer.isdigit():

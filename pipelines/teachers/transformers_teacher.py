@@ -14,7 +14,7 @@ from typing import Sequence
 import torch
 from PIL import Image
 
-from pipelines.record import TeacherOutput
+from pipelines.core.record import TeacherOutput
 from pipelines.recipe import TeacherConfig
 from pipelines.teachers.base import ChatRequest, TeacherReply, decode_data_uri, split_thinking
 

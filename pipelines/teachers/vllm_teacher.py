@@ -19,7 +19,7 @@ import queue
 import threading
 from typing import Sequence
 
-from pipelines.record import TeacherOutput
+from pipelines.core.record import TeacherOutput
 from pipelines.recipe import TeacherConfig
 from pipelines.teachers.base import ChatRequest, TeacherReply, split_thinking
 

@@ -30,7 +30,7 @@ class InstantTeacher:
     backend, model, revision = "instant", "instant", "main"
 
     def generate(self, requests):
-        from pipelines.record import TeacherOutput
+        from pipelines.core.record import TeacherOutput
         from pipelines.teachers.base import TeacherReply
 
         return [TeacherReply(tuple(TeacherOutput(TEXT, "stop", 0, 0) for _ in range(r.sampling.n))) for r in requests]

@@ -2,7 +2,7 @@
 
 import pytest
 
-from filters.answers import answer_matches, canonical_answer, normalise_text, parse_final_answer, parse_number
+from pipelines.core.answers import answer_matches, canonical_answer, normalise_text, parse_final_answer, parse_number
 
 PARSE = [
     # the last Answer: line wins
@@ -257,7 +257,7 @@ def test_answer_matches(pred, gold, kind, choices, ok):
 
 
 def test_vqa_accuracy_counts_annotators():
-    from filters.answers import vqa_accuracy
+    from pipelines.core.answers import vqa_accuracy
 
     annotators = ["red", "red", "Red", "dark red", "red", "maroon", "red", "red", "red", "red"]
     assert vqa_accuracy("Red.", annotators) == 1.0
@@ -268,7 +268,7 @@ def test_vqa_accuracy_counts_annotators():
 
 def test_any_listed_right_answer_reaches_the_gold():
     from filters.correctness import reaches_gold
-    from pipelines.record import Turn
+    from pipelines.core.record import Turn
 
     docvqa = Turn("What is the ratio?", "1/8", (), "text", {"alternatives": ["1/8", "one eighth"]})
     assert reaches_gold("one eighth", docvqa) and reaches_gold("1/8", docvqa) and not reaches_gold("1/4", docvqa)
@@ -316,7 +316,7 @@ def test_answer_correct_takes_an_answer_enough_annotators_gave():
     from dataclasses import replace
 
     from filters.correctness import answer_correct
-    from pipelines.record import TeacherOutput, ThinkSample, Turn
+    from pipelines.core.record import TeacherOutput, ThinkSample, Turn
     from pipelines.recipe import SyntheticSource
     from pipelines.sources.synthetic import make_record
 

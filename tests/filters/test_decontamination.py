@@ -11,7 +11,7 @@ from filters.decontamination import EvalIndex, decontaminate, eval_entry
 from pipelines.recipe import load_recipe
 from pipelines.run import run
 from pipelines.source_config import SyntheticSource
-from pipelines.sources.images import phash
+from pipelines.core.images import phash
 from pipelines.sources.synthetic import make_record
 from tests.sources.helpers import encode, picture
 
@@ -25,7 +25,7 @@ def _copy(record, size=96, quality=70) -> bytes:
 
 
 def _photo_record(seed, question="What colour is the large square?", answer="red", data=None):
-    from pipelines.record import ImageData, Record, Turn
+    from pipelines.core.record import ImageData, Record, Turn
 
     img = picture(seed, (96, 96))
     data = data or encode(img)
@@ -36,7 +36,7 @@ def _with_image(record, data: bytes, size: int):
     """The record with its image replaced by `data` (hashed as the source would)."""
     import dataclasses
 
-    from pipelines.record import ImageData
+    from pipelines.core.record import ImageData
 
     with Image.open(io.BytesIO(data)) as im:
         return dataclasses.replace(record, images=(ImageData.from_bytes(data, size, size, "JPEG", phash=phash(im)),))

@@ -1,4 +1,4 @@
-from pipelines.record import ImageData, Record, TeacherOutput, ThinkSample, Turn
+from pipelines.core.record import ImageData, Record, TeacherOutput, ThinkSample, Turn
 from filters.correctness import answer_correct
 from filters.sufficiency import sufficiency
 

@@ -8,7 +8,7 @@ import pytest
 
 from filters.judged import judged
 from pipelines.config import ConfigError
-from pipelines.record import Judgement
+from pipelines.core.record import Judgement
 from pipelines.recipe import SyntheticSource, load_recipe
 from pipelines.run import run
 from pipelines.sources.synthetic import make_record
@@ -84,7 +84,7 @@ def test_the_prompt_asks_for_json_where_the_backend_can_be_held_to_a_schema(tmp_
     record = make_record(1, recipe.sources[0].synthetic)
     from dataclasses import replace
 
-    from pipelines.record import TeacherOutput
+    from pipelines.core.record import TeacherOutput
 
     record = replace(record, statements=("There are 2 red circles.",),
                      extractions=(TeacherOutput("There are 2 red circles. The sky is grey.", "stop"), TeacherOutput("Two red circles.", "stop")))
@@ -101,7 +101,7 @@ def test_judging_against_the_image_attaches_it_and_no_text(tmp_path):
     verify = next(s for s in build_stages(recipe) if s.name == "verify")
     from dataclasses import replace
 
-    from pipelines.record import TeacherOutput
+    from pipelines.core.record import TeacherOutput
 
     record = replace(make_record(1, recipe.sources[0].synthetic), statements=("A fact.",),
                      extractions=(TeacherOutput("Secret description.", "stop"),))

@@ -5,9 +5,10 @@ import pytest
 from filters.consistency import extraction_agreement, self_consistency, statement_count, statement_coverage
 from filters.quality import degeneration, leakage, repeated_ngrams
 from filters.registry import check_params
-from filters.text import attribute_pairs, content_tokens, sentences, support
+from filters.lexical import support
+from filters.text import attribute_pairs, content_tokens, sentences
 from pipelines.config import ConfigError
-from pipelines.record import ImageData, Record, TeacherOutput, ThinkSample, Turn
+from pipelines.core.record import ImageData, Record, TeacherOutput, ThinkSample, Turn
 from pipelines.recipe import load_recipe
 
 IMG = ImageData.from_bytes(b"x", 1, 1, "PNG")

@@ -9,9 +9,9 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-from filters.answers import reply_matches
+from pipelines.core.answers import reply_matches
 from filters.consistency import extraction_agreement, statement_coverage
-from pipelines.record import Record, TeacherOutput, Turn
+from pipelines.core.record import Record, TeacherOutput, Turn
 
 HERE = Path(__file__).parent
 API_MODELS = ("gpt-4o-2024-05-13", "claude-3.5-sonnet-20240620", "gemini-1.5-pro")

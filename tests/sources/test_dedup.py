@@ -7,7 +7,7 @@ import apache_beam as beam
 from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
-from pipelines.record import Record, Turn, record_id
+from pipelines.core.record import Record, Turn, record_id
 from pipelines.source_config import DedupConfig, ImagesConfig, SyntheticSource
 from pipelines.sources.dedup import Deduplicate, Signature, groups_of, signature
 from pipelines.sources.images import normalise

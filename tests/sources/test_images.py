@@ -7,7 +7,8 @@ import pytest
 from PIL import Image
 
 from pipelines.source_config import ImagesConfig
-from pipelines.sources.images import Problem, normalise, phash
+from pipelines.core.images import phash
+from pipelines.sources.images import Problem, normalise
 from tests.sources.helpers import encode, picture, png_claiming
 
 CFG = ImagesConfig(max_pixels=10_000, min_side=8, max_source_pixels=1_000_000)

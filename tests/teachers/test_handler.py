@@ -2,7 +2,7 @@
 real engine behind them is tested in test_vllm_teacher.py and test_pipeline_vllm.py)."""
 
 from pipelines.cache import ReplyCache, request_key, teacher_identity
-from pipelines.record import TeacherOutput
+from pipelines.core.record import TeacherOutput
 from pipelines.recipe import SyntheticSource, TeacherConfig
 from pipelines.sources.synthetic import make_record
 from pipelines.teachers import handler as handler_module

@@ -49,7 +49,7 @@ def test_the_statements_stage_through_vllm_is_deterministic_with_a_seed(engine):
 def _judged_record():
     from dataclasses import replace
 
-    from pipelines.record import TeacherOutput
+    from pipelines.core.record import TeacherOutput
 
     record = make_record(0, SyntheticSource(image_size=96, max_turns=2, seed=2))
     return replace(record, statements=("There are 3 red circles.", "The background is grey."),

@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from pipelines.record import Turn
+from pipelines.core.record import Turn
 from train_min.evaluate import EvalConfig, evaluate, markdown, score, table
 from train_min.infer import Completion, TransformersGenerator, chat, think, word_variants
 from pipelines.recipe import TeacherConfig

@@ -6,6 +6,7 @@ import random
 
 from pipelines.source_config import Difficulty
 from pipelines.sources.scenes.base import COLOURS, DEFAULT, Family, canvas, scaled, text_px, choice_options, font, letter_of, shift_count
+from pipelines.core import options
 
 BAR_COLOURS = ["red", "blue", "green", "orange", "purple"]
 TITLES = ["Apples sold", "Rainy days", "Books read", "Visitors", "Goals scored"]
@@ -89,7 +90,7 @@ class BarChart(Family):
         if template == "taller":
             return f"Bar {args['a']} is {'' if answer == 'yes' else 'not '}taller than bar {args['b']}."
         if template == "colour":
-            return f"Bar {args['label']} is {choices['ABCDEFGH'.index(answer)]}."
+            return f"Bar {args['label']} is {choices[options.index(answer)]}."
         return f"Bar {answer} has the highest value."
 
     def focus(self, template, args):

@@ -15,6 +15,7 @@ from functools import lru_cache
 
 from PIL import Image, ImageDraw, ImageFont
 
+from pipelines.core import options
 from pipelines.source_config import Difficulty
 
 DEFAULT = Difficulty()
@@ -29,7 +30,6 @@ COLOURS = {
     "black": (20, 20, 20),
     "white": (250, 250, 250),
 }
-LETTERS = "ABCDEFGH"
 
 
 @lru_cache(maxsize=32)
@@ -134,7 +134,7 @@ def letter_of(choices: tuple[str, ...], option: str) -> str:
     a misperceived colour is not among the choices): the question cannot be answered."""
     if option not in choices:
         raise KeyError(option)
-    return LETTERS[choices.index(option)]
+    return options.letter(choices.index(option))
 
 
 def choice_options(rng: random.Random, correct: str, pool: list[str], k: int = 4) -> tuple[str, ...]:

@@ -7,6 +7,7 @@ from fractions import Fraction
 
 from pipelines.source_config import Difficulty
 from pipelines.sources.scenes.base import COLOURS, DEFAULT, Family, canvas, scaled, text_px, count_phrase, font, join_words, letter_of, shift_count
+from pipelines.core import options
 
 PARTICLE_COLOURS = ["red", "blue", "green", "yellow", "purple"]
 SIDES = ("left", "right")
@@ -86,7 +87,7 @@ class Beakers(Family):
         if template == "more":
             verb = "has" if answer == "yes" else "does not have"
             return f"The {args['side']} beaker {verb} more {args['a']} particles than {args['b']} particles."
-        option = choices["ABCDEFGH".index(answer)]
+        option = choices[options.index(answer)]
         if option == CONCENTRATION_CHOICES[2]:
             return "Both beakers have the same concentration of particles."
         return f"{option[0].upper() + option[1:]} has the higher concentration of particles."

@@ -7,6 +7,7 @@ import random
 
 from pipelines.source_config import Difficulty
 from pipelines.sources.scenes.base import COLOURS, DEFAULT, Family, canvas, text_px, choice_options, font, letter_of, shift_count
+from pipelines.core import options
 
 WORDS = ["EXIT", "STOP", "OPEN", "PARKING", "SCHOOL", "HOTEL", "GARAGE", "MUSEUM", "LIBRARY", "PLATFORM"]
 SIGN_COLOURS = ["red", "blue", "green", "yellow", "orange", "purple"]
@@ -76,7 +77,7 @@ class Sign(Family):
 
     def statement(self, template, args, answer, choices):
         if template == "colour":
-            return f"The sign's background is {choices['ABCDEFGH'.index(answer)]}."
+            return f"The sign's background is {choices[options.index(answer)]}."
         return {
             "word": f"The sign says \"{answer}\".",
             "number": f"The number {answer} is shown on the sign.",

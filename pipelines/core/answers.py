@@ -21,7 +21,7 @@ Matching (`answer_matches`) goes by the turn's answer type:
 - "number": the result of the line: after the last "=", else the last number after "is",
   "are", "was", "equals", else the first number (commas, decimals, signs, currency and %
   ignored, units ignored, fractions, number words up to the millions, "a dozen", "none"),
-  within a relative tolerance (filters/numbers.py). A gold that is not one plain number (a phone number, a date,
+  within a relative tolerance (pipelines/core/numbers.py). A gold that is not one plain number (a phone number, a date,
   an ID, "007") is matched as text.
 - "text": VQA-style normalisation (case, punctuation, articles, number words to digits,
   common contractions, leading fillers such as "it is"), then equality; the same words in
@@ -45,7 +45,8 @@ from functools import lru_cache
 
 from rapidfuzz import fuzz
 
-from filters.numbers import NUMBER, NUMBER_WORDS, id_like, parse_number, plain_number, result_number
+from pipelines.core import options
+from pipelines.core.numbers import NUMBER, NUMBER_WORDS, id_like, parse_number, plain_number, result_number
 
 _THINK = re.compile(r"<think>.*?(?:</think>|$)", re.IGNORECASE | re.DOTALL)
 _END_TOKENS = re.compile(r"</s>|<\|(?:im_end|eot_id|endoftext|end)\|>|<end_of_turn>|<eos>", re.IGNORECASE)
@@ -138,12 +139,12 @@ def choice_letter(pred: str, choices: tuple[str, ...], fuzzy_threshold: float = 
     m = _LETTER.match(pred)
     if m:
         letter = next(g for g in m.groups() if g).upper()
-        index = ord(letter) - 65
+        index = options.index(letter)
         if m.group(4) and pred[m.end():m.end() + 1].isspace() and choices:
             # "A dog": the article, or option A? Whole text naming an option decides.
             whole = _options_named(normalise_text(pred), choices, fuzzy_threshold)
             if len(whole) == 1 and normalise_text(pred[m.end():]) == normalise_text(choices[whole[0]]):
-                return chr(65 + whole[0])
+                return options.letter(whole[0])
         if choices and index >= len(choices):
             return None
         rest = normalise_text(pred[m.end():].lstrip(".):,;- "))
@@ -153,7 +154,7 @@ def choice_letter(pred: str, choices: tuple[str, ...], fuzzy_threshold: float = 
                 return None  # "B) green" when B is blue: a contradiction
         return letter
     named = _options_named(normalise_text(_OPTION_WORD.sub("", pred)), choices, fuzzy_threshold)
-    return chr(65 + named[0]) if len(named) == 1 else None
+    return options.letter(named[0]) if len(named) == 1 else None
 
 
 def _options_named(text: str, choices: tuple[str, ...], fuzzy_threshold: float) -> list[int]:

@@ -15,7 +15,8 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from pipelines.secrets import scrub
+from pipelines.core import options
+from pipelines.core.secrets import scrub
 
 # Which fields a source sets; everything else on a Record is written by the stages.
 SOURCE_FIELDS = ("id", "source", "license", "images", "turns", "facts", "origin")
@@ -58,6 +59,17 @@ class Turn:
     choices: tuple[str, ...] = ()
     answer_type: str = "text"
     meta: dict = field(default_factory=dict)
+
+    @property
+    def answer_text(self) -> str:
+        """The gold answer as words: a choice letter becomes its option's text."""
+        if self.answer_type == "choice" and self.choices:
+            return self.choices[options.index(self.answer)]
+        return self.answer
+
+    def option_lines(self) -> list[str]:
+        """The options as the prompts show them: ["A. red", "B. blue"]."""
+        return options.lettered(self.choices)
 
 
 @dataclass(frozen=True)
