@@ -112,11 +112,9 @@ def _publish(args) -> int:
     return 0
 
 
-def _print_funnel(funnel: dict, out_dir, seconds: float) -> None:
+def _print_funnel(funnel, out_dir, seconds: float) -> None:
     _print_counts(funnel, seconds)
-    from pipelines.publish import config_rows
-
-    rows = config_rows(funnel)
+    rows = funnel.config_rows()
     empty = [c for c, n in rows.items() if not n]
     print(f"\nDataset: {out_dir}  (card: {out_dir}/README.md)")
     if empty:
@@ -128,14 +126,14 @@ def _print_funnel(funnel: dict, out_dir, seconds: float) -> None:
         print(f"  from datasets import load_dataset; load_dataset({str(out_dir)!r}, {config!r}, split='train')")
 
 
-def _print_counts(funnel: dict, seconds: float) -> None:
-    print(f"\nFunnel ({seconds:.1f} s): {funnel['in']} in -> {funnel['kept']} kept, "
-          f"{funnel['rejected']} rejected, {funnel['failed']} failed")
-    for status in ("rejected", "failed"):
-        for reason, n in sorted(funnel[f"{status}_by_reason"].items(), key=lambda kv: -kv[1]):
+def _print_counts(funnel, seconds: float) -> None:
+    print(f"\nFunnel ({seconds:.1f} s): {funnel.records_in} in -> {funnel.kept} kept, "
+          f"{funnel.rejected} rejected, {funnel.failed} failed")
+    for status, reasons in (("rejected", funnel.rejected_by_reason), ("failed", funnel.failed_by_reason)):
+        for reason, n in sorted(reasons.items(), key=lambda kv: -kv[1]):
             print(f"  {status:>8}  {reason:<28} {n:>7}")
-    print(f"  teacher: {funnel['teacher_requests']} requests ({funnel['cache_hits']} more answered from the cache), "
-          f"{funnel['prompt_tokens']} prompt + {funnel['completion_tokens']} completion tokens")
+    print(f"  teacher: {funnel.teacher_requests} requests ({funnel.cache_hits} more answered from the cache), "
+          f"{funnel.prompt_tokens} prompt + {funnel.completion_tokens} completion tokens")
 
 
 def _run(args) -> int:
@@ -158,7 +156,7 @@ def _run(args) -> int:
         print(f"\nextract-think: not published: {e.why}; {recipe.output.dir} is left as it was.", file=sys.stderr)
         if e.example:
             print(f"  e.g. {e.example['origin']}: {e.example['reason']}: {e.example['detail']}", file=sys.stderr)
-        if e.funnel["failed"]:
+        if e.funnel.failed:
             print("  Replies that did arrive are in the cache: a rerun pays only for the failed calls.", file=sys.stderr)
         return 1
     finally:

@@ -9,13 +9,12 @@ side input."""
 from __future__ import annotations
 
 import apache_beam as beam
-from apache_beam.metrics import Metrics
 
 from filters.decontamination import EvalIndex
 from filters.registry import EXTRA_PARAMS, FILTERS, typed_params
+from pipelines.funnel import count_filter
 from pipelines.recipe import FilterConfig
 
-NAMESPACE = "extract_think.filters"
 KEPT, ENDED = "kept", "ended"
 
 
@@ -44,14 +43,12 @@ class _Apply(beam.DoFn):
                 params = self._with_index(params, index_params, entries)
             verdict = fn(record, **params)
             record = record.add(verdicts=[verdict])
-            Metrics.counter(NAMESPACE, f"checked.{name}").inc()
+            count_filter(name, verdict)
             if not verdict.keep:
-                Metrics.counter(NAMESPACE, f"rejected.{name}.{verdict.reason}").inc()
                 detail = f"{name}: {verdict.detail}" if verdict.detail else f"{name}, score {verdict.score}"
                 rejected = record.reject(verdict.reason, detail)
                 yield beam.pvalue.TaggedOutput(ENDED, rejected) if self._split else rejected
                 return
-            Metrics.counter(NAMESPACE, f"passed.{name}").inc()
         yield record
 
 

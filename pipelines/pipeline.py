@@ -14,16 +14,14 @@ from __future__ import annotations
 import os
 
 import apache_beam as beam
-from apache_beam.metrics import Metrics
 from apache_beam.ml.inference.base import RunInference
 
 from pipelines.filtering import ApplyFilters
 from filters.decontamination import eval_entry
 from filters.registry import SOURCE_ONLY
-from pipelines import progress
+from pipelines import funnel, progress
 from pipelines.publish import extraction_row, reasoning_rows, rejected_row
 from pipelines.recipe import Recipe
-from pipelines.report import bucket
 from pipelines.sources import ReadSources
 from pipelines.sink import WriteShards
 from pipelines.sources.dedup import Deduplicate
@@ -31,33 +29,26 @@ from pipelines.stages import Stage, build_stages
 from pipelines.teachers.handler import KeyedTeacherHandler, Prefetch, TeacherModelHandler
 from pipelines.teachers.tokens import token_batches
 
-NAMESPACE = "extract_think"
-
-
 def _count_in(record):
-    Metrics.counter(NAMESPACE, "in").inc()
-    Metrics.counter(f"{NAMESPACE}.licenses", record.license).inc()
+    funnel.count_in(record)
     progress.tick("source")
     return record
 
 
 def _count_ended(record):
-    Metrics.counter(NAMESPACE, f"{record.status}.{record.reason}").inc()
-    Metrics.counter(NAMESPACE, record.status).inc()
+    funnel.count_ended(record)
     progress.tick("written")
     return record
 
 
 def _count_kept(record):
-    Metrics.counter(NAMESPACE, "kept").inc()
-    Metrics.counter(NAMESPACE, f"length.extraction.{bucket(len((record.extraction or '').split()))}").inc()
+    funnel.count_kept(record)
     progress.tick("written")
     return record
 
 
 def _count_reasoning(row):
-    Metrics.counter(NAMESPACE, "reasoning_rows").inc()
-    Metrics.counter(NAMESPACE, f"length.reasoning.{bucket(len(row['reasoning'].split()))}").inc()
+    funnel.count_reasoning_row(row)
     return row
 
 

@@ -42,11 +42,6 @@ FEATURES = {
 }
 
 
-def config_rows(funnel: dict) -> dict[str, int]:
-    """Rows per config, from the run's counters."""
-    return {"extraction": funnel["kept"], "reasoning": funnel["reasoning_rows"], "rejected": funnel["rejected"] + funnel["failed"]}
-
-
 def arrow_schema(config: str):
     return FEATURES[config].arrow_schema
 

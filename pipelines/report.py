@@ -10,28 +10,20 @@ each config, read back from the parquet the pipeline wrote.
 from __future__ import annotations
 
 import base64
-import html
 import io
 import json
 from pathlib import Path
 
 import fsspec
+import jinja2
 import pyarrow.parquet as pq
 from PIL import Image, ImageDraw, ImageFont
 
-BUCKETS = (25, 50, 100, 200, 400, 800, 1600)
-LABELS = tuple(f"<{BUCKETS[0]}" if i == 0 else f"{BUCKETS[i - 1]}-{b - 1}" for i, b in enumerate(BUCKETS)) + (f"{BUCKETS[-1]}+",)
+from pipelines.funnel import Funnel
+
 ASSETS = "assets"
-
-
-def bucket(words: int) -> str:
-    """The histogram bucket of a text of `words` words."""
-    return next((LABELS[i] for i, b in enumerate(BUCKETS) if words < b), LABELS[-1])
-
-
-def histogram(counters: dict[str, int], kind: str) -> list[tuple[str, int]]:
-    """(bucket, count) in bucket order, from counters named `length.<kind>.<bucket>`."""
-    return [(label, counters.get(f"length.{kind}.{label}", 0)) for label in LABELS]
+_TEMPLATE = jinja2.Environment(loader=jinja2.FileSystemLoader(Path(__file__).parent / "templates"), autoescape=True,
+                               undefined=jinja2.StrictUndefined).get_template("report.html.jinja")
 
 
 def bar_chart(title: str, rows: list[tuple[str, int]], colour=(46, 110, 180)) -> bytes:
@@ -54,21 +46,20 @@ def bar_chart(title: str, rows: list[tuple[str, int]], colour=(46, 110, 180)) ->
     return buf.getvalue()
 
 
-def funnel_rows(funnel: dict) -> list[tuple[str, int]]:
-    steps = funnel.get("filters") or []
-    rows = [("records in", funnel["in"])]
-    if steps:
-        rows.append(("reached the filters", steps[0]["in"]))
-    return rows + [(f"after {f['filter']}", f["passed"]) for f in steps] + [("kept", funnel["kept"])]
+def funnel_rows(funnel: Funnel) -> list[tuple[str, int]]:
+    rows = [("records in", funnel.records_in)]
+    if funnel.filters:
+        rows.append(("reached the filters", funnel.filters[0].checked))
+    return rows + [(f"after {f.filter}", f.passed) for f in funnel.filters] + [("kept", funnel.kept)]
 
 
-def write_charts(folder: Path, funnel: dict, counters: dict[str, int]) -> dict[str, str]:
+def write_charts(folder: Path, funnel: Funnel) -> dict[str, str]:
     """PNG charts under folder/assets; returns {name: relative path}."""
     (folder / ASSETS).mkdir(exist_ok=True)
     charts = {
         "funnel": bar_chart("Records through the pipeline", funnel_rows(funnel)),
-        "extraction_words": bar_chart("Kept extractions: words", histogram(counters, "extraction"), (60, 150, 90)),
-        "reasoning_words": bar_chart("Published reasoning traces: words", histogram(counters, "reasoning"), (170, 90, 60)),
+        "extraction_words": bar_chart("Kept extractions: words", list(funnel.lengths["extraction"].items()), (60, 150, 90)),
+        "reasoning_words": bar_chart("Published reasoning traces: words", list(funnel.lengths["reasoning"].items()), (170, 90, 60)),
     }
     out = {}
     for name, png in charts.items():
@@ -107,42 +98,16 @@ def _data_uri(png: bytes | None) -> str:
     return f"data:image/png;base64,{base64.b64encode(png).decode()}" if png else ""
 
 
-def _esc(text) -> str:
-    return html.escape("" if text is None else str(text))
-
-
-def write_report(folder: Path, data: str | Path, name: str, funnel: dict, charts: dict[str, str], samples: int = 24) -> Path:
+def write_report(folder: Path, data: str | Path, name: str, funnel: Funnel, charts: dict[str, str], samples: int = 24) -> Path:
     """`folder`/report.html: one file, images inlined, readable offline; the samples are read
     from the run's data at `data` (a path or URL), the charts from `folder`."""
     kept = first_rows(data, "extraction", samples, ["id", "image", "prompt", "extraction", "questions", "scores"])
     rejected = first_rows(data, "rejected", samples, ["id", "image", "status", "reason", "detail", "questions", "extraction"])
-    chart_imgs = "".join(f'<img alt="{k}" src="{_data_uri((folder / p).read_bytes())}">' for k, p in charts.items())
-    steps = "".join(f"<tr><td>{_esc(f['filter'])}</td><td>{f['in']}</td><td>{f['rejected']}</td><td>{f['passed']}</td>"
-                    f"<td>{_esc(', '.join(f'{r} {n}' for r, n in f['reasons'].items()))}</td></tr>" for f in funnel.get("filters", []))
-    cards = "".join(
-        f'<div class="card"><img src="{_data_uri(thumbnail_png(r["image"]))}"><p class="id">{_esc(r["id"])}</p>'
-        f'<p><b>Prompt</b> {_esc(r["prompt"])}</p><p><b>Extraction</b> {_esc(r["extraction"])}</p>'
-        f'<p><b>Questions</b> {_esc(" | ".join(r["questions"] or []))}</p><p class="id">scores {_esc(r["scores"])}</p></div>'
-        for r in kept)
-    bad = "".join(
-        f'<div class="card bad"><img src="{_data_uri(thumbnail_png(r["image"]))}"><p class="id">{_esc(r["id"])}</p>'
-        f'<p><b>{_esc(r["status"])}: {_esc(r["reason"])}</b></p><p>{_esc(r["detail"])}</p>'
-        f'<p><b>Questions</b> {_esc(" | ".join(r["questions"] or []))}</p><p><b>Extraction</b> {_esc(r["extraction"])}</p></div>'
-        for r in rejected)
-    page = f"""<!doctype html><html><head><meta charset="utf-8"><title>extract-think run: {_esc(name)}</title>
-<style>body{{font-family:sans-serif;margin:2em;max-width:1400px}}table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:4px 8px}}
-.grid{{display:grid;grid-template-columns:repeat(auto-fill,minmax(320px,1fr));gap:12px}}.card{{border:1px solid #ddd;padding:8px;font-size:13px}}
-.card img{{max-width:100%}}.bad{{background:#fff6f4}}.id{{color:#777;font-size:11px}}.charts img{{margin:4px;border:1px solid #eee}}</style></head><body>
-<h1>extract-think run: {_esc(name)}</h1>
-<p>{funnel['in']} records in, <b>{funnel['kept']} kept</b>, {funnel['rejected']} rejected, {funnel['failed']} failed.
-Teacher: {funnel['teacher_requests']} requests ({funnel['cache_hits']} from the cache), {funnel['prompt_tokens']} prompt and
-{funnel['completion_tokens']} completion tokens.</p>
-<div class="charts">{chart_imgs}</div>
-<h2>Filters, in order</h2><table><tr><th>filter</th><th>in</th><th>rejected</th><th>passed</th><th>reasons</th></tr>{steps}</table>
-<h2>Kept samples ({len(kept)} of {funnel['kept']})</h2><div class="grid">{cards}</div>
-<h2>Rejected and failed samples ({len(rejected)} of {funnel['rejected'] + funnel['failed']})</h2><div class="grid">{bad}</div>
-<p class="id">funnel.json: {_esc(json.dumps({k: v for k, v in funnel.items() if k != 'filters'}))}</p>
-</body></html>"""
+    for row in kept + rejected:
+        row["thumb"] = _data_uri(thumbnail_png(row.pop("image")))
+    summary = json.dumps({k: v for k, v in funnel.to_dict().items() if k != "filters"})
+    page = _TEMPLATE.render(name=name, funnel=funnel, kept=kept, rejected=rejected, summary=summary,
+                            charts={k: _data_uri((folder / p).read_bytes()) for k, p in charts.items()})
     path = folder / "report.html"
     path.write_text(page)
     return path

@@ -13,29 +13,27 @@ import json
 import tempfile
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import apache_beam as beam
 import fsspec
-from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from pipelines.card import render_card
-from pipelines.filtering import NAMESPACE as FILTER_NAMESPACE
+from pipelines.funnel import Funnel, read_counters
 from pipelines.output import OutputLock, check_output, output_location, recover, staging_folder, swap
-from pipelines.pipeline import NAMESPACE, build_pipeline
+from pipelines.pipeline import build_pipeline
 from pipelines.publish import CONFIGS
 from pipelines.recipe import Recipe, dump_recipe, load_recipe
-from pipelines.report import first_rows, histogram, write_charts, write_report
-from pipelines.teachers.handler import NAMESPACE as TEACHER_NAMESPACE
+from pipelines.report import first_rows, write_charts, write_report
 
 
 class NotPublished(RuntimeError):
     """The run finished, but its result must not replace the output (see `publish_refusal`);
     `funnel` has its counts, `example` one failed row's reason, detail and origin."""
 
-    def __init__(self, why: str, funnel: dict, example: dict | None = None):
+    def __init__(self, why: str, funnel: Funnel, example: dict | None = None):
         super().__init__(why)
         self.why, self.funnel, self.example = why, funnel, example
 
@@ -43,72 +41,22 @@ class NotPublished(RuntimeError):
 @dataclass
 class RunOutcome:
     out_dir: Path | str  # a Path for a local output, else its URL
-    funnel: dict
+    funnel: Funnel
     run_id: str
-
-
-def _counters(result) -> dict[tuple[str, str], int]:
-    """Counters by (namespace, name); a distribution adds its sum as (namespace, name + ".sum")."""
-    out: dict[tuple[str, str], int] = {}
-    metrics = result.metrics().query(MetricsFilter())
-    for c in metrics["counters"]:
-        key = (c.key.metric.namespace, c.key.metric.name)
-        value = c.committed if c.committed is not None else c.attempted
-        out[key] = out.get(key, 0) + int(value or 0)
-    for d in metrics["distributions"]:
-        key = (d.key.metric.namespace, d.key.metric.name + ".sum")
-        value = d.committed if d.committed is not None else d.attempted
-        out[key] = out.get(key, 0) + int(value.sum if value is not None else 0)
-    return out
-
-
-def filter_funnel(counters: dict[tuple[str, str], int], filters) -> list[dict]:
-    """Per filter, in the order they ran: records checked, passed, rejected by reason."""
-    got = {name: v for (ns, name), v in counters.items() if ns == FILTER_NAMESPACE}
-    rows = []
-    for f in filters:
-        reasons = {k.split(".", 2)[2]: v for k, v in got.items() if k.startswith(f"rejected.{f.name}.")}
-        rows.append({"filter": f.name, "in": got.get(f"checked.{f.name}", 0), "passed": got.get(f"passed.{f.name}", 0),
-                     "rejected": sum(reasons.values()), "reasons": dict(sorted(reasons.items()))})
-    return rows
-
-
-def funnel_from_counters(counters: dict[tuple[str, str], int], filters=()) -> dict:
-    main = {name: v for (ns, name), v in counters.items() if ns == NAMESPACE}
-    teacher = {name: v for (ns, name), v in counters.items() if ns == TEACHER_NAMESPACE}
-    return {
-        "in": main.get("in", 0),
-        "kept": main.get("kept", 0),
-        "rejected": main.get("rejected", 0),
-        "failed": main.get("failed", 0),
-        "reasoning_rows": main.get("reasoning_rows", 0),
-        "rejected_by_reason": {k.split(".", 1)[1]: v for k, v in main.items() if k.startswith("rejected.")},
-        "failed_by_reason": {k.split(".", 1)[1]: v for k, v in main.items() if k.startswith("failed.")},
-        "licenses": sorted(name for (ns, name) in counters if ns == f"{NAMESPACE}.licenses"),
-        "teacher_requests": teacher.get("requests", 0),
-        "cache_hits": teacher.get("cache_hits", 0),
-        "prefetched": teacher.get("prefetched", 0),  # of the requests, those handed to the engine ahead of their batch
-        "teacher_errors": teacher.get("errors", 0),
-        "prompt_tokens": teacher.get("prompt_tokens", 0),
-        "completion_tokens": teacher.get("completion_tokens", 0),
-        "cached_tokens": teacher.get("cached_tokens", 0),
-        "teacher_seconds": round(teacher.get("batch_latency_ms.sum", 0) / 1000, 3),
-        "filters": filter_funnel(counters, filters),
-    }
 
 
 def pipeline_options(recipe: Recipe) -> PipelineOptions:
     return PipelineOptions(list(recipe.runner.options), runner=recipe.runner.runner)
 
 
-def publish_refusal(funnel: dict, output) -> str | None:
+def publish_refusal(funnel: Funnel, output) -> str | None:
     """Why a finished run must not replace the output, or None: too many records failed
     (a teacher that was down, a wrong endpoint) or too few were kept."""
-    if funnel["in"] and funnel["failed"] / funnel["in"] > output.max_failed_share:
-        return (f"{funnel['failed']} of {funnel['in']} records failed, more than output.max_failed_share "
+    if funnel.records_in and funnel.failed / funnel.records_in > output.max_failed_share:
+        return (f"{funnel.failed} of {funnel.records_in} records failed, more than output.max_failed_share "
                 f"{output.max_failed_share:g}")
-    if funnel["kept"] < output.min_kept:
-        return f"{funnel['kept']} records were kept, fewer than output.min_kept {output.min_kept}"
+    if funnel.kept < output.min_kept:
+        return f"{funnel.kept} records were kept, fewer than output.min_kept {output.min_kept}"
     return None
 
 
@@ -135,33 +83,30 @@ def run(recipe: Recipe | str | Path, overrides: tuple[str, ...] = (), test_pipel
     return RunOutcome(Path(out) if "://" not in out else out, funnel, run_id)
 
 
-def _run_into(staging: str, recipe: Recipe, run_id: str, fs, test_pipeline) -> dict:
+def _run_into(staging: str, recipe: Recipe, run_id: str, fs, test_pipeline) -> Funnel:
     """Run the pipeline into `staging` and add the card, report and funnel; the funnel."""
     p = test_pipeline or beam.Pipeline(options=pipeline_options(recipe))
     build_pipeline(p, recipe, staging, run_id)
     started = time.perf_counter()
     result = p.run()
     result.wait_until_finish()
-    counters = _counters(result)
-    funnel = funnel_from_counters(counters, recipe.filters)
-    funnel["run_seconds"] = round(time.perf_counter() - started, 3)
-    if funnel["in"] != funnel["kept"] + funnel["rejected"] + funnel["failed"]:
+    seconds = round(time.perf_counter() - started, 3)
+    funnel = Funnel.from_counters(read_counters(result), [f.name for f in recipe.filters], run_seconds=seconds, run_id=run_id)
+    if not funnel.conserved:
         raise RuntimeError(f"records were lost: {funnel}")
     refusal = publish_refusal(funnel, recipe.output)
     if refusal:
         ended = first_rows(staging, "rejected", 100, ["status", "reason", "detail", "origin"])
         example = next((r for r in ended if r["status"] == "failed"), None)
         raise NotPublished(refusal, funnel, example)
-    funnel["shards"] = {c: n for c in CONFIGS if (n := len(fs.glob(f"{staging}/{c}/train-{run_id}-*.parquet")))}
-    main = {name: v for (ns, name), v in counters.items() if ns == NAMESPACE}
-    funnel["lengths"] = {kind: dict(histogram(main, kind)) for kind in ("extraction", "reasoning")}
+    funnel = replace(funnel, shards={c: n for c in CONFIGS if (n := len(fs.glob(f"{staging}/{c}/train-{run_id}-*.parquet")))})
     with tempfile.TemporaryDirectory() as tmp:  # the card and report, made here, then put beside the data
         meta = Path(tmp)
         (meta / "recipe.yaml").write_text(dump_recipe(recipe))
-        (meta / "funnel.json").write_text(json.dumps({"run_id": run_id, **funnel}, indent=2) + "\n")
-        charts = write_charts(meta, funnel, main)
+        (meta / "funnel.json").write_text(json.dumps(funnel.to_dict(), indent=2) + "\n")
+        charts = write_charts(meta, funnel)
         examples = first_rows(staging, "extraction", 3, ["id", "prompt", "extraction", "questions"])
-        (meta / "README.md").write_text(render_card(recipe, funnel, funnel["licenses"] or ["unknown"], run_id, charts, examples))
+        (meta / "README.md").write_text(render_card(recipe, funnel, charts, examples))
         write_report(meta, staging, recipe.name, funnel, charts)
         for f in sorted(meta.rglob("*")):
             if f.is_file():

@@ -85,7 +85,7 @@ def test_a_cache_that_cannot_be_written_warns_once_and_the_run_goes_on(tmp_path,
     recipe = load_recipe("quickstart", ["sources.0.synthetic.num_records=6", "sources.0.synthetic.image_size=64",
                                         f"output.dir={tmp_path / 'out'}", f"cache.dir={blocked / 'cache'}"])
     outcome = run(recipe)
-    assert outcome.funnel["in"] == 6 and outcome.funnel["teacher_requests"] > 0
+    assert outcome.funnel.records_in == 6 and outcome.funnel.teacher_requests > 0
     warnings = [r for r in caplog.records if "cannot be written" in r.getMessage()]
     assert len(warnings) == 1 and "goes on without storing replies" in warnings[0].getMessage()
 
@@ -103,7 +103,7 @@ def test_a_rerun_over_a_damaged_cache_calls_again_only_for_the_damaged_entries(t
             entry.unlink()
             entry.mkdir()
     second = run(load_recipe("quickstart", [*args, f"output.dir={tmp_path / 'b'}"]))
-    assert second.funnel["teacher_requests"] == 12
+    assert second.funnel.teacher_requests == 12
     assert _rows(first.out_dir) == _rows(second.out_dir)
 
 
@@ -155,14 +155,14 @@ def test_a_rerun_makes_zero_calls_loads_no_model_and_publishes_the_same(tmp_path
     first = run(_recipe(tmp_path, tiny_idefics3, out="a"))
     # every distinct request is one call and one cache file (an identical request later in the
     # same run, e.g. two records whose tiny-model extractions came out alike, is a hit)
-    assert sum(calls) == first.funnel["teacher_requests"] == len(list((tmp_path / "cache").rglob("*.json"))) > 0
+    assert sum(calls) == first.funnel.teacher_requests == len(list((tmp_path / "cache").rglob("*.json"))) > 0
     from pipelines.teachers import unload_all
 
     unload_all()
     calls.clear(), loads.clear()
     second = run(_recipe(tmp_path, tiny_idefics3, out="b"))
     assert calls == [] and loads == []
-    assert second.funnel["teacher_requests"] == 0 and second.funnel["cache_hits"] == first.funnel["teacher_requests"] + first.funnel["cache_hits"]
+    assert second.funnel.teacher_requests == 0 and second.funnel.cache_hits == first.funnel.teacher_requests + first.funnel.cache_hits
     assert _rows(first.out_dir) == _rows(second.out_dir)
 
 
@@ -170,7 +170,7 @@ def test_a_rerun_makes_zero_calls_loads_no_model_and_publishes_the_same(tmp_path
 def test_after_kill_9_a_rerun_redoes_only_unfinished_calls(tmp_path, tiny_idefics3):
     n = 40
     clean = run(_recipe(tmp_path / "clean", tiny_idefics3, n=n))
-    total = clean.funnel["teacher_requests"]  # one call per distinct request
+    total = clean.funnel.teacher_requests  # one call per distinct request
     assert total == len(list((tmp_path / "clean" / "cache").rglob("*.json")))
 
     recipe_args = [f"--set=sources.0.synthetic.num_records={n}", "--set=sources.0.synthetic.image_size=64", "--set=teacher.backend=transformers",
@@ -190,8 +190,8 @@ def test_after_kill_9_a_rerun_redoes_only_unfinished_calls(tmp_path, tiny_idefic
     assert not (tmp_path / "killed").exists()  # nothing half-published
 
     resumed = run(_recipe(tmp_path, tiny_idefics3, n=n, out="killed"))
-    assert resumed.funnel["teacher_requests"] == total - done  # only what had not finished
-    assert resumed.funnel["teacher_requests"] + resumed.funnel["cache_hits"] == clean.funnel["teacher_requests"] + clean.funnel["cache_hits"]
+    assert resumed.funnel.teacher_requests == total - done  # only what had not finished
+    assert resumed.funnel.teacher_requests + resumed.funnel.cache_hits == clean.funnel.teacher_requests + clean.funnel.cache_hits
     assert _rows(resumed.out_dir) == _rows(clean.out_dir)
 
 

@@ -5,11 +5,13 @@ import hashlib
 import os
 import shutil
 import socket
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from pipelines.cli import main
+from pipelines.funnel import Funnel
 from pipelines.output import OutputLock, OutputRefused, is_publish
 from pipelines.run import publish_refusal, run
 from pipelines.recipe import OutputConfig, load_recipe
@@ -99,12 +101,13 @@ def test_a_run_whose_teacher_is_down_exits_1_and_keeps_the_good_dataset(tmp_path
 
 
 def test_the_shares_that_decide_publishing():
-    f = {"in": 10, "kept": 3, "rejected": 2, "failed": 5}
+    f = Funnel(records_in=10, kept=3, rejected=2, failed=5)
     assert publish_refusal(f, OutputConfig()) is None  # half failed: published
-    assert "6 of 10 records failed" in publish_refusal({**f, "kept": 2, "failed": 6}, OutputConfig())
-    assert publish_refusal({**f, "kept": 2, "failed": 6}, OutputConfig(max_failed_share=0.6)) is None
-    assert "0 records were kept" in publish_refusal({"in": 4, "kept": 0, "rejected": 4, "failed": 0}, OutputConfig())
-    assert publish_refusal({"in": 4, "kept": 0, "rejected": 4, "failed": 0}, OutputConfig(min_kept=0)) is None
+    assert "6 of 10 records failed" in publish_refusal(replace(f, kept=2, failed=6), OutputConfig())
+    assert publish_refusal(replace(f, kept=2, failed=6), OutputConfig(max_failed_share=0.6)) is None
+    none_kept = Funnel(records_in=4, kept=0, rejected=4, failed=0)
+    assert "0 records were kept" in publish_refusal(none_kept, OutputConfig())
+    assert publish_refusal(none_kept, OutputConfig(min_kept=0)) is None
 
 
 def test_a_swap_killed_between_its_renames_is_mended_by_the_next_run(tmp_path, good):
@@ -134,4 +137,4 @@ def test_a_second_run_of_one_output_is_refused_while_the_first_runs(tmp_path, go
         with pytest.raises(OutputRefused, match="another run is writing to"):
             run(recipe)
     assert _digest(out) == _digest(good)
-    assert run(recipe).funnel["in"] == 8  # once the first is done
+    assert run(recipe).funnel.records_in == 8  # once the first is done

@@ -38,7 +38,7 @@ def published(tmp_path_factory):
 
 def test_conservation_in_the_funnel_and_in_the_files(published):
     recipe, outcome = published
-    f = outcome.funnel
+    f = outcome.funnel.to_dict()
     assert f["in"] == N == f["kept"] + f["rejected"] + f["failed"]
     extraction, rejected = _load(outcome.out_dir, "extraction"), _load(outcome.out_dir, "rejected")
     assert len(extraction) == f["kept"] and len(rejected) == f["rejected"] + f["failed"]
@@ -77,7 +77,7 @@ def test_the_dataset_loads_with_images_and_the_right_columns(published):
     assert set(prov) == {"statements", "focus", "extraction", "think"}
     assert prov["think"]["inputs"] == ["choices", "extraction", "question"]
     reasoning = _load(outcome.out_dir, "reasoning")
-    assert len(reasoning) == outcome.funnel["reasoning_rows"]
+    assert len(reasoning) == outcome.funnel.reasoning_rows
     assert set(reasoning["record_id"]) == set(extraction["id"])
     for r in reasoning:
         assert r["reasoning"].splitlines()[-1].startswith("Answer:")
@@ -88,7 +88,7 @@ def test_the_dataset_loads_with_images_and_the_right_columns(published):
 def test_card_and_resolved_recipe_tell_the_truth(published):
     recipe, outcome = published
     card = (outcome.out_dir / "README.md").read_text()
-    f = outcome.funnel
+    f = outcome.funnel.to_dict()
     assert f"| records in | {f['in']} |" in card
     assert f"| **kept** | **{f['kept']}** |" in card
     for reason, n in f["rejected_by_reason"].items():
@@ -103,7 +103,7 @@ def test_a_rerun_replaces_the_output_whole(published, tmp_path):
     run(recipe)
     smaller = _recipe(tmp_path, "sources.0.synthetic.num_records=5")
     outcome = run(smaller)
-    assert outcome.funnel["in"] == 5
+    assert outcome.funnel.records_in == 5
     assert len(_load(outcome.out_dir, "extraction")) + len(_load(outcome.out_dir, "rejected")) == 5
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".out")]  # no staging left behind
 
@@ -125,7 +125,7 @@ def test_teacher_failures_become_failed_rows_and_the_run_goes_on(tmp_path, monke
 
     monkeypatch.setattr(teachers, "_build", lambda cfg: Flaky(real_build(cfg)))
     outcome = run(_recipe(tmp_path, "teacher.oracle.error_rate=0"))
-    f = outcome.funnel
+    f = outcome.funnel.to_dict()
     assert f["failed"] > 0 and f["failed_by_reason"] == {"think_teacher_error": f["failed"]}
     assert f["in"] == N == f["kept"] + f["rejected"] + f["failed"]
     rejected = _load(outcome.out_dir, "rejected")
@@ -145,7 +145,7 @@ def test_the_pipeline_runs_a_real_transformers_teacher(tmp_path, tiny_idefics3, 
         "output.min_kept=0",  # random tiny models: every record may be rejected
     )
     outcome = run(recipe)
-    f = outcome.funnel
+    f = outcome.funnel.to_dict()
     assert f["in"] == 4 == f["kept"] + f["rejected"] + f["failed"]
     assert f["failed"] == 0 and f["teacher_requests"] >= 4 * 4 and f["completion_tokens"] > 0
     rows = list(_load(outcome.out_dir, "rejected")) if f["rejected"] else []
@@ -163,7 +163,7 @@ def test_an_all_rejected_run_publishes_only_with_min_kept_0_and_then_only_what_i
         run(_recipe(tmp_path, *args))
     assert not (tmp_path / "out").exists()
     outcome = run(_recipe(tmp_path, *args, "output.min_kept=0"))
-    assert outcome.funnel["kept"] == 0 and outcome.funnel["rejected"] == 3
+    assert outcome.funnel.kept == 0 and outcome.funnel.rejected == 3
     assert not (outcome.out_dir / "extraction").exists()
     card = (outcome.out_dir / "README.md").read_text()
     assert "config_name: rejected" in card and "config_name: extraction" not in card
@@ -176,7 +176,7 @@ def test_an_all_rejected_run_publishes_only_with_min_kept_0_and_then_only_what_i
 
 def test_the_filter_funnel_chains_and_the_card_shows_it(published):
     recipe, outcome = published
-    f = outcome.funnel
+    f = outcome.funnel.to_dict()
     steps = f["filters"]
     assert [s["filter"] for s in steps] == [x.name for x in recipe.filters]
     assert steps[0]["in"] == f["in"] - sum(n for r, n in f["rejected_by_reason"].items() if r in ("duplicate", "near_duplicate")) - f["failed"]

@@ -25,7 +25,7 @@ def test_faults_end_as_failed_rows_and_everything_else_goes_on(tmp_path, monkeyp
         outcome = run(recipe)
     finally:
         server.close()
-    f = outcome.funnel
+    f = outcome.funnel.to_dict()
     assert f["in"] == 16 == f["kept"] + f["rejected"] + f["failed"]
     assert f["failed"] > 0 and set(f["failed_by_reason"]) == {"think_teacher_error"}
     rejected = datasets.load_dataset(str(outcome.out_dir), "rejected", split="train")
@@ -110,7 +110,7 @@ def test_the_verify_stage_against_a_loopback_endpoint(tmp_path):
         outcome = run(recipe)
     finally:
         server.close()
-    f = outcome.funnel
+    f = outcome.funnel.to_dict()
     assert f["in"] == 12 == f["kept"] + f["rejected"] + f["failed"]
     assert f["kept"] > 0 and f["rejected"] == 0  # every claim judged supported, from numbered lines
     assert f["failed"] > 0 and set(f["failed_by_reason"]) == {"verify_teacher_error"}

@@ -25,7 +25,7 @@ def test_the_extraction_stage_runs_on_the_vllm_engine_with_requests_prefetched(t
     ])
     assert not TeacherModelHandler(recipe.stage_teacher("extraction"), one_process=True).share_model_across_processes()
     outcome = run(recipe)
-    f = outcome.funnel
+    f = outcome.funnel.to_dict()
     assert f["in"] == 6 == f["kept"] + f["rejected"] + f["failed"] and f["failed"] == 0
     assert f["teacher_requests"] >= 6 and f["teacher_errors"] == 0
     assert f["completion_tokens"] > 0
@@ -67,11 +67,11 @@ def test_prefetching_changes_when_requests_start_not_what_is_published(tiny_idef
     off = run(load_recipe("quickstart", _eight_records(tiny_idefics3) + [
         f"output.dir={tmp_path / 'off'}", "stages.extraction.teacher.vllm.prefetch=0"]))
     keys = ("in", "kept", "rejected", "failed", "teacher_requests", "teacher_errors", "completion_tokens", "rejected_by_reason")
-    assert {k: ahead.funnel[k] for k in keys} == {k: off.funnel[k] for k in keys}
-    assert ahead.funnel["prefetched"] == 8 and off.funnel["prefetched"] == 0 and ahead.funnel["failed"] == 0
+    assert {k: ahead.funnel.to_dict()[k] for k in keys} == {k: off.funnel.to_dict()[k] for k in keys}
+    assert ahead.funnel.prefetched == 8 and off.funnel.prefetched == 0 and ahead.funnel.failed == 0
     assert dataset_rows(ahead.out_dir) == dataset_rows(off.out_dir)
     again = run(load_recipe("quickstart", base + [f"output.dir={tmp_path / 'again'}", "stages.extraction.teacher.vllm.prefetch=3"]))
-    assert again.funnel["teacher_requests"] == 0 and again.funnel["prefetched"] == 0
+    assert again.funnel.teacher_requests == 0 and again.funnel.prefetched == 0
     assert dataset_rows(again.out_dir) == dataset_rows(ahead.out_dir)
 
 
@@ -86,9 +86,9 @@ def test_the_threaded_runner_feeds_one_vllm_engine_from_every_thread(tiny_idefic
         f"output.dir={tmp_path / 'threads'}", "runner.runner=DirectRunner",
         "runner.options=[--direct_running_mode=multi_threading, --direct_num_workers=4]"]))
     keys = ("in", "kept", "rejected", "failed", "teacher_requests", "teacher_errors", "completion_tokens", "rejected_by_reason")
-    assert {k: threads.funnel[k] for k in keys} == {k: one.funnel[k] for k in keys}
-    assert threads.funnel["in"] == 8 and threads.funnel["failed"] == 0 and threads.funnel["teacher_errors"] == 0
-    assert one.funnel["prefetched"] == 8 and threads.funnel["prefetched"] == 0  # the threads' batches keep it busy
+    assert {k: threads.funnel.to_dict()[k] for k in keys} == {k: one.funnel.to_dict()[k] for k in keys}
+    assert threads.funnel.records_in == 8 and threads.funnel.failed == 0 and threads.funnel.teacher_errors == 0
+    assert one.funnel.prefetched == 8 and threads.funnel.prefetched == 0  # the threads' batches keep it busy
     assert dataset_rows(threads.out_dir) == dataset_rows(one.out_dir)
 
 
@@ -99,7 +99,7 @@ def test_worker_processes_share_one_vllm_engine(tiny_idefics3, tmp_path):
     many = run(load_recipe("quickstart", base + [
         f"output.dir={tmp_path / 'many'}", "runner.runner=DirectRunner",
         "runner.options=[--direct_running_mode=multi_processing, --direct_num_workers=2]"]))
-    f = many.funnel
+    f = many.funnel.to_dict()
     assert f["in"] == 8 == f["kept"] + f["rejected"] + f["failed"] and f["failed"] == 0 and f["teacher_errors"] == 0
     assert f["prefetched"] == 0  # a process holding only a proxy to the engine sends nothing ahead
     assert f["teacher_requests"] >= 8 and f["completion_tokens"] > 0

@@ -28,7 +28,7 @@ def outcome(tmp_path_factory):
 
 
 def test_shards_are_bounded_renumbered_and_load_both_ways(outcome):
-    out, f = outcome.out_dir, outcome.funnel
+    out, f = outcome.out_dir, outcome.funnel.to_dict()
     want = {"extraction": f["kept"], "reasoning": f["reasoning_rows"], "rejected": f["rejected"] + f["failed"]}
     for config, rows in want.items():
         shards = sorted((out / config).glob("*.parquet"))
@@ -41,7 +41,7 @@ def test_shards_are_bounded_renumbered_and_load_both_ways(outcome):
 
 
 def test_the_card_renders_the_runs_numbers(outcome):
-    out, f = outcome.out_dir, outcome.funnel
+    out, f = outcome.out_dir, outcome.funnel.to_dict()
     card = (out / "README.md").read_text()
     saved = json.loads((out / "funnel.json").read_text())
     assert saved["kept"] == f["kept"] and saved["run_id"] == outcome.run_id
@@ -83,7 +83,7 @@ class _Page(HTMLParser):
 
 
 def test_the_html_report_is_self_contained(outcome):
-    out, f = outcome.out_dir, outcome.funnel
+    out, f = outcome.out_dir, outcome.funnel.to_dict()
     page = _Page()
     page.feed((out / "report.html").read_text())
     assert page.links == []  # no stylesheet, script or link to fetch

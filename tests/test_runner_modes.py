@@ -21,14 +21,14 @@ def test_multi_process_workers_publish_what_the_in_process_run_publishes(tmp_pat
         f"output.dir={tmp_path / 'many'}", f"cache.dir={tmp_path / 'cache-many'}", "runner.runner=DirectRunner",
         "runner.options=[--direct_running_mode=multi_processing, --direct_num_workers=2]"]))
     keys = ("in", "kept", "rejected", "failed", "reasoning_rows", "teacher_requests", "rejected_by_reason", "filters")
-    assert {k: many.funnel[k] for k in keys} == {k: one.funnel[k] for k in keys}
-    assert many.funnel["in"] == 40 and many.funnel["teacher_requests"] > 0
+    assert {k: many.funnel.to_dict()[k] for k in keys} == {k: one.funnel.to_dict()[k] for k in keys}
+    assert many.funnel.records_in == 40 and many.funnel.teacher_requests > 0
     assert dataset_rows(many.out_dir) == dataset_rows(one.out_dir)
     # the workers wrote every reply to the shared cache: a rerun in multi-process mode pays nothing
     again = run(load_recipe("quickstart", base + [
         f"output.dir={tmp_path / 'again'}", f"cache.dir={tmp_path / 'cache-many'}", "runner.runner=DirectRunner",
         "runner.options=[--direct_running_mode=multi_processing, --direct_num_workers=2]"]))
-    assert again.funnel["teacher_requests"] == 0 and dataset_rows(again.out_dir) == dataset_rows(one.out_dir)
+    assert again.funnel.teacher_requests == 0 and dataset_rows(again.out_dir) == dataset_rows(one.out_dir)
 
 
 def test_multi_threaded_workers_publish_what_the_in_process_run_publishes(tmp_path):
@@ -38,9 +38,9 @@ def test_multi_threaded_workers_publish_what_the_in_process_run_publishes(tmp_pa
     threads = run(load_recipe("quickstart", base + [
         f"output.dir={tmp_path / 'threads'}", "runner.runner=DirectRunner", "teacher.batch_size=4",
         "runner.options=[--direct_running_mode=multi_threading, --direct_num_workers=4]"]))
-    assert threads.funnel["in"] == 40
-    assert {k: threads.funnel[k] for k in ("kept", "rejected", "failed", "rejected_by_reason", "filters")} == \
-        {k: one.funnel[k] for k in ("kept", "rejected", "failed", "rejected_by_reason", "filters")}
+    assert threads.funnel.records_in == 40
+    assert {k: threads.funnel.to_dict()[k] for k in ("kept", "rejected", "failed", "rejected_by_reason", "filters")} == \
+        {k: one.funnel.to_dict()[k] for k in ("kept", "rejected", "failed", "rejected_by_reason", "filters")}
     assert dataset_rows(threads.out_dir) == dataset_rows(one.out_dir)
 
 

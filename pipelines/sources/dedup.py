@@ -37,6 +37,7 @@ from typing import Sequence
 import apache_beam as beam
 from rapidfuzz import fuzz
 
+from pipelines import funnel
 from pipelines.core.answers import normalise_text
 from pipelines.core.record import Record
 from pipelines.source_config import DedupConfig, SourceConfig
@@ -133,7 +134,7 @@ def _similar_pairs(group, config: DedupConfig):
     sigs = sorted(set(sigs), key=lambda s: (s.questions, s.handle))
     window = len(sigs) if len(sigs) <= config.max_bucket else NEIGHBOURS
     if len(sigs) > config.max_bucket:
-        beam.metrics.Metrics.counter("extract_think.dedup", "large_buckets").inc()
+        funnel.counter(funnel.DEDUP, "large_buckets").inc()
     for i, a in enumerate(sigs):
         for b in sigs[i + 1: i + 1 + window]:
             if a.handle != b.handle and bin(a.phash ^ b.phash).count("1") <= config.max_hamming and \

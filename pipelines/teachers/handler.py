@@ -20,10 +20,10 @@ from collections import deque
 from typing import Any, Sequence
 
 import apache_beam as beam
-from apache_beam.metrics import Metrics
 from apache_beam.transforms.window import GlobalWindows
 from apache_beam.ml.inference.base import KeyedModelHandler, ModelHandler, PredictionResult
 
+from pipelines import funnel
 from pipelines.cache import ReplyCache, request_key, teacher_identity
 from pipelines.recipe import TeacherConfig
 from pipelines.teachers import load_teacher
@@ -40,7 +40,6 @@ class LazyTeacher:
     def generate(self, requests):
         return load_teacher(self.config).generate(requests)
 
-NAMESPACE = "extract_think.teacher"
 
 
 class TeacherModelHandler(ModelHandler[list[ChatRequest], list[TeacherReply], LazyTeacher]):
@@ -54,13 +53,13 @@ class TeacherModelHandler(ModelHandler[list[ChatRequest], list[TeacherReply], La
         self._one_process = one_process  # all workers in this process: nothing to share across processes
         self._cache: ReplyCache | None = None
         self._identity = teacher_identity(config)
-        self._hits = Metrics.counter(NAMESPACE, "cache_hits")
-        self._requests = Metrics.counter(NAMESPACE, "requests")
-        self._errors = Metrics.counter(NAMESPACE, "errors")
-        self._tokens_in = Metrics.counter(NAMESPACE, "prompt_tokens")
-        self._tokens_out = Metrics.counter(NAMESPACE, "completion_tokens")
-        self._latency = Metrics.distribution(NAMESPACE, "batch_latency_ms")
-        self._cached_tokens = Metrics.counter(NAMESPACE, "cached_tokens")  # what cache hits had cost when paid
+        self._hits = funnel.counter(funnel.TEACHER, "cache_hits")
+        self._requests = funnel.counter(funnel.TEACHER, "requests")
+        self._errors = funnel.counter(funnel.TEACHER, "errors")
+        self._tokens_in = funnel.counter(funnel.TEACHER, "prompt_tokens")
+        self._tokens_out = funnel.counter(funnel.TEACHER, "completion_tokens")
+        self._latency = funnel.distribution(funnel.TEACHER, "batch_latency_ms")
+        self._cached_tokens = funnel.counter(funnel.TEACHER, "cached_tokens")  # what cache hits had cost when paid
 
     def load_model(self) -> LazyTeacher:
         return LazyTeacher(self._config)
@@ -127,7 +126,7 @@ class TeacherModelHandler(ModelHandler[list[ChatRequest], list[TeacherReply], La
             self._tokens_out.inc(out.completion_tokens)
 
     def get_metrics_namespace(self) -> str:
-        return NAMESPACE
+        return "extract_think.inference"  # RunInference's own metrics, apart from the funnel's
 
     def get_num_bytes(self, batch: Sequence[list[ChatRequest]]) -> int:
         """The size of what the batch sends: the prompts' text and image data URIs (Beam's
@@ -166,7 +165,7 @@ class Prefetch(beam.DoFn):
 
     def __init__(self, config: TeacherConfig, cache_dir: str | None, ahead: int):
         self._config, self._cache_dir, self._ahead = config, cache_dir, ahead
-        self._prefetched = Metrics.counter(NAMESPACE, "prefetched")
+        self._prefetched = funnel.counter(funnel.TEACHER, "prefetched")
 
     def setup(self):
         self._cache = ReplyCache(self._cache_dir) if self._cache_dir else None

@@ -28,7 +28,7 @@ def main() -> None:
         outcome = run_recipe(work, sources + [hostile], ingest=ingest)
     finally:
         server.close()
-    f = outcome.funnel
+    f = outcome.funnel.to_dict()
     rejected = sorted(load(outcome, "rejected"), key=lambda r: (r["source"], r["reason"]))
     print("\n| source | reason | origin | detail |\n|---|---|---|---|")
     for r in rejected:

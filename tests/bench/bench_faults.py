@@ -47,7 +47,7 @@ def run_faults(records: int, fault_rate: float, retries: int, work: Path, seed: 
         seconds = time.perf_counter() - started
     finally:
         server.close()
-    f = outcome.funnel
+    f = outcome.funnel.to_dict()
     def rows(config):  # a config with no rows is not published
         try:
             return datasets.load_dataset(str(outcome.out_dir), config, split="train")

@@ -70,7 +70,7 @@ def ours(data: Path, work: Path) -> dict:
         "teacher.batch_size=64", f"output.dir={work / 'ours'}", "cache.dir=null"])
     started = time.perf_counter()
     outcome = run(recipe)
-    return {"seconds": time.perf_counter() - started, "in": outcome.funnel["in"], "requests": outcome.funnel["teacher_requests"]}
+    return {"seconds": time.perf_counter() - started, "in": outcome.funnel.records_in, "requests": outcome.funnel.teacher_requests}
 
 
 def main() -> None:

@@ -94,7 +94,7 @@ def main() -> None:
         r = recipe(batch, f"t{threads}b{batch}p{prefetch}{tag}", None, threads, prefetch)
         t = time.perf_counter()
         outcome = run(r)
-        return time.perf_counter() - t, outcome.funnel["teacher_seconds"]
+        return time.perf_counter() - t, outcome.funnel.teacher_seconds
 
     # The headline pair, raw call then whole pipeline, repeated: this machine's engine speed
     # drifts by 10% and more between minutes, so one pair proves little.
@@ -135,9 +135,9 @@ def main() -> None:
           f"{raw_sum / pipe_sum:.2f} (pairs {', '.join(f'{r:.2f}' for r in ratios)}; median {ratios[len(ratios) // 2]:.2f})")
     print("(waiting on teacher: the time RunInference's calls took; with prefetching the engine started the requests"
           " earlier, and on the threaded runner the calls of all threads are summed, though they overlap)")
-    print(f"\nfirst run with cache (batch {args.batch}): {first_s:.2f} s, {first.funnel['teacher_requests']} teacher calls")
-    print(f"fully cached rerun:              {second_s:.2f} s, {second.funnel['teacher_requests']} teacher calls, "
-          f"{second.funnel['cache_hits']} cache hits = {second_s / first_s:.2f} of the first run's time")
+    print(f"\nfirst run with cache (batch {args.batch}): {first_s:.2f} s, {first.funnel.teacher_requests} teacher calls")
+    print(f"fully cached rerun:              {second_s:.2f} s, {second.funnel.teacher_requests} teacher calls, "
+          f"{second.funnel.cache_hits} cache hits = {second_s / first_s:.2f} of the first run's time")
     shutil.rmtree(work, ignore_errors=True)
 
 

@@ -103,12 +103,12 @@ def test_a_run_drops_contaminated_records_before_any_teacher_call(tmp_path):
 
     plain = run(recipe(False, "plain"))
     clean = run(recipe(True, "clean"))
-    f = clean.funnel
+    f = clean.funnel.to_dict()
     assert f["rejected_by_reason"] == {"eval_contamination": 6} and f["kept"] == 24
     assert f["filters"][0] == {"filter": "decontaminate", "in": 30, "passed": 24, "rejected": 6, "reasons": {"eval_contamination": 6}}
     # no teacher call was spent on them: 4 stages of requests fewer per record (think: one per turn)
-    per_record = plain.funnel["teacher_requests"] / 30
-    assert f["teacher_requests"] < plain.funnel["teacher_requests"] - 6 * 3 and per_record > 3
+    per_record = plain.funnel.teacher_requests / 30
+    assert f["teacher_requests"] < plain.funnel.teacher_requests - 6 * 3 and per_record > 3
     rejected = datasets.load_dataset(str(clean.out_dir), "rejected", split="train")
     assert set(rejected["id"]) == {r.id for r in records[:6]}
     assert all(d.startswith("decontaminate: image within") and "bench_eval" in d for d in rejected["detail"])

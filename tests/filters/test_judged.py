@@ -113,13 +113,13 @@ def test_judging_against_the_image_attaches_it_and_no_text(tmp_path):
 
 
 def _rejected(outcome):
-    return list(datasets.load_dataset(str(outcome.out_dir), "rejected", split="train")) if outcome.funnel["rejected"] else []
+    return list(datasets.load_dataset(str(outcome.out_dir), "rejected", split="train")) if outcome.funnel.rejected else []
 
 
 def test_an_exact_judge_catches_what_was_injected_and_nothing_else(tmp_path):
     outcome = run(_recipe(tmp_path, "stages.verify.with_image=true"))
     rejected = _rejected(outcome)
-    assert outcome.funnel["failed"] == 0 and rejected
+    assert outcome.funnel.failed == 0 and rejected
     for row in rejected:  # every rejection is an injected mistake, caught by the judge
         assert json.loads(row["injected"]) and row["reason"].startswith(("statement_judged", "sentence_judged")), row
     injected = sum(bool(json.loads(r["injected"])) for r in rejected)

@@ -69,11 +69,11 @@ def run_recipe(tmp_path: Path, sources: list[dict], ingest: dict | None = None, 
 
 
 def load(outcome, config: str):
-    if outcome.funnel["kept" if config != "rejected" else "rejected"] == 0 and config != "rejected":
+    if outcome.funnel.to_dict()["kept" if config != "rejected" else "rejected"] == 0 and config != "rejected":
         return []
     return list(datasets.load_dataset(str(outcome.out_dir), config, split="train"))
 
 
 def conserved(outcome) -> bool:
-    f = outcome.funnel
+    f = outcome.funnel.to_dict()
     return f["in"] == f["kept"] + f["rejected"] + f["failed"]

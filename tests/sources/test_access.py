@@ -91,7 +91,7 @@ def _hostile(tmp_path, url):
 def test_references_outside_the_image_folder_are_rejected_and_nothing_of_them_published(tmp_path, image_server):
     source, cases = _hostile(tmp_path, image_server.url)
     outcome = run_recipe(tmp_path, [source], ingest={"images": {"max_file_bytes": 5_000_000}, "dedup": {"near": False}})
-    assert conserved(outcome) and outcome.funnel["kept"] == 2
+    assert conserved(outcome) and outcome.funnel.kept == 2
     rows = {r["origin"].split("(id ")[1].rstrip(")"): r for r in load(outcome, "rejected")}
     for marker, (_, reason) in cases.items():
         if reason:
@@ -112,9 +112,9 @@ def test_remote_images_only_with_allow_remote_and_a_listed_scheme(tmp_path, imag
     (folder / "data.jsonl").write_text(json.dumps(_entry("web", f"{image_server.url}/pic.png")) + "\n")
     base = {"kind": "llava", "name": "web", "llava": {"json": str(folder / "data.jsonl")}}
     only_https = run_recipe(tmp_path / "a", [{**base, "allow_remote": True, "remote_schemes": ["https"]}], filters=None)
-    assert only_https.funnel["kept"] == 0 and image_server.requests == 0
+    assert only_https.funnel.kept == 0 and image_server.requests == 0
     allowed = run_recipe(tmp_path / "b", [{**base, "allow_remote": True}])
-    assert allowed.funnel["kept"] == 1 and image_server.requests > 0
+    assert allowed.funnel.kept == 1 and image_server.requests > 0
 
 
 @pytest.mark.parametrize("ref, root, expected", [

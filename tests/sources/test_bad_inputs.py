@@ -114,7 +114,7 @@ def test_bad_inputs_become_rejected_rows_with_their_own_reasons(tmp_path):
     sources, ingest, expected = build_corpus(tmp_path)
     outcome = run_recipe(tmp_path, sources, ingest=ingest)
 
-    f = outcome.funnel
+    f = outcome.funnel.to_dict()
     n_bad = sum(r is not None for r in expected.values()) + 2  # + the two copies in the parquet
     assert n_bad >= 30
     assert conserved(outcome)

@@ -78,7 +78,7 @@ def _imagefolder(tmp_path):
 def test_every_format_in_one_recipe(tmp_path):
     sources = [_llava(tmp_path), _hub_parquet(tmp_path), _saved_with_conversations(tmp_path), _json_with_paths(tmp_path), _imagefolder(tmp_path)]
     outcome = run_recipe(tmp_path, sources, ingest={"images": {"max_pixels": 4000}})
-    f = outcome.funnel
+    f = outcome.funnel.to_dict()
     assert conserved(outcome) and f["in"] == 3 + 4 + 3 + 3 + 3
     assert f["rejected"] == 1 and f["rejected_by_reason"] == {"no_image": 1}
     kept = load(outcome, "extraction")
@@ -114,7 +114,7 @@ def test_a_streamed_dataset_in_shards_reads_every_row_once(tmp_path):
         datasets.Dataset.from_dict({k: v[part * 4:(part + 1) * 4] for k, v in rows.items()}).to_parquet(str(folder / f"train-{part}.parquet"))
     source = {"kind": "hf", "name": "streamed", "hf": {"path": "parquet", "data_files": [str(folder / "*.parquet")], "streaming": True}}
     outcome = run_recipe(tmp_path, [source])
-    assert outcome.funnel["in"] == 12 == outcome.funnel["kept"]
+    assert outcome.funnel.records_in == 12 == outcome.funnel.kept
     reasoning = load(outcome, "reasoning")
     assert sorted(r["answer"] for r in reasoning) == sorted(rows["answer"])
 
@@ -123,6 +123,6 @@ def test_limit_and_contiguous_shards_of_a_local_dataset(tmp_path):
     ds = datasets.Dataset.from_dict({"image": [encode(picture(80 + i)) for i in range(10)], "question": [f"Q{i}?" for i in range(10)], "answer": [str(i) for i in range(10)]})
     ds.to_parquet(str(tmp_path / "d.parquet"))
     outcome = run_recipe(tmp_path, [{"kind": "hf", "limit": 7, "hf": {"path": str(tmp_path / "d.parquet"), "shards": 3}}])
-    assert outcome.funnel["in"] == 7 == outcome.funnel["kept"]
+    assert outcome.funnel.records_in == 7 == outcome.funnel.kept
     origins = sorted(int(r["origin"].rsplit(" ", 1)[1]) for r in load(outcome, "extraction"))
     assert origins == list(range(7))

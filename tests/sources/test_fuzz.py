@@ -103,7 +103,7 @@ def test_random_damage_to_every_format_never_crashes_and_every_row_is_counted(tm
     folder, n_folder = _imagefolder(tmp_path, rng, 80)
     hub, n_hub = _parquets(tmp_path, rng, 60)
     outcome = run_recipe(tmp_path / "run", llava + folder + hub, ingest={"images": {"min_side": 4}})
-    f = outcome.funnel
+    f = outcome.funnel.to_dict()
     assert conserved(outcome) and f["in"] == n_llava + n_folder + n_hub and f["failed"] == 0
     rejected = load(outcome, "rejected")
     assert len(rejected) == f["rejected"] and all(r["reason"] and r["detail"] and r["origin"] for r in rejected)

@@ -151,8 +151,8 @@ def test_mapped_sets_run_through_the_pipeline_and_publish_gold_and_metadata(tmp_
         snippet = readme_sources()[name]
         sources.append(localised_dict(snippet, where))
     outcome = run_recipe(tmp_path / "run", sources)
-    assert conserved(outcome) and outcome.funnel["kept"] == 2 + 3 + 1
-    assert outcome.funnel["rejected_by_reason"] == {"no_image": 1, "choices_answer_absent": 1, "turns_mismatch": 1}
+    assert conserved(outcome) and outcome.funnel.kept == 2 + 3 + 1
+    assert outcome.funnel.rejected_by_reason == {"no_image": 1, "choices_answer_absent": 1, "turns_mismatch": 1}
     rows = {r["question"]: r for r in load(outcome, "reasoning")}
     sign = rows["Which number is shown on the sign?"]
     assert (sign["answer"], sign["choices"], sign["answer_type"]) == ("B", ["1", "2", "4"], "choice")

@@ -93,4 +93,4 @@ def test_a_recipe_with_a_token_budget_runs_end_to_end(tmp_path):
 
     outcome = run("quickstart", ["sources.0.synthetic.num_records=12", "sources.0.synthetic.image_size=64",
                                  "teacher.max_batch_tokens=3000", f"output.dir={tmp_path / 'o'}", "cache.dir=null"])
-    assert outcome.funnel["in"] == 12 == outcome.funnel["kept"] + outcome.funnel["rejected"] + outcome.funnel["failed"]
+    assert outcome.funnel.records_in == 12 == outcome.funnel.kept + outcome.funnel.rejected + outcome.funnel.failed

@@ -1,0 +1,183 @@
+"""The funnel: what happened to every record of a run, counted while it runs, read back once.
+
+Counts are Beam metrics, so they add up across workers and cost nothing to gather. Their
+names are built here and parsed here only: a name is a JSON list of its parts, so a reason
+or a license that holds a dot (or anything else) reads back as it was written. The
+`Funnel` read back from them is what the CLI prints, the card and the report show and
+`funnel.json` holds; `in = kept + rejected + failed` always.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field, fields
+
+from apache_beam.metrics import Metrics
+from apache_beam.metrics.metric import MetricsFilter
+
+RECORDS, FILTERS, TEACHER, DEDUP = "extract_think", "extract_think.filters", "extract_think.teacher", "extract_think.dedup"
+BUCKETS = (25, 50, 100, 200, 400, 800, 1600)
+LABELS = tuple(f"<{BUCKETS[0]}" if i == 0 else f"{BUCKETS[i - 1]}-{b - 1}" for i, b in enumerate(BUCKETS)) + (f"{BUCKETS[-1]}+",)
+LENGTH_KINDS = ("extraction", "reasoning")
+
+
+def name(*parts: str) -> str:
+    return json.dumps([str(p) for p in parts], ensure_ascii=False)
+
+
+def counter(namespace: str, *parts: str):
+    """The Beam counter of one count (namespace: RECORDS, FILTERS, TEACHER or DEDUP)."""
+    return Metrics.counter(namespace, name(*parts))
+
+
+def distribution(namespace: str, *parts: str):
+    return Metrics.distribution(namespace, name(*parts))
+
+
+def bucket(words: int) -> str:
+    """The length-histogram bucket of a text of `words` words."""
+    return next((LABELS[i] for i, b in enumerate(BUCKETS) if words < b), LABELS[-1])
+
+
+# What the stages count, by these helpers only.
+def count_in(record) -> None:
+    counter(RECORDS, "in").inc()
+    counter(RECORDS, "license", record.license).inc()
+
+
+def count_ended(record) -> None:
+    counter(RECORDS, record.status, record.reason).inc()
+
+
+def count_kept(record) -> None:
+    counter(RECORDS, "kept").inc()
+    counter(RECORDS, "length", "extraction", bucket(len((record.extraction or "").split()))).inc()
+
+
+def count_reasoning_row(row: dict) -> None:
+    counter(RECORDS, "reasoning_rows").inc()
+    counter(RECORDS, "length", "reasoning", bucket(len(row["reasoning"].split()))).inc()
+
+
+def count_filter(filter_name: str, verdict) -> None:
+    counter(FILTERS, "checked", filter_name).inc()
+    if verdict.keep:
+        counter(FILTERS, "passed", filter_name).inc()
+    else:
+        counter(FILTERS, "rejected", filter_name, verdict.reason).inc()
+
+
+@dataclass(frozen=True)
+class FilterStep:
+    """One filter's share of the funnel: records it checked, passed and rejected (by reason)."""
+
+    filter: str
+    checked: int = 0
+    passed: int = 0
+    reasons: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def rejected(self) -> int:
+        return sum(self.reasons.values())
+
+    def to_dict(self) -> dict:
+        return {"filter": self.filter, "in": self.checked, "passed": self.passed, "rejected": self.rejected,
+                "reasons": dict(sorted(self.reasons.items()))}
+
+
+@dataclass(frozen=True)
+class Funnel:
+    records_in: int = 0
+    kept: int = 0
+    rejected: int = 0
+    failed: int = 0
+    reasoning_rows: int = 0
+    rejected_by_reason: dict[str, int] = field(default_factory=dict)
+    failed_by_reason: dict[str, int] = field(default_factory=dict)
+    licenses: list[str] = field(default_factory=list)
+    teacher_requests: int = 0
+    cache_hits: int = 0
+    prefetched: int = 0  # of the requests, those handed to the engine ahead of their batch
+    teacher_errors: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cached_tokens: int = 0  # what the replies served from the cache had cost when paid
+    teacher_seconds: float = 0.0  # summed batch latency
+    filters: list[FilterStep] = field(default_factory=list)
+    lengths: dict[str, dict[str, int]] = field(default_factory=dict)  # kind -> bucket -> texts
+    run_seconds: float = 0.0
+    shards: dict[str, int] = field(default_factory=dict)  # config -> parquet files
+    run_id: str = ""
+
+    @classmethod
+    def from_counters(cls, counters: dict[tuple[str, str], int], filter_names=(), **extra) -> "Funnel":
+        """From counters by (namespace, name) (`read_counters`), the filters in run order."""
+        parsed: dict[str, dict[tuple, int]] = {}
+        for (ns, raw), value in counters.items():
+            if ns in (RECORDS, FILTERS, TEACHER, DEDUP):
+                parsed.setdefault(ns, {})[tuple(json.loads(raw))] = value
+        main, teacher, by_filter = parsed.get(RECORDS, {}), parsed.get(TEACHER, {}), parsed.get(FILTERS, {})
+
+        def reasons(status: str, table=main, prefix=()) -> dict[str, int]:
+            n = len(prefix) + 1
+            return {k[n]: v for k, v in sorted(table.items()) if len(k) == n + 1 and k[:n] == (status, *prefix)}
+
+        return cls(
+            records_in=main.get(("in",), 0), kept=main.get(("kept",), 0),
+            rejected=sum(reasons("rejected").values()), failed=sum(reasons("failed").values()),
+            reasoning_rows=main.get(("reasoning_rows",), 0),
+            rejected_by_reason=reasons("rejected"), failed_by_reason=reasons("failed"),
+            licenses=sorted(k[1] for k in main if k[0] == "license"),
+            teacher_requests=teacher.get(("requests",), 0), cache_hits=teacher.get(("cache_hits",), 0),
+            prefetched=teacher.get(("prefetched",), 0), teacher_errors=teacher.get(("errors",), 0),
+            prompt_tokens=teacher.get(("prompt_tokens",), 0), completion_tokens=teacher.get(("completion_tokens",), 0),
+            cached_tokens=teacher.get(("cached_tokens",), 0),
+            teacher_seconds=round(teacher.get(("batch_latency_ms", "sum"), 0) / 1000, 3),
+            filters=[FilterStep(f, by_filter.get(("checked", f), 0), by_filter.get(("passed", f), 0),
+                                reasons("rejected", by_filter, (f,))) for f in filter_names],
+            lengths={kind: {label: main.get(("length", kind, label), 0) for label in LABELS} for kind in LENGTH_KINDS},
+            **extra,
+        )
+
+    @property
+    def ended(self) -> int:
+        return self.rejected + self.failed
+
+    @property
+    def conserved(self) -> bool:
+        return self.records_in == self.kept + self.rejected + self.failed
+
+    def config_rows(self) -> dict[str, int]:
+        """Rows per published config."""
+        return {"extraction": self.kept, "reasoning": self.reasoning_rows, "rejected": self.ended}
+
+    def to_dict(self) -> dict:
+        """The `funnel.json` form (the count of records in is `in`)."""
+        out = {"run_id": self.run_id}
+        out.update({("in" if f.name == "records_in" else f.name): getattr(self, f.name) for f in fields(self) if f.name != "run_id"})
+        out["filters"] = [s.to_dict() for s in self.filters]
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "Funnel":
+        known = {f.name for f in fields(cls)}
+        values = {("records_in" if k == "in" else k): v for k, v in data.items()}
+        values["filters"] = [FilterStep(s["filter"], s["in"], s["passed"], dict(s["reasons"])) for s in data.get("filters", [])]
+        return cls(**{k: v for k, v in values.items() if k in known})
+
+
+def read_counters(result) -> dict[tuple[str, str], int]:
+    """A finished Beam result's counters by (namespace, name); a distribution's sum is read
+    as its name with "sum" appended."""
+    out: dict[tuple[str, str], int] = {}
+    metrics = result.metrics().query(MetricsFilter())
+    for c in metrics["counters"]:
+        key = (c.key.metric.namespace, c.key.metric.name)
+        value = c.committed if c.committed is not None else c.attempted
+        out[key] = out.get(key, 0) + int(value or 0)
+    for d in metrics["distributions"]:
+        ns, raw = d.key.metric.namespace, d.key.metric.name
+        key = (ns, name(*json.loads(raw), "sum") if raw.startswith("[") else raw + ".sum")
+        value = d.committed if d.committed is not None else d.attempted
+        out[key] = out.get(key, 0) + int(value.sum if value is not None else 0)
+    return out
