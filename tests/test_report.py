@@ -118,3 +118,20 @@ def test_an_interrupted_publish_leaves_the_previous_version_intact(outcome, tmp_
                                        f"output.dir={out}", "cache.dir=null"]))
     assert {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]  # no staging folder left behind
+
+
+def test_the_report_escapes_what_the_data_holds(tmp_path):
+    """A reason or detail from the data is text, never markup, in the HTML report."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from pipelines.funnel import Funnel
+    from pipelines.report import write_report
+
+    (tmp_path / "data" / "rejected").mkdir(parents=True)
+    rows = {"id": ["r1"], "image": [None], "status": ["rejected"], "reason": ["bad<b>"], "questions": [["q?"]],
+            "detail": ['<script>alert("x")</script>'], "extraction": ["a & b"]}
+    pq.write_table(pa.table(rows), tmp_path / "data" / "rejected" / "train-0.parquet")
+    page = write_report(tmp_path, tmp_path / "data", "<name>", Funnel(records_in=1, rejected=1), {}).read_text()
+    assert "<script>" not in page and "&lt;script&gt;" in page and "bad&lt;b&gt;" in page and "a &amp; b" in page
+    assert "&lt;name&gt;" in page
