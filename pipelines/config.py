@@ -77,9 +77,10 @@ def build_with_overrides(cls: type, data: dict, overrides=(), where: str = "") -
     """`build` after applying `key=value` overrides to a copy of `data`; errors name `where`."""
     import copy
 
-    data = copy.deepcopy(data)
+    original, data = data, copy.deepcopy(data)
     for assignment in overrides:
         apply_override(data, assignment)
+    _drop_switched_blocks(cls, data, original, overrides)
     try:
         return build(cls, data)
     except ConfigError as e:
@@ -173,6 +174,7 @@ def _dataclass(cls: type, value: Any, path: str) -> Any:
             close = difflib.get_close_matches(str(key), list(fields), n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else f" (known: {', '.join(fields)})"
             raise ConfigError(f"{_join(path, key)}: unknown key{hint}")
+    _check_switch(cls, value, path)
     kwargs = {}
     for name, f in fields.items():
         sub = _join(path, name)
@@ -186,6 +188,71 @@ def _dataclass(cls: type, value: Any, path: str) -> Any:
         raise ConfigError(f"{_where(path)}: {e}") from None
     except (TypeError, ValueError) as e:
         raise ConfigError(f"{_where(path)}: {e}") from None
+
+
+def switched_off(obj: Any) -> set[str]:
+    """The blocks of a switched dataclass that its switch does not select.
+
+    A dataclass with `SWITCH = ("kind", ("hf", "llava", ...))` holds one settings block per
+    choice of its field `kind`; only the chosen one is used, the others are left out of
+    `to_plain` and refused when a recipe sets them."""
+    switch = getattr(type(obj), "SWITCH", None)
+    if not switch:
+        return set()
+    chosen = getattr(obj, switch[0])
+    return {b for b in switch[1] if b != chosen}
+
+
+def _check_switch(cls: type, value: dict, path: str) -> None:
+    switch = getattr(cls, "SWITCH", None)
+    if not switch:
+        return
+    key, blocks = switch
+    chosen = value.get(key, next(f.default for f in dataclasses.fields(cls) if f.name == key))
+    for block in blocks:
+        if block in value and block != chosen:
+            raise ConfigError(f"{_join(path, block)}: {block} settings, but {_join(path, key)} is {chosen!r}; "
+                              f"they apply only when {key} is {block!r} (remove them, or set {key}: {block})")
+
+
+def _switches(tp: Any, seen: set | None = None) -> dict[str, tuple[str, ...]]:
+    """Every switch key in a dataclass tree -> the blocks it chooses among."""
+    seen = set() if seen is None else seen
+    found: dict[str, tuple[str, ...]] = {}
+    if dataclasses.is_dataclass(tp) and tp not in seen:
+        seen.add(tp)
+        if getattr(tp, "SWITCH", None):
+            found[tp.SWITCH[0]] = tp.SWITCH[1]
+        for hint in typing.get_type_hints(tp).values():
+            found.update(_switches(hint, seen))
+    for arg in typing.get_args(tp):
+        found.update(_switches(arg, seen))
+    return found
+
+
+def _drop_switched_blocks(cls: type, data: dict, original: dict, overrides) -> None:
+    """An override that switches a kind or backend (`teacher.backend=vllm` on a recipe
+    written for the oracle) leaves the recipe's settings for the old one unused: they are
+    dropped, not refused. Blocks set by the overrides themselves are still checked."""
+    switches = _switches(cls)
+    keys = [a.split("=", 1)[0].strip() for a in overrides]
+    for key in keys:
+        *parent, last = key.split(".")
+        if last not in switches:
+            continue
+        node, before = data, original
+        for part in parent:
+            node = node[int(part)] if isinstance(node, list) else node.get(part) if isinstance(node, dict) else None
+            if isinstance(before, list) and part.isdigit() and int(part) < len(before):
+                before = before[int(part)]
+            else:
+                before = before.get(part) if isinstance(before, dict) else None
+        if not isinstance(node, dict) or not isinstance(before, dict):
+            continue
+        for block in switches[last]:
+            touched = any(k.startswith(".".join([*parent, block, ""])) or k == ".".join([*parent, block]) for k in keys)
+            if block != node.get(last) and block in node and block in before and not touched:
+                del node[block]
 
 
 def _join(path: str, key: Any) -> str:
@@ -236,7 +303,8 @@ def _index(node: list, part: str, where: str) -> int:
 def to_plain(obj: Any) -> Any:
     """A dataclass tree as plain dicts and lists, ready for YAML."""
     if dataclasses.is_dataclass(obj):
-        return {f.name: to_plain(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+        off = switched_off(obj)
+        return {f.name: to_plain(getattr(obj, f.name)) for f in dataclasses.fields(obj) if f.name not in off}
     if isinstance(obj, (list, tuple)):
         return [to_plain(v) for v in obj]
     if isinstance(obj, dict):

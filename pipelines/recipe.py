@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 import yaml
 
@@ -91,6 +91,7 @@ class VLLMOptions:
 
 @dataclass
 class TeacherConfig:
+    SWITCH: ClassVar = ("backend", ("oracle", "transformers", "openai", "vllm"))
     backend: Literal["oracle", "transformers", "openai", "vllm"] = "oracle"
     model: str = "oracle"  # a Hub id or a local path for real backends
     revision: str = "main"
@@ -308,4 +309,13 @@ def load_recipe(path_or_name: str | Path, overrides: tuple[str, ...] | list[str]
 
 
 def dump_recipe(recipe: Recipe) -> str:
-    return yaml.safe_dump(to_plain(recipe), sort_keys=False, allow_unicode=True)
+    """The resolved recipe, only what is in use: a source's settings for its own kind, a
+    teacher's options for its own backend, a stage teacher only where one is set, the verify
+    stage only when enabled. Loading it gives the same recipe."""
+    plain = to_plain(recipe)
+    for name, stage in plain["stages"].items():
+        if isinstance(stage, dict) and stage.get("teacher", 0) is None:
+            del stage["teacher"]
+    if not recipe.stages.verify.enabled:
+        plain["stages"]["verify"] = {"enabled": False}
+    return yaml.safe_dump(plain, sort_keys=False, allow_unicode=True)

@@ -4,7 +4,7 @@ cleaned (image normalisation, record checks, deduplication) before any teacher s
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Annotated, Literal
+from typing import Annotated, ClassVar, Literal
 
 from pipelines.config import Bounds, ConfigError, NonNegativeInt, PositiveInt
 
@@ -102,6 +102,7 @@ class ImageFolderSource:
 
 @dataclass
 class SourceConfig:
+    SWITCH: ClassVar = ("kind", ("synthetic", "hf", "llava", "imagefolder"))
     kind: Literal["synthetic", "hf", "llava", "imagefolder"] = "synthetic"
     name: str = ""  # the records' `source`; default: the kind (synthetic) or the file/dataset name
     license: str = ""  # carried to every record and the card; default "cc0-1.0" for synthetic, else "unknown"

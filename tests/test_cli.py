@@ -20,6 +20,8 @@ def test_progress_bars_count_every_record(tmp_path, capsys):
 def test_recipe_errors_exit_2_and_name_the_key(capsys):
     assert main(["validate", "quickstart", "--set", "teacher.modle=x"]) == 2
     assert "teacher.modle: unknown key" in capsys.readouterr().err
+    assert main(["run", "quickstart", "--set", "sources.0.hf.path=lmms-lab/MMStar"]) == 2
+    assert "sources.0.hf: hf settings, but sources.0.kind is 'synthetic'" in capsys.readouterr().err
 
 
 def test_validate_prints_the_resolved_recipe_and_recipes_lists(capsys):

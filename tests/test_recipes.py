@@ -39,7 +39,11 @@ def test_every_recipe_loads(path, tmp_path):
         ("stages.think.sampling.temperature=0", "n=3 samples need temperature > 0"),
         ("output.rows_per_shard=0", "output.rows_per_shard: must be >= 1, got 0"),  # looped forever writing empty files
         ("teacher.batch_size=-2", "teacher.batch_size: must be >= 1, got -2"),
-        ("teacher.openai.max_concurrency=0", "teacher.openai.max_concurrency: must be >= 1"),
+        ("teacher.openai.max_concurrency=8", "teacher.openai: openai settings, but teacher.backend is 'oracle'"),
+        ("teacher.vllm.dtype=bfloat16", "(remove them, or set backend: vllm)"),
+        ("stages.think.teacher.vllm.seed=1", "stages.think.teacher.vllm: vllm settings, but stages.think.teacher.backend is 'oracle'"),
+        ("sources.0.hf.path=lmms-lab/MMStar", "sources.0.hf: hf settings, but sources.0.kind is 'synthetic'"),
+        ("sources.0.llava.json=a.json", "they apply only when kind is 'llava'"),
         ("stages.think.sampling.max_tokens=0", "stages.think.sampling.max_tokens: must be >= 1"),
         ("ingest.checks.max_choices=12", "ingest.checks.max_choices: must lie in [2, 8], got 12"),
         ("ingest.images.max_file_bytes=0", "ingest.images.max_file_bytes: must be >= 1"),
@@ -51,6 +55,27 @@ def test_bad_values_fail_naming_the_key(override, message):
     with pytest.raises(ConfigError) as e:
         load_recipe("quickstart", [override])
     assert message in str(e.value)
+
+
+def test_a_backend_block_is_checked_when_its_backend_is_used():
+    with pytest.raises(ConfigError, match="teacher.openai.max_concurrency: must be >= 1"):
+        load_recipe("quickstart", ["teacher.backend=openai", "teacher.openai.max_concurrency=0"])
+    # switching the backend drops the file's oracle block; a block set beside the switch is still refused
+    assert load_recipe("quickstart", ["teacher.backend=vllm", "teacher.model=m"]).teacher.backend == "vllm"
+    with pytest.raises(ConfigError, match="teacher.openai: openai settings, but teacher.backend is 'vllm'"):
+        load_recipe("quickstart", ["teacher.backend=vllm", "teacher.model=m", "teacher.openai.base_url=http://x/v1"])
+
+
+def test_the_resolved_recipe_holds_only_what_is_in_use():
+    text = dump_recipe(load_recipe("quickstart"))
+    plain = yaml.safe_load(text)
+    assert set(plain["sources"][0]) >= {"kind", "synthetic"} and not {"hf", "llava", "imagefolder"} & set(plain["sources"][0])
+    assert "oracle" in plain["teacher"] and not {"vllm", "openai", "transformers"} & set(plain["teacher"])
+    assert plain["stages"]["verify"] == {"enabled": False} and "teacher" not in plain["stages"]["think"]
+    assert len(text.splitlines()) < 170
+    swapped = dump_recipe(load_recipe("quickstart", ["teacher.backend=vllm", "teacher.model=m", "stages.think.teacher.backend=oracle"]))
+    plain = yaml.safe_load(swapped)
+    assert "vllm" in plain["teacher"] and "oracle" not in plain["teacher"] and "oracle" in plain["stages"]["think"]["teacher"]
 
 
 def test_overrides_take_types_from_yaml_and_reach_nested_keys():

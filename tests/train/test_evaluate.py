@@ -121,7 +121,9 @@ def test_blocked_words_never_appear(tiny_llama):
 def _eval_config(tmp_path, vlm, lm, backend="transformers", **kw):
     from pipelines.config import build
 
-    model = {"backend": backend, "batch_size": 8, "vllm": {"dtype": "float32", "max_model_len": 512, "gpu_memory_utilization": 0.1}}
+    model = {"backend": backend, "batch_size": 8}
+    if backend == "vllm":
+        model["vllm"] = {"dtype": "float32", "max_model_len": 512, "gpu_memory_utilization": 0.1}
     return build(EvalConfig, {
         "heldout": [{"kind": "synthetic", "name": "scenes", "synthetic": {"num_records": 6, "split": "heldout", "image_size": 96, "seed": 3}},
                     {"kind": "llava", "name": "photos", "llava": {"json": str(tmp_path / "llava" / "eval.json")}}],
