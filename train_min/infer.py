@@ -19,6 +19,7 @@ import torch
 from PIL import Image
 
 from pipelines.recipe import TeacherConfig
+from pipelines.teachers.hf import load_model, load_processor
 
 REFLEXIVE_WORDS = ("wait", "hmm", "alternatively", "hold on", "actually")
 
@@ -74,16 +75,7 @@ def word_variants(words: Sequence[str]) -> list[str]:
 
 class _Renderer:
     def __init__(self, path: str, revision: str = "main", trust_remote_code: bool = False):
-        from transformers import AutoProcessor, AutoTokenizer
-
-        try:
-            self.processor = AutoProcessor.from_pretrained(path, revision=revision, trust_remote_code=trust_remote_code)
-        except (OSError, ValueError, KeyError):
-            self.processor = None
-        tokenizer = getattr(self.processor, "tokenizer", None)
-        self.vision = tokenizer is not None and hasattr(self.processor, "image_processor")
-        self.tokenizer = tokenizer if self.vision else AutoTokenizer.from_pretrained(path, revision=revision,
-                                                                                    trust_remote_code=trust_remote_code)
+        self.processor, self.tokenizer, self.vision = load_processor(path, revision, trust_remote_code)
         self.chat_template_kwargs: dict = {}
 
     def render(self, messages: list[dict]) -> str:
@@ -107,19 +99,11 @@ class TransformersGenerator(_Renderer):
     """`generate` in left-padded batches of `config.batch_size`, greedy."""
 
     def __init__(self, config: TeacherConfig):
-        from transformers import AutoModelForCausalLM, AutoModelForImageTextToText
-
         opts = config.transformers
         super().__init__(config.model, config.revision, opts.trust_remote_code)
         self.chat_template_kwargs = dict(opts.chat_template_kwargs)
-        dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}.get(opts.dtype, "auto")
-        auto = AutoModelForImageTextToText if self.vision else AutoModelForCausalLM
-        self.net = auto.from_pretrained(config.model, revision=config.revision, dtype=dtype,
-                                        trust_remote_code=opts.trust_remote_code).to(opts.device).eval()
+        self.net = load_model(config.model, self.vision, config.revision, opts.dtype, opts.device, opts.trust_remote_code)
         self.device, self.batch_size = opts.device, config.batch_size
-        self.tokenizer.padding_side = "left"
-        if self.tokenizer.pad_token is None:
-            self.tokenizer.pad_token = self.tokenizer.eos_token
         eos = self.net.generation_config.eos_token_id
         self.eos = set(eos if isinstance(eos, list) else [eos]) | {self.tokenizer.eos_token_id}
 

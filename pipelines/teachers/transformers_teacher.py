@@ -17,8 +17,7 @@ from PIL import Image
 from pipelines.core.record import TeacherOutput
 from pipelines.recipe import TeacherConfig
 from pipelines.teachers.base import ChatRequest, TeacherReply, decode_data_uri, split_thinking
-
-_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+from pipelines.teachers.hf import load_model, load_processor
 
 
 def _to_hf_messages(messages: list[dict]) -> tuple[list[dict], bool]:
@@ -46,29 +45,13 @@ class TransformersTeacher:
     backend = "transformers"
 
     def __init__(self, config: TeacherConfig):
-        from transformers import AutoModelForCausalLM, AutoModelForImageTextToText, AutoProcessor, AutoTokenizer
-
         opts = config.transformers
         self.model, self.revision = config.model, config.revision
         self.chat_template_kwargs = dict(opts.chat_template_kwargs)
-        load = {"revision": config.revision, "trust_remote_code": opts.trust_remote_code}
-        if opts.gguf_file:
-            load["gguf_file"] = opts.gguf_file
-        dtype = _DTYPES.get(opts.dtype, "auto")
-        try:
-            self.net = AutoModelForImageTextToText.from_pretrained(config.model, dtype=dtype, **load)
-            self.processor = AutoProcessor.from_pretrained(config.model, **load)
-            self.tokenizer = self.processor.tokenizer
-            self.vision = True
-        except (ValueError, KeyError):
-            # Not an image-text-to-text architecture: a text-only LM (the reasoner stages).
-            self.net = AutoModelForCausalLM.from_pretrained(config.model, dtype=dtype, **load)
-            self.processor = self.tokenizer = AutoTokenizer.from_pretrained(config.model, **load)
-            self.vision = False
-        self.tokenizer.padding_side = "left"
-        if self.tokenizer.pad_token is None:
-            self.tokenizer.pad_token = self.tokenizer.eos_token
-        self.net.to(opts.device).eval()
+        load = {"revision": config.revision, "trust_remote_code": opts.trust_remote_code, "gguf_file": opts.gguf_file}
+        # an image-text-to-text model, or a text-only LM (the reasoner stages)
+        self.processor, self.tokenizer, self.vision = load_processor(config.model, **load)
+        self.net = load_model(config.model, self.vision, dtype=opts.dtype, device=opts.device, **load)
         self.device = opts.device
 
     def close(self) -> None:
