@@ -77,10 +77,11 @@ def build_with_overrides(cls: type, data: dict, overrides=(), where: str = "") -
     """`build` after applying `key=value` overrides to a copy of `data`; errors name `where`."""
     import copy
 
-    original, data = data, copy.deepcopy(data)
+    data = copy.deepcopy(data)
+    switches = _switches(cls)
     for assignment in overrides:
         apply_override(data, assignment)
-    _drop_switched_blocks(cls, data, original, overrides)
+        _drop_switched_blocks(switches, data, assignment.split("=", 1)[0].strip())
     try:
         return build(cls, data)
     except ConfigError as e:
@@ -230,29 +231,20 @@ def _switches(tp: Any, seen: set | None = None) -> dict[str, tuple[str, ...]]:
     return found
 
 
-def _drop_switched_blocks(cls: type, data: dict, original: dict, overrides) -> None:
-    """An override that switches a kind or backend (`teacher.backend=vllm` on a recipe
-    written for the oracle) leaves the recipe's settings for the old one unused: they are
-    dropped, not refused. Blocks set by the overrides themselves are still checked."""
-    switches = _switches(cls)
-    keys = [a.split("=", 1)[0].strip() for a in overrides]
-    for key in keys:
-        *parent, last = key.split(".")
-        if last not in switches:
-            continue
-        node, before = data, original
-        for part in parent:
-            node = node[int(part)] if isinstance(node, list) else node.get(part) if isinstance(node, dict) else None
-            if isinstance(before, list) and part.isdigit() and int(part) < len(before):
-                before = before[int(part)]
-            else:
-                before = before.get(part) if isinstance(before, dict) else None
-        if not isinstance(node, dict) or not isinstance(before, dict):
-            continue
+def _drop_switched_blocks(switches: dict, data: dict, key: str) -> None:
+    """After an override of `key`: if it switched a kind or backend (`teacher.backend=vllm` on
+    a recipe written for the oracle), the settings given so far for the other kinds are
+    unused and are dropped, not refused; blocks set by later overrides are still checked."""
+    *parent, last = key.split(".")
+    if last not in switches:
+        return
+    node: Any = data
+    for part in parent:
+        node = _step(node, part, key, create=False) if isinstance(node, (dict, list)) else None
+    if isinstance(node, dict):
         for block in switches[last]:
-            touched = any(k.startswith(".".join([*parent, block, ""])) or k == ".".join([*parent, block]) for k in keys)
-            if block != node.get(last) and block in node and block in before and not touched:
-                del node[block]
+            if block != node.get(last):
+                node.pop(block, None)
 
 
 def _join(path: str, key: Any) -> str:
