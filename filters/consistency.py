@@ -23,10 +23,10 @@ from __future__ import annotations
 
 from collections import Counter
 
-from pipelines.core.answers import answer_matches, canonical_answer
 from filters.claims import claim_agreement
 from filters.lexical import support
 from filters.text import sentences
+from pipelines.core.answers import answer_matches, canonical_answer
 from pipelines.core.record import Record, Verdict
 
 

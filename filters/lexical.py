@@ -34,9 +34,9 @@ from functools import lru_cache
 
 from rapidfuzz import fuzz
 
-from pipelines.core.answers import normalise_text
 from filters.lexicon import collocation, is_name, lemmas, mostly_noun, opposites, related, weight
 from filters.text import _LABEL, COLOUR_WORDS, SCORERS, STOP, content_tokens, sentences, window_support, windows
+from pipelines.core.answers import normalise_text
 
 PAIRS = True
 SPAN = 3  # words between a value and its noun

@@ -15,8 +15,8 @@ from __future__ import annotations
 import re
 from collections import Counter
 
-from pipelines.core.answers import normalise_text
 from filters.correctness import published_trace
+from pipelines.core.answers import normalise_text
 from pipelines.core.record import Record, TeacherOutput, Verdict
 
 LEAK_PATTERNS = {

@@ -32,8 +32,8 @@ class _BeamNoise(logging.Filter):
 logging.getLogger().addFilter(_BeamNoise())  # before Beam is imported below
 
 from pipelines.config import ConfigError  # noqa: E402
-from pipelines.recipe import bundled_recipes, dump_recipe, load_recipe  # noqa: E402
 from pipelines.core.secrets import ScrubFilter  # noqa: E402
+from pipelines.recipe import bundled_recipes, dump_recipe, load_recipe  # noqa: E402
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -9,9 +9,9 @@ import json
 from collections import Counter
 from typing import Iterator
 
+from pipelines.core import options
 from pipelines.recipe import Recipe
 from pipelines.source_config import SourceConfig
-from pipelines.core import options
 
 
 def _first_rows(source: SourceConfig, limit: int) -> SourceConfig:

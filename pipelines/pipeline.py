@@ -16,18 +16,19 @@ import os
 import apache_beam as beam
 from apache_beam.ml.inference.base import RunInference
 
-from pipelines.filtering import ApplyFilters
 from filters.decontamination import eval_entry
 from filters.registry import SOURCE_ONLY
 from pipelines import funnel, progress
+from pipelines.filtering import ApplyFilters
 from pipelines.publish import extraction_row, reasoning_rows, rejected_row
 from pipelines.recipe import Recipe
-from pipelines.sources import ReadSources
 from pipelines.sink import WriteShards
+from pipelines.sources import ReadSources
 from pipelines.sources.dedup import Deduplicate
 from pipelines.stages import Stage, build_stages
 from pipelines.teachers.handler import KeyedTeacherHandler, Prefetch, TeacherModelHandler
 from pipelines.teachers.tokens import token_batches
+
 
 def _count_in(record):
     funnel.count_in(record)

@@ -17,8 +17,8 @@ import json
 import datasets
 
 from filters.correctness import published_trace
-from pipelines.prompting import render
 from pipelines.core.record import Record, to_jsonable
+from pipelines.prompting import render
 
 CONFIGS = ("extraction", "reasoning", "rejected")
 _S = datasets.Value("string")

@@ -313,7 +313,7 @@ def dump_recipe(recipe: Recipe) -> str:
     teacher's options for its own backend, a stage teacher only where one is set, the verify
     stage only when enabled. Loading it gives the same recipe."""
     plain = to_plain(recipe)
-    for name, stage in plain["stages"].items():
+    for stage in plain["stages"].values():
         if isinstance(stage, dict) and stage.get("teacher", 0) is None:
             del stage["teacher"]
     if not recipe.stages.verify.enabled:

@@ -16,11 +16,11 @@ import dataclasses
 import re
 from dataclasses import dataclass
 
-from pipelines.core.answers import parse_final_answer
-from pipelines.config import ConfigError
-from pipelines.prompting import prompt_hash, render, template_inputs
-from pipelines.core.record import Record, StageProvenance, TeacherOutput, ThinkSample, Turn
 from pipelines import verify
+from pipelines.config import ConfigError
+from pipelines.core.answers import parse_final_answer
+from pipelines.core.record import Record, StageProvenance, TeacherOutput, ThinkSample
+from pipelines.prompting import prompt_hash, render, template_inputs
 from pipelines.recipe import Recipe, TeacherConfig, VerifyConfig
 from pipelines.teachers.base import ChatRequest, Sampling, TeacherReply, user_message
 

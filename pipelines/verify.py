@@ -17,9 +17,9 @@ from __future__ import annotations
 import json
 import re
 
+from filters.text import sentences
 from pipelines.core.record import Judgement, Record, TeacherOutput
 from pipelines.recipe import TeacherConfig
-from filters.text import sentences
 
 VERDICTS = ("supported", "contradicted", "not stated")
 UNPARSED = "unparsed"

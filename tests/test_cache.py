@@ -12,8 +12,8 @@ import datasets
 import pytest
 
 from pipelines.cache import ReplyCache, request_key, teacher_identity
-from pipelines.recipe import OracleOptions, TeacherConfig, load_recipe
 from pipelines.core.record import TeacherOutput
+from pipelines.recipe import OracleOptions, TeacherConfig, load_recipe
 from pipelines.run import run
 from pipelines.teachers.base import ChatRequest, Sampling, TeacherReply, user_message
 from pipelines.teachers.transformers_teacher import TransformersTeacher

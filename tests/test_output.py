@@ -13,8 +13,8 @@ import pytest
 from pipelines.cli import main
 from pipelines.funnel import Funnel
 from pipelines.output import OutputLock, OutputRefused, is_publish
-from pipelines.run import publish_refusal, run
 from pipelines.recipe import OutputConfig, load_recipe
+from pipelines.run import publish_refusal, run
 
 SMALL = ["sources.0.synthetic.num_records=8", "sources.0.synthetic.image_size=64"]
 

@@ -7,7 +7,7 @@ import datasets
 import pytest
 
 from pipelines import teachers
-from pipelines.recipe import SyntheticSource, load_recipe
+from pipelines.recipe import load_recipe
 from pipelines.run import run
 from pipelines.sources.synthetic import make_record
 from pipelines.teachers.base import TeacherReply

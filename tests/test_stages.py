@@ -1,12 +1,12 @@
 import pytest
 
 from pipelines.config import ConfigError
+from pipelines.core.record import TeacherOutput
 from pipelines.prompting import prompt_hash, render, template_inputs
 from pipelines.recipe import SyntheticSource, load_recipe
 from pipelines.sources.synthetic import make_record
 from pipelines.stages import build_stages
 from pipelines.teachers.base import TeacherReply
-from pipelines.core.record import TeacherOutput
 
 RECORD = make_record(1, SyntheticSource(image_size=64))
 

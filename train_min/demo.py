@@ -19,9 +19,9 @@ from __future__ import annotations
 
 import json
 import sys
-from importlib import resources
 import time
 from dataclasses import dataclass, field, replace
+from importlib import resources
 from pathlib import Path
 from typing import Any
 

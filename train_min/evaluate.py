@@ -36,11 +36,11 @@ from typing import Literal
 
 from tqdm.auto import tqdm
 
-from pipelines.core.answers import parse_final_answer
 from filters.correctness import reaches_gold
 from pipelines.config import ConfigError, load_yaml, to_plain
-from pipelines.prompting import render
+from pipelines.core.answers import parse_final_answer
 from pipelines.core.record import Record, to_jsonable
+from pipelines.prompting import render
 from pipelines.recipe import TeacherConfig
 from pipelines.source_config import IngestConfig, SourceConfig
 from pipelines.teachers.base import Sampling
@@ -186,7 +186,7 @@ def reason(cfg: EvalConfig, items: list[Item], stage1: dict) -> dict:
             todo = [i for i, it in enumerate(items) if it.record.id in stage1[system]]
             texts = [gen.render(chat(reasoner_prompt(stage1[system][items[i].record.id], items[i].t.question, items[i].t.choices), False))
                      for i in todo]
-            thoughts = _chunked(lambda s: think(gen, texts[s], cfg.thinking_budget, cfg.answer_tokens, bad), len(texts),
+            thoughts = _chunked(lambda s, texts=texts: think(gen, texts[s], cfg.thinking_budget, cfg.answer_tokens, bad), len(texts),
                                 f"reason ({system})", cfg)
             got[system] = dict(zip(todo, thoughts))
         return got

@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from pipelines.core.answers import normalise_text
-from pipelines.sources.images import Problem
 from pipelines.core.options import LETTERS
+from pipelines.sources.images import Problem
 
 _LETTER = re.compile(r"^(?:option\s+)?\(?([A-Ha-h])\)?(?:[.):]\s*(.*))?$", re.I)
 _FALSE = {"0", "false", "no", "n", "unanswerable"}

@@ -18,10 +18,10 @@ import datasets
 
 from pipelines.config import ConfigError
 from pipelines.source_config import HFSource, SourceConfig
+from pipelines.sources.access import ImageAccess
 from pipelines.sources.files import parent
 from pipelines.sources.gold import Rules
 from pipelines.sources.images import Problem
-from pipelines.sources.access import ImageAccess
 from pipelines.sources.ingest import RawItem, access_for
 from pipelines.sources.mapping import mapped_fields, needed_columns, row_images
 

@@ -23,7 +23,6 @@ from pipelines.core.images import phash, thumbnail
 from pipelines.core.record import ImageData
 from pipelines.source_config import ImagesConfig
 
-
 MAGIC = ((b"\x89PNG\r\n\x1a\n", "PNG"), (b"\xff\xd8\xff", "JPEG"), (b"GIF8", "GIF"), (b"BM", "BMP"),
          (b"II*\x00", "TIFF"), (b"MM\x00*", "TIFF"), (b"RIFF", "WEBP"))
 

@@ -20,8 +20,8 @@ from collections import deque
 from typing import Any, Sequence
 
 import apache_beam as beam
-from apache_beam.transforms.window import GlobalWindows
 from apache_beam.ml.inference.base import KeyedModelHandler, ModelHandler, PredictionResult
+from apache_beam.transforms.window import GlobalWindows
 
 from pipelines import funnel
 from pipelines.cache import ReplyCache, request_key, teacher_identity

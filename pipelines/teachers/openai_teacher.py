@@ -31,8 +31,8 @@ import httpx2
 import openai
 
 from pipelines.core.record import TeacherOutput
-from pipelines.recipe import TeacherConfig
 from pipelines.core.secrets import register_env, scrub
+from pipelines.recipe import TeacherConfig
 from pipelines.teachers.base import ChatRequest, TeacherReply, split_thinking
 
 log = logging.getLogger(__name__)

@@ -22,9 +22,12 @@ import json
 import logging
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pipelines.teachers.base import ChatRequest
+
+if TYPE_CHECKING:
+    import apache_beam as beam
 
 log = logging.getLogger(__name__)
 CHARS_PER_TOKEN = 4  # a conservative average for English prompts

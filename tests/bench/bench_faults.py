@@ -17,7 +17,6 @@ import time
 from collections import Counter
 from pathlib import Path
 
-
 KINDS = ("429", "500", "timeout", "malformed", "blank", "drip", "badutf8", "badusage", "huge")
 
 

@@ -16,9 +16,9 @@ BENCH_SHOW_FALSE_ALARMS=1 also prints each clean record rejected and each inject
 from __future__ import annotations
 
 import argparse
-import os
 import io
 import json
+import os
 import tempfile
 import time
 from collections import Counter, defaultdict

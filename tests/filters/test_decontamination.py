@@ -8,10 +8,10 @@ import datasets
 from PIL import Image
 
 from filters.decontamination import EvalIndex, decontaminate, eval_entry
+from pipelines.core.images import phash
 from pipelines.recipe import load_recipe
 from pipelines.run import run
 from pipelines.source_config import SyntheticSource
-from pipelines.core.images import phash
 from pipelines.sources.synthetic import make_record
 from tests.sources.helpers import encode, picture
 

@@ -1,6 +1,6 @@
-from pipelines.core.record import ImageData, Record, TeacherOutput, ThinkSample, Turn
 from filters.correctness import answer_correct
 from filters.sufficiency import sufficiency
+from pipelines.core.record import ImageData, Record, TeacherOutput, ThinkSample, Turn
 
 
 def _record(turn_answers: list[list[str | None]], golds=None) -> Record:

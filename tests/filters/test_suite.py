@@ -3,9 +3,9 @@
 import pytest
 
 from filters.consistency import extraction_agreement, self_consistency, statement_count, statement_coverage
+from filters.lexical import support
 from filters.quality import degeneration, leakage, repeated_ngrams
 from filters.registry import check_params
-from filters.lexical import support
 from filters.text import attribute_pairs, content_tokens, sentences
 from pipelines.config import ConfigError
 from pipelines.core.record import ImageData, Record, TeacherOutput, ThinkSample, Turn

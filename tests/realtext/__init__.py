@@ -9,8 +9,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-from pipelines.core.answers import reply_matches
 from filters.consistency import extraction_agreement, statement_coverage
+from pipelines.core.answers import reply_matches
 from pipelines.core.record import Record, TeacherOutput, Turn
 
 HERE = Path(__file__).parent

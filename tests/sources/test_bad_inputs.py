@@ -83,7 +83,7 @@ def build_corpus(tmp_path):
     folder = tmp_path / "folder"
     folder.mkdir()
     rows = []
-    for i, (marker, row, reason) in enumerate(_folder_cases()):
+    for i, (_marker, row, reason) in enumerate(_folder_cases()):
         (folder / f"f{i}.png").write_bytes(encode(picture(20 + i)))
         rows.append(row if isinstance(row, str) else json.dumps(row))
         expected[f"folder-line-{i + 1}"] = reason

@@ -21,10 +21,11 @@ def _record(data: bytes, question: str, answer: str = "3", origin: str = "") -> 
     return Record(record_id("t", images, turns), "t", "cc0-1.0", images, turns, origin=origin or question)
 
 
-def _check(records, kept, dups, config=DedupConfig()):
+def _check(records, kept, dups, config=None):
     """Run Deduplicate on a real (in-process) runner, the copies found in the records
     themselves and, the way a run does it, in a second read of them: `kept` ids stay; `dups`
     are (id, reason, id named as kept) triples."""
+    config = config or DedupConfig()
     for second_read in (False, True):
         with TestPipeline(runner="FnApiRunner") as p:
             keys = p | "SecondRead" >> beam.Create([signature(r) for r in records]) if second_read else None

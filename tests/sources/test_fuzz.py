@@ -10,9 +10,9 @@ import datasets
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from pipelines.source_config import ChecksConfig
 from pipelines.sources.checks import make_turn
 from pipelines.sources.images import Problem
-from pipelines.source_config import ChecksConfig
 from tests.sources.helpers import conserved, encode, load, picture, run_recipe
 
 ODD_VALUES = (None, 7, 3.5, True, [], {}, ["a", 1], {"from": "human"}, "", "x" * 5000, "\udcff", "ok\udcffok", "\x00",

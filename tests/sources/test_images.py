@@ -6,8 +6,8 @@ import io
 import pytest
 from PIL import Image
 
-from pipelines.source_config import ImagesConfig
 from pipelines.core.images import phash
+from pipelines.source_config import ImagesConfig
 from pipelines.sources.images import Problem, normalise
 from tests.sources.helpers import encode, picture, png_claiming
 

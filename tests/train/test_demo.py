@@ -3,7 +3,6 @@ both trainings, the evaluation table; a rerun skips what is finished."""
 
 import json
 
-
 import train_min.demo as demo
 from train_min.demo import load_demo, run_demo
 

@@ -7,9 +7,9 @@ import re
 import pytest
 
 from pipelines.core.record import Turn
+from pipelines.recipe import TeacherConfig
 from train_min.evaluate import EvalConfig, evaluate, markdown, score, table
 from train_min.infer import Completion, TransformersGenerator, chat, think, word_variants
-from pipelines.recipe import TeacherConfig
 
 CHOICE = Turn("What colour is the bus?", "B", ("blue", "red", "green"), "choice")
 NUMBER = Turn("How many circles?", "12", (), "number")

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import random
 
-from pipelines.source_config import Difficulty
-from pipelines.sources.scenes.base import COLOURS, DEFAULT, Family, canvas, scaled, text_px, choice_options, font, letter_of, shift_count
 from pipelines.core import options
+from pipelines.source_config import Difficulty
+from pipelines.sources.scenes.base import COLOURS, DEFAULT, Family, canvas, choice_options, font, letter_of, scaled, shift_count, text_px
 
 BAR_COLOURS = ["red", "blue", "green", "orange", "purple"]
 TITLES = ["Apples sold", "Rainy days", "Books read", "Visitors", "Goals scored"]

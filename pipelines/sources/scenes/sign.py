@@ -5,9 +5,9 @@ from __future__ import annotations
 import math
 import random
 
-from pipelines.source_config import Difficulty
-from pipelines.sources.scenes.base import COLOURS, DEFAULT, Family, canvas, text_px, choice_options, font, letter_of, shift_count
 from pipelines.core import options
+from pipelines.source_config import Difficulty
+from pipelines.sources.scenes.base import COLOURS, DEFAULT, Family, canvas, choice_options, font, letter_of, shift_count, text_px
 
 WORDS = ["EXIT", "STOP", "OPEN", "PARKING", "SCHOOL", "HOTEL", "GARAGE", "MUSEUM", "LIBRARY", "PLATFORM"]
 SIGN_COLOURS = ["red", "blue", "green", "yellow", "orange", "purple"]
