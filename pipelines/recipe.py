@@ -8,7 +8,7 @@ recipe that is saved beside every output.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal
@@ -133,29 +133,34 @@ def reply_identity(config: TeacherConfig) -> dict:
     return {**identity, "options": {k: v for k, v in identity["options"].items() if k not in serving}}
 
 
-@dataclass
-class SamplingConfig:
+@dataclass(frozen=True)
+class Sampling:
+    """How a teacher samples: the one type, from the recipe to every backend and the cache key."""
+
     temperature: Annotated[float, Bounds(0)] = 0.0
     top_p: Annotated[float, Bounds(0, 1)] = 1.0
     max_tokens: PositiveInt = 512
     n: PositiveInt = 1
     seed: int | None = 0
 
-    def __post_init__(self):
-        if self.n > 1 and self.temperature == 0:
-            # greedy samples are all the same; vLLM's server refuses the request outright
-            raise ConfigError(f"n={self.n} samples need temperature > 0 (greedy samples are identical)")
+    def as_dict(self) -> dict:
+        return asdict(self)
 
 
 @dataclass
 class StageConfig:
     template: str = ""  # "" means "<stage>/v1"
-    sampling: SamplingConfig = field(default_factory=SamplingConfig)
+    sampling: Sampling = field(default_factory=Sampling)
     teacher: TeacherConfig | None = None  # None: the recipe's teacher
+
+    def __post_init__(self):
+        if self.sampling.n > 1 and self.sampling.temperature == 0:
+            # greedy samples are all the same; vLLM's server refuses the request outright
+            raise ConfigError(f"sampling: n={self.sampling.n} samples need temperature > 0 (greedy samples are identical)")
 
 
 def _stage(template: str, **sampling) -> StageConfig:
-    return StageConfig(template=template, sampling=SamplingConfig(**sampling))
+    return StageConfig(template=template, sampling=Sampling(**sampling))
 
 
 @dataclass
@@ -173,7 +178,7 @@ class StagesConfig:
     statements: StageConfig = field(default_factory=lambda: _stage("statements/v1", max_tokens=256))
     focus: StageConfig = field(default_factory=lambda: _stage("focus/v1", max_tokens=64))
     extraction: StageConfig = field(default_factory=lambda: _stage("extraction/v1", max_tokens=768))
-    verify: VerifyConfig = field(default_factory=lambda: VerifyConfig(template="verify/v1", sampling=SamplingConfig(max_tokens=512)))
+    verify: VerifyConfig = field(default_factory=lambda: VerifyConfig(template="verify/v1", sampling=Sampling(max_tokens=512)))
     think: StageConfig = field(default_factory=lambda: _stage("think/v1", max_tokens=1024))
     student_prompt: str = "student/v1"  # the prompt the small model is trained with
 

@@ -134,9 +134,7 @@ def build_stages(recipe: Recipe) -> list[Stage]:
                 f"stages.think.template: {cfg.template!r} uses {sorted(inputs - THINK_INPUTS)}; the reasoner may only "
                 f"see {sorted(THINK_INPUTS)}, or the sufficiency check would be meaningless"
             )
-        s = cfg.sampling
-        sampling = Sampling(s.temperature, s.top_p, s.max_tokens, s.n, s.seed)
         if name == "verify" and not {"claims"} <= inputs:
             raise ConfigError(f"stages.verify.template: {cfg.template!r} must use `claims` (and may use `evidence`, `json`)")
-        stages.append(Stage(name, cfg.template, sampling, recipe.stage_teacher(name), cfg if name == "verify" else None))
+        stages.append(Stage(name, cfg.template, cfg.sampling, recipe.stage_teacher(name), cfg if name == "verify" else None))
     return stages

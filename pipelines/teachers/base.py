@@ -12,22 +12,11 @@ their replies.
 from __future__ import annotations
 
 import base64
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Protocol, Sequence
 
 from pipelines.core.record import ImageData, TeacherOutput
-
-
-@dataclass(frozen=True)
-class Sampling:
-    temperature: float = 0.0
-    top_p: float = 1.0
-    max_tokens: int = 512
-    n: int = 1
-    seed: int | None = 0
-
-    def as_dict(self) -> dict:
-        return asdict(self)
+from pipelines.recipe import Sampling
 
 
 @dataclass
