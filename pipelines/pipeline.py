@@ -20,7 +20,7 @@ from filters.decontamination import eval_entry
 from filters.registry import SOURCE_ONLY
 from pipelines import funnel, progress
 from pipelines.filtering import ApplyFilters
-from pipelines.publish import extraction_row, reasoning_rows, rejected_row
+from pipelines.publish import Layout
 from pipelines.recipe import Recipe
 from pipelines.sink import WriteShards
 from pipelines.sources import ReadSources
@@ -128,10 +128,11 @@ def build_pipeline(p: beam.Pipeline, recipe: Recipe, out_prefix: str, run_id: st
     split = records | "Filters" >> ApplyFilters([f for f in recipe.filters if f.name not in SOURCE_ONLY])
 
     kept = split.kept | "CountKept" >> beam.Map(_count_kept)
+    layout = Layout.of(recipe)
     rows = {
-        "extraction": kept | "ExtractionRows" >> beam.Map(extraction_row, recipe.stages.student_prompt),
-        "reasoning": kept | "ReasoningRows" >> beam.FlatMap(reasoning_rows) | "CountReasoning" >> beam.Map(_count_reasoning),
-        "rejected": split.ended | "CountEnded" >> beam.Map(_count_ended) | "RejectedRows" >> beam.Map(rejected_row),
+        "extraction": kept | "ExtractionRows" >> beam.Map(layout.extraction_row),
+        "reasoning": kept | "ReasoningRows" >> beam.FlatMap(layout.reasoning_rows) | "CountReasoning" >> beam.Map(_count_reasoning),
+        "rejected": split.ended | "CountEnded" >> beam.Map(_count_ended) | "RejectedRows" >> beam.Map(layout.rejected_row),
     }
     for config, pcoll in rows.items():  # the run id in the file names lets the card name exactly this run's files
-        pcoll | f"Write[{config}]" >> WriteShards(out_prefix, config, run_id, recipe.output.rows_per_shard)
+        pcoll | f"Write[{config}]" >> WriteShards(out_prefix, config, run_id, recipe.output.rows_per_shard, layout.features(config))

@@ -1,113 +1,150 @@
 """Rows of the published dataset and their declared features.
 
 Three configs, each a folder of parquet shards whose schema carries the `datasets`
-features (so `Image` columns decode to PIL images on load):
+features (so `Image` columns decode to PIL images and structs load as dicts):
 - extraction: one row per kept record: the image, the student's prompt with its focus, the
-  extraction (the training target), and metadata;
-- reasoning: one row per QA turn of a kept record: extraction, question, choices, the
-  first reasoning trace that reached the gold answer, that answer, and the turn's metadata
-  (the source's `meta` columns, annotator answers) as JSON;
+  extraction (the training target), and metadata: `scores` (a struct, one float per filter
+  of the recipe), `provenance` (a struct per stage: template, prompt hash, inputs, teacher,
+  sampling), `injected` (the oracle's planted mistakes: a list of {kind, stage, detail});
+- reasoning: one row per QA turn of a kept record: the exact `prompt` the reasoner is
+  trained on (the think stage's template, rendered: what the teacher answered), the
+  extraction, question, choices, the first reasoning trace that reached the gold answer,
+  that answer, and the turn's metadata (the source's `meta` columns, annotator answers) as JSON;
 - rejected: one row per rejected or failed record, with its status, reason and scores.
+
+Which filters a run has decides the `scores` struct, so the features belong to a run:
+`Layout.of(recipe)` holds what they depend on, and builds the rows and their features.
 """
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass, fields
 
 import datasets
 
 from filters.correctness import published_trace
-from pipelines.core.record import Record, to_jsonable
+from pipelines.core.record import Record, StageProvenance, to_jsonable
 from pipelines.prompting import render
+from pipelines.recipe import Recipe, Sampling
+from pipelines.stages import STAGE_ORDER
 
 CONFIGS = ("extraction", "reasoning", "rejected")
 _S = datasets.Value("string")
-
-FEATURES = {
-    "extraction": datasets.Features({
-        "id": _S, "image": datasets.Image(), "prompt": _S, "focus": _S, "extraction": _S,
-        "questions": datasets.List(_S), "statements": datasets.List(_S), "source": _S, "license": _S,
-        "finish_reason": _S, "scores": _S, "provenance": _S, "injected": _S, "origin": _S,
-        "original_size": datasets.List(datasets.Value("int32")),
-    }),
-    "reasoning": datasets.Features({
-        "id": _S, "record_id": _S, "extraction": _S, "question": _S, "choices": datasets.List(_S),
-        "answer_type": _S, "answer": _S, "reasoning": _S, "thinking": _S, "source": _S, "meta": _S,
-    }),
-    "rejected": datasets.Features({
-        "id": _S, "image": datasets.Image(), "status": _S, "reason": _S, "detail": _S,
-        "questions": datasets.List(_S), "answers": datasets.List(_S), "statements": datasets.List(_S),
-        "focus": _S, "extraction": _S, "source": _S, "scores": _S, "injected": _S, "origin": _S,
-    }),
-}
+_F = datasets.Value("float64")
+_SAMPLING = {f.name: _F if isinstance(getattr(Sampling(), f.name), float) else datasets.Value("int64") for f in fields(Sampling)}
+_STAGE = {f.name: {"inputs": datasets.List(_S), "sampling": _SAMPLING}.get(f.name, _S) for f in fields(StageProvenance)}
+PROVENANCE = {stage: _STAGE for stage in STAGE_ORDER}  # a stage that did not run is null
+INJECTED = datasets.List({"kind": _S, "stage": _S, "detail": _S})
 
 
-def arrow_schema(config: str):
-    return FEATURES[config].arrow_schema
+@dataclass(frozen=True)
+class Layout:
+    """What a run's rows depend on beyond the record: the filters (the `scores` struct's
+    fields, in run order; no filters: no `scores` column), the student's prompt template and
+    the think stage's template (the reasoning config's `prompt`)."""
+
+    filters: tuple[str, ...] = ()
+    student_template: str = "student/v1"
+    think_template: str = "think/v1"
+
+    @classmethod
+    def of(cls, recipe: Recipe) -> "Layout":
+        return cls(tuple(dict.fromkeys(f.name for f in recipe.filters)), recipe.stages.student_prompt, recipe.stages.think.template)
+
+    def features(self, config: str) -> datasets.Features:
+        scores = {"scores": {f: _F for f in self.filters}} if self.filters else {}
+        if config == "extraction":
+            return datasets.Features({
+                "id": _S, "image": datasets.Image(), "prompt": _S, "focus": _S, "extraction": _S,
+                "questions": datasets.List(_S), "statements": datasets.List(_S), "source": _S, "license": _S,
+                "finish_reason": _S, **scores, "provenance": PROVENANCE, "injected": INJECTED, "origin": _S,
+                "original_size": datasets.List(datasets.Value("int32")),
+            })
+        if config == "reasoning":
+            return datasets.Features({
+                "id": _S, "record_id": _S, "prompt": _S, "extraction": _S, "question": _S, "choices": datasets.List(_S),
+                "answer_type": _S, "answer": _S, "reasoning": _S, "thinking": _S, "source": _S, "meta": _S,
+            })
+        if config == "rejected":
+            return datasets.Features({
+                "id": _S, "image": datasets.Image(), "status": _S, "reason": _S, "detail": _S,
+                "questions": datasets.List(_S), "answers": datasets.List(_S), "statements": datasets.List(_S),
+                "focus": _S, "extraction": _S, "source": _S, **scores, "injected": INJECTED, "origin": _S,
+            })
+        raise ValueError(f"config must be one of {CONFIGS}, got {config!r}")
+
+    def _scores(self, record: Record) -> dict:
+        if not self.filters:
+            return {}
+        got = {v.filter: v.score for v in record.verdicts}
+        return {"scores": {f: None if got.get(f) is None else float(got[f]) for f in self.filters}}
+
+    def extraction_row(self, record: Record) -> dict:
+        return {
+            "id": record.id,
+            "image": _image(record),
+            "prompt": render(self.student_template, focus=record.focus),
+            "focus": record.focus,
+            "extraction": record.extraction,
+            "questions": [t.question for t in record.turns],
+            "statements": list(record.statements or ()),
+            "source": record.source,
+            "license": record.license,
+            "finish_reason": record.extractions[0].finish_reason,
+            **self._scores(record),
+            "provenance": {stage: to_jsonable(record.provenance.get(stage)) for stage in STAGE_ORDER},
+            "injected": _injected(record),
+            "origin": record.origin,
+            "original_size": list(record.images[0].original_size or (record.images[0].width, record.images[0].height)),
+        }
+
+    def reasoning_rows(self, record: Record) -> list[dict]:
+        rows = []
+        for i, (turn, samples) in enumerate(zip(record.turns, record.reasoning)):
+            best = published_trace(turn, samples)
+            rows.append({
+                "id": f"{record.id}-{i}",
+                "record_id": record.id,
+                "prompt": self.reasoner_prompt(record.extraction, turn.question, turn.option_lines()),
+                "extraction": record.extraction,
+                "question": turn.question,
+                "choices": list(turn.choices),
+                "answer_type": turn.answer_type,
+                "answer": turn.answer,
+                "reasoning": best.output.text,
+                "thinking": best.output.thinking,
+                "source": record.source,
+                "meta": json.dumps(to_jsonable(turn.meta), sort_keys=True),  # the source's columns (category, annotators, ...)
+            })
+        return rows
+
+    def reasoner_prompt(self, extraction: str, question: str, option_lines=()) -> str:
+        """The think stage's prompt: what the teacher's traces answer, and what the reasoner reads."""
+        return render(self.think_template, extraction=extraction, question=question, choices=list(option_lines))
+
+    def rejected_row(self, record: Record) -> dict:
+        return {
+            "id": record.id,
+            "image": _image(record),
+            "status": record.status,
+            "reason": record.reason,
+            "detail": record.detail,
+            "questions": [t.question for t in record.turns],
+            "answers": [t.answer for t in record.turns],
+            "statements": list(record.statements or ()),
+            "focus": record.focus,
+            "extraction": record.extraction,
+            "source": record.source,
+            **self._scores(record),
+            "injected": _injected(record),
+            "origin": record.origin,
+        }
 
 
 def _image(record: Record) -> dict | None:
     return {"bytes": record.images[0].bytes, "path": None} if record.images else None
 
 
-def _scores(record: Record) -> str:
-    return json.dumps({v.filter: v.score for v in record.verdicts})
-
-
-def extraction_row(record: Record, student_template: str) -> dict:
-    return {
-        "id": record.id,
-        "image": _image(record),
-        "prompt": render(student_template, focus=record.focus),
-        "focus": record.focus,
-        "extraction": record.extraction,
-        "questions": [t.question for t in record.turns],
-        "statements": list(record.statements or ()),
-        "source": record.source,
-        "license": record.license,
-        "finish_reason": record.extractions[0].finish_reason,
-        "scores": _scores(record),
-        "provenance": json.dumps(to_jsonable(record.provenance), sort_keys=True),
-        "injected": json.dumps(list(record.injected)),
-        "origin": record.origin,
-        "original_size": list(record.images[0].original_size or (record.images[0].width, record.images[0].height)),
-    }
-
-
-def reasoning_rows(record: Record) -> list[dict]:
-    rows = []
-    for i, (turn, samples) in enumerate(zip(record.turns, record.reasoning)):
-        best = published_trace(turn, samples)
-        rows.append({
-            "id": f"{record.id}-{i}",
-            "record_id": record.id,
-            "extraction": record.extraction,
-            "question": turn.question,
-            "choices": list(turn.choices),
-            "answer_type": turn.answer_type,
-            "answer": turn.answer,
-            "reasoning": best.output.text,
-            "thinking": best.output.thinking,
-            "source": record.source,
-            "meta": json.dumps(to_jsonable(turn.meta), sort_keys=True),  # the source's columns (category, annotators, ...)
-        })
-    return rows
-
-
-def rejected_row(record: Record) -> dict:
-    return {
-        "id": record.id,
-        "image": _image(record),
-        "status": record.status,
-        "reason": record.reason,
-        "detail": record.detail,
-        "questions": [t.question for t in record.turns],
-        "answers": [t.answer for t in record.turns],
-        "statements": list(record.statements or ()),
-        "focus": record.focus,
-        "extraction": record.extraction,
-        "source": record.source,
-        "scores": _scores(record),
-        "injected": json.dumps(list(record.injected)),
-        "origin": record.origin,
-    }
+def _injected(record: Record) -> list[dict]:
+    return [{"kind": str(i.get("kind")), "stage": str(i.get("stage")), "detail": str(i.get("detail", ""))} for i in record.injected]

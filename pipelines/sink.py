@@ -21,8 +21,6 @@ import pyarrow.parquet as pq
 from apache_beam.transforms.window import GlobalWindow
 from apache_beam.utils.windowed_value import WindowedValue
 
-from pipelines.publish import arrow_schema
-
 ROW_GROUP = 100
 TEMP_PREFIX = ".tmp-"
 
@@ -32,12 +30,11 @@ def shard_name(run_id: str, i: int, n: int) -> str:
 
 
 class _WriteFiles(beam.DoFn):
-    def __init__(self, folder: str, config: str, rows_per_shard: int):
-        self._folder, self._config, self._rows_per_shard = folder.rstrip("/"), config, rows_per_shard
+    def __init__(self, folder: str, config: str, rows_per_shard: int, schema: pa.Schema):
+        self._folder, self._config, self._rows_per_shard, self._schema = folder.rstrip("/"), config, rows_per_shard, schema
 
     def setup(self):
         self._fs, _ = fsspec.core.url_to_fs(self._folder)
-        self._schema = arrow_schema(self._config)
 
     def start_bundle(self):
         self._buffer: list[dict] = []
@@ -96,13 +93,15 @@ def _finalize(_, folder: str, config: str, run_id: str, written: list[str]):
 
 
 class WriteShards(beam.PTransform):
-    """Rows of `config` (dicts of its features) -> parquet shards under `folder`/`config`."""
+    """Rows of `config` (dicts of `features`, a `datasets.Features`) -> parquet shards under
+    `folder`/`config`, whose schema carries the features."""
 
-    def __init__(self, folder: str, config: str, run_id: str, rows_per_shard: int):
+    def __init__(self, folder: str, config: str, run_id: str, rows_per_shard: int, features):
         super().__init__()
         self._folder, self._config, self._run_id, self._rows_per_shard = folder, config, run_id, rows_per_shard
+        self._schema = features.arrow_schema
 
     def expand(self, rows):
-        written = rows | "WriteFiles" >> beam.ParDo(_WriteFiles(self._folder, self._config, self._rows_per_shard))
+        written = rows | "WriteFiles" >> beam.ParDo(_WriteFiles(self._folder, self._config, self._rows_per_shard, self._schema))
         return (rows.pipeline | "Once" >> beam.Create([None])
                 | "NumberShards" >> beam.FlatMap(_finalize, self._folder, self._config, self._run_id, beam.pvalue.AsList(written)))

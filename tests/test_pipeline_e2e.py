@@ -55,12 +55,12 @@ def test_reasons_follow_what_the_oracle_injected(published):
     assert set(rejected["reason"]) <= FILTER_REASONS
     assert len(rejected) > 0
     for row in rejected:
-        assert json.loads(row["injected"]), f"{row['id']} was rejected ({row['reason']}) without an injected mistake"
+        assert row["injected"], f"{row['id']} was rejected ({row['reason']}) without an injected mistake"
     # here every record with a mistake is caught (the benchmark measures the rare misses: a
     # miscount or a wrong colour every other extraction sample happened to leave out)
     for row in extraction:
-        assert json.loads(row["injected"]) == [], row["id"]
-    by_kind = {json.loads(r["injected"])[0]["kind"]: r["reason"] for r in rejected}
+        assert row["injected"] == [], row["id"]
+    by_kind = {r["injected"][0]["kind"]: r["reason"] for r in rejected}
     assert by_kind.get("invented_object", "extraction_disagreement") == "extraction_disagreement"
     assert by_kind.get("refusal", "refusal") == "refusal"
     assert by_kind.get("statement_mismatch", "statements_count_mismatch") == "statements_count_mismatch"
@@ -73,8 +73,8 @@ def test_the_dataset_loads_with_images_and_the_right_columns(published):
     assert row["image"].size == (128, 128)
     assert row["prompt"].startswith("Describe the fine-grained content of the image") and row["focus"] in row["prompt"]
     assert row["extraction"] and row["statements"]
-    prov = json.loads(row["provenance"])
-    assert set(prov) == {"statements", "focus", "extraction", "think"}
+    prov = row["provenance"]  # a struct per stage; verify did not run
+    assert {k for k, v in prov.items() if v} == {"statements", "focus", "extraction", "think"} and prov["verify"] is None
     assert prov["think"]["inputs"] == ["choices", "extraction", "question"]
     reasoning = _load(outcome.out_dir, "reasoning")
     assert len(reasoning) == outcome.funnel.reasoning_rows
@@ -83,6 +83,39 @@ def test_the_dataset_loads_with_images_and_the_right_columns(published):
         assert r["reasoning"].splitlines()[-1].startswith("Answer:")
     streamed = next(iter(datasets.load_dataset(str(outcome.out_dir), "extraction", split="train", streaming=True)))
     assert streamed["id"] in set(extraction["id"])
+
+
+def test_typed_columns_filter_and_sort_without_parsing(published):
+    """scores, provenance and injected load as structs and lists: `datasets.filter` reads
+    a score directly, and the reasoning config's prompt is the think stage's prompt."""
+    recipe, outcome = published
+    extraction = _load(outcome.out_dir, "extraction")
+    assert extraction.features["scores"] == {f.name: datasets.Value("float64") for f in recipe.filters}
+    covered = extraction.filter(lambda r: r["scores"]["statement_coverage"] > 0.9)
+    assert 0 < len(covered) <= len(extraction)
+    assert all(r["scores"]["statement_coverage"] > 0.9 for r in covered)
+    ranked = extraction.flatten().sort("scores.statement_coverage", reverse=True)["scores.statement_coverage"]
+    assert ranked == sorted(ranked, reverse=True) and isinstance(ranked[0], float)
+    assert extraction[0]["provenance"]["extraction"]["sampling"]["n"] == recipe.stages.extraction.sampling.n
+    rejected = _load(outcome.out_dir, "rejected")
+    assert {i["kind"] for r in rejected for i in r["injected"]} and all(isinstance(i["stage"], str) for r in rejected for i in r["injected"])
+    from pipelines.stages import build_stages
+    from train_min.data import chats
+
+    think = next(s for s in build_stages(recipe) if s.name == "think")
+    row = next(r for r in _load(outcome.out_dir, "reasoning") if r["choices"])
+    record_rows = [r for r in _load(outcome.out_dir, "reasoning") if r["record_id"] == row["record_id"]]
+    assert row["prompt"] == think.prompts(_record_for(recipe, row["record_id"], extraction))[record_rows.index(row)][0]
+    assert chats(row, "reasoner")[0][0]["content"] == row["prompt"]  # what the reasoner trains on
+
+
+def _record_for(recipe, record_id, extraction):
+    """The source record of a published id, with its published extraction."""
+    from pipelines.core.record import TeacherOutput
+
+    record = next(r for i in range(N) if (r := make_record(i, recipe.sources[0].synthetic)).id == record_id)
+    text = next(r["extraction"] for r in extraction if r["id"] == record_id)
+    return record.add(extractions=(TeacherOutput(text, "stop"),))
 
 
 def test_card_and_resolved_recipe_tell_the_truth(published):
@@ -193,4 +226,5 @@ def test_the_filter_funnel_chains_and_the_card_shows_it(published):
     rows = _load(outcome.out_dir, "rejected")
     for row in rows:  # the detail names the filter, and every verdict's score is published
         assert row["detail"].split(":", 1)[0] in {s["filter"] for s in steps}
-        assert set(json.loads(row["scores"])) <= {s["filter"] for s in steps}
+        assert list(row["scores"]) == [s["filter"] for s in steps]  # a float per filter, null where it did not run
+        assert row["scores"][row["detail"].split(":", 1)[0]] is not None

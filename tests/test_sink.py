@@ -8,12 +8,14 @@ import pyarrow.parquet as pq
 import pytest
 from apache_beam.testing.test_pipeline import TestPipeline
 
-from pipelines.publish import FEATURES
+from pipelines.publish import Layout
 from pipelines.sink import WriteShards
+
+FEATURES = Layout().features("reasoning")
 
 
 def _rows(n):
-    return [{"id": f"r{i:03d}", "record_id": "x", "extraction": "e", "question": "q", "choices": ["a"], "answer_type": "text",
+    return [{"id": f"r{i:03d}", "record_id": "x", "prompt": "p", "extraction": "e", "question": "q", "choices": ["a"], "answer_type": "text",
              "answer": "a", "reasoning": "r" * i, "thinking": "", "source": "s", "meta": "{}"} for i in range(n)]
 
 
@@ -24,26 +26,26 @@ def test_shards_hold_at_most_rows_per_shard_and_load_with_their_features(tmp_pat
     (folder / "reasoning").mkdir(parents=True)
     (folder / "reasoning" / ".tmp-deadbeef.parquet").write_bytes(b"half a file from a bundle that failed")
     with TestPipeline(runner="FnApiRunner") as p:
-        _ = p | beam.Create(rows) | WriteShards(str(folder), "reasoning", "run1", rows_per_shard)
+        _ = p | beam.Create(rows) | WriteShards(str(folder), "reasoning", "run1", rows_per_shard, FEATURES)
     shards = sorted((folder / "reasoning").iterdir())
     assert [s.name for s in shards] == [f"train-run1-{i:05d}-of-{len(expected):05d}.parquet" for i in range(len(expected))]
     assert sorted(pq.ParquetFile(s).metadata.num_rows for s in shards) == sorted(expected)
     groups = [pq.ParquetFile(s).metadata.row_group(g).num_rows for s in shards for g in range(pq.ParquetFile(s).num_row_groups)]
     assert max(groups) <= min(100, rows_per_shard)
     back = datasets.load_dataset("parquet", data_files=[str(s) for s in shards], split="train")
-    assert sorted(back["id"]) == [r["id"] for r in rows] and back.features == FEATURES["reasoning"]
+    assert sorted(back["id"]) == [r["id"] for r in rows] and back.features == FEATURES
 
 
 def test_a_config_without_rows_writes_nothing(tmp_path):
     with TestPipeline(runner="FnApiRunner") as p:
-        _ = p | beam.Create([]) | WriteShards(str(tmp_path), "rejected", "run1", 10)
+        _ = p | beam.Create([]) | WriteShards(str(tmp_path), "rejected", "run1", 10, Layout().features("rejected"))
     assert not (tmp_path / "rejected").exists()
 
 
 def test_shards_go_to_an_fsspec_url():
     fs = fsspec.filesystem("memory")
     with TestPipeline(runner="FnApiRunner") as p:
-        _ = p | beam.Create(_rows(12)) | WriteShards("memory://bucket/staging", "reasoning", "run2", 5)
+        _ = p | beam.Create(_rows(12)) | WriteShards("memory://bucket/staging", "reasoning", "run2", 5, FEATURES)
     names = sorted(fs.ls("/bucket/staging/reasoning", detail=False))
     assert [n.rsplit("/", 1)[1] for n in names] == [f"train-run2-{i:05d}-of-00003.parquet" for i in range(3)]
     with fs.open(names[0], "rb") as f:

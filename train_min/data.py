@@ -58,7 +58,8 @@ def chats(row: dict, task: str) -> tuple[list[dict], list[dict], list[Image.Imag
         user = {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": row["prompt"]}]}
         reply = {"role": "assistant", "content": [{"type": "text", "text": row["extraction"]}]}
         return [user], [user, reply], [image]
-    text = reasoner_prompt(row["extraction"], row["question"], row.get("choices") or ())
+    # the dataset's own prompt (the think stage's, rendered) where it has one
+    text = row.get("prompt") or reasoner_prompt(row["extraction"], row["question"], row.get("choices") or ())
     return [{"role": "user", "content": text}], [{"role": "user", "content": text}, {"role": "assistant", "content": row["reasoning"]}], []
 
 

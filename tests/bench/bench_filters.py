@@ -102,11 +102,11 @@ def main() -> None:
         if (outcome.out_dir / config).exists():
             ds = datasets.load_dataset(str(outcome.out_dir), config, split="train").remove_columns(["image"])
             for r in ds:
-                kinds = [i["kind"] for i in json.loads(r["injected"])]
+                kinds = [i["kind"] for i in r["injected"]]
                 rows.append({"id": r["id"], "kind": kinds[0] if kinds else None, "rejected": config == "rejected",
                              "reason": r.get("reason"), "detail": r.get("detail") or ""})
                 if os.environ.get("BENCH_SHOW_FALSE_ALARMS") and kinds and config == "extraction":
-                    print("missed:", kinds, json.loads(r["injected"]), "\n  ", r.get("extraction") or r)
+                    print("missed:", kinds, r["injected"], "\n  ", r.get("extraction") or r)
     assert len(rows) == args.records, (len(rows), args.records)
     if os.environ.get("BENCH_SHOW_FALSE_ALARMS"):
         for r in rows:

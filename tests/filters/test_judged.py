@@ -121,12 +121,12 @@ def test_an_exact_judge_catches_what_was_injected_and_nothing_else(tmp_path):
     rejected = _rejected(outcome)
     assert outcome.funnel.failed == 0 and rejected
     for row in rejected:  # every rejection is an injected mistake, caught by the judge
-        assert json.loads(row["injected"]) and row["reason"].startswith(("statement_judged", "sentence_judged")), row
-    injected = sum(bool(json.loads(r["injected"])) for r in rejected)
+        assert row["injected"] and row["reason"].startswith(("statement_judged", "sentence_judged")), row
+    injected = sum(bool(r["injected"]) for r in rejected)
     kept = datasets.load_dataset(str(outcome.out_dir), "extraction", split="train")
-    assert injected + sum(bool(json.loads(r)) for r in kept["injected"]) > 10
-    assert not any(json.loads(r) for r in kept["injected"])  # and nothing injected got through
-    verify = json.loads(kept[0]["provenance"])["verify"]
+    assert injected + sum(bool(r) for r in kept["injected"]) > 10
+    assert not any(kept["injected"])  # and nothing injected got through
+    verify = kept[0]["provenance"]["verify"]
     assert verify["template"] == "verify/v1" and "image" in verify["inputs"] and "claims" in verify["inputs"]
     assert "| verify | oracle |" in (outcome.out_dir / "README.md").read_text()  # the card names the stage
 
@@ -134,5 +134,5 @@ def test_an_exact_judge_catches_what_was_injected_and_nothing_else(tmp_path):
 def test_a_judge_that_errs_rejects_clean_records_and_says_which_claim(tmp_path):
     outcome = run(_recipe(tmp_path, "teacher.oracle.judge_error_rate=0.3", "teacher.oracle.error_rate=0"))
     rejected = _rejected(outcome)
-    assert rejected and all(not json.loads(r["injected"]) for r in rejected)
+    assert rejected and all(not r["injected"] for r in rejected)
     assert all(r["reason"] in ("statement_judged_contradicted", "sentence_judged_contradicted") and "'" in r["detail"] for r in rejected)
