@@ -1,7 +1,6 @@
 """The verify stage and the `judged` filter: reply parsing, prompts per backend, the filter's
 decisions, and a whole oracle run whose judge makes mistakes on purpose."""
 
-import json
 
 import datasets
 import pytest
