@@ -5,7 +5,7 @@
     extract-think inspect RECIPE [--limit N] [--show K] [--json]   # how the sources' first rows are read (no teacher)
     extract-think recipes                           # list bundled recipes
     extract-think publish OUT --repo owner/name [--private]   # push a local publish to the Hub
-    extract-think export OUT --format trl|llava --to DEST     # for TRL's SFTTrainer / LLaVA trainers
+    extract-think export OUT --format trl|llava [--config extraction|reasoning] --to DEST   # for TRL's SFTTrainer / LLaVA trainers
 
 RECIPE is a path to a YAML file or the name of a bundled recipe ("quickstart").
 """
@@ -59,9 +59,11 @@ def _parser() -> argparse.ArgumentParser:
     pub.add_argument("--private", action="store_true", help="create the repo private")
     pub.add_argument("--revision", default=None, help="branch to commit to (default: main)")
     pub.add_argument("--message", default=None, help="commit message")
-    exp = sub.add_parser("export", help="export the extraction config for TRL or LLaVA-style trainers")
+    exp = sub.add_parser("export", help="export a config for TRL or LLaVA-style trainers")
     exp.add_argument("out", help="the output folder of `extract-think run`")
     exp.add_argument("--format", required=True, choices=["trl", "llava"])
+    exp.add_argument("--config", default="extraction", choices=["extraction", "reasoning"],
+                     help="extraction: the perception model's data (default); reasoning: the reasoner's (text only)")
     exp.add_argument("--to", required=True, dest="dest", help="the folder to write: new, empty, or an earlier export (replaced)")
     return p
 
@@ -70,14 +72,14 @@ def _export(args) -> int:
     from pipelines.exports import ExportRefused, export
 
     try:
-        dest = export(args.out, args.format, args.dest)
+        dest = export(args.out, args.format, args.dest, args.config)
     except ExportRefused as e:
         print(f"extract-think: {e}", file=sys.stderr)
         return 2
     except (ValueError, FileNotFoundError) as e:
         print(f"extract-think: {e}", file=sys.stderr)
         return 1
-    print(f"{args.format} export of {args.out}: {dest}")
+    print(f"{args.format} export of the {args.config} config of {args.out}: {dest}")
     return 0
 
 

@@ -19,32 +19,75 @@ def published(tmp_path_factory):
                                           f"output.dir={tmp / 'out'}", "cache.dir=null"])).out_dir
 
 
-def test_trl_export_trains_sfttrainer_and_image_tokens_survive_truncation(published, tmp_path, tiny_idefics3):
+def test_trl_export_trains_sfttrainer_on_the_completion_only(published, tmp_path, tiny_idefics3):
     from transformers import AutoModelForImageTextToText, AutoProcessor
     from trl import SFTConfig, SFTTrainer
 
     dest = export(published, "trl", tmp_path / "trl")
     ds = datasets.load_dataset(str(dest), split="train")
     kept = datasets.load_dataset(str(published), "extraction", split="train")
-    assert ds["id"] == kept["id"] and ds.column_names == ["id", "messages", "images"]
-    assert ds[0]["messages"][1]["content"][0]["text"] == kept[0]["extraction"]
+    assert ds["id"] == kept["id"] and ds.column_names == ["id", "prompt", "completion", "images"]
+    assert ds[0]["completion"][0]["content"][0]["text"] == kept[0]["extraction"]
+    assert ds[0]["prompt"][0]["content"][1]["text"] == kept[0]["prompt"]
 
     processor = AutoProcessor.from_pretrained(tiny_idefics3)
     model = AutoModelForImageTextToText.from_pretrained(tiny_idefics3)
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
-    max_length = 48  # far shorter than prompt + extraction: the text is cut, the image must not be
     args = SFTConfig(output_dir=str(tmp_path / "run"), max_steps=2, per_device_train_batch_size=2, learning_rate=1e-3,
-                     max_length=max_length, report_to=[], logging_steps=1, save_strategy="no", use_cpu=True, seed=0)
+                     max_length=None, report_to=[], logging_steps=1, save_strategy="no", use_cpu=True, seed=0)
     trainer = SFTTrainer(model=model, args=args, train_dataset=ds, processing_class=processor)
     batch = next(iter(trainer.get_train_dataloader()))
+    ids, labels = batch["input_ids"], batch["labels"]
     image_token = model.config.image_token_id
-    per_image = processor.image_seq_len
-    assert batch["input_ids"].shape[1] == max_length  # truncated ...
-    assert (batch["input_ids"] == image_token).sum(dim=1).tolist() == [per_image] * 2  # ... every image token kept
+    assert (ids == image_token).sum(dim=1).tolist() == [processor.image_seq_len] * 2  # every image token is there ...
+    assert not ((labels != -100) & (ids == image_token)).any()  # ... and none is trained on
+    tok = processor.tokenizer
+    for i in range(2):  # the loss is on the extraction (and the end of the turn) only: never the prompt
+        trained = tok.decode(ids[i][labels[i] != -100])
+        assert trained.startswith(ds[i]["completion"][0]["content"][0]["text"][:40]) and ds[i]["prompt"][0]["content"][1]["text"] not in trained
+        last_image = (ids[i] == image_token).nonzero().max()
+        assert (labels[i][: last_image + 1] == -100).all() and (labels[i] != -100).sum() < (batch["attention_mask"][i] == 1).sum()
     trainer.train()
     losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
     assert len(losses) == 2 and all(torch.isfinite(torch.tensor(x)) for x in losses)
     assert any(not torch.equal(before[n], p) for n, p in model.named_parameters())
+
+
+def test_trl_export_of_the_reasoning_config_trains_a_causal_lm_on_the_trace(published, tmp_path, tiny_llama):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from trl import SFTConfig, SFTTrainer
+
+    dest = export(published, "trl", tmp_path / "trl-reasoning", config="reasoning")
+    ds = datasets.load_dataset(str(dest), split="train")
+    rows = datasets.load_dataset(str(published), "reasoning", split="train")
+    assert ds["id"] == rows["id"] and ds.column_names == ["id", "prompt", "completion"]
+    assert ds[0]["prompt"] == [{"role": "user", "content": rows[0]["prompt"]}]
+    assert ds[0]["completion"] == [{"role": "assistant", "content": rows[0]["reasoning"]}]
+    assert json.loads((dest / "export.json").read_text()) == {"format": "trl", "config": "reasoning"}
+
+    tok = AutoTokenizer.from_pretrained(tiny_llama)
+    model = AutoModelForCausalLM.from_pretrained(tiny_llama)
+    args = SFTConfig(output_dir=str(tmp_path / "run"), max_steps=2, per_device_train_batch_size=2, learning_rate=1e-3,
+                     max_length=None, report_to=[], logging_steps=1, save_strategy="no", use_cpu=True, seed=0)
+    trainer = SFTTrainer(model=model, args=args, train_dataset=ds, processing_class=tok)
+    batch = next(iter(trainer.get_train_dataloader()))
+    for i in range(2):
+        trained = tok.decode(batch["input_ids"][i][batch["labels"][i] != -100])
+        assert "Answer:" in trained and "You cannot see the image" not in trained  # the trace, not the prompt
+    trainer.train()
+    assert all(torch.isfinite(torch.tensor(h["loss"])) for h in trainer.state.log_history if "loss" in h)
+
+
+def test_llava_export_of_the_reasoning_config_is_text_only(published, tmp_path):
+    dest = export(published, "llava", tmp_path / "llava-reasoning", config="reasoning")
+    entries = json.loads((dest / "llava.json").read_text())
+    rows = {r["id"]: r for r in datasets.load_dataset(str(published), "reasoning", split="train")}
+    assert sorted(e["id"] for e in entries) == sorted(rows) and not (dest / "images").exists()
+    for e in entries:
+        assert "image" not in e
+        assert e["conversations"] == [{"from": "human", "value": rows[e["id"]]["prompt"]},
+                                      {"from": "gpt", "value": rows[e["id"]]["reasoning"]}]
+        assert "<image>" not in e["conversations"][0]["value"]
 
 
 def test_llava_export_reads_back_and_matches_the_dataset(published, tmp_path):
