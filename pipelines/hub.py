@@ -19,6 +19,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from pipelines.card import card_for_repo
 from pipelines.core.secrets import scrub
 
 REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]{0,95}/[A-Za-z0-9][\w.-]{0,95}$")
@@ -72,8 +73,11 @@ def _operations(api, folder: Path, files: list[Path], repo_id: str, revision: st
     local = {p.relative_to(folder).as_posix(): p for p in files}
     remote = set(api.list_repo_files(repo_id, repo_type="dataset", revision=revision))
     stale = sorted(remote - set(local) - {".gitattributes"})
+    def content(rel: str, p: Path):  # the card's usage line names the repo; every other file as it is
+        return card_for_repo(p.read_text(), repo_id).encode() if rel == "README.md" else str(p)
+
     return [CommitOperationDelete(path_in_repo=path) for path in stale] + \
-           [CommitOperationAdd(path_in_repo=rel, path_or_fileobj=str(p)) for rel, p in sorted(local.items())]
+           [CommitOperationAdd(path_in_repo=rel, path_or_fileobj=content(rel, p)) for rel, p in sorted(local.items())]
 
 
 def push(folder: str | Path, repo_id: str, private: bool = False, revision: str | None = None, token: str | None = None,

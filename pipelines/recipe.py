@@ -212,6 +212,7 @@ class OutputConfig:
     # and the previous dataset stays.
     max_failed_share: Share = 0.5
     min_kept: NonNegativeInt = 1
+    language: list[str] = field(default_factory=lambda: ["en"])  # of the prompts and replies (ISO 639-1), for the card
 
 
 @dataclass

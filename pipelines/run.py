@@ -20,7 +20,7 @@ import apache_beam as beam
 import fsspec
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from pipelines.card import render_card
+from pipelines.card import LICENSE_FILE, license_file, render_card
 from pipelines.funnel import Funnel, read_counters
 from pipelines.output import OutputLock, check_output, output_location, recover, staging_folder, swap
 from pipelines.pipeline import build_pipeline
@@ -75,7 +75,7 @@ def run(recipe: Recipe | str | Path, overrides: tuple[str, ...] = (), test_pipel
         run_id = uuid.uuid4().hex[:8]
         staging = staging_folder(out, run_id)
         try:
-            funnel = _run_into(staging, recipe, run_id, fs, test_pipeline)
+            funnel = _run_into(staging, recipe, run_id, fs, test_pipeline, out)
             swap(fs, staging, out)
         finally:
             if fs.exists(staging):
@@ -83,7 +83,7 @@ def run(recipe: Recipe | str | Path, overrides: tuple[str, ...] = (), test_pipel
     return RunOutcome(Path(out) if "://" not in out else out, funnel, run_id)
 
 
-def _run_into(staging: str, recipe: Recipe, run_id: str, fs, test_pipeline) -> Funnel:
+def _run_into(staging: str, recipe: Recipe, run_id: str, fs, test_pipeline, out: str) -> Funnel:
     """Run the pipeline into `staging` and add the card, report and funnel; the funnel."""
     p = test_pipeline or beam.Pipeline(options=pipeline_options(recipe))
     build_pipeline(p, recipe, staging, run_id)
@@ -106,7 +106,10 @@ def _run_into(staging: str, recipe: Recipe, run_id: str, fs, test_pipeline) -> F
         (meta / "funnel.json").write_text(json.dumps(funnel.to_dict(), indent=2) + "\n")
         charts = write_charts(meta, funnel)
         examples = first_rows(staging, "extraction", 3, ["id", "prompt", "extraction", "questions"])
-        (meta / "README.md").write_text(render_card(recipe, funnel, charts, examples))
+        (meta / "README.md").write_text(render_card(recipe, funnel, charts, examples, dataset_ref=out))
+        licenses = license_file(recipe, funnel)
+        if licenses:
+            (meta / LICENSE_FILE).write_text(licenses)
         write_report(meta, staging, recipe.name, funnel, charts)
         for f in sorted(meta.rglob("*")):
             if f.is_file():

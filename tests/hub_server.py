@@ -152,6 +152,11 @@ class HubServer:
                 for c in (meta or {}).get("configs", []):
                     if not isinstance(c, dict) or not c.get("config_name") or not c.get("data_files"):
                         errors.append(f"config without config_name or data_files: {c}")
+                meta = meta or {}
+                if meta.get("license") == "other" and not (meta.get("license_name") and meta.get("license_link")):
+                    errors.append("license: other needs license_name and license_link")  # the Hub's documented card metadata
+                if meta.get("license_name") and not re.fullmatch(r"[a-z0-9.-]+", str(meta["license_name"])):
+                    errors.append("license_name must be lowercase letters, digits, '-' and '.'")
                 if errors:
                     return self._send(400, {"error": "; ".join(errors), "errors": [{"message": e} for e in errors]})
                 hub.validated.append(meta)

@@ -51,14 +51,26 @@ def _all_text(paths) -> str:
     return "\n".join(chunks)
 
 
+def _local(out, repo_id):
+    """The local publish's files as the repo must hold them: byte for byte, but for the card's
+    usage line, which names the repo instead of the local folder."""
+    files = {str(p.relative_to(out)): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    card = files["README.md"].decode()
+    assert f'load_dataset("{out}",' in card
+    files["README.md"] = card.replace(f'load_dataset("{out}",', f'load_dataset("{repo_id}",').encode()
+    return files
+
+
 def test_push_uploads_the_local_publish_byte_for_byte_through_faults(published, tmp_path):
     out = published.out_dir
     with HubServer(TOKEN, faults={"preupload": [503], "commit": [500], "batch": [429]}) as hub:
         proc = _publish(out, "me/extract-think-demo", hub, tmp_path, TOKEN, "--private")
         assert proc.returncode == 0, proc.stderr
         repo = hub.repos["me/extract-think-demo"]
-        local = {str(p.relative_to(out)): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+        local = _local(out, "me/extract-think-demo")
         assert repo["files"] == local
+        assert b'load_dataset("me/extract-think-demo", "extraction"' in repo["files"]["README.md"]  # the card names the repo
+        assert str(out).encode() not in repo["files"]["README.md"]
         assert repo["private"], hub.requests
         assert len(repo["commits"]) == 1, repo["commits"]
         assert any(p.endswith(".parquet") for p in local) and set(hub.lfs.values()) >= {b for p, b in local.items() if p.endswith(".parquet")}
@@ -134,7 +146,7 @@ def test_a_second_publish_leaves_exactly_the_new_dataset_in_the_repo(published, 
         second = _publish(out, "me/twice", hub, tmp_path)
         assert second.returncode == 0, second.stderr
         repo = hub.repos["me/twice"]
-        local = {str(p.relative_to(out)): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+        local = _local(out, "me/twice")
         assert repo["files"] == local and len(repo["commits"]) == 2
         assert old_shards and not old_shards & set(repo["files"])
         assert "removed" in second.stdout
