@@ -149,4 +149,5 @@ def render_card(recipe: Recipe, funnel: Funnel, charts: dict[str, str] | None = 
         paid=funnel.prompt_tokens + funnel.completion_tokens, charts=charts, examples=examples, licenses=licenses,
         license_link=LICENSE_FILE if len(licenses) > 1 else None, config=present[0] if present else "extraction",
         ref=json.dumps(dataset_ref), filters=layout.filters, paper_citation=PAPER_CITATION,
-        project_citation=PROJECT_CITATION % _version())
+        project_citation=PROJECT_CITATION % _version(),
+        prices={name: recipe.stage_teacher(name).price for name in funnel.stages if name in active_stages(recipe)})

@@ -136,6 +136,10 @@ def _print_counts(funnel, seconds: float) -> None:
             print(f"  {status:>8}  {reason:<28} {n:>7}")
     print(f"  teacher: {funnel.teacher_requests} requests ({funnel.cache_hits} more answered from the cache), "
           f"{funnel.prompt_tokens} prompt + {funnel.completion_tokens} completion tokens")
+    if funnel.cost is not None:
+        unpriced = f" (without {', '.join(funnel.unpriced_stages)}: no price)" if funnel.unpriced_stages else ""
+        print(f"  cost: {funnel.cost:.4f} this run, {funnel.per_kept(funnel.cost):.6f} per kept record; "
+              f"{funnel.cost_with_cache:.4f} with the cached replies{unpriced}")
 
 
 def _run(args) -> int:

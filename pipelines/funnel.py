@@ -19,6 +19,7 @@ RECORDS, FILTERS, TEACHER, DEDUP = "extract_think", "extract_think.filters", "ex
 BUCKETS = (25, 50, 100, 200, 400, 800, 1600)
 LABELS = tuple(f"<{BUCKETS[0]}" if i == 0 else f"{BUCKETS[i - 1]}-{b - 1}" for i, b in enumerate(BUCKETS)) + (f"{BUCKETS[-1]}+",)
 LENGTH_KINDS = ("extraction", "reasoning")
+STAGE_COUNTS = ("requests", "prompt_tokens", "completion_tokens", "cached_prompt_tokens", "cached_completion_tokens")
 
 
 def name(*parts: str) -> str:
@@ -57,6 +58,16 @@ def count_kept(record) -> None:
 def count_reasoning_row(row: dict) -> None:
     counter(RECORDS, "reasoning_rows").inc()
     counter(RECORDS, "length", "reasoning", bucket(len(row["reasoning"].split()))).inc()
+
+
+def count_call(stage: str, reply, cached: bool) -> None:
+    """One teacher call of a stage: paid now, or answered from the cache (what it had cost
+    when paid). The prompt is processed and billed once per call, whatever its n samples."""
+    prefix = "cached_" if cached else ""
+    if not cached:
+        counter(TEACHER, "requests", stage).inc()
+    counter(TEACHER, f"{prefix}prompt_tokens", stage).inc(max((o.prompt_tokens for o in reply.outputs), default=0))
+    counter(TEACHER, f"{prefix}completion_tokens", stage).inc(sum(o.completion_tokens for o in reply.outputs))
 
 
 def count_filter(filter_name: str, verdict) -> None:
@@ -103,6 +114,13 @@ class Funnel:
     completion_tokens: int = 0
     cached_tokens: int = 0  # what the replies served from the cache had cost when paid
     teacher_seconds: float = 0.0  # summed batch latency
+    # per stage: requests, prompt_tokens, completion_tokens (paid this run) and
+    # cached_prompt_tokens, cached_completion_tokens (what the cached replies had cost)
+    stages: dict[str, dict[str, int]] = field(default_factory=dict)
+    cost: float | None = None  # paid this run, at the recipe's teacher prices; None: no stage has a price
+    cost_with_cache: float | None = None  # the same for every reply behind the data, cached ones included
+    cost_by_stage: dict[str, float] = field(default_factory=dict)  # paid this run
+    unpriced_stages: list[str] = field(default_factory=list)  # stages that used tokens but have no price
     filters: list[FilterStep] = field(default_factory=list)
     lengths: dict[str, dict[str, int]] = field(default_factory=dict)  # kind -> bucket -> texts
     run_seconds: float = 0.0
@@ -110,8 +128,9 @@ class Funnel:
     run_id: str = ""
 
     @classmethod
-    def from_counters(cls, counters: dict[tuple[str, str], int], filter_names=(), **extra) -> "Funnel":
-        """From counters by (namespace, name) (`read_counters`), the filters in run order."""
+    def from_counters(cls, counters: dict[tuple[str, str], int], filter_names=(), prices: dict | None = None, **extra) -> "Funnel":
+        """From counters by (namespace, name) (`read_counters`), the filters in run order and
+        the teacher's price per stage (`recipe.Price`, or None where unknown)."""
         parsed: dict[str, dict[tuple, int]] = {}
         for (ns, raw), value in counters.items():
             if ns in (RECORDS, FILTERS, TEACHER, DEDUP):
@@ -122,22 +141,31 @@ class Funnel:
             n = len(prefix) + 1
             return {k[n]: v for k, v in sorted(table.items()) if len(k) == n + 1 and k[:n] == (status, *prefix)}
 
+        stages: dict[str, dict[str, int]] = {}
+        for key, value in teacher.items():
+            if len(key) == 2 and key[0] in STAGE_COUNTS:
+                stages.setdefault(key[1], dict.fromkeys(STAGE_COUNTS, 0))[key[0]] = value
+        total = {k: sum(st[k] for st in stages.values()) for k in STAGE_COUNTS}
         return cls(
             records_in=main.get(("in",), 0), kept=main.get(("kept",), 0),
             rejected=sum(reasons("rejected").values()), failed=sum(reasons("failed").values()),
             reasoning_rows=main.get(("reasoning_rows",), 0),
             rejected_by_reason=reasons("rejected"), failed_by_reason=reasons("failed"),
             licenses=sorted(k[1] for k in main if k[0] == "license"),
-            teacher_requests=teacher.get(("requests",), 0), cache_hits=teacher.get(("cache_hits",), 0),
+            teacher_requests=total["requests"], cache_hits=teacher.get(("cache_hits",), 0),
             prefetched=teacher.get(("prefetched",), 0), teacher_errors=teacher.get(("errors",), 0),
-            prompt_tokens=teacher.get(("prompt_tokens",), 0), completion_tokens=teacher.get(("completion_tokens",), 0),
-            cached_tokens=teacher.get(("cached_tokens",), 0),
+            prompt_tokens=total["prompt_tokens"], completion_tokens=total["completion_tokens"],
+            cached_tokens=total["cached_prompt_tokens"] + total["cached_completion_tokens"],
+            stages=dict(sorted(stages.items())), **_costs(stages, prices or {}),
             teacher_seconds=round(teacher.get(("batch_latency_ms", "sum"), 0) / 1000, 3),
             filters=[FilterStep(f, by_filter.get(("checked", f), 0), by_filter.get(("passed", f), 0),
                                 reasons("rejected", by_filter, (f,))) for f in filter_names],
             lengths={kind: {label: main.get(("length", kind, label), 0) for label in LABELS} for kind in LENGTH_KINDS},
             **extra,
         )
+
+    def per_kept(self, value: float | int | None) -> float | None:
+        return None if value is None else value / max(self.kept, 1)
 
     @property
     def ended(self) -> int:
@@ -164,6 +192,20 @@ class Funnel:
         values = {("records_in" if k == "in" else k): v for k, v in data.items()}
         values["filters"] = [FilterStep(s["filter"], s["in"], s["passed"], dict(s["reasons"])) for s in data.get("filters", [])]
         return cls(**{k: v for k, v in values.items() if k in known})
+
+
+def _costs(stages: dict[str, dict[str, int]], prices: dict) -> dict:
+    """Cost fields from the tokens per stage and each stage's price."""
+    priced = {name: prices[name] for name in stages if prices.get(name) is not None}
+    unpriced = sorted(n for n, st in stages.items() if n not in priced and st["prompt_tokens"] + st["completion_tokens"]
+                      + st["cached_prompt_tokens"] + st["cached_completion_tokens"])
+    if not priced:
+        return {"unpriced_stages": unpriced}
+    by_stage = {n: round(p.of(stages[n]["prompt_tokens"], stages[n]["completion_tokens"]), 6) for n, p in priced.items()}
+    with_cache = sum(p.of(stages[n]["prompt_tokens"] + stages[n]["cached_prompt_tokens"],
+                          stages[n]["completion_tokens"] + stages[n]["cached_completion_tokens"]) for n, p in priced.items())
+    return {"cost": round(sum(by_stage.values()), 6), "cost_with_cache": round(with_cache, 6), "cost_by_stage": by_stage,
+            "unpriced_stages": unpriced}
 
 
 def read_counters(result) -> dict[tuple[str, str], int]:

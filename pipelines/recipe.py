@@ -89,6 +89,17 @@ class VLLMOptions:
     prefetch: NonNegativeInt = 512
 
 
+@dataclass(frozen=True)
+class Price:
+    """What the teacher's provider charges, in dollars (or any one currency) per million tokens."""
+
+    input_per_mtok: Annotated[float, Bounds(0)] = 0.0
+    output_per_mtok: Annotated[float, Bounds(0)] = 0.0
+
+    def of(self, prompt_tokens: int, completion_tokens: int) -> float:
+        return (prompt_tokens * self.input_per_mtok + completion_tokens * self.output_per_mtok) / 1e6
+
+
 @dataclass
 class TeacherConfig:
     SWITCH: ClassVar = ("backend", ("oracle", "transformers", "openai", "vllm"))
@@ -100,6 +111,9 @@ class TeacherConfig:
     # processor settings, max_tokens x n); null: by record count only.
     max_batch_tokens: PositiveInt | None = None
     image_tokens: PositiveInt = 1024  # the estimate per image when the model's processor settings are unknown
+    # What the provider charges (per million tokens); null: unknown, no cost is computed.
+    # Never part of what identifies the teacher: a price change reuses every cached reply.
+    price: Price | None = None
     oracle: OracleOptions = field(default_factory=OracleOptions)
     transformers: TransformersOptions = field(default_factory=TransformersOptions)
     openai: OpenAIOptions = field(default_factory=OpenAIOptions)

@@ -27,6 +27,7 @@ from pipelines.pipeline import build_pipeline
 from pipelines.publish import CONFIGS
 from pipelines.recipe import Recipe, dump_recipe, load_recipe
 from pipelines.report import first_rows, write_charts, write_report
+from pipelines.stages import active_stages
 
 
 class NotPublished(RuntimeError):
@@ -47,6 +48,11 @@ class RunOutcome:
 
 def pipeline_options(recipe: Recipe) -> PipelineOptions:
     return PipelineOptions(list(recipe.runner.options), runner=recipe.runner.runner)
+
+
+def stage_prices(recipe: Recipe) -> dict:
+    """Each active stage's teacher price (None where the recipe gives none)."""
+    return {name: recipe.stage_teacher(name).price for name in active_stages(recipe)}
 
 
 def publish_refusal(funnel: Funnel, output) -> str | None:
@@ -91,7 +97,8 @@ def _run_into(staging: str, recipe: Recipe, run_id: str, fs, test_pipeline, out:
     result = p.run()
     result.wait_until_finish()
     seconds = round(time.perf_counter() - started, 3)
-    funnel = Funnel.from_counters(read_counters(result), [f.name for f in recipe.filters], run_seconds=seconds, run_id=run_id)
+    funnel = Funnel.from_counters(read_counters(result), [f.name for f in recipe.filters], prices=stage_prices(recipe),
+                                  run_seconds=seconds, run_id=run_id)
     if not funnel.conserved:
         raise RuntimeError(f"records were lost: {funnel}")
     refusal = publish_refusal(funnel, recipe.output)

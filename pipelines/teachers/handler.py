@@ -54,12 +54,8 @@ class TeacherModelHandler(ModelHandler[list[ChatRequest], list[TeacherReply], La
         self._cache: ReplyCache | None = None
         self._identity = teacher_identity(config)
         self._hits = funnel.counter(funnel.TEACHER, "cache_hits")
-        self._requests = funnel.counter(funnel.TEACHER, "requests")
         self._errors = funnel.counter(funnel.TEACHER, "errors")
-        self._tokens_in = funnel.counter(funnel.TEACHER, "prompt_tokens")
-        self._tokens_out = funnel.counter(funnel.TEACHER, "completion_tokens")
         self._latency = funnel.distribution(funnel.TEACHER, "batch_latency_ms")
-        self._cached_tokens = funnel.counter(funnel.TEACHER, "cached_tokens")  # what cache hits had cost when paid
 
     def load_model(self) -> LazyTeacher:
         return LazyTeacher(self._config)
@@ -86,18 +82,21 @@ class TeacherModelHandler(ModelHandler[list[ChatRequest], list[TeacherReply], La
         else:
             todo = missing
         self._hits.inc(len(requests) - len(todo))
-        self._cached_tokens.inc(sum(o.prompt_tokens + o.completion_tokens for r in replies if r is not None for o in r.outputs))
+        for request, reply in zip(requests, replies):
+            if reply is not None:  # what the cached reply had cost when it was paid
+                funnel.count_call(request.meta.get("stage", ""), reply, cached=True)
         if todo:
             start = time.perf_counter()
             fresh = model.generate([requests[i] for i in todo])
             if len(fresh) != len(todo):
                 raise RuntimeError(f"{self._config.backend} returned {len(fresh)} replies for {len(todo)} requests")
             self._latency.update(int((time.perf_counter() - start) * 1000))
-            self._requests.inc(len(todo))
             by_key = {}
             for i, reply in zip(todo, fresh):
                 replies[i] = reply
-                self._count(reply)
+                if reply.error:
+                    self._errors.inc()
+                funnel.count_call(requests[i].meta.get("stage", ""), reply, cached=False)
                 if self._cache:
                     by_key[keys[i]] = reply
                     self._cache.put(keys[i], reply)
@@ -116,14 +115,6 @@ class TeacherModelHandler(ModelHandler[list[ChatRequest], list[TeacherReply], La
             results.append(PredictionResult(example, replies[i : i + len(example)]))
             i += len(example)
         return results
-
-    def _count(self, reply: TeacherReply) -> None:
-        """Errors and tokens of a call the teacher really made (cached replies cost nothing)."""
-        if reply.error:
-            self._errors.inc()
-        for out in reply.outputs:
-            self._tokens_in.inc(out.prompt_tokens)
-            self._tokens_out.inc(out.completion_tokens)
 
     def get_metrics_namespace(self) -> str:
         return "extract_think.inference"  # RunInference's own metrics, apart from the funnel's
