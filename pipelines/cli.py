@@ -3,6 +3,7 @@
     extract-think run RECIPE [--set key.sub=value ...] [--no-progress]   # exit 1: not published, 2: bad recipe or output
     extract-think validate RECIPE [--set ...]      # print the resolved recipe
     extract-think inspect RECIPE [--limit N] [--show K] [--json]   # how the sources' first rows are read (no teacher)
+    extract-think plan RECIPE [--limit N] [--json]  # run N records, estimate calls, tokens, time, cost of the whole run
     extract-think recipes                           # list bundled recipes
     extract-think publish OUT --repo owner/name [--private]   # push a local publish to the Hub
     extract-think export OUT --format trl|llava [--config extraction|reasoning] --to DEST   # for TRL's SFTTrainer / LLaVA trainers
@@ -52,6 +53,14 @@ def _parser() -> argparse.ArgumentParser:
     ins.add_argument("--limit", type=int, default=20, help="rows to read per source (default 20)")
     ins.add_argument("--show", type=int, default=5, help="records to print per source (default 5)")
     ins.add_argument("--json", action="store_true", help="print the report as JSON")
+    pl = sub.add_parser("plan", help="run the recipe on its first N records and estimate the whole run: "
+                                     "records kept, teacher calls, tokens, time and cost")
+    pl.add_argument("recipe", help="a recipe YAML file, or the name of a bundled recipe")
+    pl.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="override a recipe key (repeatable)")
+    pl.add_argument("--limit", type=int, default=50, help="records in the sample, shared by the sources (default 50)")
+    pl.add_argument("--out", default=None, help="keep the sample's publish here (default: a scratch folder, deleted)")
+    pl.add_argument("--no-cache", action="store_true", help="call the teacher for every sample record, to time it")
+    pl.add_argument("--json", action="store_true", help="print the estimate as JSON")
     sub.add_parser("recipes", help="list the bundled recipes")
     pub = sub.add_parser("publish", help="push a finished local publish to the Hugging Face Hub")
     pub.add_argument("out", help="the output folder of `extract-think run`")
@@ -80,6 +89,21 @@ def _export(args) -> int:
         print(f"extract-think: {e}", file=sys.stderr)
         return 1
     print(f"{args.format} export of the {args.config} config of {args.out}: {dest}")
+    return 0
+
+
+def _plan(args) -> int:
+    import json
+
+    from pipelines.plan import plan, render
+
+    if args.limit < 1:
+        raise ConfigError("plan: --limit must be at least 1")
+    overrides = [*args.overrides, *(["cache.dir=null"] if args.no_cache else [])]
+    recipe = load_recipe(args.recipe, overrides)
+    print(f"Planning recipe {recipe.name!r} on its first {args.limit} records", file=sys.stderr, flush=True)
+    result = plan(recipe, args.limit, args.out)
+    print(json.dumps(result, indent=1) if args.json else "\n".join(render(result)))
     return 0
 
 
@@ -187,6 +211,8 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.command == "inspect":
             return _inspect(args)
+        if args.command == "plan":
+            return _plan(args)
         if args.command == "publish":
             return _publish(args)
         if args.command == "export":

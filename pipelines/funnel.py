@@ -10,6 +10,7 @@ or a license that holds a dot (or anything else) reads back as it was written. T
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass, field, fields
 
 from apache_beam.metrics import Metrics
@@ -41,17 +42,26 @@ def bucket(words: int) -> str:
 
 
 # What the stages count, by these helpers only.
+def _clock() -> None:
+    """When a record came in or ended (ms since the epoch): the distribution's min and max
+    bound the time records were flowing, start-up and publishing left out."""
+    distribution(RECORDS, "clock_ms").update(int(time.time() * 1000))
+
+
 def count_in(record) -> None:
     counter(RECORDS, "in").inc()
     counter(RECORDS, "license", record.license).inc()
+    _clock()
 
 
 def count_ended(record) -> None:
     counter(RECORDS, record.status, record.reason).inc()
+    _clock()
 
 
 def count_kept(record) -> None:
     counter(RECORDS, "kept").inc()
+    _clock()
     counter(RECORDS, "length", "extraction", bucket(len((record.extraction or "").split()))).inc()
 
 
@@ -124,6 +134,8 @@ class Funnel:
     filters: list[FilterStep] = field(default_factory=list)
     lengths: dict[str, dict[str, int]] = field(default_factory=dict)  # kind -> bucket -> texts
     run_seconds: float = 0.0
+    flow_seconds: float = 0.0  # from the first record in to the last one out (no start-up, no publishing)
+    teacher_load_seconds: float = 0.0  # loading teachers (models, engines, servers), within the flow
     shards: dict[str, int] = field(default_factory=dict)  # config -> parquet files
     run_id: str = ""
 
@@ -158,6 +170,8 @@ class Funnel:
             cached_tokens=total["cached_prompt_tokens"] + total["cached_completion_tokens"],
             stages=dict(sorted(stages.items())), **_costs(stages, prices or {}),
             teacher_seconds=round(teacher.get(("batch_latency_ms", "sum"), 0) / 1000, 3),
+            teacher_load_seconds=round(teacher.get(("load_ms",), 0) / 1000, 3),
+            flow_seconds=round(max(0, main.get(("clock_ms", "max"), 0) - main.get(("clock_ms", "min"), 0)) / 1000, 3),
             filters=[FilterStep(f, by_filter.get(("checked", f), 0), by_filter.get(("passed", f), 0),
                                 reasons("rejected", by_filter, (f,))) for f in filter_names],
             lengths={kind: {label: main.get(("length", kind, label), 0) for label in LABELS} for kind in LENGTH_KINDS},
@@ -209,8 +223,8 @@ def _costs(stages: dict[str, dict[str, int]], prices: dict) -> dict:
 
 
 def read_counters(result) -> dict[tuple[str, str], int]:
-    """A finished Beam result's counters by (namespace, name); a distribution's sum is read
-    as its name with "sum" appended."""
+    """A finished Beam result's counters by (namespace, name); a distribution's sum, min and
+    max are read as its name with "sum", "min" or "max" appended."""
     out: dict[tuple[str, str], int] = {}
     metrics = result.metrics().query(MetricsFilter())
     for c in metrics["counters"]:
@@ -219,7 +233,11 @@ def read_counters(result) -> dict[tuple[str, str], int]:
         out[key] = out.get(key, 0) + int(value or 0)
     for d in metrics["distributions"]:
         ns, raw = d.key.metric.namespace, d.key.metric.name
-        key = (ns, name(*json.loads(raw), "sum") if raw.startswith("[") else raw + ".sum")
         value = d.committed if d.committed is not None else d.attempted
-        out[key] = out.get(key, 0) + int(value.sum if value is not None else 0)
+        if value is None or not value.count:
+            continue
+        for part, combine in (("sum", lambda a, b: a + b), ("min", min), ("max", max)):
+            key = (ns, name(*json.loads(raw), part) if raw.startswith("[") else f"{raw}.{part}")
+            v = int(getattr(value, part))
+            out[key] = combine(out[key], v) if key in out else v
     return out
