@@ -1,6 +1,6 @@
 """The `extract-think` command line.
 
-    extract-think run RECIPE [--set key.sub=value ...] [--no-progress]   # exit 1: not published, 2: bad recipe or output
+    extract-think run RECIPE [--set key.sub=value ...] [--progress auto|bars|log|none]   # exit 1: not published, 2: bad recipe or output
     extract-think validate RECIPE [--set ...]      # print the resolved recipe
     extract-think inspect RECIPE [--limit N] [--show K] [--json]   # how the sources' first rows are read (no teacher)
     extract-think plan RECIPE [--limit N] [--json]  # run N records, estimate calls, tokens, time, cost of the whole run
@@ -46,7 +46,13 @@ def _parser() -> argparse.ArgumentParser:
         c.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                        help="override a recipe key, e.g. --set sources.0.synthetic.num_records=50 (repeatable)")
         if name == "run":
-            c.add_argument("--no-progress", action="store_true", help="no progress bars")
+            c.add_argument("--progress", choices=["auto", "bars", "log", "none"], default="auto",
+                           help="bars on a terminal, else a log line per step every --progress-every seconds (auto, the default); "
+                                "bars; log; or none")
+            c.add_argument("--no-progress", dest="progress", action="store_const", const="log",
+                           help="no bars: log lines instead (the same as --progress log)")
+            c.add_argument("--progress-every", type=float, default=30.0, metavar="SECONDS",
+                           help="seconds between log lines (default 30)")
     ins = sub.add_parser("inspect", help="read the first rows of each source (no teacher) and show how they were understood")
     ins.add_argument("recipe", help="a recipe YAML file, or the name of a bundled recipe")
     ins.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="override a recipe key (repeatable)")
@@ -175,9 +181,17 @@ def _run(args) -> int:
     recipe = load_recipe(args.recipe, args.overrides)
     print(f"Running recipe {recipe.name!r} -> {recipe.output.dir}", flush=True)
     bars = None
-    if not args.no_progress:
-        bars = progress.TqdmBars(["source", *active_stages(recipe), "written"], expected_count(recipe.sources))
-        progress.set_listener(bars)
+    mode = args.progress
+    if mode == "auto":
+        mode = "bars" if sys.stderr.isatty() else "log"
+    steps, total = ["source", *active_stages(recipe), "written"], expected_count(recipe.sources)
+    if mode == "bars":
+        bars = progress.TqdmBars(steps, total)
+    elif mode == "log":
+        if args.progress_every <= 0:
+            raise ConfigError("run: --progress-every must be more than 0")
+        bars = progress.LogLines(steps, total, every=args.progress_every)
+    progress.set_listener(bars)
     start = time.perf_counter()
     try:
         outcome = run(recipe)

@@ -38,13 +38,13 @@ def _count_in(record):
 
 def _count_ended(record):
     funnel.count_ended(record)
-    progress.tick("written")
+    progress.tick("written", status=record.status)
     return record
 
 
 def _count_kept(record):
     funnel.count_kept(record)
-    progress.tick("written")
+    progress.tick("written", status="ok")
     return record
 
 

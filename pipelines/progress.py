@@ -1,43 +1,134 @@
 """Progress of a running pipeline, for the CLI's display.
 
-DoFns call `tick(step)`; a listener installed by the CLI turns ticks into progress bars.
-With Beam's in-process runner the DoFns run in this process and the bars move live; on a
-distributed runner there is no listener in the workers and ticks cost nothing.
+DoFns call `tick(step)` (with the record's status when it is written) and the teacher
+handler `tokens(stage, n)` for the tokens it paid for; a display installed by the CLI turns
+them into progress bars (a terminal) or log lines (a file, a CI log, `--no-progress`). With
+Beam's in-process runner the DoFns run in this process and the display moves live; on a
+distributed runner there is no display in the workers and ticks cost nothing.
 """
 
 from __future__ import annotations
 
+import sys
 import threading
-from typing import Callable
+import time
+from collections import Counter
 
-_listener: Callable[[str, int], None] | None = None
+_listener: "Display | None" = None
 _lock = threading.Lock()
 
 
-def set_listener(listener: Callable[[str, int], None] | None) -> None:
+def set_listener(listener: "Display | None") -> None:
     global _listener
     _listener = listener
 
 
-def tick(step: str, n: int = 1) -> None:
+def tick(step: str, n: int = 1, status: str | None = None) -> None:
     if _listener is not None:
         with _lock:
-            _listener(step, n)
+            _listener.tick(step, n, status)
 
 
-class TqdmBars:
-    """One tqdm bar per step, created on the step's first tick, all sized to `total`."""
+def tokens(stage: str, n: int) -> None:
+    if _listener is not None and n:
+        with _lock:
+            _listener.tokens(stage, n)
+
+
+class Display:
+    """What the displays share: records per step, statuses written, tokens per stage."""
 
     def __init__(self, steps: list[str], total: int | None):
+        self.steps, self.total = steps, total
+        self.done: Counter = Counter()
+        self.statuses: Counter = Counter()
+        self.paid_tokens: Counter = Counter()
+        self.start = time.monotonic()
+
+    def tick(self, step: str, n: int, status: str | None) -> None:
+        self.done[step] += n
+        if status:
+            self.statuses["kept" if status == "ok" else status] += n
+
+    def tokens(self, stage: str, n: int) -> None:
+        self.paid_tokens[stage] += n
+
+    def outcome(self) -> str:
+        return f"kept {self.statuses['kept']}, rejected {self.statuses['rejected']}, failed {self.statuses['failed']}"
+
+    def close(self) -> None:
+        pass
+
+
+class TqdmBars(Display):
+    """One tqdm bar per step, all sized to `total`; the last one shows kept / rejected /
+    failed, a stage's bar its teacher's tokens per second."""
+
+    def __init__(self, steps: list[str], total: int | None):
+        super().__init__(steps, total)
         from tqdm.auto import tqdm
 
         self._bars = {s: tqdm(total=total, desc=f"{s:>11}", unit="rec", position=i, leave=True, dynamic_ncols=True)
                       for i, s in enumerate(steps)}
 
-    def __call__(self, step: str, n: int) -> None:
-        if step in self._bars:
-            self._bars[step].update(n)
+    def tick(self, step: str, n: int, status: str | None) -> None:
+        super().tick(step, n, status)
+        bar = self._bars.get(step)
+        if bar is None:
+            return
+        if status:
+            bar.set_postfix_str(self.outcome(), refresh=False)
+        elif self.paid_tokens[step]:
+            rate = self.paid_tokens[step] / max(time.monotonic() - self.start, 1e-9)
+            bar.set_postfix_str(f"{rate:,.0f} tok/s", refresh=False)
+        bar.update(n)
 
     def close(self) -> None:
         for bar in self._bars.values():
             bar.close()
+
+
+class LogLines(Display):
+    """One log line per step every `every` seconds (and at the end): records done, rate,
+    ETA, tokens per second; the written step with kept / rejected / failed. A timer emits
+    them, so a long teacher batch still shows a sign of life."""
+
+    def __init__(self, steps: list[str], total: int | None, every: float = 30.0, emit=None):
+        super().__init__(steps, total)
+        self._emit = emit or (lambda line: print(line, file=sys.stderr, flush=True))
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(every,), daemon=True)
+        self._thread.start()
+
+    def _run(self, every: float) -> None:
+        while not self._stop.wait(every):
+            with _lock:
+                self.report()
+
+    def report(self) -> None:
+        elapsed = max(time.monotonic() - self.start, 1e-9)
+        for step in self.steps:
+            n = self.done[step]
+            rate = n / elapsed
+            line = f"{step}: {n}" + (f"/{self.total}" if self.total else "") + f" records, {rate:.1f}/s"
+            if self.total and rate > 0 and n < self.total:
+                line += f", ETA {_duration((self.total - n) / rate)}"
+            if self.paid_tokens[step]:
+                line += f", {self.paid_tokens[step] / elapsed:,.0f} tok/s"
+            if step == self.steps[-1]:
+                line += f"; {self.outcome()}"
+            self._emit(f"[{_duration(elapsed)}] {line}")
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.report()
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(seconds)
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"

@@ -11,10 +11,34 @@ def test_run_prints_the_funnel_and_publishes(tmp_path, capsys):
     assert (out / "README.md").exists() and list((out / "extraction").glob("train-*.parquet"))
 
 
-def test_progress_bars_count_every_record(tmp_path, capsys):
-    assert main(["run", "quickstart", "--set", "sources.0.synthetic.num_records=6", "--set", f"output.dir={tmp_path / 'p'}", "--set", f"cache.dir={tmp_path / 'c'}"]) == 0
-    err = capsys.readouterr().err
+def test_progress_bars_count_every_record_with_the_outcome(tmp_path, capsys):
+    assert main(["run", "quickstart", "--progress", "bars", "--set", "sources.0.synthetic.num_records=6",
+                 "--set", f"output.dir={tmp_path / 'p'}", "--set", f"cache.dir={tmp_path / 'c'}"]) == 0
+    captured = capsys.readouterr()
+    err = captured.err
     assert "written: 100%" in err and "6/6" in err
+    kept = int(captured.out.split(" kept,")[0].rsplit("-> ", 1)[1])
+    assert f"kept {kept}, rejected {6 - kept}, failed 0" in err
+    assert "tok/s" in err  # a stage's bar shows its teacher's rate
+
+
+def test_without_a_terminal_log_lines_show_life_and_the_outcome(tmp_path):
+    """stderr to a file: no bar escape codes, a line per step at the interval and at the end."""
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-m", "pipelines.cli", "run", "quickstart", "--progress-every", "0.2",
+                           "--set", "sources.0.synthetic.num_records=30", "--set", "teacher.oracle.error_rate=0.5",
+                           "--set", f"output.dir={tmp_path / 'out'}", "--set", "cache.dir=null"],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "\r" not in done.stderr and "\x1b[" not in done.stderr
+    lines = [x for x in done.stderr.splitlines() if x.startswith("[")]
+    final = {x.split("] ", 1)[1].split(":", 1)[0]: x for x in lines[-6:]}
+    assert set(final) == {"source", "statements", "focus", "extraction", "think", "written"}
+    assert "source: 30/30 records" in final["source"] and "tok/s" in final["extraction"]
+    kept = int(done.stdout.split(" kept,")[0].rsplit("-> ", 1)[1])
+    assert "written: 30/30 records" in final["written"] and f"kept {kept}, rejected {30 - kept}, failed 0" in final["written"]
 
 
 def test_recipe_errors_exit_2_and_name_the_key(capsys):
@@ -42,3 +66,19 @@ def test_the_command_prints_none_of_beams_known_harmless_warnings(tmp_path):
     assert "Funnel" in done.stdout
     for noise in ("apitools not found", "Resource module is not available"):
         assert noise not in done.stderr + done.stdout
+
+
+def test_log_lines_come_on_time_while_nothing_moves():
+    """A long teacher batch: no record moves, yet a line per step comes every interval, with an ETA once a rate is known."""
+    import time
+
+    from pipelines.progress import LogLines
+
+    lines = []
+    display = LogLines(["source", "written"], 10, every=0.05, emit=lines.append)
+    display.tick("source", 4, None)
+    time.sleep(0.3)
+    display.close()
+    assert len(lines) >= 6 and all(line.startswith("[0s] ") for line in lines)
+    assert any("source: 4/10 records" in line and "ETA" in line for line in lines)
+    assert lines[-1].endswith("written: 0/10 records, 0.0/s; kept 0, rejected 0, failed 0")

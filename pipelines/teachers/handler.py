@@ -23,7 +23,7 @@ import apache_beam as beam
 from apache_beam.ml.inference.base import KeyedModelHandler, ModelHandler, PredictionResult
 from apache_beam.transforms.window import GlobalWindows
 
-from pipelines import funnel
+from pipelines import funnel, progress
 from pipelines.cache import ReplyCache, request_key, teacher_identity
 from pipelines.recipe import TeacherConfig
 from pipelines.teachers import load_teacher
@@ -101,7 +101,10 @@ class TeacherModelHandler(ModelHandler[list[ChatRequest], list[TeacherReply], La
                 replies[i] = reply
                 if reply.error:
                     self._errors.inc()
-                funnel.count_call(requests[i].meta.get("stage", ""), reply, cached=False)
+                stage = requests[i].meta.get("stage", "")
+                funnel.count_call(stage, reply, cached=False)
+                progress.tokens(stage, sum(o.prompt_tokens + o.completion_tokens for o in reply.outputs[:1])
+                                + sum(o.completion_tokens for o in reply.outputs[1:]))
                 if self._cache:
                     by_key[keys[i]] = reply
                     self._cache.put(keys[i], reply)
