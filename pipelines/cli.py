@@ -101,14 +101,15 @@ def _export(args) -> int:
 def _plan(args) -> int:
     import json
 
-    from pipelines.plan import plan, render
+    from pipelines import plan_recipe
+    from pipelines.plan import render
 
     if args.limit < 1:
         raise ConfigError("plan: --limit must be at least 1")
     overrides = [*args.overrides, *(["cache.dir=null"] if args.no_cache else [])]
     recipe = load_recipe(args.recipe, overrides)
     print(f"Planning recipe {recipe.name!r} on its first {args.limit} records", file=sys.stderr, flush=True)
-    result = plan(recipe, args.limit, args.out)
+    result = plan_recipe(recipe, limit=args.limit, out_dir=args.out)
     print(json.dumps(result, indent=1) if args.json else "\n".join(render(result)))
     return 0
 
@@ -173,28 +174,19 @@ def _print_counts(funnel, seconds: float) -> None:
 
 
 def _run(args) -> int:
-    from pipelines import progress
-    from pipelines.run import NotPublished, run
-    from pipelines.sources import expected_count
-    from pipelines.stages import active_stages
+    from pipelines import run_recipe
+    from pipelines.run import NotPublished
 
     recipe = load_recipe(args.recipe, args.overrides)
     print(f"Running recipe {recipe.name!r} -> {recipe.output.dir}", flush=True)
-    bars = None
     mode = args.progress
     if mode == "auto":
         mode = "bars" if sys.stderr.isatty() else "log"
-    steps, total = ["source", *active_stages(recipe), "written"], expected_count(recipe.sources)
-    if mode == "bars":
-        bars = progress.TqdmBars(steps, total)
-    elif mode == "log":
-        if args.progress_every <= 0:
-            raise ConfigError("run: --progress-every must be more than 0")
-        bars = progress.LogLines(steps, total, every=args.progress_every)
-    progress.set_listener(bars)
+    if args.progress_every <= 0:
+        raise ConfigError("run: --progress-every must be more than 0")
     start = time.perf_counter()
     try:
-        outcome = run(recipe)
+        outcome = run_recipe(recipe, progress=mode, progress_every=args.progress_every)
     except NotPublished as e:
         _print_counts(e.funnel, time.perf_counter() - start)
         print(f"\nextract-think: not published: {e.why}; {recipe.output.dir} is left as it was.", file=sys.stderr)
@@ -203,10 +195,6 @@ def _run(args) -> int:
         if e.funnel.failed:
             print("  Replies that did arrive are in the cache: a rerun pays only for the failed calls.", file=sys.stderr)
         return 1
-    finally:
-        progress.set_listener(None)
-        if bars:
-            bars.close()
     _print_funnel(outcome.funnel, outcome.out_dir, time.perf_counter() - start)
     return 0
 
