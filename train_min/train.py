@@ -28,6 +28,7 @@ import torch
 from tqdm.auto import tqdm
 
 from train_min.data import CONFIG_OF, Encoder, collate, is_eval, load_rows
+from train_min.report import CHOICES, Reporter
 
 
 @dataclass
@@ -55,6 +56,7 @@ class TrainConfig:
     gradient_checkpointing: bool = False  # recompute activations in the backward pass: less memory, ~30% slower
     loss_chunk: int = 512  # target tokens per logits chunk: the loss never holds more logits than this many rows
     progress: bool = True
+    report_to: str = "auto"  # auto | tensorboard | wandb | none (train_min/report.py)
 
 
 def lr_at(step: int, cfg: TrainConfig) -> float:
@@ -278,6 +280,7 @@ def train(cfg: TrainConfig) -> dict:
     if device == "cuda":
         torch.cuda.reset_peak_memory_stats()
     first = step
+    reporter = Reporter(cfg.report_to, out, asdict(cfg))
     prefetch = Prefetch(batches, cfg.grad_accum, device)
     bar = tqdm(total=cfg.steps, initial=step, desc=f"train {cfg.task}", disable=not cfg.progress)
     while step < cfg.steps:
@@ -302,15 +305,17 @@ def train(cfg: TrainConfig) -> dict:
         if (cfg.eval_every and step % cfg.eval_every == 0) or step == cfg.steps:
             record["eval_loss"] = evaluate(model, eval_set, cfg, pad, device)
         history.append(record)
+        reporter.log(record)
         bar.update(1)
-        bar.set_postfix(loss=f"{record['loss']:.3f}")
+        last_eval = next((r["eval_loss"] for r in reversed(history) if "eval_loss" in r), None)
+        bar.set_postfix(loss=f"{record['loss']:.3f}", **({"eval_loss": f"{last_eval:.3f}"} if last_eval is not None else {}))
         if cfg.save_every and step % cfg.save_every == 0 and step < cfg.steps:
             save_checkpoint()
         if cfg.stop_after and step - first >= cfg.stop_after and step < cfg.steps:
             save_checkpoint()
-            bar.close(), prefetch.close()
+            bar.close(), prefetch.close(), reporter.close()
             return {"config": asdict(cfg), "device": device, "stopped_at": step, "history": history}
-    bar.close(), prefetch.close()
+    bar.close(), prefetch.close(), reporter.close()
 
     final = out / "final"
     model.save_pretrained(final)
@@ -330,7 +335,7 @@ def main(argv: list[str] | None = None) -> None:
             ap.add_argument(flag, action=argparse.BooleanOptionalAction, default=f.default)
         else:
             kind = {"int": int, "float": float}.get(f.type if isinstance(f.type, str) else f.type.__name__, str)
-            ap.add_argument(flag, type=kind, default=f.default)
+            ap.add_argument(flag, type=kind, default=f.default, **({"choices": CHOICES} if f.name == "report_to" else {}))
     summary = train(TrainConfig(**vars(ap.parse_args(argv))))
     last = summary["history"][-1]
     print(f"done: {last['step']} steps, loss {last['loss']:.4f}, eval loss {last.get('eval_loss')}, saved to {Path(summary['config']['out']) / 'final'}")
