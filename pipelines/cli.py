@@ -4,6 +4,7 @@
     extract-think validate RECIPE [--set ...]      # print the resolved recipe
     extract-think inspect RECIPE [--limit N] [--show K] [--json]   # how the sources' first rows are read (no teacher)
     extract-think plan RECIPE [--limit N] [--json]  # run N records, estimate calls, tokens, time, cost of the whole run
+    extract-think compare RECIPE --teacher NAME [KEY=VALUE ...] --teacher NAME ... [--limit N] [--out DIR]   # teachers side by side
     extract-think recipes                           # list bundled recipes
     extract-think publish OUT --repo owner/name [--private]   # push a local publish to the Hub
     extract-think export OUT --format trl|llava [--config extraction|reasoning] --to DEST   # for TRL's SFTTrainer / LLaVA trainers
@@ -17,6 +18,7 @@ import argparse
 import logging
 import sys
 import time
+from pathlib import Path
 
 
 class _BeamNoise(logging.Filter):
@@ -67,6 +69,15 @@ def _parser() -> argparse.ArgumentParser:
     pl.add_argument("--out", default=None, help="keep the sample's publish here (default: a scratch folder, deleted)")
     pl.add_argument("--no-cache", action="store_true", help="call the teacher for every sample record, to time it")
     pl.add_argument("--json", action="store_true", help="print the estimate as JSON")
+    cmp = sub.add_parser("compare", help="run the same records through two or more teachers and compare them side by side")
+    cmp.add_argument("recipe", help="a recipe YAML file, or the name of a bundled recipe")
+    cmp.add_argument("--teacher", dest="arms", action="append", nargs="+", required=True, metavar="NAME [KEY=VALUE",
+                     help="an arm: its name, then the recipe overrides that make its teacher, e.g. "
+                          "--teacher big teacher.model=Qwen/Qwen3-VL-32B-Instruct (repeat for each arm; at least two)")
+    cmp.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="an override for every arm (repeatable)")
+    cmp.add_argument("--limit", type=int, default=None, help="records in all, shared by the sources (default: all)")
+    cmp.add_argument("--out", default=None, help="the comparison's folder (default out/compare-<recipe>)")
+    cmp.add_argument("--gallery", type=int, default=24, help="records shown where the arms disagree (default 24)")
     sub.add_parser("recipes", help="list the bundled recipes")
     pub = sub.add_parser("publish", help="push a finished local publish to the Hugging Face Hub")
     pub.add_argument("out", help="the output folder of `extract-think run`")
@@ -111,6 +122,28 @@ def _plan(args) -> int:
     print(f"Planning recipe {recipe.name!r} on its first {args.limit} records", file=sys.stderr, flush=True)
     result = plan_recipe(recipe, limit=args.limit, out_dir=args.out)
     print(json.dumps(result, indent=1) if args.json else "\n".join(render(result)))
+    return 0
+
+
+def _compare(args) -> int:
+    from pipelines.compare import compare, parse_arm
+
+    if args.limit is not None and args.limit < 1:
+        raise ConfigError("compare: --limit must be at least 1")
+    arms = [parse_arm(spec) for spec in args.arms]
+    name = load_recipe(args.recipe, args.overrides).name
+    out = args.out or f"out/compare-{name}"
+    result = compare(args.recipe, arms, args.limit, out, args.overrides, args.gallery)
+    print(f"\n{'arm':<16} {'kept':>9} {'errors':>8} {'calls':>8} {'tokens':>10} {'cost/kept':>10}")
+    for a in result["arms"]:
+        errors = "-" if a["truth"]["error_rate"] is None else f"{a['truth']['error_rate']:.1%}"
+        cost = "-" if a["cost_per_kept"] is None else f"{a['cost_per_kept']:.6f}"
+        print(f"{a['name']:<16} {a['kept']:>4}/{a['in']:<4} {errors:>8} {a['teacher_calls']:>8} {a['tokens']:>10} {cost:>10}")
+    for p in result["pairs"]:
+        agree = "-" if p["fact_agreement"] is None else f"{p['fact_agreement']:.1%}"
+        print(f"{p['a']} / {p['b']}: kept by both {p['both']}, only {p['a']} {len(p['only_a'])}, only {p['b']} {len(p['only_b'])}, "
+              f"neither {p['neither']}; facts agree on {agree} of those kept by both")
+    print(f"\nReport: {Path(out).resolve() / 'compare.html'}  (and compare.json; each arm's dataset under arms/)")
     return 0
 
 
@@ -215,6 +248,8 @@ def main(argv: list[str] | None = None) -> int:
             return _inspect(args)
         if args.command == "plan":
             return _plan(args)
+        if args.command == "compare":
+            return _compare(args)
         if args.command == "publish":
             return _publish(args)
         if args.command == "export":

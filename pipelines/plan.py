@@ -42,11 +42,13 @@ def source_size(config: SourceConfig) -> int | None:
     return sum(1 for _ in _file_entries(config))
 
 
-def sample_recipe(recipe: Recipe, limit: int, out_dir: str) -> Recipe:
-    """The recipe limited to about `limit` records in all (shared evenly by its sources),
-    written to `out_dir`, publishing whatever it keeps."""
-    each = max(1, math.ceil(limit / len(recipe.sources)))
-    sources = [dataclasses.replace(s, limit=each if s.limit is None else min(s.limit, each)) for s in recipe.sources]
+def sample_recipe(recipe: Recipe, limit: int | None, out_dir: str) -> Recipe:
+    """The recipe limited to about `limit` records in all (shared evenly by its sources; None:
+    all), written to `out_dir`, publishing whatever it keeps, whatever failed."""
+    sources = recipe.sources
+    if limit is not None:
+        each = max(1, math.ceil(limit / len(recipe.sources)))
+        sources = [dataclasses.replace(s, limit=each if s.limit is None else min(s.limit, each)) for s in recipe.sources]
     output = dataclasses.replace(recipe.output, dir=out_dir, min_kept=0, max_failed_share=1.0)
     return dataclasses.replace(recipe, sources=sources, output=output)
 
