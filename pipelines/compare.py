@@ -27,7 +27,7 @@ import jinja2
 from filters.lexical import support
 from pipelines.config import ConfigError
 from pipelines.output import protected
-from pipelines.report import _data_uri, first_rows, thumbnail_png
+from pipelines.report import data_uri, first_rows, thumbnail_png
 
 ARM_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 MARKER = "compare.json"
@@ -161,12 +161,13 @@ def _disputed(rows: dict[str, dict], pairs: list[dict]) -> list[str]:
 def _cards(ids: list[str], rows: dict[str, dict], outcomes: dict, truth: dict) -> list[dict]:
     from pipelines.truth import stated_errors
 
-    images = {}
-    for o in outcomes.values():
+    images, wanted = {}, set(ids)
+    for o in outcomes.values():  # every arm publishes every record: the first arm has them all but imageless rows
         for config in ("extraction", "rejected"):
-            for r in first_rows(o.out_dir, config, ALL, ["id", "image"]):
-                if r["id"] in ids and r["id"] not in images:
-                    images[r["id"]] = _data_uri(thumbnail_png(r["image"]))
+            for r in first_rows(o.out_dir, config, ALL, ["id", "image"]) if wanted else ():
+                if r["id"] in wanted and r["image"]:
+                    images[r["id"]] = data_uri(thumbnail_png(r["image"]))
+                    wanted.discard(r["id"])
     cards = []
     for i in ids:
         first = next(r[i] for r in rows.values() if i in r)

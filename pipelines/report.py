@@ -94,7 +94,7 @@ def thumbnail_png(image: dict | None, side: int = 256) -> bytes | None:
         return buf.getvalue()
 
 
-def _data_uri(png: bytes | None) -> str:
+def data_uri(png: bytes | None) -> str:
     return f"data:image/png;base64,{base64.b64encode(png).decode()}" if png else ""
 
 
@@ -104,10 +104,10 @@ def write_report(folder: Path, data: str | Path, name: str, funnel: Funnel, char
     kept = first_rows(data, "extraction", samples, ["id", "image", "prompt", "extraction", "questions", "scores"])
     rejected = first_rows(data, "rejected", samples, ["id", "image", "status", "reason", "detail", "questions", "extraction"])
     for row in kept + rejected:
-        row["thumb"] = _data_uri(thumbnail_png(row.pop("image")))
+        row["thumb"] = data_uri(thumbnail_png(row.pop("image")))
     summary = json.dumps({k: v for k, v in funnel.to_dict().items() if k != "filters"})
     page = _TEMPLATE.render(name=name, funnel=funnel, kept=kept, rejected=rejected, summary=summary,
-                            charts={k: _data_uri((folder / p).read_bytes()) for k, p in charts.items()})
+                            charts={k: data_uri((folder / p).read_bytes()) for k, p in charts.items()})
     path = folder / "report.html"
     path.write_text(page)
     return path
