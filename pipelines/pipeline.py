@@ -23,7 +23,7 @@ from pipelines.filtering import ApplyFilters
 from pipelines.publish import Layout
 from pipelines.recipe import Recipe
 from pipelines.sink import WriteShards
-from pipelines.sources import ReadSources
+from pipelines.sources.beam_read import ReadSources
 from pipelines.sources.dedup import Deduplicate
 from pipelines.stages import Stage, build_stages
 from pipelines.teachers.handler import KeyedTeacherHandler, Prefetch, TeacherModelHandler

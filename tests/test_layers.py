@@ -105,3 +105,30 @@ def test_the_walk_sees_imports():
     assert "pipelines.core.record" in g["filters.correctness"]
     assert "pipelines.core.options" in g["pipelines.core.answers"]
     assert layer("pipelines.core.record") < layer("filters.text") < layer("pipelines.run") < layer("train_min.train")
+
+
+def test_training_and_evaluation_import_without_beam():
+    """A GPU machine has torch and transformers, not Beam: train_min, the evaluation and
+    its held-out read (`iter_records`, the oracle focus teacher) must import without it."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "class Block:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name.split('.')[0] == 'apache_beam': raise ImportError('no Beam here')\n"
+        "sys.meta_path.insert(0, Block())\n"
+        "import train_min.train, train_min.evaluate, train_min.experiment, train_min.bundle, pipelines.truth\n"
+        "from pipelines.sources import iter_records\n"
+        "from pipelines.config import build\n"
+        "from pipelines.source_config import IngestConfig, SourceConfig\n"
+        "from pipelines.teachers import load_teacher\n"
+        "from pipelines.recipe import TeacherConfig\n"
+        "src = build(SourceConfig, {'kind': 'synthetic', 'synthetic': {'num_records': 2, 'split': 'heldout', 'image_size': 64}})\n"
+        "assert [r.status for r in iter_records(src, IngestConfig())] == ['ok', 'ok']\n"
+        "load_teacher(TeacherConfig(backend='oracle'))\n"
+        "assert 'apache_beam' not in sys.modules\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]

@@ -8,16 +8,17 @@ worker turns its units into Records (drawing, reading, checking and normalising 
 the rest of the pipeline can run fused behind the read and memory does not grow with the
 number of records. Rows that cannot be used are Records already ended as rejected, with a
 reason.
+
+This package is plain Python (`Loader`, `iter_records`: records one after another, for an
+evaluation's held-out set, where Beam need not be installed); the Beam read that spreads
+the units over workers is `pipelines.sources.beam_read.ReadSources`.
 """
 
 from __future__ import annotations
 
 from typing import Iterator
 
-import apache_beam as beam
-
 from pipelines.source_config import IngestConfig, SourceConfig
-from pipelines.sources.dedup import signature, sketch_signature
 from pipelines.sources.files import check_files, read_imagefolder, read_llava
 from pipelines.sources.hf import ReadShard, shard_count
 from pipelines.sources.ingest import to_record
@@ -49,8 +50,9 @@ def _file_entries(config: SourceConfig):
     return (read_llava if config.kind == "llava" else read_imagefolder)(config)
 
 
-class _Load(beam.DoFn):
-    """A unit of source number `i` -> its Records."""
+class Loader:
+    """A unit of source number `i` -> its Records (plain Python: the Beam read wraps it in
+    a DoFn, `iter_records` calls it in this process)."""
 
     def __init__(self, sources: list[SourceConfig], ingest: IngestConfig):
         self._sources, self._ingest = sources, ingest
@@ -77,45 +79,6 @@ class _Load(beam.DoFn):
             yield to_record(value, self._ingest)
 
 
-class _Sign(_Load):
-    """A unit of source number `i` -> the dedup Signatures of its usable Records; synthetic
-    scenes are sketched, not drawn."""
-
-    def process(self, unit):
-        i, value = unit
-        config = self._sources[i]
-        if config.kind == "synthetic":
-            for index in range(*value):
-                yield sketch_signature(i, index, config)
-            return
-        for record in super().process(unit):
-            if record.status == "ok":
-                yield signature(record)
-
-
-class ReadSources(beam.PTransform):
-    """All of a recipe's sources as one PCollection of Records (of their Signatures, for
-    deduplication, with `signatures`)."""
-
-    def __init__(self, sources: list[SourceConfig], ingest: IngestConfig, signatures: bool = False):
-        super().__init__()
-        self._sources, self._ingest, self._signatures = sources, ingest, signatures
-
-    def expand(self, pbegin):
-        parts = []
-        for i, s in enumerate(self._sources):
-            planned = _planned_units(s)
-            if planned is not None:
-                units = pbegin | f"Units[{s.name}]" >> beam.Create([(i, u) for u in planned], reshuffle=False)
-            else:
-                units = (pbegin | f"File[{s.name}]" >> beam.Create([s]) | f"Entries[{s.name}]" >> beam.FlatMap(_file_entries)
-                         | f"Units[{s.name}]" >> beam.Map(lambda item, i=i: (i, item)))
-            parts.append(units)
-        units = parts[0] if len(parts) == 1 else parts | "AllUnits" >> beam.Flatten()
-        load = (_Sign if self._signatures else _Load)(self._sources, self._ingest)
-        return units | "Spread" >> beam.Reshuffle() | "Load" >> beam.ParDo(load)
-
-
 def expected_count(sources: list[SourceConfig]) -> int | None:
     """How many records the sources will emit, when that is known up front (for progress)."""
     if all(s.kind == "synthetic" for s in sources):
@@ -126,7 +89,8 @@ def expected_count(sources: list[SourceConfig]) -> int | None:
 def iter_records(config: SourceConfig, ingest: IngestConfig) -> Iterator:
     """The same Records as `ReadSources`, read one after another in this process (no Beam):
     for small sets such as an evaluation's held-out records."""
-    load = _Load([config], ingest)
+    load = Loader([config], ingest)
     planned = _planned_units(config)
     for unit in planned if planned is not None else _file_entries(config):
         yield from load.process((0, unit))
+

@@ -13,7 +13,6 @@ import math
 import os
 from typing import Iterator
 
-import apache_beam as beam
 import datasets
 
 from pipelines.config import ConfigError
@@ -89,7 +88,7 @@ def shard_count(config: SourceConfig) -> int:
     return cfg.shards or max(1, math.ceil(len(ds) / ROWS_PER_SHARD))
 
 
-class ReadShard(beam.DoFn):
+class ReadShard:
     """Rows of one shard as RawItems; the dataset is opened once per worker."""
 
     def __init__(self, config: SourceConfig, shards: int):

@@ -13,6 +13,7 @@ import hashlib
 import io
 import json
 import random
+import re
 
 from pipelines.core.record import ImageData, Record, Turn, record_id
 from pipelines.source_config import SourceConfig, SyntheticSource
@@ -54,6 +55,15 @@ def _compose(index: int, config: SyntheticSource):
 
 def _origin(index: int, config: SyntheticSource) -> str:
     return f"{config.split} scene {index} (seed {config.seed})"
+
+
+def scene_index(origin: str) -> int:
+    """The scene number in a synthetic record's `origin` (`_origin`'s form): with the
+    source's config, `make_record` draws that record again, byte for byte."""
+    match = re.fullmatch(r"(?:train|heldout) scene (\d+) \(seed -?\d+\)", origin)
+    if not match:
+        raise ValueError(f"not a synthetic scene's origin: {origin[:80]!r}")
+    return int(match.group(1))
 
 
 def make_record(index: int, config: SyntheticSource, name: str = "synthetic", license: str = "cc0-1.0") -> Record:

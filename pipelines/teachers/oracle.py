@@ -1,7 +1,8 @@
 """The oracle teacher: a test instrument, not a model.
 
 It only works on synthetic records, whose ground truth it reads, and writes what a good
-teacher would: statements, a focus phrase, an extraction and reasoning traces. At
+teacher would: statements, a focus phrase, an extraction and reasoning traces (and, asked
+at stage `caption`, a generic caption of the scene, for the Caption+Think baseline). At
 `error_rate` it makes one realistic mistake per chosen record and says so in the reply's
 `meta["injected"]`, which the stages copy onto the record; the filter suite can then be
 scored against what was injected.
@@ -110,6 +111,17 @@ def _extraction(record: Record, plan: dict | None, sample: int = 0, options: Ora
         if len(body) > 1 and rng.random() < OMIT:
             body.pop(rng.randrange(len(body)))
     return " ".join([family.scene_sentence] + body), "stop", facts
+
+
+def caption(record: Record) -> str:
+    """A generic caption of the scene, written from its ground truth without regard to the
+    record's questions (the Caption+Think baseline's target): what an extraction says
+    minus the sentences worked in for the questions."""
+    family = FAMILIES[record.facts["family"]]
+    body = [s for _, s in family.describe(record.facts["values"])]
+    if record.facts.get("distractors"):
+        body.append(distractor_sentence(record.facts["distractors"]))
+    return " ".join([family.scene_sentence] + body)
 
 
 def _worked_in(record: Record, facts: dict) -> list[str]:
@@ -243,6 +255,8 @@ class OracleTeacher:
         elif stage == "extraction":
             samples = [_extraction(record, plan, j, self.options) for j in range(n)]
             texts, finishes = [t for t, _, _ in samples], [f for _, f, _ in samples]
+        elif stage == "caption":  # never wrong: the baseline's captions are the scene's truth
+            texts, finishes = [caption(record)], ["stop"]
         elif stage == "verify":
             texts, finishes = [_judge(record, request, plan, self.options)], ["stop"]
         elif stage == "think":

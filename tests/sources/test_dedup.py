@@ -89,7 +89,7 @@ def test_the_second_read_sketches_scenes_and_draws_only_those_with_copies(monkey
     found from the drawn records themselves."""
     import pipelines.sources.dedup as dedup
     from pipelines.source_config import IngestConfig, SourceConfig
-    from pipelines.sources import ReadSources
+    from pipelines.sources.beam_read import ReadSources
 
     source = SourceConfig(kind="synthetic", name="clocks",
                           synthetic=SyntheticSource(num_records=150, image_size=64, families=["clock"], max_turns=1))
