@@ -1,0 +1,380 @@
+"""The method in miniature: Extract+Think against its baselines, filtered against
+unfiltered data, trained from scratch with several seeds, evaluated on held-out scenes.
+
+    python -m train_min.experiment [recipes/train/miniature.yaml] [key=value ...]
+
+1. data (needs the pipeline): the recipe's synthetic records through the real pipeline,
+   with its filters and without (train_min/bundle.py), plus captions and direct-answer rows
+   from the same records, as a small text bundle (`until=data` stops there: the bundle is
+   what travels to a GPU machine, where the scenes are drawn again);
+2. data folders and models: the bundle's sets as train_min data; byte-level BPE tokenizers
+   trained on its text; per seed an Idefics3 perception model and a Llama reasoner with
+   random weights. Every perception-side model (extraction, caption, direct) has the same
+   shape, steps and batch; so do the two reasoners;
+3. training, `jobs` processes at a time (one GPU holds several small models):
+   - extract_think:            perception on extraction_filtered, reasoner on reasoning_filtered
+   - extract_think_unfiltered: the same on the unfiltered sets
+   - caption_think:            perception on caption; extract_think's reasoner
+   - direct:                   one model on direct (image + question -> answer)
+4. evaluation of every arm and seed with train_min.evaluate (two-stage for the first three),
+   and the perception models' fact coverage: the share of held-out questions whose fact,
+   stated with its true answer, the model's extraction (or caption) supports (the
+   statement_coverage measure against the scene's ground truth);
+5. report: accuracy mean +- sd over seeds per arm and per family, written with the resolved
+   config and every prediction to `out`.
+
+A rerun skips what is finished: the bundle, the data folders, models whose `final` exists,
+evaluations whose results exist.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import statistics
+import sys
+import time
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from dataclasses import dataclass, field
+from importlib import resources
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any, Literal
+
+from pipelines.config import ConfigError, build, load_yaml, to_plain
+from pipelines.recipe import TeacherConfig
+from train_min.demo import DataStep, VLMShape
+from train_min.evaluate import EvalConfig
+
+ARMS = ("extract_think", "extract_think_unfiltered", "caption_think", "direct")
+# arm -> (evaluated system, perception-side model, reasoner); models are (train_min task, data set)
+SYSTEM = {"extract_think": "extract_think", "extract_think_unfiltered": "extract_think", "caption_think": "caption_think",
+          "direct": "direct"}
+MODELS = {"extract_think": ("extraction_filtered", "reasoning_filtered"),
+          "extract_think_unfiltered": ("extraction_unfiltered", "reasoning_unfiltered"),
+          "caption_think": ("caption", "reasoning_filtered"), "direct": ("direct", None)}
+
+
+@dataclass
+class ExperimentConfig:
+    eval: dict[str, Any]  # an EvalConfig without models and systems: filled in per arm
+    out: str = "out/miniature"
+    data: DataStep = field(default_factory=DataStep)
+    caption_teacher: TeacherConfig = field(default_factory=TeacherConfig)  # writes the Caption+Think targets
+    arms: list[Literal["extract_think", "extract_think_unfiltered", "caption_think", "direct"]] = field(default_factory=lambda: list(ARMS))
+    seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
+    device: str = "auto"  # auto | cpu | cuda: training and evaluation
+    jobs: int = 1  # training / evaluation processes at a time
+    until: Literal["data", "models", "report"] = "report"  # the last step to run
+    vocab_size: int = 2048
+    perception_model: VLMShape = field(default_factory=VLMShape)
+    reasoner_model: dict[str, Any] = field(default_factory=dict)  # LlamaConfig fields
+    perception: dict[str, Any] = field(default_factory=dict)  # TrainConfig fields of every perception-side model
+    reasoner: dict[str, Any] = field(default_factory=dict)  # TrainConfig fields of both reasoners
+    progress: bool = True
+
+    def __post_init__(self):
+        if not self.arms or not self.seeds:
+            raise ConfigError("arms and seeds: name at least one each")
+
+
+def load_experiment(path: str, overrides: list[str] = ()) -> ExperimentConfig:
+    return load_yaml(ExperimentConfig, path, overrides)
+
+
+def _log(msg: str) -> None:
+    print(f"[experiment] {msg}", flush=True)
+
+
+def _device(cfg: ExperimentConfig) -> str:
+    if cfg.device != "auto":
+        return cfg.device
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def schedule(train: list[dict], evals: list[tuple[dict, set[str]]], workers: int) -> list[str]:
+    """The training jobs and the evaluations (each with the runs it needs), `workers` spawned
+    processes at a time; an evaluation starts as soon as its models are trained, ahead of
+    further training, so results come seed by seed. A job that fails is logged and its
+    evaluations dropped; the others go on. Returns the failures."""
+    failed, todo_train, todo_eval = [], list(train), list(evals)
+    if workers <= 1:
+        for job in todo_train:
+            try:
+                _train_job(job)
+            except Exception as e:  # noqa: BLE001 - one model's failure must not end the experiment
+                failed.append(f"train {job['out']}: {type(e).__name__}: {e}")
+        broken = {f.split(" ")[1].rstrip(":") for f in failed}
+        for job, needs in todo_eval:
+            if needs & broken:
+                failed.append(f"eval {job['out']}: needs a model that failed")
+                continue
+            try:
+                _eval_job(job)
+            except Exception as e:  # noqa: BLE001
+                failed.append(f"eval {job['out']}: {type(e).__name__}: {e}")
+        return failed
+    untrained, running = {j["out"] for j in train}, {}
+    with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as ex:
+        while todo_train or todo_eval or running:
+            while len(running) < workers:
+                ready = next((e for e in todo_eval if not e[1] & untrained), None)
+                if ready:
+                    todo_eval.remove(ready)
+                    running[ex.submit(_eval_job, ready[0])] = ("eval", ready[0])
+                elif todo_train:
+                    job = todo_train.pop(0)
+                    running[ex.submit(_train_job, job)] = ("train", job)
+                else:
+                    break
+            if not running:  # evaluations left whose models failed
+                failed += [f"eval {job['out']}: needs a model that failed" for job, _ in todo_eval]
+                break
+            for future in wait(running, return_when=FIRST_COMPLETED).done:
+                kind, job = running.pop(future)
+                if future.exception() is not None:
+                    failed.append(f"{kind} {job['out']}: {type(future.exception()).__name__}: {future.exception()}")
+                    _log(f"failed: {failed[-1]}")
+                elif kind == "train":
+                    untrained.discard(job["out"])
+    return failed
+
+
+def _quiet(job: dict) -> None:
+    """No library progress bars where ours are off (jobs in parallel would interleave them)."""
+    if not job.get("progress", True):
+        import datasets
+        import transformers
+
+        datasets.disable_progress_bars()
+        transformers.utils.logging.disable_progress_bar()
+
+
+def _train_job(job: dict) -> dict:
+    from train_min.train import TrainConfig, train
+
+    _quiet(job)
+    started = time.perf_counter()
+    summary = train(build(TrainConfig, job))
+    last = summary["history"][-1]
+    _log(f"trained {job['out']}: {last['step']} steps in {time.perf_counter() - started:.0f} s, "
+         f"loss {last['loss']:.3f}, eval loss {last.get('eval_loss')}")
+    return {"out": job["out"], "seconds": time.perf_counter() - started, "loss": last["loss"]}
+
+
+def _eval_job(job: dict) -> dict:
+    from train_min.evaluate import evaluate
+
+    _quiet(job)
+    started = time.perf_counter()
+    summary = evaluate(build(EvalConfig, job))
+    models = {name: job[name]["model"] for name in ("perception", "reasoner") if name == "perception" or job["systems"] != ["direct"]}
+    where = job["perception"]["transformers"]["device"]
+    if where == "cuda":
+        import torch
+
+        where = torch.cuda.get_device_name()
+    (Path(job["out"]) / "models.json").write_text(json.dumps(
+        {"parameters": {name: params(path) for name, path in models.items()}, "device": where, "seconds": time.perf_counter() - started}))
+    acc = next(iter(summary["accuracy"].values()))["all"]["accuracy"]
+    _log(f"evaluated {job['out']}: {100 * acc:.1f}% in {time.perf_counter() - started:.0f} s")
+    return {"out": job["out"], "seconds": time.perf_counter() - started}
+
+
+def build_models(cfg: ExperimentConfig, bundle: Path, models: Path) -> None:
+    """Tokenizers (once) and the initial models of every seed."""
+    from train_min.bundle import bundle_texts
+    from train_min.scratch import IDEFICS3_SPECIALS, LM_SPECIALS, build_idefics3, build_llama, train_tokenizer
+
+    todo = [s for s in cfg.seeds if not (models / f"seed{s}" / "reasoner" / "config.json").exists()]
+    if not todo:
+        return
+    texts = list(bundle_texts(bundle))
+    vlm_tok, lm_tok = train_tokenizer(texts, IDEFICS3_SPECIALS, cfg.vocab_size), train_tokenizer(texts, LM_SPECIALS, cfg.vocab_size)
+    shape = cfg.perception_model
+    for seed in todo:
+        build_idefics3(models / f"seed{seed}" / "perception", vlm_tok, shape.image_size, shape.patch_size, shape.scale_factor,
+                       text=shape.text, vision=shape.vision, seed=seed)
+        build_llama(models / f"seed{seed}" / "reasoner", lm_tok, text=cfg.reasoner_model, seed=seed)
+
+
+def params(path: Path) -> int:
+    """Parameters of a saved model, from its safetensors header (no weights loaded)."""
+    import struct
+
+    total = 0
+    for f in Path(path).glob("*.safetensors"):
+        with open(f, "rb") as fh:
+            header = json.loads(fh.read(struct.unpack("<Q", fh.read(8))[0]))
+        for name, t in header.items():
+            if name != "__metadata__":
+                n = 1
+                for d in t["shape"]:
+                    n *= d
+                total += n
+    return total
+
+
+def _pending(cfg: ExperimentConfig, out: Path) -> list[tuple[str, int]]:
+    """(arm, seed) pairs whose evaluation has no results yet."""
+    return [(arm, seed) for seed in cfg.seeds for arm in cfg.arms if not (out / "eval" / arm / f"seed{seed}" / "results.json").exists()]
+
+
+def train_jobs(cfg: ExperimentConfig, out: Path, device: str) -> list[dict]:
+    """The models that pending evaluations need and that are not trained yet."""
+    needed = sorted({(seed, m) for arm, seed in _pending(cfg, out) for m in MODELS[arm] if m},
+                    key=lambda sm: (sm[0], sm[1].startswith("reasoning"), sm[1]))
+    jobs = []
+    for seed, data in needed:
+        task = "reasoner" if data.startswith("reasoning") else "perception"
+        run = out / "runs" / f"seed{seed}" / data
+        if (run / "final" / "train_config.json").exists():
+            continue
+        jobs.append({**getattr(cfg, task), "task": task, "model": str(out / "models" / f"seed{seed}" / task),
+                     "data": str(out / "data" / data), "out": str(run), "seed": seed, "device": device,
+                     "progress": cfg.progress and cfg.jobs <= 1, "report_to": "none"})
+    return jobs
+
+
+def eval_jobs(cfg: ExperimentConfig, out: Path, device: str) -> list[tuple[dict, set[str]]]:
+    from pipelines.recipe import TransformersOptions
+
+    dtype = "bfloat16" if device == "cuda" else "float32"
+    jobs = []
+    for arm, seed in _pending(cfg, out):
+        perception, reasoner = MODELS[arm]
+        def teacher(data, seed=seed):
+            return to_plain(TeacherConfig(backend="transformers", model=str(out / "runs" / f"seed{seed}" / data / "final"),
+                                          transformers=TransformersOptions(device=device, dtype=dtype), batch_size=64))
+        job = {**cfg.eval, "systems": [SYSTEM[arm]], "perception": teacher(perception),
+               "reasoner": teacher(reasoner or perception), "out": str(out / "eval" / arm / f"seed{seed}"),
+               "progress": cfg.progress and cfg.jobs <= 1}
+        jobs.append((job, {str(out / "runs" / f"seed{seed}" / m) for m in MODELS[arm] if m}))
+    return jobs
+
+
+def fact_coverage(row: dict, min_score: float = 0.8) -> bool:
+    """Does a prediction row's stage-1 text state its question's fact with the true answer?"""
+    from filters.lexical import support
+    from pipelines.sources.scenes import FAMILIES
+
+    meta = row["meta"]
+    statement = FAMILIES[meta["family"]].statement(meta["template"], meta["args"], row["gold"], tuple(row["choices"]))
+    return support(statement, row.get("stage1") or "", "lexical", row["question"]) >= min_score
+
+
+def _mean_sd(values: list[float]) -> dict:
+    return {"mean": statistics.fmean(values), "sd": statistics.stdev(values) if len(values) > 1 else 0.0, "values": values}
+
+
+def aggregate(cfg: ExperimentConfig, out: Path) -> dict:
+    """Per arm: accuracy mean and sd over seeds, overall and per family; fact coverage."""
+    arms, columns, rows_out = {}, None, []
+    for arm in cfg.arms:
+        per_seed = {"accuracy": {}, "fact_coverage": []}
+        for seed in cfg.seeds:
+            dest = out / "eval" / arm / f"seed{seed}"
+            result = json.loads((dest / "results.json").read_text())
+            columns = result["columns"]
+            for column, cell in result["accuracy"][SYSTEM[arm]].items():
+                per_seed["accuracy"].setdefault(column, []).append(cell["accuracy"] or 0.0)
+            rows = [json.loads(line) for line in open(dest / "predictions.jsonl")]
+            rows_out += [{"arm": arm, "seed": seed, **r} for r in rows]
+            if SYSTEM[arm] != "direct":
+                per_seed["fact_coverage"].append(sum(map(fact_coverage, rows)) / len(rows))
+        arms[arm] = {"accuracy": {c: _mean_sd(v) for c, v in per_seed["accuracy"].items()},
+                     "fact_coverage": _mean_sd(per_seed["fact_coverage"]) if per_seed["fact_coverage"] else None,
+                     "items": len(rows)}
+    return {"columns": columns, "arms": arms, "predictions": rows_out}
+
+
+def markdown(agg: dict, sizes: dict) -> str:
+    def cell(ms):
+        return "-" if ms is None else f"{100 * ms['mean']:.1f} ± {100 * ms['sd']:.1f}"
+    cols = agg["columns"]
+    lines = ["| arm | parameters | " + " | ".join(cols) + " | facts stated |", "|---" * (len(cols) + 3) + "|"]
+    for arm, a in agg["arms"].items():
+        lines.append(f"| {arm} | {sizes[arm]} | " + " | ".join(cell(a["accuracy"].get(c)) for c in cols)
+                     + f" | {cell(a['fact_coverage'])} |")
+    return "\n".join(lines)
+
+
+def run_experiment(cfg: ExperimentConfig) -> dict | None:
+    from train_min.bundle import make_bundle, materialize
+
+    out, times, started = Path(cfg.out), {}, time.perf_counter()
+    out.mkdir(parents=True, exist_ok=True)
+    device = _device(cfg)
+    def lap(name):
+        times[name] = time.perf_counter() - started - sum(times.values())
+
+    bundle = out / "bundle"
+    if not (bundle / "manifest.json").exists():
+        _log(f"1/5 data: recipe {cfg.data.recipe}, filtered and unfiltered")
+        from pipelines.cli import _BeamNoise
+
+        logging.getLogger().addFilter(_BeamNoise())
+        ev = build(EvalConfig, {**cfg.eval, "perception": {"backend": "transformers"}, "reasoner": {"backend": "transformers"}})
+        make_bundle(cfg.data.recipe, cfg.data.overrides, out, cfg.caption_teacher, ev.caption_prompt, ev.direct_prompt)
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    _log(f"   bundle: {manifest['rows']}")
+    lap("data")
+    if cfg.until == "data":
+        return None
+    jobs = train_jobs(cfg, out, device)
+    if jobs or cfg.until == "models":
+        if not (out / "data" / "materialized.json").exists():
+            _log("2/5 data folders (scenes drawn again) and models from scratch")
+            drawn = materialize(bundle, out / "data", workers=max(1, cfg.jobs))
+            _log(f"   {drawn['scenes']} scenes drawn, {drawn['ids_differ']} with other image bytes")
+        build_models(cfg, bundle, out / "models")
+    lap("models")
+    if cfg.until == "models":
+        return None
+    evals = eval_jobs(cfg, out, device)
+    _log(f"3-4/5 train {len(jobs)} models and evaluate {len(evals)} arm x seed on held-out scenes, on {device}, "
+         f"{cfg.jobs} at a time")
+    failed = schedule(jobs, evals, cfg.jobs)
+    lap("train_eval")
+    if failed:
+        raise RuntimeError(f"{len(failed)} jobs failed (the others are kept; a rerun does only what is missing):\n" + "\n".join(failed))
+    _log("5/5 report")
+    agg = aggregate(cfg, out)
+    runs = {arm: json.loads((out / "eval" / arm / f"seed{cfg.seeds[0]}" / "models.json").read_text()) for arm in cfg.arms}
+    sizes = {arm: " + ".join(f"{n / 1e6:.1f}M" for n in r["parameters"].values()) for arm, r in runs.items()}
+    devices = sorted({r["device"] for r in runs.values()})
+    table = markdown(agg, sizes)
+    with open(out / "predictions.jsonl", "w") as f:
+        for row in agg.pop("predictions"):
+            f.write(json.dumps(row) + "\n")
+    import yaml
+
+    (out / "config.yaml").write_text(yaml.safe_dump(to_plain(cfg), sort_keys=False))
+    report = {**agg, "out": str(out), "table": table, "parameters": sizes, "seeds": cfg.seeds, "device": ", ".join(devices), "bundle": manifest,
+              "seconds": times, "total_seconds": time.perf_counter() - started}
+    (out / "results.json").write_text(json.dumps(report, indent=2))
+    (out / "results.md").write_text(table + "\n")
+    return report
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = sys.argv[1:] if argv is None else argv
+    if args and args[0] in ("-h", "--help"):
+        print(__doc__)
+        return
+    recipe = args[0] if args and "=" not in args[0] else str(resources.files("recipes") / "train" / "miniature.yaml")
+    report = run_experiment(load_experiment(recipe, [a for a in args if "=" in a]))
+    if report is None:
+        return
+    secs = ", ".join(f"{k} {v:.0f} s" for k, v in report["seconds"].items())
+    first = next(iter(report["arms"].values()))
+    print(f"\n{len(report['seeds'])} seeds, {first['items']} held-out questions per arm and seed, on {report['device']} "
+          f"({report['total_seconds'] / 60:.1f} min: {secs}); accuracy % (mean ± sd):\n")
+    print(report["table"])
+    print(f"\nresults: {report['out']}/results.md, predictions: {report['out']}/predictions.jsonl")
+
+
+if __name__ == "__main__":
+    main()
