@@ -133,3 +133,28 @@ def test_fact_coverage_credits_true_statements_only():
     assert all(covered["extraction"])  # the oracle's extraction states every question's fact
     assert 0 < sum(covered["caption"]) < len(covered["caption"])  # a generic caption states some
     assert not any(covered["wrong"])
+
+
+def test_the_schedule_evaluates_as_soon_as_models_exist_drops_what_failed_and_stops_at_the_time_limit(monkeypatch):
+    import train_min.jobs as jobs
+
+    done = []
+    def train(job):
+        if job["out"] == "bad":
+            raise RuntimeError("out of memory")
+        done.append(("train", job["out"]))
+    monkeypatch.setattr(jobs, "_train_job", train)
+    monkeypatch.setattr(jobs, "_eval_job", lambda job: done.append(("eval", job["out"])))
+    train_jobs = [{"out": "p0"}, {"out": "r0"}, {"out": "bad"}, {"out": "p1"}]
+    evals = [({"out": "e0"}, {"p0", "r0"}), ({"out": "e-bad"}, {"bad"}), ({"out": "e1"}, {"p1"})]
+    failed, left = jobs.schedule(train_jobs, evals, workers=1)
+    # e0 runs as soon as p0 and r0 exist, before the rest of the training
+    assert done == [("train", "p0"), ("train", "r0"), ("eval", "e0"), ("train", "p1"), ("eval", "e1")]
+    assert left == 0 and len(failed) == 2
+    assert failed[0].startswith("train bad: RuntimeError: out of memory") and failed[1] == "eval e-bad: needs a model that failed"
+    done.clear()
+    clock = [0.0]
+    monkeypatch.setattr(jobs.time, "monotonic", lambda: clock[0])
+    monkeypatch.setattr(jobs, "_train_job", lambda job: (done.append(("train", job["out"])), clock.__setitem__(0, 99.0)))
+    failed, left = jobs.schedule(train_jobs[:2], evals[:1], workers=1, time_limit=10)
+    assert done == [("train", "p0")] and failed == [] and left == 2  # r0 and e0 wait for the next run

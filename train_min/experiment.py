@@ -34,10 +34,8 @@ import logging
 import statistics
 import sys
 import time
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
 from importlib import resources
-from multiprocessing import get_context
 from pathlib import Path
 from typing import Any, Literal
 
@@ -45,6 +43,7 @@ from pipelines.config import ConfigError, build, load_yaml, to_plain
 from pipelines.recipe import TeacherConfig
 from train_min.demo import DataStep, VLMShape
 from train_min.evaluate import EvalConfig
+from train_min.jobs import log, schedule
 
 ARMS = ("extract_think", "extract_think_unfiltered", "caption_think", "direct")
 # arm -> (evaluated system, perception-side model, reasoner); models are (train_min task, data set)
@@ -65,6 +64,7 @@ class ExperimentConfig:
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
     device: str = "auto"  # auto | cpu | cuda: training and evaluation
     jobs: int = 1  # training / evaluation processes at a time
+    time_limit: float = 0  # seconds after which no training or evaluation starts (time-limited machines); 0: none
     until: Literal["data", "models", "report"] = "report"  # the last step to run
     vocab_size: int = 2048
     perception_model: VLMShape = field(default_factory=VLMShape)
@@ -82,105 +82,12 @@ def load_experiment(path: str, overrides: list[str] = ()) -> ExperimentConfig:
     return load_yaml(ExperimentConfig, path, overrides)
 
 
-def _log(msg: str) -> None:
-    print(f"[experiment] {msg}", flush=True)
-
-
 def _device(cfg: ExperimentConfig) -> str:
     if cfg.device != "auto":
         return cfg.device
     import torch
 
     return "cuda" if torch.cuda.is_available() else "cpu"
-
-
-def schedule(train: list[dict], evals: list[tuple[dict, set[str]]], workers: int) -> list[str]:
-    """The training jobs and the evaluations (each with the runs it needs), `workers` spawned
-    processes at a time; an evaluation starts as soon as its models are trained, ahead of
-    further training, so results come seed by seed. A job that fails is logged and its
-    evaluations dropped; the others go on. Returns the failures."""
-    failed, todo_train, todo_eval = [], list(train), list(evals)
-    if workers <= 1:
-        for job in todo_train:
-            try:
-                _train_job(job)
-            except Exception as e:  # noqa: BLE001 - one model's failure must not end the experiment
-                failed.append(f"train {job['out']}: {type(e).__name__}: {e}")
-        broken = {f.split(" ")[1].rstrip(":") for f in failed}
-        for job, needs in todo_eval:
-            if needs & broken:
-                failed.append(f"eval {job['out']}: needs a model that failed")
-                continue
-            try:
-                _eval_job(job)
-            except Exception as e:  # noqa: BLE001
-                failed.append(f"eval {job['out']}: {type(e).__name__}: {e}")
-        return failed
-    untrained, running = {j["out"] for j in train}, {}
-    with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as ex:
-        while todo_train or todo_eval or running:
-            while len(running) < workers:
-                ready = next((e for e in todo_eval if not e[1] & untrained), None)
-                if ready:
-                    todo_eval.remove(ready)
-                    running[ex.submit(_eval_job, ready[0])] = ("eval", ready[0])
-                elif todo_train:
-                    job = todo_train.pop(0)
-                    running[ex.submit(_train_job, job)] = ("train", job)
-                else:
-                    break
-            if not running:  # evaluations left whose models failed
-                failed += [f"eval {job['out']}: needs a model that failed" for job, _ in todo_eval]
-                break
-            for future in wait(running, return_when=FIRST_COMPLETED).done:
-                kind, job = running.pop(future)
-                if future.exception() is not None:
-                    failed.append(f"{kind} {job['out']}: {type(future.exception()).__name__}: {future.exception()}")
-                    _log(f"failed: {failed[-1]}")
-                elif kind == "train":
-                    untrained.discard(job["out"])
-    return failed
-
-
-def _quiet(job: dict) -> None:
-    """No library progress bars where ours are off (jobs in parallel would interleave them)."""
-    if not job.get("progress", True):
-        import datasets
-        import transformers
-
-        datasets.disable_progress_bars()
-        transformers.utils.logging.disable_progress_bar()
-
-
-def _train_job(job: dict) -> dict:
-    from train_min.train import TrainConfig, train
-
-    _quiet(job)
-    started = time.perf_counter()
-    summary = train(build(TrainConfig, job))
-    last = summary["history"][-1]
-    _log(f"trained {job['out']}: {last['step']} steps in {time.perf_counter() - started:.0f} s, "
-         f"loss {last['loss']:.3f}, eval loss {last.get('eval_loss')}")
-    return {"out": job["out"], "seconds": time.perf_counter() - started, "loss": last["loss"]}
-
-
-def _eval_job(job: dict) -> dict:
-    from train_min.evaluate import evaluate
-
-    _quiet(job)
-    started = time.perf_counter()
-    summary = evaluate(build(EvalConfig, job))
-    models = {name: job[name]["model"] for name in ("perception", "reasoner") if name == "perception" or job["systems"] != ["direct"]}
-    where = job["perception"]["transformers"]["device"]
-    if where == "cuda":
-        import torch
-
-        where = torch.cuda.get_device_name()
-    (Path(job["out"]) / "models.json").write_text(json.dumps(
-        {"parameters": {name: params(path) for name, path in models.items()}, "device": where, "seconds": time.perf_counter() - started}))
-    acc = next(iter(summary["accuracy"].values()))["all"]["accuracy"]
-    _log(f"evaluated {job['out']}: {100 * acc:.1f}% in {time.perf_counter() - started:.0f} s")
-    return {"out": job["out"], "seconds": time.perf_counter() - started}
 
 
 def build_models(cfg: ExperimentConfig, bundle: Path, models: Path) -> None:
@@ -198,23 +105,6 @@ def build_models(cfg: ExperimentConfig, bundle: Path, models: Path) -> None:
         build_idefics3(models / f"seed{seed}" / "perception", vlm_tok, shape.image_size, shape.patch_size, shape.scale_factor,
                        text=shape.text, vision=shape.vision, seed=seed)
         build_llama(models / f"seed{seed}" / "reasoner", lm_tok, text=cfg.reasoner_model, seed=seed)
-
-
-def params(path: Path) -> int:
-    """Parameters of a saved model, from its safetensors header (no weights loaded)."""
-    import struct
-
-    total = 0
-    for f in Path(path).glob("*.safetensors"):
-        with open(f, "rb") as fh:
-            header = json.loads(fh.read(struct.unpack("<Q", fh.read(8))[0]))
-        for name, t in header.items():
-            if name != "__metadata__":
-                n = 1
-                for d in t["shape"]:
-                    n *= d
-                total += n
-    return total
 
 
 def _pending(cfg: ExperimentConfig, out: Path) -> list[tuple[str, int]]:
@@ -312,35 +202,38 @@ def run_experiment(cfg: ExperimentConfig) -> dict | None:
 
     bundle = out / "bundle"
     if not (bundle / "manifest.json").exists():
-        _log(f"1/5 data: recipe {cfg.data.recipe}, filtered and unfiltered")
+        log(f"1/5 data: recipe {cfg.data.recipe}, filtered and unfiltered")
         from pipelines.cli import _BeamNoise
 
         logging.getLogger().addFilter(_BeamNoise())
         ev = build(EvalConfig, {**cfg.eval, "perception": {"backend": "transformers"}, "reasoner": {"backend": "transformers"}})
         make_bundle(cfg.data.recipe, cfg.data.overrides, out, cfg.caption_teacher, ev.caption_prompt, ev.direct_prompt)
     manifest = json.loads((bundle / "manifest.json").read_text())
-    _log(f"   bundle: {manifest['rows']}")
+    log(f"   bundle: {manifest['rows']}")
     lap("data")
     if cfg.until == "data":
         return None
     jobs = train_jobs(cfg, out, device)
     if jobs or cfg.until == "models":
         if not (out / "data" / "materialized.json").exists():
-            _log("2/5 data folders (scenes drawn again) and models from scratch")
+            log("2/5 data folders (scenes drawn again) and models from scratch")
             drawn = materialize(bundle, out / "data", workers=max(1, cfg.jobs))
-            _log(f"   {drawn['scenes']} scenes drawn, {drawn['ids_differ']} with other image bytes")
+            log(f"   {drawn['scenes']} scenes drawn, {drawn['ids_differ']} with other image bytes")
         build_models(cfg, bundle, out / "models")
     lap("models")
     if cfg.until == "models":
         return None
     evals = eval_jobs(cfg, out, device)
-    _log(f"3-4/5 train {len(jobs)} models and evaluate {len(evals)} arm x seed on held-out scenes, on {device}, "
+    log(f"3-4/5 train {len(jobs)} models and evaluate {len(evals)} arm x seed on held-out scenes, on {device}, "
          f"{cfg.jobs} at a time")
-    failed = schedule(jobs, evals, cfg.jobs)
+    failed, left = schedule(jobs, evals, cfg.jobs, cfg.time_limit)
     lap("train_eval")
     if failed:
         raise RuntimeError(f"{len(failed)} jobs failed (the others are kept; a rerun does only what is missing):\n" + "\n".join(failed))
-    _log("5/5 report")
+    if left:
+        log(f"stopped at the time limit with {left} jobs not started; the same command again does only what is missing")
+        return None
+    log("5/5 report")
     agg = aggregate(cfg, out)
     runs = {arm: json.loads((out / "eval" / arm / f"seed{cfg.seeds[0]}" / "models.json").read_text()) for arm in cfg.arms}
     sizes = {arm: " + ".join(f"{n / 1e6:.1f}M" for n in r["parameters"].values()) for arm, r in runs.items()}
