@@ -91,7 +91,7 @@ class Encoder:
         ids = ids[: self.max_length]  # the reply is cut, never the prompt
         labels = ids.clone()
         labels[:n_prompt] = IGNORE
-        out = {"input_ids": ids, "labels": labels}
+        out = {"input_ids": ids, "labels": labels, "n_targets": int((labels[1:] != IGNORE).sum())}
         for key in ("pixel_values", "pixel_attention_mask", "image_grid_thw"):
             if key in full:
                 out[key] = full[key][0]

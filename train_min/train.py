@@ -11,13 +11,23 @@ of a step is summed over its micro-batches and divided by the step's target toke
 micro-batches of 1 equal 1 batch of 8), gradient clipping, bf16 autocast on CUDA, periodic
 eval loss, checkpoints that resume exactly (model, optimizer, scheduler, RNG, data
 position), a final save in Hugging Face format with the resolved config.
+
+Data parallel on several GPUs (or CPU processes, gloo), the same command under torchrun:
+
+    torchrun --nproc_per_node 8 -m train_min.train ... --batch-size 8   # a global batch of 64
+
+Each process takes its slice of every global batch (batch_size x grad_accum x processes
+examples, drawn in the one-process order) and the loss is normalised by the global batch's
+target tokens, so N processes of batch B train as one process of batch N x B.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
+import os
 import random
 import time
 from dataclasses import asdict, dataclass, fields
@@ -28,6 +38,7 @@ import torch
 from tqdm.auto import tqdm
 
 from train_min.data import CONFIG_OF, Encoder, collate, is_eval, load_rows
+from train_min.loss import TargetCrossEntropy, TargetLoss, loss_sum  # noqa: F401 - TargetCrossEntropy: train_min's API
 from train_min.report import CHOICES, Reporter
 
 
@@ -90,21 +101,27 @@ def load_model(cfg: TrainConfig, device: str):
 class Batches:
     """Examples in a seeded random order, epoch after epoch; `state()` is the data position."""
 
-    def __init__(self, examples: list[dict], batch_size: int, seed: int, pad: int, pin: bool = False):
+    def __init__(self, examples: list[dict], batch_size: int, seed: int, pad: int, pin: bool = False, rank: int = 0, world: int = 1):
         self.examples, self.batch_size, self.seed, self.pad, self.pin = examples, batch_size, seed, pad, pin
+        self.rank, self.world = rank, world
         self.epoch, self.pos = 0, 0
         self._order = self._permutation()
 
     def _permutation(self) -> list[int]:
         return torch.randperm(len(self.examples), generator=torch.Generator().manual_seed(self.seed + self.epoch)).tolist()
 
-    def next(self) -> dict:
-        if self.pos + self.batch_size > len(self._order):  # the remainder is dropped: batches stay full
+    def next(self) -> tuple[dict, int, int]:
+        """This process's batch of the next global batch (`batch_size` x `world` examples;
+        process `rank` takes its slice), and the global batch's target and token counts."""
+        size = self.batch_size * self.world
+        if self.pos + size > len(self._order):  # the remainder is dropped: batches stay full
             self.epoch, self.pos = self.epoch + 1, 0
             self._order = self._permutation()
-        idx = self._order[self.pos : self.pos + self.batch_size]
-        self.pos += self.batch_size
-        return collate([self.examples[i] for i in idx], self.pad, self.pin)
+        idx = self._order[self.pos : self.pos + size]
+        self.pos += size
+        mine = idx[self.rank * self.batch_size : (self.rank + 1) * self.batch_size]
+        batch = collate([self.examples[i] for i in mine], self.pad, self.pin)
+        return batch, sum(self.examples[i]["n_targets"] for i in idx), sum(len(self.examples[i]["input_ids"]) for i in idx)
 
     def state(self) -> dict:
         return {"epoch": self.epoch, "pos": self.pos}
@@ -138,73 +155,6 @@ class Prefetch:
         self.pool.shutdown(wait=True, cancel_futures=True)
 
 
-def _parts(model):
-    """(the model body that returns hidden states, the output head); peft wrappers looked through."""
-    inner = model.get_base_model() if hasattr(model, "get_base_model") else model
-    return inner.base_model, inner.get_output_embeddings()
-
-
-def loss_sum(model, batch: dict, device: str, chunk: int = 512) -> tuple[torch.Tensor, int]:
-    """Summed next-token cross-entropy over the target tokens of a batch, and their count.
-
-    Logits are computed only where there is a target (the assistant's reply), `chunk` rows at
-    a time, and the gradients are taken there and then (`TargetCrossEntropy`): the (B, T,
-    vocab) fp32 tensor a plain `model(...).logits` loss holds never exists, and no logits are
-    recomputed in the backward pass."""
-    labels = batch["labels"]
-    flat = labels[:, 1:].reshape(-1)  # position t predicts token t+1
-    where = torch.nonzero(flat != -100).squeeze(1)  # found on the host: no device sync mid-step
-    targets = flat[where]
-    inputs = {k: v for k, v in batch.items() if k != "labels"}
-    if device == "cuda":  # from pinned host memory the copies are asynchronous
-        inputs = {k: v.to(device, non_blocking=True) for k, v in inputs.items()}
-        where, targets = where.to(device, non_blocking=True), targets.to(device, non_blocking=True)
-    body, head = _parts(model)
-    if getattr(head, "bias", None) is not None:
-        raise ValueError("train_min's loss supports output heads without a bias (as every Llama/Qwen/SmolVLM head)")
-    with torch.autocast("cuda", dtype=torch.bfloat16, enabled=device == "cuda"):
-        hidden = body(**inputs, use_cache=False).last_hidden_state  # (B, T, H); no KV cache in training
-        h = hidden[:, :-1].reshape(-1, hidden.shape[-1]).index_select(0, where)  # (N, H)
-    return TargetCrossEntropy.apply(h, head.weight, targets, chunk), int(targets.numel())
-
-
-class TargetCrossEntropy(torch.autograd.Function):
-    """sum_i CE(h_i @ W^T, t_i), chunk by chunk, with the gradients for h and W computed in
-    the forward pass while each chunk's softmax is at hand (a fused linear cross-entropy):
-    one chunk of logits exists at a time, none is kept or recomputed. Matmuls run in h's
-    dtype (bf16 under autocast), the softmax and the W gradient accumulate in fp32."""
-
-    @staticmethod
-    def forward(ctx, h, weight, targets, chunk):
-        w = weight.to(h.dtype)
-        grad_h = torch.empty_like(h) if ctx.needs_input_grad[0] else None
-        grad_w = torch.zeros_like(weight, dtype=torch.float32) if ctx.needs_input_grad[1] else None
-        total = torch.zeros((), dtype=torch.float32, device=h.device)
-        for start in range(0, h.shape[0], chunk):
-            hc, tc = h[start : start + chunk], targets[start : start + chunk]
-            logits = (hc @ w.t()).float()
-            lse = torch.logsumexp(logits, dim=-1)
-            total += (lse - logits.gather(1, tc[:, None]).squeeze(1)).sum()
-            if grad_h is None and grad_w is None:
-                continue
-            g = logits.sub_(lse[:, None]).exp_()  # softmax, in place of the logits
-            g[torch.arange(len(tc), device=g.device), tc] -= 1.0  # d CE / d logits
-            g = g.to(h.dtype)
-            if grad_h is not None:
-                torch.mm(g, w, out=grad_h[start : start + chunk])
-            if grad_w is not None:
-                grad_w.add_(g.t() @ hc)
-        ctx.weight_dtype = weight.dtype
-        ctx.save_for_backward(grad_h, grad_w)
-        return total
-
-    @staticmethod
-    def backward(ctx, grad_out):
-        grad_h, grad_w = ctx.saved_tensors
-        return (None if grad_h is None else grad_h * grad_out.to(grad_h.dtype),
-                None if grad_w is None else (grad_w * grad_out).to(ctx.weight_dtype), None, None)
-
-
 @torch.no_grad()
 def evaluate(model, examples: list[dict], cfg: TrainConfig, pad: int, device: str) -> float | None:
     if not examples:
@@ -233,8 +183,31 @@ def set_rng_state(state: dict) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+def distributed(device: str) -> tuple[int, int]:
+    """(rank, world size). Under torchrun (WORLD_SIZE > 1) the process group is set up here:
+    NCCL with one GPU a process, gloo on the CPU. Otherwise (0, 1)."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world == 1:
+        return 0, 1
+    import torch.distributed as dist
+
+    if device == "cuda":
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if device == "cuda" else "gloo")
+    return dist.get_rank(), world
+
+
+def _barrier(world: int) -> None:
+    if world > 1:
+        torch.distributed.barrier()
+
+
 def train(cfg: TrainConfig) -> dict:
+    """Train; under torchrun, data parallel: every process takes its slice of each global
+    batch (batch_size x grad_accum x processes examples) and process 0 logs and saves."""
     device = ("cuda" if torch.cuda.is_available() else "cpu") if cfg.device == "auto" else cfg.device
+    rank, world = distributed(device)
     random.seed(cfg.seed), np.random.seed(cfg.seed), torch.manual_seed(cfg.seed)
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -251,13 +224,16 @@ def train(cfg: TrainConfig) -> dict:
             if device == "cuda" and "pixel_values" in example:  # autocast computes in bf16 anyway:
                 example["pixel_values"] = example["pixel_values"].to(torch.bfloat16)  # half the bytes kept and copied
             (eval_set if is_eval(row["id"], cfg.eval_fraction) else train_set).append(example)
-    if len(train_set) < cfg.batch_size:
-        raise ValueError(f"{len(train_set)} training examples, fewer than one batch of {cfg.batch_size}")
+    if len(train_set) < cfg.batch_size * world:
+        raise ValueError(f"{len(train_set)} training examples, fewer than one batch of {cfg.batch_size * world}")
 
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=cfg.lr, betas=(0.9, 0.95), weight_decay=cfg.weight_decay, fused=device == "cuda")
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_at(s, cfg) / cfg.lr)
-    batches = Batches(train_set, cfg.batch_size, cfg.seed, pad, pin=device == "cuda")
+    batches = Batches(train_set, cfg.batch_size, cfg.seed, pad, pin=device == "cuda", rank=rank, world=world)
+    step_loss = TargetLoss(model, device, cfg.loss_chunk)
+    if world > 1:  # gradients averaged over the processes in the backward pass
+        step_loss = torch.nn.parallel.DistributedDataParallel(step_loss)
     step, history = 0, []
 
     ckpt = out / "checkpoint.pt"
@@ -273,26 +249,32 @@ def train(cfg: TrainConfig) -> dict:
     data_state = batches.state()  # the data position after the last step taken
 
     def save_checkpoint():
-        torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                    "data": data_state, "rng": rng_state(), "step": step, "history": history, "config": asdict(cfg)}, ckpt)
+        if rank == 0:
+            torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                        "data": data_state, "rng": rng_state(), "step": step, "history": history, "config": asdict(cfg)}, ckpt)
+        _barrier(world)
 
     model.train()
     if device == "cuda":
         torch.cuda.reset_peak_memory_stats()
     first = step
-    reporter = Reporter(cfg.report_to, out, asdict(cfg))
+    reporter = Reporter(cfg.report_to if rank == 0 else "none", out, asdict(cfg))
     prefetch = Prefetch(batches, cfg.grad_accum, device)
-    bar = tqdm(total=cfg.steps, initial=step, desc=f"train {cfg.task}", disable=not cfg.progress)
+    bar = tqdm(total=cfg.steps, initial=step, desc=f"train {cfg.task}", disable=not cfg.progress or rank > 0)
     while step < cfg.steps:
         started = time.perf_counter()
         micro, data_state = prefetch.next()
-        n_targets = sum(int((b["labels"][:, 1:] != -100).sum()) for b in micro)
-        n_tokens = sum(int(b["attention_mask"].sum()) for b in micro)
+        n_targets, n_tokens = sum(t for _, t, _ in micro), sum(n for _, _, n in micro)  # of the global batch
         total = torch.zeros((), device=device)
-        for b in micro:
-            loss, _ = loss_sum(model, b, device, cfg.loss_chunk)
-            (loss / max(n_targets, 1)).backward()  # one step's loss is a mean over all its target tokens
+        for i, (b, _, _) in enumerate(micro):
+            # gradients are reduced across processes once a step, on its last micro-batch
+            with step_loss.no_sync() if world > 1 and i < len(micro) - 1 else contextlib.nullcontext():
+                loss, _ = step_loss(b)
+                # one step's loss is a mean over all its target tokens (x world: the processes' mean is their sum)
+                (loss * world / max(n_targets, 1)).backward()
             total += loss.detach()  # stays on the device: no sync per micro-batch
+        if world > 1:
+            torch.distributed.all_reduce(total)
         grad_norm = float(torch.nn.utils.clip_grad_norm_(params, cfg.clip))
         optimizer.step()
         scheduler.step()
@@ -318,12 +300,14 @@ def train(cfg: TrainConfig) -> dict:
     bar.close(), prefetch.close(), reporter.close()
 
     final = out / "final"
-    model.save_pretrained(final)
-    processor.save_pretrained(final)
-    summary = {"config": asdict(cfg), "device": device, "train_examples": len(train_set), "eval_examples": len(eval_set),
-               "skipped_too_long": skipped, "history": history,
+    summary = {"config": asdict(cfg), "device": device, "processes": world, "train_examples": len(train_set),
+               "eval_examples": len(eval_set), "skipped_too_long": skipped, "history": history,
                "peak_memory_gib": torch.cuda.max_memory_allocated() / 2**30 if device == "cuda" else None}
-    (final / "train_config.json").write_text(json.dumps(summary, indent=2))
+    if rank == 0:
+        model.save_pretrained(final)
+        processor.save_pretrained(final)
+        (final / "train_config.json").write_text(json.dumps(summary, indent=2))
+    _barrier(world)
     return summary
 
 
@@ -337,6 +321,8 @@ def main(argv: list[str] | None = None) -> None:
             kind = {"int": int, "float": float}.get(f.type if isinstance(f.type, str) else f.type.__name__, str)
             ap.add_argument(flag, type=kind, default=f.default, **({"choices": CHOICES} if f.name == "report_to" else {}))
     summary = train(TrainConfig(**vars(ap.parse_args(argv))))
+    if int(os.environ.get("RANK", "0")) > 0:
+        return
     last = summary["history"][-1]
     print(f"done: {last['step']} steps, loss {last['loss']:.4f}, eval loss {last.get('eval_loss')}, saved to {Path(summary['config']['out']) / 'final'}")
 

@@ -157,3 +157,28 @@ def test_lora_trains_adapters_only_and_saves_them(published, tiny_idefics3, tmp_
     merged = PeftModel.from_pretrained(base, final).merge_and_unload()
     changed = [n for n, p in merged.state_dict().items() if not torch.equal(p, before[n])]
     assert changed and all(n.endswith("weight") for n in changed)  # adapters folded into linear weights
+
+
+@pytest.mark.parametrize("accum", [1, 2])
+def test_two_processes_with_gloo_train_as_one_at_the_same_global_batch(published, tiny_idefics3, tmp_path, accum):
+    """torchrun, 2 CPU processes (gloo) of batch 2 x `accum` micro-batches = 1 process of
+    batch 4 x `accum`: the same losses, token counts, gradient norms and weights."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    one = train(_cfg(tmp_path, tiny_idefics3, published, "one", steps=3, batch_size=4, grad_accum=accum))
+    cfg = _cfg(tmp_path, tiny_idefics3, published, "two", steps=3, batch_size=2, grad_accum=accum)
+    flags = [f"--{k.replace('_', '-')}={v}" for k, v in vars(cfg).items() if not isinstance(v, bool)] + ["--no-progress"]
+    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "train_min.train",
+                           *flags, "--report-to=none"], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert done.returncode == 0, done.stderr[-3000:]
+    two = json.loads((tmp_path / "two" / "final" / "train_config.json").read_text())
+    assert two["processes"] == 2
+    for a, b in zip(one["history"], two["history"], strict=True):
+        assert a["tokens"] == b["tokens"]
+        assert a["loss"] == pytest.approx(b["loss"], rel=1e-5) and a["grad_norm"] == pytest.approx(b["grad_norm"], rel=1e-4)
+    a, b = _weights(tmp_path / "one"), _weights(tmp_path / "two")
+    assert all(torch.allclose(a[n], b[n], rtol=1e-4, atol=1e-6) for n in a)
