@@ -124,3 +124,42 @@ def collate(examples: list[dict], pad_id: int, pin: bool = False) -> dict:
                 padded[i, : e[key].shape[0]] = e[key]
             batch[key] = padded
     return batch
+
+
+def pack(examples: list[dict], pad_id: int, length: int, pin: bool = False) -> dict:
+    """The same examples as `collate`, packed into rows of at most `length` tokens (first fit,
+    longest first) with no padding between them: position ids restart at each example, and
+    no attention mask is given, so the model's causal mask is block-diagonal (transformers
+    reads the example boundaries from the position ids) and no token attends across an
+    example. Each row's images are its examples' images in order. The loss is the same as
+    over the unpacked batch; only the padding (and its compute) is gone."""
+    rows: list[list[dict]] = []
+    for e in sorted(examples, key=lambda e: -len(e["input_ids"])):
+        n = len(e["input_ids"])
+        fit = next((r for r in rows if sum(len(x["input_ids"]) for x in r) + n <= max(length, n)), None)
+        (fit.append(e) if fit is not None else rows.append([e]))
+    width = max(sum(len(x["input_ids"]) for x in r) for r in rows)
+    def full(shape, value, dtype):
+        return torch.full(shape, value, dtype=dtype, pin_memory=pin)
+
+    batch = {"input_ids": full((len(rows), width), pad_id, torch.long), "labels": full((len(rows), width), IGNORE, torch.long),
+             "position_ids": torch.zeros((len(rows), width), dtype=torch.long, pin_memory=pin)}
+    for i, row in enumerate(rows):
+        at = 0
+        for e in row:
+            n = len(e["input_ids"])
+            batch["input_ids"][i, at : at + n] = e["input_ids"]
+            batch["labels"][i, at : at + n] = e["labels"]
+            batch["position_ids"][i, at : at + n] = torch.arange(n)
+            at += n
+        batch["position_ids"][i, at:] = torch.arange(width - at)  # the padding is one more "example", never a target
+    for key in ("pixel_values", "pixel_attention_mask"):
+        if key in examples[0]:
+            per_row = [torch.cat([e[key] for e in row]) for row in rows]
+            tiles = max(t.shape[0] for t in per_row)
+            padded = full((len(rows), tiles, *per_row[0].shape[1:]), 0, per_row[0].dtype)
+            for i, t in enumerate(per_row):
+                padded[i, : t.shape[0]] = t
+            batch[key] = padded
+    return batch
+

@@ -25,10 +25,12 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import inspect
 import json
 import math
 import os
 import random
+import re
 import time
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -37,37 +39,44 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from train_min.data import CONFIG_OF, Encoder, collate, is_eval, load_rows
+from train_min.data import CONFIG_OF, Encoder, collate, is_eval, load_rows, pack
 from train_min.loss import TargetCrossEntropy, TargetLoss, loss_sum  # noqa: F401 - TargetCrossEntropy: train_min's API
 from train_min.report import CHOICES, Reporter
 
 
 @dataclass
 class TrainConfig:
-    task: str = "perception"  # perception | reasoner
-    model: str = ""  # a local path or a Hub id
+    task: str = "perception"  # perception (image + prompt -> extraction) | reasoner (text -> reasoning)
+    model: str = ""  # the model to fine-tune: a local path or a Hub id
     data: str = ""  # a publish folder (extract-think run) or a Hub dataset id
-    out: str = "out/train"
-    max_length: int = 1024
-    batch_size: int = 8
-    grad_accum: int = 1
-    steps: int = 100
-    lr: float = 1e-4
-    min_lr: float = 1e-5
-    warmup: int = 10
-    weight_decay: float = 0.0
-    clip: float = 1.0
+    out: str = "out/train"  # where checkpoints and the final model go
+    max_length: int = 1024  # tokens per example: the reply is cut, never the prompt (longer prompts are skipped)
+    batch_size: int = 8  # examples per micro-batch and process
+    grad_accum: int = 1  # micro-batches per optimizer step
+    steps: int = 100  # optimizer steps
+    lr: float = 1e-4  # peak learning rate (AdamW), after the warm-up
+    min_lr: float = 1e-5  # learning rate at the last step (cosine decay)
+    warmup: int = 10  # steps of linear warm-up
+    weight_decay: float = 0.0  # AdamW weight decay
+    clip: float = 1.0  # gradient norm clipping
     eval_fraction: float = 0.05  # rows held out by a hash of their id
     eval_every: int = 50  # steps; 0: only at the end
     save_every: int = 0  # steps between checkpoints; 0: only the final save
     stop_after: int = 0  # run this many steps, save a checkpoint and exit (time-limited jobs); 0: run to the end
-    seed: int = 0
+    seed: int = 0  # data order and initialisation of new weights
     device: str = "auto"  # auto | cpu | cuda
     lora_r: int = 0  # > 0: train LoRA adapters (peft) instead of all weights
     gradient_checkpointing: bool = False  # recompute activations in the backward pass: less memory, ~30% slower
     loss_chunk: int = 512  # target tokens per logits chunk: the loss never holds more logits than this many rows
-    progress: bool = True
-    report_to: str = "auto"  # auto | tensorboard | wandb | none (train_min/report.py)
+    pack: int = 0  # > 0: each micro-batch's examples packed into rows of at most this many tokens, no padding between them
+    progress: bool = True  # a progress bar with the loss and the eval loss
+    report_to: str = "auto"  # auto (tensorboard if installed) | tensorboard | wandb | none (train_min/report.py)
+
+
+def field_help() -> dict[str, str]:
+    """Each TrainConfig field's comment above: the --help text of its flag."""
+    source = inspect.getsource(TrainConfig)
+    return {m.group(1): m.group(2).strip() for m in re.finditer(r"^\s+(\w+): [^=\n]+=[^#\n]+#(.+)$", source, re.M)}
 
 
 def lr_at(step: int, cfg: TrainConfig) -> float:
@@ -101,9 +110,10 @@ def load_model(cfg: TrainConfig, device: str):
 class Batches:
     """Examples in a seeded random order, epoch after epoch; `state()` is the data position."""
 
-    def __init__(self, examples: list[dict], batch_size: int, seed: int, pad: int, pin: bool = False, rank: int = 0, world: int = 1):
+    def __init__(self, examples: list[dict], batch_size: int, seed: int, pad: int, pin: bool = False, rank: int = 0, world: int = 1,
+                 pack_length: int = 0):
         self.examples, self.batch_size, self.seed, self.pad, self.pin = examples, batch_size, seed, pad, pin
-        self.rank, self.world = rank, world
+        self.rank, self.world, self.pack_length = rank, world, pack_length
         self.epoch, self.pos = 0, 0
         self._order = self._permutation()
 
@@ -120,7 +130,8 @@ class Batches:
         idx = self._order[self.pos : self.pos + size]
         self.pos += size
         mine = idx[self.rank * self.batch_size : (self.rank + 1) * self.batch_size]
-        batch = collate([self.examples[i] for i in mine], self.pad, self.pin)
+        chosen = [self.examples[i] for i in mine]
+        batch = pack(chosen, self.pad, self.pack_length, self.pin) if self.pack_length else collate(chosen, self.pad, self.pin)
         return batch, sum(self.examples[i]["n_targets"] for i in idx), sum(len(self.examples[i]["input_ids"]) for i in idx)
 
     def state(self) -> dict:
@@ -230,7 +241,7 @@ def train(cfg: TrainConfig) -> dict:
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=cfg.lr, betas=(0.9, 0.95), weight_decay=cfg.weight_decay, fused=device == "cuda")
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_at(s, cfg) / cfg.lr)
-    batches = Batches(train_set, cfg.batch_size, cfg.seed, pad, pin=device == "cuda", rank=rank, world=world)
+    batches = Batches(train_set, cfg.batch_size, cfg.seed, pad, pin=device == "cuda", rank=rank, world=world, pack_length=cfg.pack)
     step_loss = TargetLoss(model, device, cfg.loss_chunk)
     if world > 1:  # gradients averaged over the processes in the backward pass
         step_loss = torch.nn.parallel.DistributedDataParallel(step_loss)
@@ -312,14 +323,16 @@ def train(cfg: TrainConfig) -> dict:
 
 
 def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    helps = field_help()
     for f in fields(TrainConfig):
         flag = "--" + f.name.replace("_", "-")
         if f.type in ("bool", bool):
-            ap.add_argument(flag, action=argparse.BooleanOptionalAction, default=f.default)
+            ap.add_argument(flag, action=argparse.BooleanOptionalAction, default=f.default, help=helps[f.name])
         else:
             kind = {"int": int, "float": float}.get(f.type if isinstance(f.type, str) else f.type.__name__, str)
-            ap.add_argument(flag, type=kind, default=f.default, **({"choices": CHOICES} if f.name == "report_to" else {}))
+            ap.add_argument(flag, type=kind, default=f.default, help=helps[f.name],
+                            **({"choices": CHOICES} if f.name == "report_to" else {}))
     summary = train(TrainConfig(**vars(ap.parse_args(argv))))
     if int(os.environ.get("RANK", "0")) > 0:
         return

@@ -182,3 +182,60 @@ def test_two_processes_with_gloo_train_as_one_at_the_same_global_batch(published
         assert a["loss"] == pytest.approx(b["loss"], rel=1e-5) and a["grad_norm"] == pytest.approx(b["grad_norm"], rel=1e-4)
     a, b = _weights(tmp_path / "one"), _weights(tmp_path / "two")
     assert all(torch.allclose(a[n], b[n], rtol=1e-4, atol=1e-6) for n in a)
+
+
+@pytest.mark.parametrize("task", ["perception", "reasoner"])
+def test_a_packed_batch_has_the_loss_and_gradients_of_the_unpacked_one(published, tiny_idefics3, tiny_llama, task):
+    """Packed rows: no token attends across an example (else the loss would change), the
+    positions restart, each row's images are its examples' own."""
+    from transformers import AutoModelForCausalLM, AutoModelForImageTextToText, AutoProcessor, AutoTokenizer
+
+    import train_min.train as tm
+    from train_min.data import collate, pack
+
+    if task == "perception":
+        processor, model = AutoProcessor.from_pretrained(tiny_idefics3), AutoModelForImageTextToText.from_pretrained(tiny_idefics3)
+        pad, rows = processor.tokenizer.pad_token_id, load_rows(str(published), "extraction")
+    else:
+        processor, model = AutoTokenizer.from_pretrained(tiny_llama), AutoModelForCausalLM.from_pretrained(tiny_llama)
+        pad, rows = processor.pad_token_id, load_rows(str(published), "reasoning")
+    examples = [Encoder(processor, task, 512)(rows[i]) for i in range(6)]
+    longest = max(len(e["input_ids"]) for e in examples)
+    packed = pack(examples, pad, 2 * longest)
+    assert len(packed["input_ids"]) < len(examples)  # several examples share a row
+    assert (packed["position_ids"] == 0).sum() >= len(examples)  # positions restart per example
+    grads = []
+    for batch in (collate(examples, pad), packed):
+        model.zero_grad()
+        loss, n = tm.loss_sum(model, dict(batch), "cpu", chunk=64)
+        loss.backward()
+        grads.append((loss.detach(), n, {k: p.grad.clone() for k, p in model.named_parameters() if p.grad is not None}))
+    (a, na, ga), (b, nb, gb) = grads
+    assert na == nb and torch.allclose(a, b, rtol=1e-5)
+    assert ga.keys() == gb.keys()
+    for k in ga:
+        assert torch.allclose(ga[k], gb[k], rtol=1e-4, atol=1e-5), (k, (ga[k] - gb[k]).abs().max(), ga[k].abs().max())
+
+
+def test_a_packed_run_follows_the_unpacked_runs_loss_curve(published, tiny_llama, tmp_path):
+    """200 steps, the same examples per step: the curves agree to float noise."""
+    runs = [train(_cfg(tmp_path, tiny_llama, published, f"pack{p}", task="reasoner", steps=200, batch_size=8, max_length=512,
+                       lr=3e-3, min_lr=3e-4, warmup=10, pack=p)) for p in (0, 1024)]
+    a, b = ([h["loss"] for h in r["history"]] for r in runs)
+    assert a[-1] < 0.5 * a[0]  # it learnt
+    assert max(abs(x - y) / x for x, y in zip(a, b)) < 0.02
+    assert [h["tokens"] for h in runs[0]["history"]] == [h["tokens"] for h in runs[1]["history"]]  # real tokens only
+
+
+def test_every_flag_has_help_text(capsys):
+    from dataclasses import fields
+
+    from train_min.train import field_help, main
+
+    helps = field_help()
+    assert set(helps) == {f.name for f in fields(TrainConfig)} and all(helps.values())
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    text = "".join(capsys.readouterr().out.split())  # argparse wraps lines, also at hyphens
+    for f in fields(TrainConfig):
+        assert f"--{f.name.replace('_', '-')}" in text and "".join(helps[f.name].split()) in text
