@@ -98,11 +98,16 @@ class Encoder:
         return out
 
 
-def collate(examples: list[dict], pad_id: int, pin: bool = False) -> dict:
+def padded_length(n: int, multiple: int) -> int:
+    """n rounded up to a multiple (1: n): few distinct shapes, so a compiled model recompiles little."""
+    return -(-n // max(1, multiple)) * max(1, multiple)
+
+
+def collate(examples: list[dict], pad_id: int, pin: bool = False, multiple: int = 1) -> dict:
     """Right-pad ids (pad_id) and labels (-100); pad image tiles to the batch's most, with
     zeros (Idefics3 skips all-zero images; their attention mask is zero). `pin`: build the
     batch in pinned host memory, for asynchronous copies to the GPU."""
-    length = max(len(e["input_ids"]) for e in examples)
+    length = padded_length(max(len(e["input_ids"]) for e in examples), multiple)
     def full(shape, value, dtype):
         return torch.full(shape, value, dtype=dtype, pin_memory=pin)
 
@@ -126,7 +131,7 @@ def collate(examples: list[dict], pad_id: int, pin: bool = False) -> dict:
     return batch
 
 
-def pack(examples: list[dict], pad_id: int, length: int, pin: bool = False) -> dict:
+def pack(examples: list[dict], pad_id: int, length: int, pin: bool = False, multiple: int = 1) -> dict:
     """The same examples as `collate`, packed into rows of at most `length` tokens (first fit,
     longest first) with no padding between them: position ids restart at each example, and
     no attention mask is given, so the model's causal mask is block-diagonal (transformers
@@ -138,7 +143,7 @@ def pack(examples: list[dict], pad_id: int, length: int, pin: bool = False) -> d
         n = len(e["input_ids"])
         fit = next((r for r in rows if sum(len(x["input_ids"]) for x in r) + n <= max(length, n)), None)
         (fit.append(e) if fit is not None else rows.append([e]))
-    width = max(sum(len(x["input_ids"]) for x in r) for r in rows)
+    width = padded_length(max(sum(len(x["input_ids"]) for x in r) for r in rows), multiple)
     def full(shape, value, dtype):
         return torch.full(shape, value, dtype=dtype, pin_memory=pin)
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import torch
 
 
-def _parts(model):
+def parts(model):
     """(the model body that returns hidden states, the output head); peft wrappers looked through."""
     inner = model.get_base_model() if hasattr(model, "get_base_model") else model
     return inner.base_model, inner.get_output_embeddings()
@@ -28,7 +28,7 @@ def loss_sum(model, batch: dict, device: str, chunk: int = 512) -> tuple[torch.T
     if device == "cuda":  # from pinned host memory the copies are asynchronous
         inputs = {k: v.to(device, non_blocking=True) for k, v in inputs.items()}
         where, targets = where.to(device, non_blocking=True), targets.to(device, non_blocking=True)
-    body, head = _parts(model)
+    body, head = parts(model)
     if getattr(head, "bias", None) is not None:
         raise ValueError("train_min's loss supports output heads without a bias (as every Llama/Qwen/SmolVLM head)")
     with torch.autocast("cuda", dtype=torch.bfloat16, enabled=device == "cuda"):

@@ -42,6 +42,7 @@ from tqdm.auto import tqdm
 from train_min.data import CONFIG_OF, Encoder, collate, is_eval, load_rows, pack
 from train_min.loss import TargetCrossEntropy, TargetLoss, loss_sum  # noqa: F401 - TargetCrossEntropy: train_min's API
 from train_min.report import CHOICES, Reporter
+from train_min.runtime import barrier, compile_towers, distributed, rng_state, set_rng_state
 
 
 @dataclass
@@ -69,6 +70,8 @@ class TrainConfig:
     gradient_checkpointing: bool = False  # recompute activations in the backward pass: less memory, ~30% slower
     loss_chunk: int = 512  # target tokens per logits chunk: the loss never holds more logits than this many rows
     pack: int = 0  # > 0: each micro-batch's examples packed into rows of at most this many tokens, no padding between them
+    compile: str = "auto"  # auto (on with CUDA) | on | off: torch.compile the model's language and vision towers
+    pad_multiple: int = 0  # batch lengths padded up to a multiple of this, so compiled shapes repeat; 0: 64 when compiling, else 1
     progress: bool = True  # a progress bar with the loss and the eval loss
     report_to: str = "auto"  # auto (tensorboard if installed) | tensorboard | wandb | none (train_min/report.py)
 
@@ -111,9 +114,9 @@ class Batches:
     """Examples in a seeded random order, epoch after epoch; `state()` is the data position."""
 
     def __init__(self, examples: list[dict], batch_size: int, seed: int, pad: int, pin: bool = False, rank: int = 0, world: int = 1,
-                 pack_length: int = 0):
+                 pack_length: int = 0, multiple: int = 1):
         self.examples, self.batch_size, self.seed, self.pad, self.pin = examples, batch_size, seed, pad, pin
-        self.rank, self.world, self.pack_length = rank, world, pack_length
+        self.rank, self.world, self.pack_length, self.multiple = rank, world, pack_length, multiple
         self.epoch, self.pos = 0, 0
         self._order = self._permutation()
 
@@ -131,7 +134,10 @@ class Batches:
         self.pos += size
         mine = idx[self.rank * self.batch_size : (self.rank + 1) * self.batch_size]
         chosen = [self.examples[i] for i in mine]
-        batch = pack(chosen, self.pad, self.pack_length, self.pin) if self.pack_length else collate(chosen, self.pad, self.pin)
+        if self.pack_length:
+            batch = pack(chosen, self.pad, self.pack_length, self.pin, self.multiple)
+        else:
+            batch = collate(chosen, self.pad, self.pin, self.multiple)
         return batch, sum(self.examples[i]["n_targets"] for i in idx), sum(len(self.examples[i]["input_ids"]) for i in idx)
 
     def state(self) -> dict:
@@ -167,51 +173,16 @@ class Prefetch:
 
 
 @torch.no_grad()
-def evaluate(model, examples: list[dict], cfg: TrainConfig, pad: int, device: str) -> float | None:
+def evaluate(model, examples: list[dict], cfg: TrainConfig, pad: int, device: str, multiple: int = 1) -> float | None:
     if not examples:
         return None
     model.eval()
     total, n = 0.0, 0
     for i in range(0, len(examples), cfg.batch_size):
-        loss, count = loss_sum(model, collate(examples[i : i + cfg.batch_size], pad), device, cfg.loss_chunk)
+        loss, count = loss_sum(model, collate(examples[i : i + cfg.batch_size], pad, multiple=multiple), device, cfg.loss_chunk)
         total, n = total + float(loss), n + count
     model.train()
     return total / max(n, 1)
-
-
-def rng_state() -> dict:
-    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def set_rng_state(state: dict) -> None:
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
-    torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
-def distributed(device: str) -> tuple[int, int]:
-    """(rank, world size). Under torchrun (WORLD_SIZE > 1) the process group is set up here:
-    NCCL with one GPU a process, gloo on the CPU. Otherwise (0, 1)."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world == 1:
-        return 0, 1
-    import torch.distributed as dist
-
-    if device == "cuda":
-        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
-    if not dist.is_initialized():
-        dist.init_process_group("nccl" if device == "cuda" else "gloo")
-    return dist.get_rank(), world
-
-
-def _barrier(world: int) -> None:
-    if world > 1:
-        torch.distributed.barrier()
 
 
 def train(cfg: TrainConfig) -> dict:
@@ -241,7 +212,12 @@ def train(cfg: TrainConfig) -> dict:
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=cfg.lr, betas=(0.9, 0.95), weight_decay=cfg.weight_decay, fused=device == "cuda")
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_at(s, cfg) / cfg.lr)
-    batches = Batches(train_set, cfg.batch_size, cfg.seed, pad, pin=device == "cuda", rank=rank, world=world, pack_length=cfg.pack)
+    compiling = cfg.compile == "on" or (cfg.compile == "auto" and device == "cuda")
+    multiple = cfg.pad_multiple or (64 if compiling else 1)
+    if compiling:
+        compile_towers(model)
+    batches = Batches(train_set, cfg.batch_size, cfg.seed, pad, pin=device == "cuda", rank=rank, world=world, pack_length=cfg.pack,
+                      multiple=multiple)
     step_loss = TargetLoss(model, device, cfg.loss_chunk)
     if world > 1:  # gradients averaged over the processes in the backward pass
         step_loss = torch.nn.parallel.DistributedDataParallel(step_loss)
@@ -263,7 +239,7 @@ def train(cfg: TrainConfig) -> dict:
         if rank == 0:
             torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
                         "data": data_state, "rng": rng_state(), "step": step, "history": history, "config": asdict(cfg)}, ckpt)
-        _barrier(world)
+        barrier(world)
 
     model.train()
     if device == "cuda":
@@ -296,7 +272,7 @@ def train(cfg: TrainConfig) -> dict:
         record = {"step": step, "loss": float(total) / max(n_targets, 1), "lr": scheduler.get_last_lr()[0], "grad_norm": grad_norm,
                   "tokens": n_tokens, "seconds": time.perf_counter() - started}
         if (cfg.eval_every and step % cfg.eval_every == 0) or step == cfg.steps:
-            record["eval_loss"] = evaluate(model, eval_set, cfg, pad, device)
+            record["eval_loss"] = evaluate(model, eval_set, cfg, pad, device, multiple)
         history.append(record)
         reporter.log(record)
         bar.update(1)
@@ -318,7 +294,7 @@ def train(cfg: TrainConfig) -> dict:
         model.save_pretrained(final)
         processor.save_pretrained(final)
         (final / "train_config.json").write_text(json.dumps(summary, indent=2))
-    _barrier(world)
+    barrier(world)
     return summary
 
 

@@ -1,0 +1,60 @@
+"""What the training loop needs from the machine it runs on: the process group under
+torchrun, compiled towers, the random number generators' state (for exact resumes)."""
+
+from __future__ import annotations
+
+import os
+import random
+
+import numpy as np
+import torch
+
+from train_min.loss import parts
+
+
+def rng_state() -> dict:
+    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def compile_towers(model) -> list[str]:
+    """torch.compile (static shapes, in place: the weights keep their names) the language
+    model and the vision tower, or a causal LM's body; the loss stays outside (it is its own
+    fused kernel chain). Returns what was compiled."""
+    body = parts(model)[0]
+    towers = [n for n in ("text_model", "language_model", "vision_model", "vision_tower") if isinstance(getattr(body, n, None), torch.nn.Module)]
+    for name in towers:
+        getattr(body, name).compile(dynamic=False)
+    if not towers:
+        body.compile(dynamic=False)
+    return towers or ["model"]
+
+
+def distributed(device: str) -> tuple[int, int]:
+    """(rank, world size). Under torchrun (WORLD_SIZE > 1) the process group is set up here:
+    NCCL with one GPU a process, gloo on the CPU. Otherwise (0, 1)."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world == 1:
+        return 0, 1
+    import torch.distributed as dist
+
+    if device == "cuda":
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if device == "cuda" else "gloo")
+    return dist.get_rank(), world
+
+
+def barrier(world: int) -> None:
+    if world > 1:
+        torch.distributed.barrier()
