@@ -1,16 +1,27 @@
 """train_min against TRL's SFTTrainer on one GPU: same model, same data, same batch and
 sequence length, in one run; tokens per second, peak memory and model FLOPs utilisation.
 
-The model is a SmolVLM-256M-shaped Idefics3 built from a config with random weights (SigLIP
-512 px / patch 16 -> 64 image tokens; a 30-layer, 576-wide Llama; vocabulary 49152). The
-data is a quickstart publish at 512 px and its TRL export, made on the CPU machine:
+Shapes (`--shape`), random weights built from configs:
+- smolvlm: a SmolVLM-256M-shaped Idefics3 (SigLIP 512 px / patch 16 -> 64 image tokens; a
+  30-layer, 576-wide Llama; vocabulary 49152);
+- paper: the paper's student shape, a Qwen3-0.6B-shaped Llama (hidden 1024, 28 layers,
+  vocabulary 151936) with a SigLIP-so400m/14-shaped tower at 384 px (729 image tokens);
+- with `--task reasoner`: a Qwen3-1.7B-shaped causal LM (hidden 2048, 28 layers) on the
+  reasoning config (`--shape paper`), or a SmolLM2-135M-shaped one (`--shape smolvlm`);
+- tiny: a few-layer model of each kind, to check the bench itself on a CPU (`--device cpu`).
+
+The data is a quickstart publish and its TRL export, made on the CPU machine:
 
     extract-think run quickstart --set sources.0.synthetic.num_records=512 --set output.dir=out/bench-gpu
     extract-think export out/bench-gpu --format trl --to out/bench-gpu-trl
+    extract-think export out/bench-gpu --format trl --config reasoning --to out/bench-gpu-trl-reasoning
     python -m tests.bench.bench_train_gpu --data out/bench-gpu --trl-data out/bench-gpu-trl [--batch 16 --steps 40]
+    python -m tests.bench.bench_train_gpu --shape paper --max-length 1100 ...            # the paper's shape
+    python -m tests.bench.bench_train_gpu --shape paper --task reasoner --trl-data out/bench-gpu-trl-reasoning ...
 
-Tokens are the non-padding tokens of each batch (image tokens included), counted the same
-way for both; the first `--warmup` steps are not timed.
+Tokens are the real (non-padding) tokens of each batch (image tokens included), counted the
+same way for both; the first `--warmup` steps are not timed. `--pack N`, `--compile` and
+`--pad-multiple` are train_min's flags (compile is on by default with CUDA).
 """
 
 from __future__ import annotations
@@ -21,44 +32,79 @@ import tempfile
 import time
 from pathlib import Path
 
-H100_BF16_FLOPS = 989e12  # dense
+H100_BF16_FLOPS = 989e12  # dense; the H200 has the same compute
+
+VISION = {
+    "tiny": dict(image_size=64, patch_size=16, scale_factor=2, vision={"hidden_size": 32, "intermediate_size": 64,
+                                                                      "num_hidden_layers": 1, "num_attention_heads": 1}),
+    "smolvlm": dict(image_size=512, patch_size=16, scale_factor=4, vision={"hidden_size": 768, "intermediate_size": 3072,
+                                                                          "num_hidden_layers": 12, "num_attention_heads": 12}),
+    "paper": dict(image_size=384, patch_size=14, scale_factor=1, vision={"hidden_size": 1152, "intermediate_size": 4304,
+                                                                        "num_hidden_layers": 27, "num_attention_heads": 16}),
+}
+TEXT = {  # the perception model's language model
+    "tiny": {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 2, "num_key_value_heads": 2},
+    "smolvlm": {"vocab_size": 49152, "hidden_size": 576, "intermediate_size": 1536, "num_hidden_layers": 30,
+                "num_attention_heads": 9, "num_key_value_heads": 3, "head_dim": 64, "max_position_embeddings": 2048},
+    "paper": {"vocab_size": 151936, "hidden_size": 1024, "intermediate_size": 3072, "num_hidden_layers": 28,
+              "num_attention_heads": 16, "num_key_value_heads": 8, "head_dim": 128, "max_position_embeddings": 4096},
+}
+REASONER = {
+    "tiny": TEXT["tiny"],
+    "smolvlm": {**TEXT["smolvlm"]},  # SmolLM2-135M's shape
+    "paper": {"vocab_size": 151936, "hidden_size": 2048, "intermediate_size": 6144, "num_hidden_layers": 28,  # 1.72B, as Qwen3-1.7B
+              "num_attention_heads": 16, "num_key_value_heads": 8, "head_dim": 128, "max_position_embeddings": 4096,
+              "tie_word_embeddings": True},
+}
 
 
-def build_model(path: Path) -> Path:
+def build_model(path: Path, shape: str = "smolvlm", task: str = "perception") -> Path:
     from tests.tiny_models import tiny_tokenizer
-    from train_min.scratch import IDEFICS3_SPECIALS, build_idefics3
+    from train_min.scratch import IDEFICS3_SPECIALS, LM_SPECIALS, build_idefics3, build_llama
 
-    return build_idefics3(
-        path, tiny_tokenizer(IDEFICS3_SPECIALS, vocab_size=2000), image_size=512, patch_size=16, scale_factor=4,
-        vision={"hidden_size": 768, "intermediate_size": 3072, "num_hidden_layers": 12, "num_attention_heads": 12},
-        text={"vocab_size": 49152, "hidden_size": 576, "intermediate_size": 1536, "num_hidden_layers": 30,
-              "num_attention_heads": 9, "num_key_value_heads": 3, "head_dim": 64, "max_position_embeddings": 2048})
+    if task == "reasoner":
+        return build_llama(path, tiny_tokenizer(LM_SPECIALS, vocab_size=2000), text={"max_position_embeddings": 2048, **REASONER[shape]})
+    v = VISION[shape]
+    return build_idefics3(path, tiny_tokenizer(IDEFICS3_SPECIALS, vocab_size=2000), image_size=v["image_size"], patch_size=v["patch_size"],
+                          scale_factor=v["scale_factor"], vision=v["vision"], text={"max_position_embeddings": 2048, **TEXT[shape]})
 
 
 def params(path: Path) -> int:
-    from transformers import AutoModelForImageTextToText
+    from train_min.jobs import params as counted
 
-    return sum(p.numel() for p in AutoModelForImageTextToText.from_pretrained(path).parameters())
+    return counted(path)
 
 
-def run_train_min(model: Path, data: str, batch: int, steps: int, max_length: int, out: Path, ckpt: bool, chunk: int) -> dict:
+def _sync(device: str) -> None:
+    import torch
+
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
+def run_train_min(model: Path, data: str, batch: int, steps: int, max_length: int, out: Path, ckpt: bool, chunk: int,
+                  task: str = "perception", device: str = "cuda", pack: int = 0, compile: str = "auto", pad_multiple: int = 0) -> dict:
     from train_min.train import TrainConfig, train
 
-    s = train(TrainConfig(task="perception", model=str(model), data=data, out=str(out), batch_size=batch, steps=steps,
-                          max_length=max_length, lr=1e-4, warmup=5, eval_fraction=0.0, eval_every=0, progress=False, device="cuda",
-                          gradient_checkpointing=ckpt, loss_chunk=chunk))
-    return {"history": [(h["tokens"], h["seconds"]) for h in s["history"]], "peak": s["peak_memory_gib"]}
+    s = train(TrainConfig(task=task, model=str(model), data=data, out=str(out), batch_size=batch, steps=steps,
+                          max_length=max_length, lr=1e-4, warmup=5, eval_fraction=0.0, eval_every=0, progress=False, device=device,
+                          gradient_checkpointing=ckpt, loss_chunk=chunk, pack=pack, compile=compile, pad_multiple=pad_multiple,
+                          report_to="none"))
+    return {"history": [(h["tokens"], h["seconds"]) for h in s["history"]], "peak": s["peak_memory_gib"] or 0.0}
 
 
 def run_trl(model: Path, data: str, batch: int, steps: int, max_length: int, out: Path, ckpt: bool, chunk: int,
-            workers: int = 2) -> dict:
+            workers: int = 2, task: str = "perception", device: str = "cuda") -> dict:
     import datasets
     import torch
-    from transformers import AutoModelForImageTextToText, AutoProcessor, TrainerCallback
+    from transformers import AutoModelForCausalLM, AutoModelForImageTextToText, AutoProcessor, AutoTokenizer, TrainerCallback
     from trl import SFTConfig, SFTTrainer
 
-    processor = AutoProcessor.from_pretrained(model)
-    net = AutoModelForImageTextToText.from_pretrained(model, dtype=torch.float32)
+    if task == "reasoner":
+        processor, net = AutoTokenizer.from_pretrained(model), AutoModelForCausalLM.from_pretrained(model, dtype=torch.float32)
+    else:
+        processor = AutoProcessor.from_pretrained(model)
+        net = AutoModelForImageTextToText.from_pretrained(model, dtype=torch.float32)
     ds = datasets.load_dataset(data, split="train")
     history: list[tuple[int, float]] = []
 
@@ -67,18 +113,19 @@ def run_trl(model: Path, data: str, batch: int, steps: int, max_length: int, out
         copying the batch, logging) counts, as it does in train_min's per-step seconds."""
 
         def on_train_begin(self, args, state, control, **kw):
-            torch.cuda.synchronize()
+            _sync(device)
             self.t = time.perf_counter()
 
         def on_step_end(self, args, state, control, **kw):
-            torch.cuda.synchronize()
+            _sync(device)
             now = time.perf_counter()
             history.append((None, now - self.t))
             self.t = now
 
     cfg = SFTConfig(output_dir=str(out), max_steps=steps, per_device_train_batch_size=batch, learning_rate=1e-4,
-                    warmup_steps=5, lr_scheduler_type="cosine", bf16=True, max_length=max_length, optim="adamw_torch_fused",
-                    logging_steps=1, report_to=[], save_strategy="no", dataloader_num_workers=workers, seed=0,
+                    warmup_steps=5, lr_scheduler_type="cosine", bf16=device == "cuda", max_length=max_length,
+                    optim="adamw_torch_fused" if device == "cuda" else "adamw_torch", logging_steps=1, report_to=[],
+                    save_strategy="no", dataloader_num_workers=workers, seed=0, use_cpu=device == "cpu",
                     gradient_checkpointing=ckpt)  # TRL's default is True; set the same on both sides
     trainer = SFTTrainer(model=net, args=cfg, train_dataset=ds, processing_class=processor, callbacks=[Clock()])
     # the tokens of each step, counted as for train_min: the non-padding tokens of the batch
@@ -89,9 +136,10 @@ def run_trl(model: Path, data: str, batch: int, steps: int, max_length: int, out
         return step(model, inputs, *a, **kw)
 
     trainer.training_step = counting_step
-    torch.cuda.reset_peak_memory_stats()
+    if device == "cuda":
+        torch.cuda.reset_peak_memory_stats()
     trainer.train()
-    peak = torch.cuda.max_memory_allocated() / 2**30
+    peak = torch.cuda.max_memory_allocated() / 2**30 if device == "cuda" else 0.0
     return {"history": [(t, s) for t, (_, s) in zip(tokens, history)], "peak": peak}
 
 
@@ -107,27 +155,36 @@ def main() -> None:
     ap.add_argument("--gradient-checkpointing", action="store_true", help="on both sides (TRL's default)")
     ap.add_argument("--loss-chunk", type=int, default=512, help="train_min's target tokens per logits chunk")
     ap.add_argument("--trl-workers", type=int, default=2, help="TRL's dataloader worker processes (it processes images per batch)")
+    ap.add_argument("--shape", choices=list(VISION), default="smolvlm")
+    ap.add_argument("--task", choices=["perception", "reasoner"], default="perception")
+    ap.add_argument("--device", choices=["cuda", "cpu"], default="cuda", help="cpu: to check the bench itself (--shape tiny)")
+    ap.add_argument("--pack", type=int, default=0, help="train_min: pack each batch into rows of this many tokens")
+    ap.add_argument("--compile", choices=["auto", "on", "off"], default="auto", help="train_min: compile the towers (auto: with CUDA)")
+    ap.add_argument("--pad-multiple", type=int, default=0, help="train_min: pad lengths to a multiple (0: 64 when compiling)")
     args = ap.parse_args()
 
     import torch
 
     work = Path(tempfile.mkdtemp(prefix="bench-train-"))
-    model = build_model(work / "model")
+    model = build_model(work / "model", args.shape, args.task)
     n = params(model)
     rows = []
     for name, fn, data in (("train_min", run_train_min, args.data), ("TRL SFTTrainer", run_trl, args.trl_data)):
         if args.only and not name.lower().startswith(args.only.lower()[:3]):
             continue
-        torch.cuda.empty_cache()
-        extra = {"workers": args.trl_workers} if fn is run_trl else {}
+        if args.device == "cuda":
+            torch.cuda.empty_cache()
+        extra = {"workers": args.trl_workers} if fn is run_trl else {"pack": args.pack, "compile": args.compile,
+                                                                     "pad_multiple": args.pad_multiple}
         r = fn(model, data, args.batch, args.steps, args.max_length, work / name.replace(" ", "_"), args.gradient_checkpointing,
-               args.loss_chunk, **extra)
+               args.loss_chunk, task=args.task, device=args.device, **extra)
         timed = r["history"][args.warmup:]
         tps = sum(t for t, _ in timed) / sum(s for _, s in timed)
         rows.append({"trainer": name, "batch": args.batch, "checkpointing": args.gradient_checkpointing, "tokens_per_s": tps, "peak_gib": r["peak"],
                      "mfu": 6 * n * tps / H100_BF16_FLOPS, "tokens_per_step": sum(t for t, _ in timed) / len(timed)})
-    print(f"\nmodel: {n / 1e6:.0f}M parameters; {torch.cuda.get_device_name()}; max_length {args.max_length}; "
-          f"{args.steps} steps, first {args.warmup} untimed\n")
+    where = torch.cuda.get_device_name() if args.device == "cuda" else "cpu"
+    print(f"\n{args.shape} {args.task}: {n / 1e6:.0f}M parameters; {where}; max_length {args.max_length}; pack {args.pack}; "
+          f"compile {args.compile}; {args.steps} steps, first {args.warmup} untimed\n")
     print("| trainer | batch | checkpointing | tokens/step | tokens/s | peak GiB | MFU |\n|---|---|---|---|---|---|---|")
     for r in rows:
         print(f"| {r['trainer']} | {r['batch']} | {'on' if r['checkpointing'] else 'off'} | {r['tokens_per_step']:.0f} | {r['tokens_per_s'] / 1e3:.1f}k | {r['peak_gib']:.2f} | {r['mfu']:.1%} |")
