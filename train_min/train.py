@@ -72,6 +72,7 @@ class TrainConfig:
     pack: int = 0  # > 0: each micro-batch's examples packed into rows of at most this many tokens, no padding between them
     compile: str = "auto"  # auto (on with CUDA) | on | off: torch.compile the model's language and vision towers
     pad_multiple: int = 0  # batch lengths padded up to a multiple of this, so compiled shapes repeat; 0: 64 when compiling, else 1
+    log_every: int = 10  # steps whose loss and gradient norm are read from the device at once (1: a host sync every step)
     progress: bool = True  # a progress bar with the loss and the eval loss
     report_to: str = "auto"  # auto (tensorboard if installed) | tensorboard | wandb | none (train_min/report.py)
 
@@ -248,8 +249,26 @@ def train(cfg: TrainConfig) -> dict:
     reporter = Reporter(cfg.report_to if rank == 0 else "none", out, asdict(cfg))
     prefetch = Prefetch(batches, cfg.grad_accum, device)
     bar = tqdm(total=cfg.steps, initial=step, desc=f"train {cfg.task}", disable=not cfg.progress or rank > 0)
+    pending, window = [], time.perf_counter()  # steps whose loss and gradient norm are still on the device
+
+    def flush(eval_loss: float | None = None) -> None:
+        """The pending steps' values read from the device at once (one sync for them all)
+        into the history, the reporter and the bar; a step's seconds are its window's mean."""
+        nonlocal window
+        values = torch.stack([torch.stack([t.float(), g.float()]) for _, t, g, *_ in pending]).tolist()
+        now = time.perf_counter()
+        for (s, _, _, n_t, n_tok, lr), (t, g) in zip(pending, values):
+            record = {"step": s, "loss": t / max(n_t, 1), "lr": lr, "grad_norm": g, "tokens": n_tok, "seconds": (now - window) / len(pending)}
+            if s == pending[-1][0] and eval_loss is not None:
+                record["eval_loss"] = eval_loss
+            history.append(record)
+            reporter.log(record)
+        pending.clear()
+        window = now
+        last_eval = next((r["eval_loss"] for r in reversed(history) if "eval_loss" in r), None)
+        bar.set_postfix(loss=f"{history[-1]['loss']:.3f}", **({"eval_loss": f"{last_eval:.3f}"} if last_eval is not None else {}))
+
     while step < cfg.steps:
-        started = time.perf_counter()
         micro, data_state = prefetch.next()
         n_targets, n_tokens = sum(t for _, t, _ in micro), sum(n for _, _, n in micro)  # of the global batch
         total = torch.zeros((), device=device)
@@ -262,25 +281,21 @@ def train(cfg: TrainConfig) -> dict:
             total += loss.detach()  # stays on the device: no sync per micro-batch
         if world > 1:
             torch.distributed.all_reduce(total)
-        grad_norm = float(torch.nn.utils.clip_grad_norm_(params, cfg.clip))
+        grad_norm = torch.nn.utils.clip_grad_norm_(params, cfg.clip)  # a device tensor: no sync
         optimizer.step()
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
         step += 1
-        if device == "cuda":
-            torch.cuda.synchronize()
-        record = {"step": step, "loss": float(total) / max(n_targets, 1), "lr": scheduler.get_last_lr()[0], "grad_norm": grad_norm,
-                  "tokens": n_tokens, "seconds": time.perf_counter() - started}
-        if (cfg.eval_every and step % cfg.eval_every == 0) or step == cfg.steps:
-            record["eval_loss"] = evaluate(model, eval_set, cfg, pad, device, multiple)
-        history.append(record)
-        reporter.log(record)
+        pending.append((step, total, grad_norm, n_targets, n_tokens, scheduler.get_last_lr()[0]))
         bar.update(1)
-        last_eval = next((r["eval_loss"] for r in reversed(history) if "eval_loss" in r), None)
-        bar.set_postfix(loss=f"{record['loss']:.3f}", **({"eval_loss": f"{last_eval:.3f}"} if last_eval is not None else {}))
-        if cfg.save_every and step % cfg.save_every == 0 and step < cfg.steps:
+        evaluating = (cfg.eval_every and step % cfg.eval_every == 0) or step == cfg.steps
+        saving = cfg.save_every and step % cfg.save_every == 0 and step < cfg.steps
+        stopping = cfg.stop_after and step - first >= cfg.stop_after and step < cfg.steps
+        if evaluating or saving or stopping or len(pending) >= max(1, cfg.log_every):
+            flush(evaluate(model, eval_set, cfg, pad, device, multiple) if evaluating else None)
+        if saving:
             save_checkpoint()
-        if cfg.stop_after and step - first >= cfg.stop_after and step < cfg.steps:
+        if stopping:
             save_checkpoint()
             bar.close(), prefetch.close(), reporter.close()
             return {"config": asdict(cfg), "device": device, "stopped_at": step, "history": history}

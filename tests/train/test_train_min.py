@@ -254,3 +254,14 @@ def test_compiled_towers_train_as_the_eager_model(published, tiny_llama, tiny_id
     assert runs[0]["config"]["pad_multiple"] == 0
     for a, b in zip(runs[0]["history"], runs[1]["history"], strict=True):
         assert a["tokens"] == b["tokens"] and a["loss"] == pytest.approx(b["loss"], rel=1e-4)
+
+
+def test_reading_the_device_every_few_steps_records_every_step_the_same(published, tiny_llama, tmp_path):
+    """--log-every N: no host sync per step, the same per-step history (losses, norms, eval)."""
+    runs = [train(_cfg(tmp_path, tiny_llama, published, f"l{n}", task="reasoner", steps=6, max_length=512, eval_fraction=0.2,
+                       eval_every=3, log_every=n)) for n in (1, 4)]
+    def timeless(summary):
+        return [{k: v for k, v in r.items() if k != "seconds"} for r in summary["history"]]
+
+    assert timeless(runs[0]) == timeless(runs[1]) and [r["step"] for r in runs[1]["history"]] == [1, 2, 3, 4, 5, 6]
+    assert "eval_loss" in runs[1]["history"][2] and all(r["seconds"] > 0 for r in runs[1]["history"])
