@@ -172,8 +172,9 @@ def aggregate(cfg: ExperimentConfig, out: Path) -> dict:
                 per_seed["accuracy"].setdefault(column, []).append(cell["accuracy"] or 0.0)
             rows = [json.loads(line) for line in open(dest / "predictions.jsonl")]
             rows_out += [{"arm": arm, "seed": seed, **r} for r in rows]
-            if SYSTEM[arm] != "direct":
-                per_seed["fact_coverage"].append(sum(map(fact_coverage, rows)) / len(rows))
+            scenes = [r for r in rows if {"family", "template"} <= set(r.get("meta") or {})]  # synthetic: their truth is known
+            if SYSTEM[arm] != "direct" and scenes:
+                per_seed["fact_coverage"].append(sum(map(fact_coverage, scenes)) / len(scenes))
         arms[arm] = {"accuracy": {c: _mean_sd(v) for c, v in per_seed["accuracy"].items()},
                      "fact_coverage": _mean_sd(per_seed["fact_coverage"]) if per_seed["fact_coverage"] else None,
                      "items": len(rows)}
