@@ -118,14 +118,22 @@ def run_demo(cfg: DemoConfig) -> dict:
     return report
 
 
-def main(argv: list[str] | None = None) -> None:
+def cli_args(argv: list[str] | None, default: str, doc: str) -> tuple[str, list[str]] | None:
+    """`[RECIPE] [key=value ...]` -> (recipe path, overrides), RECIPE defaulting to the bundled
+    recipes/train/`default`; None after printing `doc` for -h/--help."""
     args = sys.argv[1:] if argv is None else argv
     if args and args[0] in ("-h", "--help"):
-        print(__doc__)
+        print(doc)
+        return None
+    recipe = args[0] if args and "=" not in args[0] else str(resources.files("recipes") / "train" / default)
+    return recipe, [a for a in args if "=" in a]
+
+
+def main(argv: list[str] | None = None) -> None:
+    parsed = cli_args(argv, "tiny-vlm.yaml", __doc__)
+    if parsed is None:
         return
-    recipe = args[0] if args and "=" not in args[0] else str(resources.files("recipes") / "train" / "tiny-vlm.yaml")
-    overrides = [a for a in args if "=" in a]
-    report = run_demo(load_demo(recipe, overrides))
+    report = run_demo(load_demo(*parsed))
     secs = ", ".join(f"{k} {v:.0f} s" for k, v in report["seconds"].items())
     print(f"\nExtract+Think on {report['records']} held-out scenes, {report['items']} questions "
           f"(accuracy %, {report['total_seconds'] / 60:.1f} min: {secs}):\n")

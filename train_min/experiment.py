@@ -32,16 +32,14 @@ from __future__ import annotations
 import json
 import logging
 import statistics
-import sys
 import time
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
 from pipelines.config import ConfigError, build, load_yaml, to_plain
 from pipelines.recipe import TeacherConfig
-from train_min.demo import DataStep, VLMShape
+from train_min.demo import DataStep, VLMShape, cli_args
 from train_min.evaluate import EvalConfig
 from train_min.jobs import log, schedule
 
@@ -254,12 +252,10 @@ def run_experiment(cfg: ExperimentConfig) -> dict | None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    args = sys.argv[1:] if argv is None else argv
-    if args and args[0] in ("-h", "--help"):
-        print(__doc__)
+    parsed = cli_args(argv, "miniature.yaml", __doc__)
+    if parsed is None:
         return
-    recipe = args[0] if args and "=" not in args[0] else str(resources.files("recipes") / "train" / "miniature.yaml")
-    report = run_experiment(load_experiment(recipe, [a for a in args if "=" in a]))
+    report = run_experiment(load_experiment(*parsed))
     if report is None:
         return
     secs = ", ".join(f"{k} {v:.0f} s" for k, v in report["seconds"].items())
