@@ -121,12 +121,9 @@ def bundle_texts(bundle: Path):
                 yield from table[column].to_pylist()
 
 
-def _draw(source: dict, scene: int) -> tuple[int, str, str, bytes]:
-    from pipelines.config import build
-    from pipelines.source_config import SourceConfig
+def _draw(config, scene: int) -> tuple[int, str, str, bytes]:
     from pipelines.sources.synthetic import make_record
 
-    config = build(SourceConfig, source)
     record = make_record(scene, config.synthetic, config.name, config.license)
     return scene, record.id, _turns_key(record), record.images[0].bytes
 
@@ -142,7 +139,10 @@ def materialize(bundle: Path, out: Path, workers: int = 1) -> dict:
     manifest = json.loads((bundle / "manifest.json").read_text())
     tables = {name: pq.read_table(bundle / f"{name}.parquet").to_pylist() for name in (*IMAGE_SETS, *TEXT_SETS)}
     scenes = sorted({row["scene"] for name in IMAGE_SETS for row in tables[name]})
-    draw = partial(_draw, manifest["source"])
+    from pipelines.config import build
+    from pipelines.source_config import SourceConfig
+
+    draw = partial(_draw, build(SourceConfig, manifest["source"]))  # the config built once, not per scene
     if workers > 1:
         with multiprocessing.get_context("spawn").Pool(workers) as pool:
             drawn = {s: d for s, *d in pool.imap_unordered(draw, scenes, chunksize=64)}
