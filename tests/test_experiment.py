@@ -4,6 +4,7 @@ parts its table rests on (the bundle, the redraw, the captions, the fact coverag
 
 import json
 import os
+import re
 from importlib import resources
 
 import pyarrow.parquet as pq
@@ -13,7 +14,7 @@ from pipelines.config import build
 from pipelines.source_config import SourceConfig
 from pipelines.sources.synthetic import make_record
 from pipelines.teachers.oracle import caption
-from train_min.experiment import ARMS, fact_coverage, load_experiment, main
+from train_min.experiment import ARMS, fact_coverage, false_sentences, load_experiment, main
 
 RECIPE = str(resources.files("recipes") / "train" / "miniature.yaml")
 TINY_LM = "{hidden_size:32,intermediate_size:64,num_hidden_layers:1,num_attention_heads:1,num_key_value_heads:1,head_dim:32}"
@@ -46,13 +47,14 @@ def test_every_arm_and_seed_is_trained_evaluated_and_reported(experiment):
         assert len(a["accuracy"]["all"]["values"]) == 2  # one per seed
         assert all(0.0 <= v <= 1.0 for v in a["accuracy"]["all"]["values"])
         assert set(report["columns"]) <= set(a["accuracy"])
-        assert (a["fact_coverage"] is None) == (arm == "direct")
+        assert (a["fact_coverage"] is None) == (arm == "direct") == (a["false_sentences"] is None)
+        assert arm == "direct" or all(0.0 <= v <= 1.0 for v in a["false_sentences"]["values"])
     rows = [json.loads(line) for line in open(experiment / "predictions.jsonl")]
     assert len(rows) == len(ARMS) * 2 * items
     assert {(r["arm"], r["seed"]) for r in rows} == {(a, s) for a in ARMS for s in (0, 1)}
     assert all(r["stage1"] is not None for r in rows if r["arm"] != "direct")
     table = (experiment / "results.md").read_text()
-    assert all(f"| {arm} |" in table for arm in ARMS) and "facts stated" in table
+    assert all(f"| {arm} |" in table for arm in ARMS) and "facts stated" in table and "false sentences" in table
     # the resolved config is written and loads back as the same experiment
     assert load_experiment(str(experiment / "config.yaml")).seeds == [0, 1]
     # one shape for every perception-side model; the two-stage arms add a reasoner
@@ -116,23 +118,34 @@ def test_a_redrawn_scene_with_other_questions_is_refused(experiment, tmp_path):
         materialize(bundle, tmp_path / "data")
 
 
-def test_fact_coverage_credits_true_statements_only():
+def test_fact_coverage_credits_true_statements_only_and_false_sentences_counts_the_false_ones():
     from pipelines.recipe import OracleOptions
     from pipelines.source_config import SyntheticSource
     from pipelines.teachers.oracle import _extraction
 
     config = SyntheticSource(num_records=60, image_size=64)
     covered = {"extraction": [], "caption": [], "wrong": []}
+    truth, texts = {}, {"extraction": [], "caption": [], "miscounted": []}
     for i in range(60):
         record = make_record(i, config)
+        extraction = _extraction(record, None, 0, OracleOptions())[0]
         for t in record.turns:
             row = {"meta": t.meta, "gold": t.answer, "choices": list(t.choices), "question": t.question}
-            covered["extraction"].append(fact_coverage({**row, "stage1": _extraction(record, None, 0, OracleOptions())[0]}))
+            covered["extraction"].append(fact_coverage({**row, "stage1": extraction}))
             covered["caption"].append(fact_coverage({**row, "stage1": caption(record)}))
             covered["wrong"].append(fact_coverage({**row, "stage1": "The image shows something else entirely."}))
+        truth[record.id] = record
+        texts["extraction"].append({"record_id": record.id, "stage1": extraction})
+        texts["caption"].append({"record_id": record.id, "stage1": caption(record)})
+        # every number in the text one more: a sentence that states a number is now false
+        miscounted = re.sub(r"\d+", lambda m: str(int(m.group()) + 1), extraction)
+        texts["miscounted"].append({"record_id": record.id, "stage1": miscounted})
     assert all(covered["extraction"])  # the oracle's extraction states every question's fact
     assert 0 < sum(covered["caption"]) < len(covered["caption"])  # a generic caption states some
     assert not any(covered["wrong"])
+    assert false_sentences(texts["extraction"], truth) == false_sentences(texts["caption"], truth) == 0.0
+    assert 0.2 < false_sentences(texts["miscounted"], truth) < 1.0  # scene sentences without numbers stay true
+    assert false_sentences(texts["caption"], {}) is None  # no known truth: not measured
 
 
 def test_the_schedule_evaluates_as_soon_as_models_exist_drops_what_failed_and_stops_at_the_time_limit(monkeypatch):

@@ -19,7 +19,8 @@ unfiltered data, trained from scratch with several seeds, evaluated on held-out 
 4. evaluation of every arm and seed with train_min.evaluate (two-stage for the first three),
    and the perception models' fact coverage: the share of held-out questions whose fact,
    stated with its true answer, the model's extraction (or caption) supports (the
-   statement_coverage measure against the scene's ground truth);
+   statement_coverage measure against the scene's ground truth), and the share of their
+   sentences that the scene contradicts (pipelines.truth: a wrong count, value, time);
 5. report: accuracy mean +- sd over seeds per arm and per family, written with the resolved
    config and every prediction to `out`.
 
@@ -153,15 +154,37 @@ def fact_coverage(row: dict, min_score: float = 0.8) -> bool:
     return support(statement, row.get("stage1") or "", "lexical", row["question"]) >= min_score
 
 
+def heldout_truth(cfg: ExperimentConfig) -> dict:
+    """The held-out records whose scene truth is known (synthetic), by id."""
+    from train_min.evaluate import load_heldout
+
+    ev = build(EvalConfig, {**cfg.eval, "perception": {"backend": "transformers"}, "reasoner": {"backend": "transformers"}})
+    return {r.id: r for r in load_heldout(ev)[0] if (r.facts or {}).get("family")}
+
+
+def false_sentences(rows: list[dict], truth: dict) -> float | None:
+    """The share of the stage-1 texts' sentences that their scene contradicts (a wrong
+    count, value, time, colour; pipelines.truth), each scene's text counted once; None where
+    no scene's truth is known."""
+    from filters.text import sentences
+    from pipelines.truth import stated_errors
+
+    texts = {r["record_id"]: r.get("stage1") or "" for r in rows if r["record_id"] in truth}
+    said = sum(len(sentences(t)) for t in texts.values())
+    return sum(len(stated_errors(t, truth[k])) for k, t in texts.items()) / said if said else None
+
+
 def _mean_sd(values: list[float]) -> dict:
     return {"mean": statistics.fmean(values), "sd": statistics.stdev(values) if len(values) > 1 else 0.0, "values": values}
 
 
 def aggregate(cfg: ExperimentConfig, out: Path) -> dict:
-    """Per arm: accuracy mean and sd over seeds, overall and per family; fact coverage."""
+    """Per arm: accuracy mean and sd over seeds, overall and per family; fact coverage and
+    the share of stage-1 sentences that are false."""
     arms, columns, rows_out = {}, None, []
+    truth = heldout_truth(cfg)
     for arm in cfg.arms:
-        per_seed = {"accuracy": {}, "fact_coverage": []}
+        per_seed = {"accuracy": {}, "fact_coverage": [], "false_sentences": []}
         for seed in cfg.seeds:
             dest = out / "eval" / arm / f"seed{seed}"
             result = json.loads((dest / "results.json").read_text())
@@ -173,8 +196,10 @@ def aggregate(cfg: ExperimentConfig, out: Path) -> dict:
             scenes = [r for r in rows if {"family", "template"} <= set(r.get("meta") or {})]  # synthetic: their truth is known
             if SYSTEM[arm] != "direct" and scenes:
                 per_seed["fact_coverage"].append(sum(map(fact_coverage, scenes)) / len(scenes))
+                if (false := false_sentences(rows, truth)) is not None:
+                    per_seed["false_sentences"].append(false)
         arms[arm] = {"accuracy": {c: _mean_sd(v) for c, v in per_seed["accuracy"].items()},
-                     "fact_coverage": _mean_sd(per_seed["fact_coverage"]) if per_seed["fact_coverage"] else None,
+                     **{k: _mean_sd(per_seed[k]) if per_seed[k] else None for k in ("fact_coverage", "false_sentences")},
                      "items": len(rows)}
     return {"columns": columns, "arms": arms, "predictions": rows_out}
 
@@ -183,10 +208,10 @@ def markdown(agg: dict, sizes: dict) -> str:
     def cell(ms):
         return "-" if ms is None else f"{100 * ms['mean']:.1f} ± {100 * ms['sd']:.1f}"
     cols = agg["columns"]
-    lines = ["| arm | parameters | " + " | ".join(cols) + " | facts stated |", "|---" * (len(cols) + 3) + "|"]
+    lines = ["| arm | parameters | " + " | ".join(cols) + " | facts stated | false sentences |", "|---" * (len(cols) + 4) + "|"]
     for arm, a in agg["arms"].items():
         lines.append(f"| {arm} | {sizes[arm]} | " + " | ".join(cell(a["accuracy"].get(c)) for c in cols)
-                     + f" | {cell(a['fact_coverage'])} |")
+                     + f" | {cell(a['fact_coverage'])} | {cell(a.get('false_sentences'))} |")
     return "\n".join(lines)
 
 
