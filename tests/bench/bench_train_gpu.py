@@ -90,7 +90,8 @@ def run_train_min(model: Path, data: str, batch: int, steps: int, max_length: in
                           max_length=max_length, lr=1e-4, warmup=5, eval_fraction=0.0, eval_every=0, progress=False, device=device,
                           gradient_checkpointing=ckpt, loss_chunk=chunk, pack=pack, compile=compile, pad_multiple=pad_multiple,
                           report_to="none"))
-    return {"history": [(h["tokens"], h["seconds"]) for h in s["history"]], "peak": s["peak_memory_gib"] or 0.0}
+    return {"history": [(h["tokens"], h["seconds"]) for h in s["history"]], "peak": s["peak_memory_gib"] or 0.0,
+            "losses": [h["loss"] for h in s["history"]]}
 
 
 def run_trl(model: Path, data: str, batch: int, steps: int, max_length: int, out: Path, ckpt: bool, chunk: int,
@@ -181,7 +182,9 @@ def main() -> None:
         timed = r["history"][args.warmup:]
         tps = sum(t for t, _ in timed) / sum(s for _, s in timed)
         rows.append({"trainer": name, "batch": args.batch, "checkpointing": args.gradient_checkpointing, "tokens_per_s": tps, "peak_gib": r["peak"],
-                     "mfu": 6 * n * tps / H100_BF16_FLOPS, "tokens_per_step": sum(t for t, _ in timed) / len(timed)})
+                     "mfu": 6 * n * tps / H100_BF16_FLOPS, "tokens_per_step": sum(t for t, _ in timed) / len(timed),
+                     "seconds_per_step": sum(s for _, s in timed) / len(timed), "losses": r.get("losses"), "parameters": n,
+                     "pack": args.pack if fn is run_train_min else 0})
     where = torch.cuda.get_device_name() if args.device == "cuda" else "cpu"
     print(f"\n{args.shape} {args.task}: {n / 1e6:.0f}M parameters; {where}; max_length {args.max_length}; pack {args.pack}; "
           f"compile {args.compile}; {args.steps} steps, first {args.warmup} untimed\n")

@@ -1,0 +1,109 @@
+"""Every line of issue 21's table in one GPU call: train_min against TRL at the SmolVLM
+shape (batch 16 and 64), packed against unpacked (speed, and the loss curves over 200
+steps), the paper's shape and the reasoner path. Each run is its own process
+(tests/bench/bench_train_gpu.py with `--only`), under its own time limit, so one that hangs
+or runs out of memory costs only its line; the table is printed and written after every
+run, so a call cut short still returns what it measured.
+
+    python -m tests.bench.bench_train_gpu_suite --data out/bench-gpu --trl-data out/bench-gpu-trl \\
+        --trl-reasoning out/bench-gpu-trl-reasoning --out results.md [--lines smolvlm16,smolvlm64,...]
+
+The data is made as bench_train_gpu.py's docstring says. `--shape tiny --device cpu`
+checks the suite itself on a CPU in a few minutes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+# line -> (bench arguments shared by its runs, {run name: extra arguments}); "{shape}" is --shape's
+LINES = {
+    "smolvlm16": (["--batch", "16"], {"train_min": ["--only", "train_min"], "TRL": ["--only", "trl"]}),
+    "smolvlm64": (["--batch", "64"], {"train_min": ["--only", "train_min"], "TRL": ["--only", "trl"]}),
+    "packed64": (["--batch", "64"], {"train_min packed": ["--only", "train_min", "--pack", "2048"]}),
+    "curve": (["--batch", "16", "--steps", "200", "--warmup", "20"],
+              {"train_min": ["--only", "train_min"], "train_min packed": ["--only", "train_min", "--pack", "2048"]}),
+    "paper16": (["--shape", "paper", "--max-length", "1100", "--batch", "16", "--steps", "30"],
+                {"train_min": ["--only", "train_min"], "TRL": ["--only", "trl", "--trl-workers", "4"]}),
+    "reasoner16": (["--shape", "paper", "--task", "reasoner", "--max-length", "1024", "--batch", "16", "--steps", "30",
+                    "--trl-data", "{trl_reasoning}"],
+                   {"train_min": ["--only", "train_min"], "TRL": ["--only", "trl"]}),
+}
+
+
+def run(args: list[str], timeout: float) -> tuple[dict | None, str]:
+    """One bench process: its row, or None and why."""
+    try:
+        done = subprocess.run([sys.executable, "-m", "tests.bench.bench_train_gpu", *args], capture_output=True, text=True,
+                              timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return None, f"over its {timeout:.0f} s limit"
+    last = done.stdout.strip().splitlines()[-1:] or [""]
+    if done.returncode or not last[0].startswith("["):
+        return None, f"exit {done.returncode}: " + " | ".join(done.stderr.strip().splitlines()[-3:])[:300]
+    return json.loads(last[0])[0], ""
+
+
+def curve_gap(a: list[float], b: list[float], window: int = 10) -> float:
+    """The largest relative difference between two loss curves, each a running mean over
+    `window` steps (a step's loss alone is one batch's noise)."""
+    def smooth(xs):
+        return [sum(xs[max(0, i - window + 1) : i + 1]) / len(xs[max(0, i - window + 1) : i + 1]) for i in range(len(xs))]
+
+    return max(abs(x - y) / max(abs(y), 1e-12) for x, y in zip(smooth(a), smooth(b)))
+
+
+def table(results: list[dict]) -> str:
+    lines = ["| line | run | batch | pack | tokens/step | s/step | tokens/s | x TRL | peak GiB | MFU | note |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in results:
+        row = r["row"] or {}
+        trl = next((x["row"] for x in results if x["line"] == r["line"] and x["name"] == "TRL" and x["row"]), None)
+        ratio = f"{row['tokens_per_s'] / trl['tokens_per_s']:.2f}" if row and trl else ""
+        cells = ([row["batch"], row["pack"] or "-", f"{row['tokens_per_step']:.0f}", f"{row['seconds_per_step']:.3f}",
+                  f"{row['tokens_per_s'] / 1e3:.1f}k", ratio, f"{row['peak_gib']:.2f}", f"{row['mfu']:.1%}"] if row else [""] * 8)
+        lines.append("| " + " | ".join(map(str, [r["line"], r["name"], *cells, r["note"]])) + " |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", required=True)
+    ap.add_argument("--trl-data", required=True)
+    ap.add_argument("--trl-reasoning", required=True, help="the TRL export of the reasoning config")
+    ap.add_argument("--lines", default=",".join(LINES), help="comma-separated, of: " + ", ".join(LINES))
+    ap.add_argument("--out", default="bench-train-gpu-suite.md", help="the table, rewritten after every run")
+    ap.add_argument("--timeout", type=float, default=240, help="seconds per run")
+    ap.add_argument("--shape", default=None, help="every line at this shape (tiny: to check the suite on a CPU)")
+    ap.add_argument("--device", default="cuda")
+    ap.add_argument("--steps", type=int, default=None, help="every run this many steps (tiny checks)")
+    args = ap.parse_args()
+
+    results, started = [], time.perf_counter()
+    for line in args.lines.split(","):
+        shared, runs = LINES[line]
+        shared = [a.replace("{trl_reasoning}", args.trl_reasoning) for a in shared]
+        base = ["--data", args.data, "--trl-data", args.trl_data, "--device", args.device, *shared]
+        if args.shape:
+            base += ["--shape", args.shape]
+        if args.steps:
+            base += ["--steps", str(args.steps), "--warmup", str(max(1, args.steps // 4))]
+        for name, extra in runs.items():
+            row, note = run(base + extra, args.timeout)
+            results.append({"line": line, "name": name, "row": row, "note": note})
+            if line == "curve" and name != "train_min" and row:
+                ref = next((r["row"] for r in results if r["line"] == "curve" and r["name"] == "train_min" and r["row"]), None)
+                if ref:
+                    results[-1]["note"] = f"loss curve within {curve_gap(row['losses'], ref['losses']):.1%} of unpacked"
+            text = table(results)
+            Path(args.out).write_text(text + "\n")
+            print(f"\n[{time.perf_counter() - started:.0f} s] {line} {name} {'done' if row else note}\n{text}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
