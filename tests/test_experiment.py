@@ -82,6 +82,34 @@ def test_the_bundle_holds_filtered_unfiltered_caption_and_direct_sets(experiment
     record = make_record(direct[0]["scene"], source.synthetic, source.name, source.license)
     assert direct[0]["prompt"].startswith(record.turns[0].question) and direct[0]["extraction"] == f"Answer: {record.turns[0].answer}"
     assert "image" not in pq.read_schema(bundle / "caption.parquet").names  # images are drawn again, not carried
+    assert manifest["captions_failed"] == 0 and manifest["captions_failed_by_reason"] == {}
+
+
+def test_scenes_whose_caption_fails_are_left_out_and_counted_by_reason(monkeypatch):
+    import pipelines.teachers as teachers
+    from pipelines.recipe import TeacherConfig
+    from pipelines.source_config import SyntheticSource
+    from pipelines.teachers.base import TeacherReply
+    from train_min.bundle import _captions
+
+    real = teachers.load_teacher
+
+    class EveryThirdFails:  # the real oracle, with a teacher error on every third request
+        def __init__(self, cfg):
+            self.inner = real(cfg)
+
+        def generate(self, requests):
+            replies = self.inner.generate(requests)
+            return [TeacherReply(error="HTTP 500: overloaded") if i % 3 == 0 else r for i, r in enumerate(replies)]
+
+        def close(self):
+            self.inner.close()
+
+    monkeypatch.setattr(teachers, "load_teacher", EveryThirdFails)
+    records = [make_record(i, SyntheticSource(num_records=9, image_size=64)) for i in range(9)]
+    captions, failed = _captions(records, TeacherConfig(backend="oracle"), "Describe the image.")
+    assert set(captions) == {r.id for i, r in enumerate(records) if i % 3} and failed == {"HTTP 500: overloaded": 3}
+    assert all(captions[r.id] == caption(r) for r in records if r.id in captions)
 
 
 def test_the_scenes_are_drawn_again_identically_and_load_as_datasets(experiment):
@@ -99,7 +127,7 @@ def test_a_rerun_skips_what_is_finished(experiment, capsys):
     main([RECIPE, *tiny(experiment)])
     assert os.stat(final).st_mtime_ns == before
     out = capsys.readouterr().out
-    assert "train 0 models and evaluate 0 arm x seed" in out
+    assert "train 0 models and evaluate 0 arm x seed" in out and "from the evaluation folders already there" in out
 
 
 def test_a_redrawn_scene_with_other_questions_is_refused(experiment, tmp_path):

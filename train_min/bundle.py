@@ -44,12 +44,15 @@ def _write(table_rows: list[dict], path: Path) -> None:
     pq.write_table(pa.Table.from_pylist(table_rows), path, compression="zstd")
 
 
-def _captions(records: list, teacher_cfg, prompt: str, batch: int = 256) -> dict[str, str]:
-    """record id -> caption, from any teacher of the teacher layer (stage `caption`)."""
+def _captions(records: list, teacher_cfg, prompt: str, batch: int = 256) -> tuple[dict[str, str], dict[str, int]]:
+    """record id -> caption, from any teacher of the teacher layer (stage `caption`); and
+    the count of records without one, by reason (the teacher's error, or an empty reply)."""
+    from collections import Counter
+
     from pipelines.teachers import load_teacher
     from pipelines.teachers.base import ChatRequest, Sampling, user_message
 
-    teacher, out = load_teacher(teacher_cfg), {}
+    teacher, out, failed = load_teacher(teacher_cfg), {}, Counter()
     try:
         for start in range(0, len(records), batch):
             chunk = records[start : start + batch]
@@ -58,9 +61,11 @@ def _captions(records: list, teacher_cfg, prompt: str, batch: int = 256) -> dict
             for record, reply in zip(chunk, teacher.generate(requests)):
                 if reply.error is None and reply.outputs and reply.outputs[0].text.strip():
                     out[record.id] = reply.outputs[0].text.strip()
+                else:
+                    failed[str(reply.error)[:200] if reply.error is not None else "empty reply"] += 1
     finally:
         teacher.close()
-    return out
+    return out, dict(failed)
 
 
 def make_bundle(recipe: str, overrides: list[str], out: Path, caption_teacher, caption_prompt: str, direct_prompt: str) -> dict:
@@ -90,7 +95,11 @@ def make_bundle(recipe: str, overrides: list[str], out: Path, caption_teacher, c
     for record, row in zip(records, tables["extraction_filtered"]):
         if record.id != row["id"]:
             raise ValueError(f"scene {row['scene']} draws as {record.id}, published as {row['id']}: the source changed")
-    captions = _captions(records, caption_teacher, caption_prompt)
+    captions, failed = _captions(records, caption_teacher, caption_prompt)
+    if failed:
+        from train_min.jobs import log
+
+        log(f"   {sum(failed.values())} of {len(records)} scenes have no caption (left out of the caption set): {failed}")
     keys = {row["id"]: _turns_key(sketch_record(row["scene"], source.synthetic)) for row in tables["extraction_unfiltered"]}
     tables["caption"] = [{"id": r.id, "record_id": r.id, "scene": row["scene"], "prompt": caption_prompt, "extraction": captions[r.id]}
                          for r, row in zip(records, tables["extraction_filtered"]) if r.id in captions]
@@ -105,7 +114,7 @@ def make_bundle(recipe: str, overrides: list[str], out: Path, caption_teacher, c
     manifest = {"recipe": recipe, "overrides": list(overrides), "source": to_plain(source), "runs": runs,
                 "rows": {name: len(rows) for name, rows in tables.items()},
                 "records": {"filtered": len(tables["extraction_filtered"]), "unfiltered": len(tables["extraction_unfiltered"])},
-                "captions_failed": len(records) - len(captions)}
+                "captions_failed": len(records) - len(captions), "captions_failed_by_reason": failed}
     (bundle / "manifest.json").write_text(json.dumps(manifest, indent=2))
     return manifest
 

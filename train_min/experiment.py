@@ -270,7 +270,7 @@ def run_experiment(cfg: ExperimentConfig) -> dict | None:
 
     (out / "config.yaml").write_text(yaml.safe_dump(to_plain(cfg), sort_keys=False))
     report = {**agg, "out": str(out), "table": table, "parameters": sizes, "seeds": cfg.seeds, "device": ", ".join(devices), "bundle": manifest,
-              "seconds": times, "total_seconds": time.perf_counter() - started}
+              "seconds": times, "total_seconds": time.perf_counter() - started, "jobs_run": len(jobs) + len(evals)}
     (out / "results.json").write_text(json.dumps(report, indent=2))
     (out / "results.md").write_text(table + "\n")
     return report
@@ -285,8 +285,9 @@ def main(argv: list[str] | None = None) -> None:
         return
     secs = ", ".join(f"{k} {v:.0f} s" for k, v in report["seconds"].items())
     first = next(iter(report["arms"].values()))
+    when = f"{report['total_seconds'] / 60:.1f} min: {secs}" if report["jobs_run"] else "from the evaluation folders already there"
     print(f"\n{len(report['seeds'])} seeds, {first['items']} held-out questions per arm and seed, on {report['device']} "
-          f"({report['total_seconds'] / 60:.1f} min: {secs}); accuracy % (mean ± sd):\n")
+          f"({when}); accuracy % (mean ± sd):\n")
     print(report["table"])
     print(f"\nresults: {report['out']}/results.md, predictions: {report['out']}/predictions.jsonl")
 
