@@ -45,6 +45,10 @@ from train_min.report import CHOICES, Reporter
 from train_min.runtime import barrier, compile_towers, distributed, rng_state, set_rng_state
 
 
+# --compile: torch.compile's mode for each value (None: eager)
+COMPILE = {"auto": "default", "on": "default", "off": None, "reduce-overhead": "reduce-overhead", "max-autotune": "max-autotune"}
+
+
 @dataclass
 class TrainConfig:
     task: str = "perception"  # perception (image + prompt -> extraction) | reasoner (text -> reasoning)
@@ -70,7 +74,7 @@ class TrainConfig:
     gradient_checkpointing: bool = False  # recompute activations in the backward pass: less memory, ~30% slower
     loss_chunk: int = 512  # target tokens per logits chunk: the loss never holds more logits than this many rows
     pack: int = 0  # > 0: each micro-batch's examples packed into rows of at most this many tokens, no padding between them
-    compile: str = "auto"  # auto (on with CUDA) | on | off: torch.compile the model's language and vision towers
+    compile: str = "auto"  # auto (on with CUDA) | on | off | reduce-overhead (on, with CUDA graphs) | max-autotune: torch.compile the towers
     pad_multiple: int = 0  # batch lengths padded up to a multiple of this, so compiled shapes repeat; 0: 64 when compiling, else 1
     log_every: int = 10  # steps whose loss and gradient norm are read from the device at once (1: a host sync every step)
     progress: bool = True  # a progress bar with the loss and the eval loss
@@ -189,6 +193,8 @@ def evaluate(model, examples: list[dict], cfg: TrainConfig, pad: int, device: st
 def train(cfg: TrainConfig) -> dict:
     """Train; under torchrun, data parallel: every process takes its slice of each global
     batch (batch_size x grad_accum x processes examples) and process 0 logs and saves."""
+    if cfg.compile not in COMPILE:
+        raise ValueError(f"compile: {cfg.compile!r} is not one of {', '.join(COMPILE)}")
     device = ("cuda" if torch.cuda.is_available() else "cpu") if cfg.device == "auto" else cfg.device
     rank, world = distributed(device)
     random.seed(cfg.seed), np.random.seed(cfg.seed), torch.manual_seed(cfg.seed)
@@ -213,10 +219,10 @@ def train(cfg: TrainConfig) -> dict:
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=cfg.lr, betas=(0.9, 0.95), weight_decay=cfg.weight_decay, fused=device == "cuda")
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_at(s, cfg) / cfg.lr)
-    compiling = cfg.compile == "on" or (cfg.compile == "auto" and device == "cuda")
+    compiling = cfg.compile != "off" and (cfg.compile != "auto" or device == "cuda")
     multiple = cfg.pad_multiple or (64 if compiling else 1)
     if compiling:
-        compile_towers(model)
+        compile_towers(model, COMPILE[cfg.compile])
     batches = Batches(train_set, cfg.batch_size, cfg.seed, pad, pin=device == "cuda", rank=rank, world=world, pack_length=cfg.pack,
                       multiple=multiple)
     step_loss = TargetLoss(model, device, cfg.loss_chunk)
@@ -323,7 +329,7 @@ def main(argv: list[str] | None = None) -> None:
         else:
             kind = {"int": int, "float": float}.get(f.type if isinstance(f.type, str) else f.type.__name__, str)
             ap.add_argument(flag, type=kind, default=f.default, help=helps[f.name],
-                            **({"choices": CHOICES} if f.name == "report_to" else {}))
+                            **({"choices": CHOICES} if f.name == "report_to" else {"choices": list(COMPILE)} if f.name == "compile" else {}))
     summary = train(TrainConfig(**vars(ap.parse_args(argv))))
     if int(os.environ.get("RANK", "0")) > 0:
         return

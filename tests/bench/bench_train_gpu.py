@@ -160,7 +160,8 @@ def main() -> None:
     ap.add_argument("--task", choices=["perception", "reasoner"], default="perception")
     ap.add_argument("--device", choices=["cuda", "cpu"], default="cuda", help="cpu: to check the bench itself (--shape tiny)")
     ap.add_argument("--pack", type=int, default=0, help="train_min: pack each batch into rows of this many tokens")
-    ap.add_argument("--compile", choices=["auto", "on", "off"], default="auto", help="train_min: compile the towers (auto: with CUDA)")
+    ap.add_argument("--compile", choices=["auto", "on", "off", "reduce-overhead", "max-autotune"], default="auto",
+                    help="train_min: compile the towers (auto: with CUDA; reduce-overhead: with CUDA graphs)")
     ap.add_argument("--pad-multiple", type=int, default=0, help="train_min: pad lengths to a multiple (0: 64 when compiling)")
     args = ap.parse_args()
 

@@ -1,6 +1,6 @@
 """Every line of issue 21's table in one GPU call: train_min against TRL at the SmolVLM
 shape (batch 16 and 64), packed against unpacked (speed, and the loss curves over 200
-steps), the paper's shape and the reasoner path. Each run is its own process
+steps), CUDA graphs (`--compile reduce-overhead`), the paper's shape and the reasoner path. Each run is its own process
 (tests/bench/bench_train_gpu.py with `--only`), under its own time limit, so one that hangs
 or runs out of memory costs only its line; the table is printed and written after every
 run, so a call cut short still returns what it measured.
@@ -26,6 +26,7 @@ LINES = {
     "smolvlm16": (["--batch", "16"], {"train_min": ["--only", "train_min"], "TRL": ["--only", "trl"]}),
     "smolvlm64": (["--batch", "64"], {"train_min": ["--only", "train_min"], "TRL": ["--only", "trl"]}),
     "packed64": (["--batch", "64"], {"train_min packed": ["--only", "train_min", "--pack", "2048"]}),
+    "graphs64": (["--batch", "64"], {"train_min CUDA graphs": ["--only", "train_min", "--compile", "reduce-overhead"]}),
     "curve": (["--batch", "16", "--steps", "200", "--warmup", "20"],
               {"train_min": ["--only", "train_min"], "train_min packed": ["--only", "train_min", "--pack", "2048"]}),
     "paper16": (["--shape", "paper", "--max-length", "1100", "--batch", "16", "--steps", "30"],

@@ -250,10 +250,24 @@ def test_compiled_towers_train_as_the_eager_model(published, tiny_llama, tiny_id
 
     assert compile_towers(AutoModelForImageTextToText.from_pretrained(tiny_idefics3)) == ["text_model", "vision_model"]
     runs = [train(_cfg(tmp_path, tiny_llama, published, f"c{c}", task="reasoner", steps=3, max_length=512, compile=c))
-            for c in ("off", "on")]
+            for c in ("off", "on", "reduce-overhead")]  # CUDA graphs apply on a GPU only; the mode reaches the compiler
     assert runs[0]["config"]["pad_multiple"] == 0
-    for a, b in zip(runs[0]["history"], runs[1]["history"], strict=True):
-        assert a["tokens"] == b["tokens"] and a["loss"] == pytest.approx(b["loss"], rel=1e-4)
+    for run in runs[1:]:
+        for a, b in zip(runs[0]["history"], run["history"], strict=True):
+            assert a["tokens"] == b["tokens"] and a["loss"] == pytest.approx(b["loss"], rel=1e-4)
+    with pytest.raises(ValueError, match="compile: 'yes' is not one of"):
+        train(_cfg(tmp_path, tiny_llama, published, "cyes", task="reasoner", steps=1, compile="yes"))
+
+
+def test_the_compile_mode_reaches_torch_compile(tiny_idefics3, monkeypatch):
+    from transformers import AutoModelForImageTextToText
+
+    from train_min.runtime import compile_towers
+
+    seen = []
+    monkeypatch.setattr(torch.nn.Module, "compile", lambda self, **kw: seen.append(kw))
+    compile_towers(AutoModelForImageTextToText.from_pretrained(tiny_idefics3), "reduce-overhead")
+    assert seen == [{"dynamic": False, "mode": "reduce-overhead"}] * 2
 
 
 def test_reading_the_device_every_few_steps_records_every_step_the_same(published, tiny_llama, tmp_path):
