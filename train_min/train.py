@@ -44,7 +44,6 @@ from train_min.loss import TargetCrossEntropy, TargetLoss, loss_sum  # noqa: F40
 from train_min.report import CHOICES, Reporter
 from train_min.runtime import barrier, compile_towers, distributed, rng_state, set_rng_state
 
-
 # --compile: torch.compile's mode for each value (None: eager)
 COMPILE = {"auto": "default", "on": "default", "off": None, "reduce-overhead": "reduce-overhead", "max-autotune": "max-autotune"}
 
