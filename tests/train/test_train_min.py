@@ -252,8 +252,8 @@ def test_compiled_towers_train_as_the_eager_model(published, tiny_llama, tiny_id
     runs = [train(_cfg(tmp_path, tiny_llama, published, f"c{c}", task="reasoner", steps=3, max_length=512, compile=c))
             for c in ("off", "on", "reduce-overhead")]  # CUDA graphs apply on a GPU only; the mode reaches the compiler
     assert runs[0]["config"]["pad_multiple"] == 0
-    for run in runs[1:]:
-        for a, b in zip(runs[0]["history"], run["history"], strict=True):
+    for other in runs[1:]:
+        for a, b in zip(runs[0]["history"], other["history"], strict=True):
             assert a["tokens"] == b["tokens"] and a["loss"] == pytest.approx(b["loss"], rel=1e-4)
     with pytest.raises(ValueError, match="compile: 'yes' is not one of"):
         train(_cfg(tmp_path, tiny_llama, published, "cyes", task="reasoner", steps=1, compile="yes"))
