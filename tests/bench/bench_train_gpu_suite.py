@@ -21,7 +21,7 @@ import sys
 import time
 from pathlib import Path
 
-# line -> (bench arguments shared by its runs, {run name: extra arguments}); "{shape}" is --shape's
+# line -> (bench arguments shared by its runs, {run name: extra arguments}); "{trl_reasoning}" is --trl-reasoning
 LINES = {
     "smolvlm16": (["--batch", "16"], {"train_min": ["--only", "train_min"], "TRL": ["--only", "trl"]}),
     "smolvlm64": (["--batch", "64"], {"train_min": ["--only", "train_min"], "TRL": ["--only", "trl"]}),
