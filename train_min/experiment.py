@@ -154,12 +154,16 @@ def fact_coverage(row: dict, min_score: float = 0.8) -> bool:
     return support(statement, row.get("stage1") or "", "lexical", row["question"]) >= min_score
 
 
+def eval_settings(cfg: ExperimentConfig) -> EvalConfig:
+    """The experiment's evaluation settings (held-out sources, prompts), models left open."""
+    return build(EvalConfig, {**cfg.eval, "perception": {"backend": "transformers"}, "reasoner": {"backend": "transformers"}})
+
+
 def heldout_truth(cfg: ExperimentConfig) -> dict:
     """The held-out records whose scene truth is known (synthetic), by id."""
     from train_min.evaluate import load_heldout
 
-    ev = build(EvalConfig, {**cfg.eval, "perception": {"backend": "transformers"}, "reasoner": {"backend": "transformers"}})
-    return {r.id: r for r in load_heldout(ev)[0] if (r.facts or {}).get("family")}
+    return {r.id: r for r in load_heldout(eval_settings(cfg))[0] if (r.facts or {}).get("family")}
 
 
 def false_sentences(rows: list[dict], truth: dict) -> float | None:
@@ -230,7 +234,7 @@ def run_experiment(cfg: ExperimentConfig) -> dict | None:
         from pipelines.cli import _BeamNoise
 
         logging.getLogger().addFilter(_BeamNoise())
-        ev = build(EvalConfig, {**cfg.eval, "perception": {"backend": "transformers"}, "reasoner": {"backend": "transformers"}})
+        ev = eval_settings(cfg)
         make_bundle(cfg.data.recipe, cfg.data.overrides, out, cfg.caption_teacher, ev.caption_prompt, ev.direct_prompt)
     manifest = json.loads((bundle / "manifest.json").read_text())
     log(f"   bundle: {manifest['rows']}")
