@@ -42,6 +42,20 @@ def compile_towers(model, mode: str = "default") -> list[str]:
     return towers or ["model"]
 
 
+def shapes_warning(max_length: int, multiple: int) -> str | None:
+    """Why a compiled run may slow down, or None: lengths padded to `multiple` can take more
+    shapes than torch.compile recompiles for (torch._dynamo.config.recompile_limit, 8 by
+    default); each shape is a recompile (about a minute at 1B parameters on an H200) and past
+    the limit torch runs new shapes uncompiled. Names the --pad-multiple that keeps them within."""
+    limit = torch._dynamo.config.recompile_limit
+    shapes = -(-max_length // multiple)
+    if shapes <= limit:
+        return None
+    fits = -(-max_length // limit // 64) * 64
+    return (f"compile: lengths up to {max_length} padded to a multiple of {multiple} can be {shapes} shapes, each a recompile, "
+            f"and past {limit} torch runs new ones uncompiled; --pad-multiple {fits} keeps them to {limit} (packing keeps one width)")
+
+
 def distributed(device: str) -> tuple[int, int]:
     """(rank, world size). Under torchrun (WORLD_SIZE > 1) the process group is set up here:
     NCCL with one GPU a process, gloo on the CPU. Otherwise (0, 1)."""

@@ -32,6 +32,7 @@ import os
 import random
 import re
 import time
+import warnings
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
@@ -39,10 +40,10 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from train_min.data import CONFIG_OF, Encoder, collate, is_eval, load_rows, pack
+from train_min.data import CONFIG_OF, Encoder, collate, is_eval, load_rows, pack, padded_length
 from train_min.loss import TargetCrossEntropy, TargetLoss, loss_sum  # noqa: F401 - TargetCrossEntropy: train_min's API
 from train_min.report import CHOICES, Reporter
-from train_min.runtime import barrier, compile_towers, distributed, rng_state, set_rng_state
+from train_min.runtime import barrier, compile_towers, distributed, rng_state, set_rng_state, shapes_warning
 
 # --compile: torch.compile's mode for each value (None: eager)
 COMPILE = {"auto": "default", "on": "default", "off": None, "reduce-overhead": "reduce-overhead", "max-autotune": "max-autotune"}
@@ -222,8 +223,11 @@ def train(cfg: TrainConfig) -> dict:
     multiple = cfg.pad_multiple or (64 if compiling else 1)
     if compiling:
         compile_towers(model, COMPILE[cfg.compile])
+        if not cfg.pack and (why := shapes_warning(cfg.max_length, multiple)):
+            warnings.warn(why, stacklevel=2)
+    # packed and compiled: every row as wide as the pack, so only the row count varies and the recompiles stay few
     batches = Batches(train_set, cfg.batch_size, cfg.seed, pad, pin=device == "cuda", rank=rank, world=world, pack_length=cfg.pack,
-                      multiple=multiple)
+                      multiple=padded_length(cfg.pack, multiple) if cfg.pack and compiling else multiple)
     step_loss = TargetLoss(model, device, cfg.loss_chunk)
     if world > 1:  # gradients averaged over the processes in the backward pass
         step_loss = torch.nn.parallel.DistributedDataParallel(step_loss)
@@ -263,7 +267,7 @@ def train(cfg: TrainConfig) -> dict:
         values = torch.stack([torch.stack([t.float(), g.float()]) for _, t, g, *_ in pending]).tolist()
         now = time.perf_counter()
         for (s, _, _, n_t, n_tok, lr), (t, g) in zip(pending, values):
-            record = {"step": s, "loss": t / max(n_t, 1), "lr": lr, "grad_norm": g, "tokens": n_tok, "seconds": (now - window) / len(pending)}
+            record = {"step": s, "loss": t / max(n_t, 1), "lr": lr, "grad_norm": g, "tokens": n_tok, "targets": n_t, "seconds": (now - window) / len(pending)}
             if s == pending[-1][0] and eval_loss is not None:
                 record["eval_loss"] = eval_loss
             history.append(record)

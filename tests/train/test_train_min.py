@@ -259,6 +259,48 @@ def test_compiled_towers_train_as_the_eager_model(published, tiny_llama, tiny_id
         train(_cfg(tmp_path, tiny_llama, published, "cyes", task="reasoner", steps=1, compile="yes"))
 
 
+def test_a_packed_compiled_run_pads_every_row_to_the_pack(published, tiny_llama, tmp_path, monkeypatch):
+    """Packed and compiled, every row is as wide as the pack (rounded up to the pad multiple),
+    so only the row count varies between steps (each new shape is a recompile); the losses
+    are the eager packed run's."""
+    import train_min.train as train_module
+
+    widths, packed = [], train_module.pack
+
+    def recording(*args, **kw):
+        batch = packed(*args, **kw)
+        widths.append(batch["input_ids"].shape[1])
+        return batch
+
+    monkeypatch.setattr(train_module, "pack", recording)
+    runs, seen = [], []
+    for c in ("off", "on"):
+        runs.append(train(_cfg(tmp_path, tiny_llama, published, f"pc{c}", task="reasoner", steps=2, batch_size=8, max_length=512,
+                               pack=1000, compile=c)))
+        seen.append(widths[:])
+        widths.clear()
+    assert max(seen[0]) < 1024 and set(seen[1]) == {1024}  # eager: only as wide as the longest row
+    for a, b in zip(*(r["history"] for r in runs), strict=True):
+        assert a["targets"] == b["targets"] > 0 and a["loss"] == pytest.approx(b["loss"], rel=1e-4)
+
+
+def test_a_compiled_run_warns_when_its_lengths_can_outrun_the_recompile_limit(published, tiny_llama, tmp_path):
+    """Multiples of 64 up to 1024 are 16 shapes, more than torch.compile recompiles for (8):
+    the run says so and names a multiple that fits; 512 (8 shapes) and packing say nothing."""
+    import warnings
+
+    from train_min.runtime import shapes_warning
+
+    assert shapes_warning(512, 64) is None and shapes_warning(1100, 275) is None
+    assert "--pad-multiple 192 keeps them to 8" in shapes_warning(1100, 64)
+    with pytest.warns(UserWarning, match="1024 padded to a multiple of 64 can be 16 shapes.*--pad-multiple 128"):
+        train(_cfg(tmp_path, tiny_llama, published, "w", task="reasoner", steps=1, max_length=1024, compile="on"))
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        train(_cfg(tmp_path, tiny_llama, published, "wp", task="reasoner", steps=1, max_length=1024, compile="on", pack=1024))
+    assert not [w for w in seen if "recompile" in str(w.message)]
+
+
 def test_the_compile_mode_reaches_torch_compile(tiny_idefics3, monkeypatch):
     from transformers import AutoModelForImageTextToText
 
@@ -279,3 +321,35 @@ def test_reading_the_device_every_few_steps_records_every_step_the_same(publishe
 
     assert timeless(runs[0]) == timeless(runs[1]) and [r["step"] for r in runs[1]["history"]] == [1, 2, 3, 4, 5, 6]
     assert "eval_loss" in runs[1]["history"][2] and all(r["seconds"] > 0 for r in runs[1]["history"])
+
+
+@pytest.mark.parametrize("task", ["perception", "reasoner"])
+def test_the_bench_counts_the_flops_of_every_weight_matrix(task, tmp_path):
+    """The GPU bench's MFU: its per-part count covers exactly the model's weight matrices
+    (the vision tower once per patch, the language model once per token), so with one-token
+    examples and no targets only the attention terms are left over."""
+    import json
+
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForImageTextToText
+
+    from tests.bench.bench_train_gpu import build_model, step_flops
+
+    path = build_model(tmp_path / "m", "tiny", task)
+    with torch.device("meta"):
+        net = (AutoModelForCausalLM if task == "reasoner" else AutoModelForImageTextToText).from_config(AutoConfig.from_pretrained(path))
+    mats = {n: p.numel() for n, p in net.named_parameters()
+            if p.dim() >= 2 and not any(k in n for k in ("position_embedding", "embed_tokens", "lm_head"))}  # lookups
+    vision = sum(v for n, v in mats.items() if "vision" in n)  # the patch embedding too: a matrix on every patch
+    connector = sum(v for n, v in mats.items() if "connector" in n)  # on every image token
+    text = sum(mats.values()) - vision - connector
+    cfg = json.loads((path / "config.json").read_text())
+    t, layers = cfg.get("text_config", cfg), cfg.get("text_config", cfg)["num_hidden_layers"]
+    q = t["num_attention_heads"] * t.get("head_dim", t["hidden_size"] // t["num_attention_heads"])
+    expected = 6 * text + 6 * layers * q  # one token: attends to itself
+    if task == "perception":
+        v = cfg["vision_config"]
+        patches = (v["image_size"] // v["patch_size"]) ** 2
+        expected += 6 * vision * patches + 12 * v["num_hidden_layers"] * v["hidden_size"] * patches**2
+        expected += 6 * connector * patches // cfg["scale_factor"] ** 2
+    assert step_flops(path, task, batch=1, tokens=1, targets=0) == expected
+    assert step_flops(path, task, 1, 1, 5) - expected == 6 * 5 * t["vocab_size"] * t["hidden_size"]  # the output layer, per target
