@@ -27,23 +27,28 @@ LINES = {
     "smolvlm64": (["--batch", "64"], {"train_min": ["--only", "train_min"], "TRL": ["--only", "trl"]}),
     "packed64": (["--batch", "64"], {"train_min packed": ["--only", "train_min", "--pack", "2048"]}),
     "graphs64": (["--batch", "64"], {"train_min CUDA graphs": ["--only", "train_min", "--compile", "reduce-overhead"]}),
-    "curve": (["--batch", "16", "--steps", "200", "--warmup", "20"],
+    "smolvlm128": (["--batch", "128"], {"train_min": ["--only", "train_min"]}),
+    # the curve compares losses, not speed: eager, so no compile time
+    "curve": (["--batch", "16", "--steps", "200", "--warmup", "20", "--compile", "off"],
               {"train_min": ["--only", "train_min"], "train_min packed": ["--only", "train_min", "--pack", "2048"]}),
     "paper16": (["--shape", "paper", "--max-length", "1100", "--batch", "16", "--steps", "30"],
                 {"train_min": ["--only", "train_min"], "TRL": ["--only", "trl", "--trl-workers", "4"]}),
     "reasoner16": (["--shape", "paper", "--task", "reasoner", "--max-length", "1024", "--batch", "16", "--steps", "30",
                     "--trl-data", "{trl_reasoning}"],
-                   {"train_min": ["--only", "train_min"], "TRL": ["--only", "trl"]}),
+                   # reasoning lengths spread over 200-1024 tokens: multiples of 64 are a dozen shapes, each a recompile
+                   {"train_min": ["--only", "train_min", "--pad-multiple", "256"], "TRL": ["--only", "trl"]}),
 }
 
 
-def run(args: list[str], timeout: float) -> tuple[dict | None, str]:
-    """One bench process: its row, or None and why."""
-    try:
-        done = subprocess.run([sys.executable, "-m", "tests.bench.bench_train_gpu", *args], capture_output=True, text=True,
-                              timeout=timeout)
-    except subprocess.TimeoutExpired:
-        return None, f"over its {timeout:.0f} s limit"
+def run(args: list[str], timeout: float, log: Path) -> tuple[dict | None, str]:
+    """One bench process: its row, or None and why. Its output goes to `log`, a cut-short run's too."""
+    with log.open("w") as f:
+        try:
+            done = subprocess.run([sys.executable, "-m", "tests.bench.bench_train_gpu", *args], stdout=subprocess.PIPE, stderr=f,
+                                  text=True, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            return None, f"over its {timeout:.0f} s limit"
+        f.write(done.stdout)
     last = done.stdout.strip().splitlines()[-1:] or [""]
     if done.returncode or not last[0].startswith("["):
         return None, f"exit {done.returncode}: " + " | ".join(done.stderr.strip().splitlines()[-3:])[:300]
@@ -60,14 +65,15 @@ def curve_gap(a: list[float], b: list[float], window: int = 10) -> float:
 
 
 def table(results: list[dict]) -> str:
-    lines = ["| line | run | batch | pack | tokens/step | s/step | tokens/s | x TRL | peak GiB | MFU | note |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| line | run | batch | pack | tokens/step | s/step | tokens/s | x TRL | peak GiB | MFU | 6N MFU | note |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in results:
         row = r["row"] or {}
         trl = next((x["row"] for x in results if x["line"] == r["line"] and x["name"] == "TRL" and x["row"]), None)
         ratio = f"{row['tokens_per_s'] / trl['tokens_per_s']:.2f}" if row and trl else ""
         cells = ([row["batch"], row["pack"] or "-", f"{row['tokens_per_step']:.0f}", f"{row['seconds_per_step']:.3f}",
-                  f"{row['tokens_per_s'] / 1e3:.1f}k", ratio, f"{row['peak_gib']:.2f}", f"{row['mfu']:.1%}"] if row else [""] * 8)
+                  f"{row['tokens_per_s'] / 1e3:.1f}k", ratio, f"{row['peak_gib']:.2f}", f"{row['mfu']:.1%}", f"{row['mfu_6n']:.1%}"]
+                 if row else [""] * 9)
         lines.append("| " + " | ".join(map(str, [r["line"], r["name"], *cells, r["note"]])) + " |")
     return "\n".join(lines)
 
@@ -95,7 +101,8 @@ def main() -> None:
         if args.steps:
             base += ["--steps", str(args.steps), "--warmup", str(max(1, args.steps // 4))]
         for name, extra in runs.items():
-            row, note = run(base + extra, args.timeout)
+            log = Path(f"{args.out}.{line}.{name.replace(' ', '_')}.log")
+            row, note = run(base + extra, args.timeout, log)
             results.append({"line": line, "name": name, "row": row, "note": note})
             if line == "curve" and name != "train_min" and row:
                 ref = next((r["row"] for r in results if r["line"] == "curve" and r["name"] == "train_min" and r["row"]), None)
