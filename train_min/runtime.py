@@ -27,18 +27,19 @@ def set_rng_state(state: dict) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def compile_towers(model, mode: str = "default") -> list[str]:
-    """torch.compile (static shapes, in place: the weights keep their names) the language
-    model and the vision tower, or a causal LM's body; the loss stays outside (it is its own
-    fused kernel chain). `mode`: torch.compile's (reduce-overhead: CUDA graphs, so a step is
-    a few graph launches instead of thousands of kernel launches; nothing changes on a CPU).
-    Returns what was compiled."""
+def compile_towers(model, mode: str = "default", dynamic: bool | None = False) -> list[str]:
+    """torch.compile (in place: the weights keep their names) the language model and the
+    vision tower, or a causal LM's body; the loss stays outside (it is its own fused kernel
+    chain). `mode`: torch.compile's (reduce-overhead: CUDA graphs, so a step is a few graph
+    launches instead of thousands of kernel launches; nothing changes on a CPU). `dynamic`:
+    False, static shapes (each new one a recompile); None, torch's default: a dimension
+    that changes is made symbolic at its first recompile. Returns what was compiled."""
     body = parts(model)[0]
     towers = [n for n in ("text_model", "language_model", "vision_model", "vision_tower") if isinstance(getattr(body, n, None), torch.nn.Module)]
     for name in towers:
-        getattr(body, name).compile(dynamic=False, mode=mode)
+        getattr(body, name).compile(dynamic=dynamic, mode=mode)
     if not towers:
-        body.compile(dynamic=False, mode=mode)
+        body.compile(dynamic=dynamic, mode=mode)
     return towers or ["model"]
 
 

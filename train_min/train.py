@@ -222,7 +222,7 @@ def train(cfg: TrainConfig) -> dict:
     compiling = cfg.compile != "off" and (cfg.compile != "auto" or device == "cuda")
     multiple = cfg.pad_multiple or (64 if compiling else 1)
     if compiling:
-        compile_towers(model, COMPILE[cfg.compile])
+        compile_towers(model, COMPILE[cfg.compile], dynamic=None if cfg.pack else False)  # packed: the row count goes symbolic
         if not cfg.pack and (why := shapes_warning(cfg.max_length, multiple)):
             warnings.warn(why, stacklevel=2)
     # packed and compiled: every row as wide as the pack, so only the row count varies and the recompiles stay few

@@ -284,6 +284,26 @@ def test_a_packed_compiled_run_pads_every_row_to_the_pack(published, tiny_llama,
         assert a["targets"] == b["targets"] > 0 and a["loss"] == pytest.approx(b["loss"], rel=1e-4)
 
 
+def test_packed_rows_compile_once_more_whatever_their_count(tiny_llama):
+    """compile_towers(dynamic=None), as packed runs use it: the first new row count makes the
+    row dimension symbolic, so four row counts are two compiles; static shapes are four."""
+    from torch._dynamo.utils import counters
+    from transformers import AutoModelForCausalLM
+
+    from train_min.runtime import compile_towers
+
+    compiles = []
+    for dynamic in (False, None):
+        torch._dynamo.reset()
+        model = AutoModelForCausalLM.from_pretrained(tiny_llama)
+        compile_towers(model, dynamic=dynamic)
+        before = counters["stats"]["unique_graphs"]
+        for rows in (2, 3, 4, 5):
+            model.model(input_ids=torch.ones(rows, 64, dtype=torch.long), position_ids=torch.arange(64).repeat(rows, 1))
+        compiles.append(counters["stats"]["unique_graphs"] - before)
+    assert compiles == [4, 2]
+
+
 def test_a_compiled_run_warns_when_its_lengths_can_outrun_the_recompile_limit(published, tiny_llama, tmp_path):
     """Multiples of 64 up to 1024 are 16 shapes, more than torch.compile recompiles for (8):
     the run says so and names a multiple that fits; 512 (8 shapes) and packing say nothing."""
