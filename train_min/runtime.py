@@ -1,10 +1,13 @@
 """What the training loop needs from the machine it runs on: the process group under
-torchrun, compiled towers, the random number generators' state (for exact resumes)."""
+torchrun, compiled towers, the random number generators' state (for exact resumes), a
+profile of some steps."""
 
 from __future__ import annotations
 
 import os
 import random
+import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -75,3 +78,48 @@ def distributed(device: str) -> tuple[int, int]:
 def barrier(world: int) -> None:
     if world > 1:
         torch.distributed.barrier()
+
+
+class StepProfiler:
+    """`--profile N`: torch.profiler over N optimizer steps after the first 10 (compiles and
+    warm-up excluded; fewer in a run too short for that). Writes `<out>/profile/trace.json` (open it in Perfetto or
+    chrome://tracing) and `<out>/profile/top.txt`: how busy the device was over those steps'
+    wall time, then the operators and kernels that took the most of it. Does nothing at 0."""
+
+    def __init__(self, steps: int, out: Path, device: str, run_steps: int):
+        self.dir, self.device, self.steps, self.times = Path(out) / "profile", device, steps, []
+        self.prof = None
+        if steps > 0:
+            from torch.profiler import ProfilerActivity, profile, schedule
+
+            activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device == "cuda" else [])
+            self.skip = skip = min(10, max(0, run_steps - steps - 1))
+            self.prof = profile(activities=activities, schedule=schedule(wait=skip, warmup=1, active=steps, repeat=1),
+                                on_trace_ready=self._save)
+            self.prof.start()
+
+    def step(self) -> None:
+        if self.prof is not None:
+            self.times.append(time.perf_counter())
+            self.prof.step()
+
+    def close(self) -> None:
+        if self.prof is not None:
+            self.prof.stop()
+            self.prof = None
+
+    def _save(self, prof) -> None:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        prof.export_chrome_trace(str(self.dir / "trace.json"))
+        events = prof.key_averages()
+        # step() k ends step k; the recorded steps are skip + 1 ... skip + steps (skip: the warm-up one)
+        span = self.times[self.skip : self.skip + self.steps + 1]
+        wall = span[-1] - span[0] if len(span) > 1 else float("nan")
+        on_device = self.device == "cuda"
+        kind = torch.autograd.DeviceType.CUDA if on_device else torch.autograd.DeviceType.CPU
+        # kernels are events of their own on the device; on a CPU the operators' own times, summed over threads
+        busy = sum(e.self_device_time_total if on_device else e.self_cpu_time_total for e in events if e.device_type == kind) / 1e6
+        head = (f"{len(span) - 1} steps, {wall:.3f} s of wall time; {'device kernels' if on_device else 'CPU operators, all threads,'} "
+                f"{busy:.3f} s ({busy / wall:.0%} of it)\n\n")
+        sort = "self_device_time_total" if on_device else "self_cpu_time_total"
+        (self.dir / "top.txt").write_text(head + events.table(sort_by=sort, row_limit=40))

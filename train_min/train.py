@@ -43,7 +43,7 @@ from tqdm.auto import tqdm
 from train_min.data import CONFIG_OF, Encoder, collate, is_eval, load_rows, pack, padded_length
 from train_min.loss import TargetCrossEntropy, TargetLoss, loss_sum  # noqa: F401 - TargetCrossEntropy: train_min's API
 from train_min.report import CHOICES, Reporter
-from train_min.runtime import barrier, compile_towers, distributed, rng_state, set_rng_state, shapes_warning
+from train_min.runtime import StepProfiler, barrier, compile_towers, distributed, rng_state, set_rng_state, shapes_warning
 
 # --compile: torch.compile's mode for each value (None: eager)
 COMPILE = {"auto": "default", "on": "default", "off": None, "reduce-overhead": "reduce-overhead", "max-autotune": "max-autotune"}
@@ -79,6 +79,7 @@ class TrainConfig:
     log_every: int = 10  # steps whose loss and gradient norm are read from the device at once (1: a host sync every step)
     progress: bool = True  # a progress bar with the loss and the eval loss
     report_to: str = "auto"  # auto (tensorboard if installed) | tensorboard | wandb | none (train_min/report.py)
+    profile: int = 0  # > 0: torch.profiler over this many steps after the first 10: <out>/profile/trace.json and top.txt
 
 
 def field_help() -> dict[str, str]:
@@ -257,6 +258,7 @@ def train(cfg: TrainConfig) -> dict:
     first = step
     reporter = Reporter(cfg.report_to if rank == 0 else "none", out, asdict(cfg))
     prefetch = Prefetch(batches, cfg.grad_accum, device)
+    profiler = StepProfiler(cfg.profile if rank == 0 else 0, out, device, cfg.steps - step)
     bar = tqdm(total=cfg.steps, initial=step, desc=f"train {cfg.task}", disable=not cfg.progress or rank > 0)
     pending, window = [], time.perf_counter()  # steps whose loss and gradient norm are still on the device
 
@@ -278,6 +280,7 @@ def train(cfg: TrainConfig) -> dict:
         bar.set_postfix(loss=f"{history[-1]['loss']:.3f}", **({"eval_loss": f"{last_eval:.3f}"} if last_eval is not None else {}))
 
     while step < cfg.steps:
+        torch.compiler.cudagraph_mark_step_begin()  # reduce-overhead: the last step's graph outputs may be overwritten
         micro, data_state = prefetch.next()
         n_targets, n_tokens = sum(t for _, t, _ in micro), sum(n for _, _, n in micro)  # of the global batch
         total = torch.zeros((), device=device)
@@ -296,7 +299,7 @@ def train(cfg: TrainConfig) -> dict:
         optimizer.zero_grad(set_to_none=True)
         step += 1
         pending.append((step, total, grad_norm, n_targets, n_tokens, scheduler.get_last_lr()[0]))
-        bar.update(1)
+        bar.update(1), profiler.step()
         evaluating = (cfg.eval_every and step % cfg.eval_every == 0) or step == cfg.steps
         saving = cfg.save_every and step % cfg.save_every == 0 and step < cfg.steps
         stopping = cfg.stop_after and step - first >= cfg.stop_after and step < cfg.steps
@@ -306,9 +309,9 @@ def train(cfg: TrainConfig) -> dict:
             save_checkpoint()
         if stopping:
             save_checkpoint()
-            bar.close(), prefetch.close(), reporter.close()
+            bar.close(), prefetch.close(), reporter.close(), profiler.close()
             return {"config": asdict(cfg), "device": device, "stopped_at": step, "history": history}
-    bar.close(), prefetch.close(), reporter.close()
+    bar.close(), prefetch.close(), reporter.close(), profiler.close()
 
     final = out / "final"
     summary = {"config": asdict(cfg), "device": device, "processes": world, "train_examples": len(train_set),

@@ -38,7 +38,11 @@ LINES = {
                    # at multiples of 64 this data's lengths are 3 shapes, each a ~65 s compile at 1.7B (the run missed 185 s); at 256, 2
                    # packed, every row 1024 wide: no padding, and the row count is symbolic after one recompile
                    {"train_min": ["--only", "train_min", "--pad-multiple", "256"], "TRL": ["--only", "trl"],
-                    "train_min packed": ["--only", "train_min", "--pack", "1024"]}),
+                    "train_min packed": ["--only", "train_min", "--pack", "1024"],
+                    "train_min packed graphs": ["--only", "train_min", "--pack", "1024", "--compile", "reduce-overhead"]}),
+    # where the paper shape's step goes: the busiest kernels and the GPU's busy share (in the run's log)
+    "profile": (["--shape", "paper", "--max-length", "1100", "--batch", "16", "--steps", "16"],
+                {"train_min": ["--only", "train_min", "--profile", "4"]}),
 }
 
 
@@ -86,6 +90,7 @@ def main() -> None:
     ap.add_argument("--trl-data", required=True)
     ap.add_argument("--trl-reasoning", required=True, help="the TRL export of the reasoning config")
     ap.add_argument("--lines", default=",".join(LINES), help="comma-separated, of: " + ", ".join(LINES))
+    ap.add_argument("--runs", default=None, help="only the runs of these names (comma-separated), e.g. 'TRL,train_min packed'")
     ap.add_argument("--out", default="bench-train-gpu-suite.md", help="the table, rewritten after every run")
     ap.add_argument("--timeout", type=float, default=240, help="seconds per run")
     ap.add_argument("--shape", default=None, help="every line at this shape (tiny: to check the suite on a CPU)")
@@ -103,6 +108,8 @@ def main() -> None:
         if args.steps:
             base += ["--steps", str(args.steps), "--warmup", str(max(1, args.steps // 4))]
         for name, extra in runs.items():
+            if args.runs and name not in args.runs.split(","):
+                continue
             log = Path(f"{args.out}.{line}.{name.replace(' ', '_')}.log")
             row, note = run(base + extra, args.timeout, log)
             results.append({"line": line, "name": name, "row": row, "note": note})

@@ -1,5 +1,5 @@
 """--report-to: the metrics of a real train_min run, read back by TensorBoard's own reader and
-from W&B's offline run files."""
+from W&B's offline run files; --profile: the trace and the table of a few steps."""
 
 import json
 
@@ -79,3 +79,18 @@ def test_none_writes_nothing_and_a_bad_choice_is_refused(tmp_path, tiny_llama, p
     assert not (tmp_path / "none" / "runs").exists() and not (tmp_path / "none" / "wandb").exists()
     with pytest.raises(ValueError, match="report_to must be one of"):
         _train(tmp_path, tiny_llama, published, "mlflow")
+
+
+def test_profile_writes_a_trace_and_the_busiest_operators_of_the_last_steps(tmp_path, tiny_llama, published):
+    """--profile 2 in a 5-step run: the trace holds exactly two profiled steps (those after
+    the first two and a warm-up step), and top.txt says how busy they were and what took it."""
+    train(TrainConfig(task="reasoner", model=str(tiny_llama), data=str(published), out=str(tmp_path / "p"), max_length=2048,
+                      batch_size=2, steps=5, eval_fraction=0.0, eval_every=0, progress=False, device="cpu", report_to="none",
+                      profile=2))
+    trace = json.loads((tmp_path / "p" / "profile" / "trace.json").read_text())
+    names = {e.get("name", "") for e in trace["traceEvents"]}
+    assert sorted(n for n in names if n.startswith("ProfilerStep#")) == ["ProfilerStep#3", "ProfilerStep#4"]
+    assert {"aten::mm", "aten::addmm"} & names  # the model's matrix products were recorded
+    top = (tmp_path / "p" / "profile" / "top.txt").read_text()
+    assert top.startswith("2 steps, ") and "CPU operators, all threads," in top
+    assert "Self CPU" in top and "aten::" in top
