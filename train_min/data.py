@@ -131,13 +131,14 @@ def collate(examples: list[dict], pad_id: int, pin: bool = False, multiple: int 
     return batch
 
 
-def pack(examples: list[dict], pad_id: int, length: int, pin: bool = False, multiple: int = 1) -> dict:
+def pack(examples: list[dict], pad_id: int, length: int, pin: bool = False, multiple: int = 1, varlen: bool = False) -> dict:
     """The same examples as `collate`, packed into rows of at most `length` tokens (first fit,
     longest first) with no padding between them: position ids restart at each example, and
     no attention mask is given, so the model's causal mask is block-diagonal (transformers
     reads the example boundaries from the position ids) and no token attends across an
     example. Each row's images are its examples' images in order. The loss is the same as
-    over the unpacked batch; only the padding (and its compute) is gone."""
+    over the unpacked batch; only the padding (and its compute) is gone. `varlen`: also the
+    examples' boundaries for train_min/attention.py (`cu_seq_lens_q`, `max_length_q`)."""
     rows: list[list[dict]] = []
     for e in sorted(examples, key=lambda e: -len(e["input_ids"])):
         n = len(e["input_ids"])
@@ -158,6 +159,11 @@ def pack(examples: list[dict], pad_id: int, length: int, pin: bool = False, mult
             batch["position_ids"][i, at : at + n] = torch.arange(n)
             at += n
         batch["position_ids"][i, at:] = torch.arange(width - at)  # the padding is one more "example", never a target
+    if varlen:
+        from train_min.attention import segments
+
+        batch["cu_seq_lens_q"] = segments([[len(x["input_ids"]) for x in row] for row in rows], width)
+        batch["max_length_q"] = width
     for key in ("pixel_values", "pixel_attention_mask"):
         if key in examples[0]:
             per_row = [torch.cat([e[key] for e in row]) for row in rows]

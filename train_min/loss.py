@@ -26,7 +26,7 @@ def loss_sum(model, batch: dict, device: str, chunk: int = 512) -> tuple[torch.T
     targets = flat[where]
     inputs = {k: v for k, v in batch.items() if k != "labels"}
     if device == "cuda":  # from pinned host memory the copies are asynchronous
-        inputs = {k: v.to(device, non_blocking=True) for k, v in inputs.items()}
+        inputs = {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in inputs.items()}
         where, targets = where.to(device, non_blocking=True), targets.to(device, non_blocking=True)
     body, head = parts(model)
     if getattr(head, "bias", None) is not None:

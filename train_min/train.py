@@ -40,12 +40,14 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from train_min.attention import use_varlen
 from train_min.data import CONFIG_OF, Encoder, collate, is_eval, load_rows, pack, padded_length
 from train_min.loss import TargetCrossEntropy, TargetLoss, loss_sum  # noqa: F401 - TargetCrossEntropy: train_min's API
 from train_min.report import CHOICES, Reporter
 from train_min.runtime import StepProfiler, barrier, compile_towers, distributed, rng_state, set_rng_state, shapes_warning
 
 # --compile: torch.compile's mode for each value (None: eager)
+ATTENTION = ["sdpa", "varlen"]
 COMPILE = {"auto": "default", "on": "default", "off": None, "reduce-overhead": "reduce-overhead", "max-autotune": "max-autotune"}
 
 
@@ -75,6 +77,7 @@ class TrainConfig:
     loss_chunk: int = 512  # target tokens per logits chunk: the loss never holds more logits than this many rows
     pack: int = 0  # > 0: each micro-batch's examples packed into rows of at most this many tokens, no padding between them
     compile: str = "auto"  # auto (on with CUDA) | on | off | reduce-overhead (on, with CUDA graphs) | max-autotune: torch.compile the towers
+    attention: str = "sdpa"  # sdpa | varlen: packed rows through FlashAttention's varlen kernel (CUDA; train_min/attention.py)
     pad_multiple: int = 0  # batch lengths padded up to a multiple of this, so compiled shapes repeat; 0: 64 when compiling, else 1
     log_every: int = 10  # steps whose loss and gradient norm are read from the device at once (1: a host sync every step)
     progress: bool = True  # a progress bar with the loss and the eval loss
@@ -120,9 +123,9 @@ class Batches:
     """Examples in a seeded random order, epoch after epoch; `state()` is the data position."""
 
     def __init__(self, examples: list[dict], batch_size: int, seed: int, pad: int, pin: bool = False, rank: int = 0, world: int = 1,
-                 pack_length: int = 0, multiple: int = 1):
+                 pack_length: int = 0, multiple: int = 1, varlen: bool = False):
         self.examples, self.batch_size, self.seed, self.pad, self.pin = examples, batch_size, seed, pad, pin
-        self.rank, self.world, self.pack_length, self.multiple = rank, world, pack_length, multiple
+        self.rank, self.world, self.pack_length, self.multiple, self.varlen = rank, world, pack_length, multiple, varlen
         self.epoch, self.pos = 0, 0
         self._order = self._permutation()
 
@@ -141,7 +144,7 @@ class Batches:
         mine = idx[self.rank * self.batch_size : (self.rank + 1) * self.batch_size]
         chosen = [self.examples[i] for i in mine]
         if self.pack_length:
-            batch = pack(chosen, self.pad, self.pack_length, self.pin, self.multiple)
+            batch = pack(chosen, self.pad, self.pack_length, self.pin, self.multiple, self.varlen)
         else:
             batch = collate(chosen, self.pad, self.pin, self.multiple)
         return batch, sum(self.examples[i]["n_targets"] for i in idx), sum(len(self.examples[i]["input_ids"]) for i in idx)
@@ -194,14 +197,19 @@ def evaluate(model, examples: list[dict], cfg: TrainConfig, pad: int, device: st
 def train(cfg: TrainConfig) -> dict:
     """Train; under torchrun, data parallel: every process takes its slice of each global
     batch (batch_size x grad_accum x processes examples) and process 0 logs and saves."""
-    if cfg.compile not in COMPILE:
-        raise ValueError(f"compile: {cfg.compile!r} is not one of {', '.join(COMPILE)}")
+    for name, allowed in (("compile", COMPILE), ("attention", ATTENTION)):
+        if getattr(cfg, name) not in allowed:
+            raise ValueError(f"{name}: {getattr(cfg, name)!r} is not one of {', '.join(allowed)}")
     device = ("cuda" if torch.cuda.is_available() else "cpu") if cfg.device == "auto" else cfg.device
     rank, world = distributed(device)
     random.seed(cfg.seed), np.random.seed(cfg.seed), torch.manual_seed(cfg.seed)
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     processor, model, pad = load_model(cfg, device)
+    if cfg.attention == "varlen":
+        if not cfg.pack or device != "cuda":
+            raise ValueError("--attention varlen runs packed batches (--pack) on CUDA: its kernel is FlashAttention's")
+        use_varlen(model)
 
     # Encode every row once: images are processed here, not every epoch.
     encode = Encoder(processor, cfg.task, cfg.max_length)
@@ -228,7 +236,7 @@ def train(cfg: TrainConfig) -> dict:
             warnings.warn(why, stacklevel=2)
     # packed and compiled: every row as wide as the pack, so only the row count varies and the recompiles stay few
     batches = Batches(train_set, cfg.batch_size, cfg.seed, pad, pin=device == "cuda", rank=rank, world=world, pack_length=cfg.pack,
-                      multiple=padded_length(cfg.pack, multiple) if cfg.pack and compiling else multiple)
+                      multiple=padded_length(cfg.pack, multiple) if cfg.pack and compiling else multiple, varlen=cfg.attention == "varlen")
     step_loss = TargetLoss(model, device, cfg.loss_chunk)
     if world > 1:  # gradients averaged over the processes in the backward pass
         step_loss = torch.nn.parallel.DistributedDataParallel(step_loss)
@@ -327,7 +335,7 @@ def train(cfg: TrainConfig) -> dict:
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    helps = field_help()
+    helps, choices = field_help(), {"report_to": CHOICES, "compile": list(COMPILE), "attention": ATTENTION}
     for f in fields(TrainConfig):
         flag = "--" + f.name.replace("_", "-")
         if f.type in ("bool", bool):
@@ -335,7 +343,7 @@ def main(argv: list[str] | None = None) -> None:
         else:
             kind = {"int": int, "float": float}.get(f.type if isinstance(f.type, str) else f.type.__name__, str)
             ap.add_argument(flag, type=kind, default=f.default, help=helps[f.name],
-                            **({"choices": CHOICES} if f.name == "report_to" else {"choices": list(COMPILE)} if f.name == "compile" else {}))
+                            **({"choices": choices[f.name]} if f.name in choices else {}))
     summary = train(TrainConfig(**vars(ap.parse_args(argv))))
     if int(os.environ.get("RANK", "0")) > 0:
         return

@@ -110,13 +110,13 @@ def _sync(device: str) -> None:
 
 def run_train_min(model: Path, data: str, batch: int, steps: int, max_length: int, out: Path, ckpt: bool, chunk: int,
                   task: str = "perception", device: str = "cuda", pack: int = 0, compile: str = "auto", pad_multiple: int = 0,
-                  profile: int = 0) -> dict:
+                  profile: int = 0, attention: str = "sdpa") -> dict:
     from train_min.train import TrainConfig, train
 
     s = train(TrainConfig(task=task, model=str(model), data=data, out=str(out), batch_size=batch, steps=steps,
                           max_length=max_length, lr=1e-4, warmup=5, eval_fraction=0.0, eval_every=0, progress=True, device=device,
                           gradient_checkpointing=ckpt, loss_chunk=chunk, pack=pack, compile=compile, pad_multiple=pad_multiple,
-                          report_to="none", profile=profile))
+                          report_to="none", profile=profile, attention=attention))
     if profile:  # the profiled steps' table, in this run's output
         print((out / "profile" / "top.txt").read_text())
     return {"history": [(h["tokens"], h["seconds"]) for h in s["history"]], "targets": [h["targets"] for h in s["history"]],
@@ -194,6 +194,7 @@ def main() -> None:
     ap.add_argument("--compile", choices=["auto", "on", "off", "reduce-overhead", "max-autotune"], default="auto",
                     help="train_min: compile the towers (auto: with CUDA; reduce-overhead: with CUDA graphs)")
     ap.add_argument("--pad-multiple", type=int, default=0, help="train_min: pad lengths to a multiple (0: 64 when compiling)")
+    ap.add_argument("--attention", choices=["sdpa", "varlen"], default="sdpa", help="train_min: varlen, packed rows through FlashAttention")
     ap.add_argument("--profile", type=int, default=0, help="train_min: profile this many steps after the first 10; prints the top kernels")
     args = ap.parse_args()
 
@@ -209,7 +210,8 @@ def main() -> None:
         if args.device == "cuda":
             torch.cuda.empty_cache()
         extra = {"workers": args.trl_workers} if fn is run_trl else {"pack": args.pack, "compile": args.compile,
-                                                                     "pad_multiple": args.pad_multiple, "profile": args.profile}
+                                                                     "pad_multiple": args.pad_multiple, "profile": args.profile,
+                                                                     "attention": args.attention}
         r = fn(model, data, args.batch, args.steps, args.max_length, work / name.replace(" ", "_"), args.gradient_checkpointing,
                args.loss_chunk, task=args.task, device=args.device, **extra)
         timed = r["history"][args.warmup:]

@@ -25,7 +25,8 @@ from pathlib import Path
 LINES = {
     "smolvlm16": (["--batch", "16"], {"train_min": ["--only", "train_min"], "TRL": ["--only", "trl"]}),
     "smolvlm64": (["--batch", "64"], {"train_min": ["--only", "train_min"], "TRL": ["--only", "trl"]}),
-    "packed64": (["--batch", "64"], {"train_min packed": ["--only", "train_min", "--pack", "2048"]}),
+    "packed64": (["--batch", "64"], {"train_min packed": ["--only", "train_min", "--pack", "2048"],
+                                     "train_min packed varlen": ["--only", "train_min", "--pack", "2048", "--attention", "varlen"]}),
     "graphs64": (["--batch", "64"], {"train_min CUDA graphs": ["--only", "train_min", "--compile", "reduce-overhead"]}),
     "smolvlm128": (["--batch", "128"], {"train_min": ["--only", "train_min"]}),
     # the curve compares losses, not speed: eager, so no compile time
@@ -39,7 +40,8 @@ LINES = {
                    # packed, every row 1024 wide: no padding, and the row count is symbolic after one recompile
                    {"train_min": ["--only", "train_min", "--pad-multiple", "256"], "TRL": ["--only", "trl"],
                     "train_min packed": ["--only", "train_min", "--pack", "1024"],
-                    "train_min packed graphs": ["--only", "train_min", "--pack", "1024", "--compile", "reduce-overhead"]}),
+                    "train_min packed graphs": ["--only", "train_min", "--pack", "1024", "--compile", "reduce-overhead"],
+                    "train_min packed varlen": ["--only", "train_min", "--pack", "1024", "--attention", "varlen"]}),
     # where the paper shape's step goes: the busiest kernels and the GPU's busy share (in the run's log)
     "profile": (["--shape", "paper", "--max-length", "1100", "--batch", "16", "--steps", "16"],
                 {"train_min": ["--only", "train_min", "--profile", "4"]}),
@@ -57,7 +59,7 @@ def run(args: list[str], timeout: float, log: Path) -> tuple[dict | None, str]:
         f.write(done.stdout)
     last = done.stdout.strip().splitlines()[-1:] or [""]
     if done.returncode or not last[0].startswith("["):
-        return None, f"exit {done.returncode}: " + " | ".join(done.stderr.strip().splitlines()[-3:])[:300]
+        return None, f"exit {done.returncode}: " + " | ".join(log.read_text().strip().splitlines()[-2:])[:300]  # stderr is in the log
     return json.loads(last[0])[0], ""
 
 
@@ -113,10 +115,12 @@ def main() -> None:
             log = Path(f"{args.out}.{line}.{name.replace(' ', '_')}.log")
             row, note = run(base + extra, args.timeout, log)
             results.append({"line": line, "name": name, "row": row, "note": note})
-            if line == "curve" and name != "train_min" and row:
-                ref = next((r["row"] for r in results if r["line"] == "curve" and r["name"] == "train_min" and r["row"]), None)
+            # the packed curve against the unpacked one; a varlen run against the same run with SDPA (same seed, same batches)
+            against = "train_min" if line == "curve" else name.removesuffix(" varlen") if name.endswith(" varlen") else None
+            if against and name != against and row:
+                ref = next((r["row"] for r in results if r["line"] == line and r["name"] == against and r["row"]), None)
                 if ref:
-                    results[-1]["note"] = f"loss curve within {curve_gap(row['losses'], ref['losses']):.1%} of unpacked"
+                    results[-1]["note"] = f"loss curve within {curve_gap(row['losses'], ref['losses']):.1%} of {against}"
             text = table(results)
             Path(args.out).write_text(text + "\n")
             print(f"\n[{time.perf_counter() - started:.0f} s] {line} {name} {'done' if row else note}\n{text}", flush=True)

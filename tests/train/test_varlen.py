@@ -1,0 +1,77 @@
+"""--attention varlen: the examples' boundaries a packed batch carries, and the language
+model's attention routed through them. FlashAttention's varlen kernel runs on CUDA only, so
+on the CPU a reference (causal SDPA over each segment alone) stands in for it here; the GPU
+bench runs the real kernel and compares its losses with the packed SDPA run's."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from train_min.attention import segments, use_varlen
+from train_min.data import pack
+from train_min.train import TrainConfig, train
+
+
+def _examples(lengths, vocab=300, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    out = []
+    for n in lengths:
+        ids = torch.randint(5, vocab, (n,), generator=g)
+        out.append({"input_ids": ids, "labels": ids.clone(), "n_targets": n - 1})
+    return out
+
+
+def test_segments_cover_every_token_of_every_row_once():
+    assert segments([[3, 4], [5]], 8).tolist() == [0, 3, 7, 8, 13, 16]  # row 0: two examples and 1 padding; row 1: 5 + 3
+    assert segments([[4, 4], [8]], 8).tolist() == [0, 4, 8, 16]  # full rows: no padding segment
+
+
+def test_a_packed_batch_carries_boundaries_where_the_positions_restart():
+    batch = pack(_examples([5, 9, 3, 7, 2]), pad_id=0, length=12, multiple=4, varlen=True)
+    rows, width = batch["input_ids"].shape
+    assert batch["max_length_q"] == width
+    starts = set(batch["cu_seq_lens_q"][:-1].tolist())
+    assert starts == {i for i, p in enumerate(batch["position_ids"].reshape(-1).tolist()) if p == 0}
+    assert batch["cu_seq_lens_q"][-1] == rows * width and batch["cu_seq_lens_q"].dtype == torch.int32
+    assert "cu_seq_lens_q" not in pack(_examples([5, 9]), pad_id=0, length=12)
+
+
+def _reference_varlen(calls):
+    def varlen_attn(q, k, v, cu_q, cu_k, max_q, max_k, *, scale=None, window_size=(-1, -1), enable_gqa=False, **kw):
+        calls.append((tuple(q.shape), cu_q.tolist(), max_q, window_size))
+        outs = []
+        for a, b in zip(cu_q[:-1].tolist(), cu_q[1:].tolist()):
+            qs, ks, vs = (x[a:b].transpose(0, 1) for x in (q, k, v))
+            outs.append(F.scaled_dot_product_attention(qs, ks, vs, is_causal=window_size == (-1, 0), scale=scale,
+                                                        enable_gqa=enable_gqa).transpose(0, 1))
+        return torch.cat(outs)
+
+    return varlen_attn
+
+
+def test_packed_varlen_hidden_states_equal_each_example_run_alone(tiny_llama, monkeypatch):
+    from transformers import AutoModelForCausalLM
+
+    calls = []
+    monkeypatch.setattr("torch.nn.attention.varlen.varlen_attn", _reference_varlen(calls))
+    model = AutoModelForCausalLM.from_pretrained(tiny_llama, dtype=torch.float32).eval()
+    use_varlen(model)
+    examples = _examples([6, 11, 4, 9], vocab=model.config.vocab_size)
+    batch = pack(examples, pad_id=0, length=16, varlen=True)
+    with torch.no_grad():
+        packed = model.model(**{k: v for k, v in batch.items() if k != "labels"}, use_cache=False).last_hidden_state
+        alone = [model.model(input_ids=e["input_ids"][None], use_cache=False).last_hidden_state[0] for e in examples]
+    layers = model.config.num_hidden_layers
+    assert len(calls) == layers and all(c[3] == (-1, 0) and c[2] == batch["input_ids"].shape[1] for c in calls)  # causal, every layer
+    flat, bounds = packed.reshape(-1, packed.shape[-1]), batch["cu_seq_lens_q"].tolist()
+    found = {n: flat[a:b] for a, b in zip(bounds[:-1], bounds[1:]) for n in [b - a]}
+    for e, h in zip(examples, alone):  # every example's tokens, wherever the packer put them, as if alone
+        assert torch.allclose(found[len(e["input_ids"])], h, atol=1e-5)
+
+
+def test_varlen_is_refused_unpacked_or_off_cuda(tmp_path, tiny_llama):
+    base = dict(task="reasoner", model=str(tiny_llama), data=str(tmp_path), out=str(tmp_path / "o"), device="cpu", progress=False)
+    with pytest.raises(ValueError, match="--pack"):
+        train(TrainConfig(**base, attention="varlen", pack=64))
+    with pytest.raises(ValueError, match="attention: 'flash' is not one of sdpa, varlen"):
+        train(TrainConfig(**base, attention="flash"))
