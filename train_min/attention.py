@@ -36,10 +36,24 @@ def varlen_attention(module, query, key, value, attention_mask, scaling=None, dr
     def flat(x):
         return x.transpose(1, 2).reshape(b * t, x.shape[1], d).to(dtype)
 
+    k, v, kw = flat(key), flat(value), {}
+    # torch's varlen_attn grew its arguments over releases: causal by window or flag, scale, GQA
+    kw.update({"window_size": (-1, 0)} if "window_size" in _ARGS else {"is_causal": True})
+    if "scale" in _ARGS:
+        kw["scale"] = scaling
+    elif scaling is not None and abs(scaling - d**-0.5) > 1e-9:
+        raise ValueError(f"this torch's varlen_attn scales by 1/sqrt(head_dim) only, the model by {scaling}")
+    if key.shape[1] != hq:
+        if "enable_gqa" in _ARGS:
+            kw["enable_gqa"] = True
+        else:  # each key/value head serves hq / hkv query heads in a row, as transformers' repeat_kv
+            k, v = (x.repeat_interleave(hq // key.shape[1], dim=1) for x in (k, v))
     width = kwargs["max_length_q"]
-    out = varlen_attn(flat(query), flat(key), flat(value), cu, cu, width, width, scale=scaling, window_size=(-1, 0),
-                      enable_gqa=key.shape[1] != hq)
+    out = varlen_attn(flat(query), k, v, cu, cu, width, width, **kw)
     return out.view(b, t, hq, d), None
+
+
+_ARGS: frozenset = frozenset()  # varlen_attn's parameter names in this torch, read once by use_varlen
 
 
 def use_varlen(model) -> None:
@@ -51,6 +65,12 @@ def use_varlen(model) -> None:
     if NAME not in ALL_MASK_ATTENTION_FUNCTIONS._global_mapping:
         AttentionInterface.register(NAME, varlen_attention)
         AttentionMaskInterface.register(NAME, sdpa_mask)  # the unpacked batches' padding masks, as for SDPA
+    import inspect
+
+    from torch.nn.attention.varlen import varlen_attn
+
+    global _ARGS
+    _ARGS = frozenset(inspect.signature(varlen_attn).parameters)
     inner = model.get_base_model() if hasattr(model, "get_base_model") else model
     if hasattr(inner.config, "text_config"):
         inner.set_attn_implementation({"text_config": NAME})

@@ -36,25 +36,39 @@ def test_a_packed_batch_carries_boundaries_where_the_positions_restart():
     assert "cu_seq_lens_q" not in pack(_examples([5, 9]), pad_id=0, length=12)
 
 
-def _reference_varlen(calls):
-    def varlen_attn(q, k, v, cu_q, cu_k, max_q, max_k, *, scale=None, window_size=(-1, -1), enable_gqa=False, **kw):
-        calls.append((tuple(q.shape), cu_q.tolist(), max_q, window_size))
-        outs = []
-        for a, b in zip(cu_q[:-1].tolist(), cu_q[1:].tolist()):
-            qs, ks, vs = (x[a:b].transpose(0, 1) for x in (q, k, v))
-            outs.append(F.scaled_dot_product_attention(qs, ks, vs, is_causal=window_size == (-1, 0), scale=scale,
-                                                        enable_gqa=enable_gqa).transpose(0, 1))
-        return torch.cat(outs)
-
-    return varlen_attn
+def _segments_attention(q, k, v, cu_q, causal, scale=None, enable_gqa=False):
+    outs = []
+    for a, b in zip(cu_q[:-1].tolist(), cu_q[1:].tolist()):
+        qs, ks, vs = (x[a:b].transpose(0, 1) for x in (q, k, v))
+        outs.append(F.scaled_dot_product_attention(qs, ks, vs, is_causal=causal, scale=scale, enable_gqa=enable_gqa).transpose(0, 1))
+    return torch.cat(outs)
 
 
-def test_packed_varlen_hidden_states_equal_each_example_run_alone(tiny_llama, monkeypatch):
-    from transformers import AutoModelForCausalLM
+def _reference_varlen(calls, old: bool):
+    """The kernel's reference, with the arguments of torch 2.13 or (old) of its first release
+    (a causal flag, no scale, no grouped-query heads)."""
+    def new_api(q, k, v, cu_q, cu_k, max_q, max_k, *, return_aux=None, scale=None, window_size=(-1, -1), enable_gqa=False):
+        calls.append((max_q, window_size == (-1, 0)))
+        return _segments_attention(q, k, v, cu_q, window_size == (-1, 0), scale, enable_gqa)
+
+    def old_api(q, k, v, cu_q, cu_k, max_q, max_k, is_causal=False, return_aux=None):
+        assert q.shape[1] == k.shape[1], "the first varlen_attn has no grouped-query heads"
+        calls.append((max_q, is_causal))
+        return _segments_attention(q, k, v, cu_q, is_causal)
+
+    return old_api if old else new_api
+
+
+@pytest.mark.parametrize("old", [False, True], ids=["torch-2.13-api", "first-api"])
+def test_packed_varlen_hidden_states_equal_each_example_run_alone(tiny_llama, monkeypatch, old):
+    from transformers import AutoConfig, AutoModelForCausalLM
 
     calls = []
-    monkeypatch.setattr("torch.nn.attention.varlen.varlen_attn", _reference_varlen(calls))
-    model = AutoModelForCausalLM.from_pretrained(tiny_llama, dtype=torch.float32).eval()
+    monkeypatch.setattr("torch.nn.attention.varlen.varlen_attn", _reference_varlen(calls, old))
+    config = AutoConfig.from_pretrained(tiny_llama)
+    config.num_attention_heads, config.num_key_value_heads = 4, 2  # grouped-query: each key/value head serves 2 query heads
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_config(config, attn_implementation="sdpa").eval()
     use_varlen(model)
     examples = _examples([6, 11, 4, 9], vocab=model.config.vocab_size)
     batch = pack(examples, pad_id=0, length=16, varlen=True)
@@ -62,7 +76,7 @@ def test_packed_varlen_hidden_states_equal_each_example_run_alone(tiny_llama, mo
         packed = model.model(**{k: v for k, v in batch.items() if k != "labels"}, use_cache=False).last_hidden_state
         alone = [model.model(input_ids=e["input_ids"][None], use_cache=False).last_hidden_state[0] for e in examples]
     layers = model.config.num_hidden_layers
-    assert len(calls) == layers and all(c[3] == (-1, 0) and c[2] == batch["input_ids"].shape[1] for c in calls)  # causal, every layer
+    assert calls == [(batch["input_ids"].shape[1], True)] * layers  # causal, every layer
     flat, bounds = packed.reshape(-1, packed.shape[-1]), batch["cu_seq_lens_q"].tolist()
     found = {n: flat[a:b] for a, b in zip(bounds[:-1], bounds[1:]) for n in [b - a]}
     for e, h in zip(examples, alone):  # every example's tokens, wherever the packer put them, as if alone
