@@ -1,12 +1,13 @@
-"""Every line of issue 21's table in one GPU call: train_min against TRL at the SmolVLM
-shape (batch 16 and 64), packed against unpacked (speed, and the loss curves over 200
-steps), CUDA graphs (`--compile reduce-overhead`), the paper's shape and the reasoner path. Each run is its own process
+"""Every line of issue 21's table: train_min against TRL at the SmolVLM shape (batch 16 and
+64), packed against unpacked (speed, and the loss curves over 200 steps), packed with
+`--attention varlen` against packed with SDPA (speed, loss curves), CUDA graphs (`--compile
+reduce-overhead`), the paper's shape and its profile, and the reasoner path. Each run is its own process
 (tests/bench/bench_train_gpu.py with `--only`), under its own time limit, so one that hangs
 or runs out of memory costs only its line; the table is printed and written after every
 run, so a call cut short still returns what it measured.
 
     python -m tests.bench.bench_train_gpu_suite --data out/bench-gpu --trl-data out/bench-gpu-trl \\
-        --trl-reasoning out/bench-gpu-trl-reasoning --out results.md [--lines smolvlm16,smolvlm64,...]
+        --trl-reasoning out/bench-gpu-trl-reasoning --out results.md [--lines smolvlm16,smolvlm64,...] [--runs TRL,...]
 
 The data is made as bench_train_gpu.py's docstring says. `--shape tiny --device cpu`
 checks the suite itself on a CPU in a few minutes.
