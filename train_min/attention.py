@@ -12,6 +12,7 @@ with the mask transformers builds, as before."""
 
 from __future__ import annotations
 
+import inspect
 import itertools
 
 import torch
@@ -65,8 +66,6 @@ def use_varlen(model) -> None:
     if NAME not in ALL_MASK_ATTENTION_FUNCTIONS._global_mapping:
         AttentionInterface.register(NAME, varlen_attention)
         AttentionMaskInterface.register(NAME, sdpa_mask)  # the unpacked batches' padding masks, as for SDPA
-    import inspect
-
     from torch.nn.attention.varlen import varlen_attn
 
     global _ARGS
