@@ -94,3 +94,16 @@ def test_profile_writes_a_trace_and_the_busiest_operators_of_the_last_steps(tmp_
     top = (tmp_path / "p" / "profile" / "top.txt").read_text()
     assert top.startswith("2 steps, ") and "CPU operators, all threads," in top
     assert "Self CPU" in top and "aten::" in top
+
+
+def test_device_busy_is_the_union_of_kernels_copies_and_memsets():
+    """A GPU profile's busy time: overlapping kernels count once, and the step annotation and
+    the launch-queue marker that torch.profiler also puts on the device's track do not count."""
+    from train_min.runtime import device_busy
+
+    events = [{"cat": "kernel", "ts": 0, "dur": 10}, {"cat": "kernel", "ts": 5, "dur": 10},  # two streams: 0-15
+              {"cat": "gpu_memcpy", "ts": 20, "dur": 5}, {"cat": "gpu_memset", "ts": 24, "dur": 2},  # 20-26
+              {"cat": "kernel", "ts": 30, "dur": 0}, {"cat": "kernel", "ts": 1, "dur": 2},  # empty; inside 0-15
+              {"cat": "gpu_user_annotation", "ts": 0, "dur": 100, "name": "ProfilerStep#3"},
+              {"cat": "cuda_runtime", "ts": 40, "dur": 50, "name": "Command Buffer Full"}]
+    assert device_busy({"traceEvents": events}) == pytest.approx(21e-6)
