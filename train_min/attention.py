@@ -57,9 +57,11 @@ def varlen_attention(module, query, key, value, attention_mask, scaling=None, dr
 _ARGS: frozenset = frozenset()  # varlen_attn's parameter names in this torch, read once by use_varlen
 
 
-def use_varlen(model) -> None:
+def use_varlen(model, packed: bool, device: str) -> None:
     """Register the attention with transformers (once) and make it the language model's; a
-    vision tower keeps its own (its images are never packed)."""
+    vision tower keeps its own (its images are never packed). Packed batches on CUDA only."""
+    if not packed or device != "cuda":
+        raise ValueError("--attention varlen runs packed batches (--pack) on CUDA: its kernel is FlashAttention's")
     from transformers import AttentionInterface
     from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, AttentionMaskInterface, sdpa_mask
 

@@ -207,9 +207,7 @@ def train(cfg: TrainConfig) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     processor, model, pad = load_model(cfg, device)
     if cfg.attention == "varlen":
-        if not cfg.pack or device != "cuda":
-            raise ValueError("--attention varlen runs packed batches (--pack) on CUDA: its kernel is FlashAttention's")
-        use_varlen(model)
+        use_varlen(model, packed=cfg.pack > 0, device=device)
 
     # Encode every row once: images are processed here, not every epoch.
     encode = Encoder(processor, cfg.task, cfg.max_length)
