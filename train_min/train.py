@@ -14,11 +14,7 @@ position), a final save in Hugging Face format with the resolved config.
 
 Data parallel on several GPUs (or CPU processes, gloo), the same command under torchrun:
 
-    torchrun --nproc_per_node 8 -m train_min.train ... --batch-size 8   # a global batch of 64
-
-Each process takes its slice of every global batch (batch_size x grad_accum x processes
-examples, drawn in the one-process order) and the loss is normalised by the global batch's
-target tokens, so N processes of batch B train as one process of batch N x B.
+    torchrun --nproc_per_node 8 -m train_min.train ... --batch-size 8   # trains as 1 process of batch 64
 """
 
 from __future__ import annotations
