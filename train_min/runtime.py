@@ -83,9 +83,10 @@ def barrier(world: int) -> None:
 
 class StepProfiler:
     """`--profile N`: torch.profiler over N optimizer steps after the first 10 (compiles and
-    warm-up excluded; fewer in a run too short for that). Writes `<out>/profile/trace.json` (open it in Perfetto or
-    chrome://tracing) and `<out>/profile/top.txt`: how busy the device was over those steps'
-    wall time, then the operators and kernels that took the most of it. Does nothing at 0."""
+    warm-up excluded; fewer in a run too short for that). Writes `<out>/profile/trace.json`
+    (open it in Perfetto or chrome://tracing) and `<out>/profile/top.txt`: how busy the
+    device was over those steps' wall time, then the operators and kernels that took the
+    most of it. Does nothing at 0."""
 
     def __init__(self, steps: int, out: Path, device: str, run_steps: int):
         self.dir, self.device, self.steps, self.times = Path(out) / "profile", device, steps, []

@@ -42,8 +42,8 @@ from train_min.loss import TargetCrossEntropy, TargetLoss, loss_sum  # noqa: F40
 from train_min.report import CHOICES, Reporter
 from train_min.runtime import StepProfiler, barrier, compile_towers, distributed, rng_state, set_rng_state, shapes_warning
 
+ATTENTION = ["sdpa", "varlen"]  # --attention's values
 # --compile: torch.compile's mode for each value (None: eager)
-ATTENTION = ["sdpa", "varlen"]
 COMPILE = {"auto": "default", "on": "default", "off": None, "reduce-overhead": "reduce-overhead", "max-autotune": "max-autotune"}
 
 
