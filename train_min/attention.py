@@ -1,4 +1,15 @@
-"""Attention for packed rows (`--attention varlen`): FlashAttention's variable-length kernel
+"""Attention without dense masks. transformers builds a dense (B, 1, T, T) mask for SDPA
+whenever a padding mask is passed and it is tracing (under torch.compile it cannot look
+whether the mask is all ones), and SDPA with a dense mask runs every query against every
+key: no flash kernel, no skipped causal blocks. train_min knows more than transformers does:
+
+- an unpacked batch is right-padded, so under the causal mask a real token never sees the
+  padding after it, and the padding's own outputs carry no target: the language model runs
+  causal SDPA with no mask (`UNMASKED`), exactly;
+- when no example's image has padded patches (`pixel_attention_mask` all ones, read once
+  from the encoded data), the vision tower's mask is all ones: it runs SDPA with no mask.
+
+Packed rows keep their block-diagonal mask, or take `--attention varlen`: FlashAttention's variable-length kernel
 (torch.nn.attention.varlen, CUDA only) runs causal attention within each packed example, so
 neither the other examples in the row nor the row's padding cost any attention compute.
 Without it a packed row takes SDPA with a dense block-diagonal mask: every query against
@@ -18,6 +29,19 @@ import itertools
 import torch
 
 NAME = "train_min_varlen"
+UNMASKED = "train_min_unmasked"
+
+
+def unmasked_attention(module, query, key, value, attention_mask, **kwargs):
+    """SDPA with no mask: causal where the module is (the language model), full otherwise."""
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+    return sdpa_attention_forward(module, query, key, value, None, **kwargs)
+
+
+def no_mask(*args, **kwargs) -> None:
+    """transformers' mask function for UNMASKED: no mask is built at all."""
+    return None
 
 
 def varlen_attention(module, query, key, value, attention_mask, scaling=None, dropout=0.0, **kwargs):
@@ -54,29 +78,49 @@ def varlen_attention(module, query, key, value, attention_mask, scaling=None, dr
     return out.view(b, t, hq, d), None
 
 
-_ARGS: frozenset = frozenset()  # varlen_attn's parameter names in this torch, read once by use_varlen
+_ARGS: frozenset = frozenset()  # varlen_attn's parameter names in this torch, read once by set_attention
 
 
-def use_varlen(model, packed: bool, device: str) -> None:
-    """Register the attention with transformers (once) and make it the language model's; a
-    vision tower keeps its own (its images are never packed). Packed batches on CUDA only."""
-    if not packed or device != "cuda":
-        raise ValueError("--attention varlen runs packed batches (--pack) on CUDA: its kernel is FlashAttention's")
+def full_attention(config) -> bool:
+    """Whether every layer attends to all earlier tokens (no sliding window, which needs its mask)."""
+    types = getattr(config, "layer_types", None)
+    if types is not None:
+        return all(t == "full_attention" for t in types)
+    return not getattr(config, "sliding_window", None) or getattr(config, "use_sliding_window", True) is False
+
+
+def set_attention(model, attention: str, packed: bool, examples: list[dict]) -> dict[str, str]:
+    """Each tower's attention for this run (see the module docstring), given the encoded
+    examples; returns {sub-config: attention} for the towers changed. `attention`: sdpa |
+    varlen (packed batches on CUDA: train() refuses it otherwise)."""
     from transformers import AttentionInterface
     from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, AttentionMaskInterface, sdpa_mask
 
     if NAME not in ALL_MASK_ATTENTION_FUNCTIONS._global_mapping:
         AttentionInterface.register(NAME, varlen_attention)
         AttentionMaskInterface.register(NAME, sdpa_mask)  # the unpacked batches' padding masks, as for SDPA
-    from torch.nn.attention.varlen import varlen_attn
+        AttentionInterface.register(UNMASKED, unmasked_attention)
+        AttentionMaskInterface.register(UNMASKED, no_mask)
+    if attention == "varlen":
+        from torch.nn.attention.varlen import varlen_attn
 
-    global _ARGS
-    _ARGS = frozenset(inspect.signature(varlen_attn).parameters)
+        global _ARGS
+        _ARGS = frozenset(inspect.signature(varlen_attn).parameters)
     inner = model.get_base_model() if hasattr(model, "get_base_model") else model
-    if hasattr(inner.config, "text_config"):
-        inner.set_attn_implementation({"text_config": NAME})
-    else:
-        inner.set_attn_implementation(NAME)
+    text_config = getattr(inner.config, "text_config", inner.config)
+    chosen = {}
+    if attention == "varlen":
+        chosen["text_config"] = NAME
+    elif not packed and full_attention(text_config):
+        chosen["text_config"] = UNMASKED
+    masks = [e["pixel_attention_mask"] for e in examples if "pixel_attention_mask" in e]
+    if hasattr(inner.config, "vision_config") and masks and all(bool(m.all()) for m in masks):
+        chosen["vision_config"] = UNMASKED
+    if not hasattr(inner.config, "text_config") and chosen:
+        inner.set_attn_implementation(chosen["text_config"])
+    elif chosen:
+        inner.set_attn_implementation(chosen)
+    return chosen
 
 
 def segments(lengths_per_row: list[list[int]], width: int) -> torch.Tensor:

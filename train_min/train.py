@@ -36,7 +36,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from train_min.attention import use_varlen
+from train_min.attention import set_attention
 from train_min.data import CONFIG_OF, Encoder, collate, is_eval, load_rows, pack, padded_length
 from train_min.loss import TargetCrossEntropy, TargetLoss, loss_sum  # noqa: F401 - TargetCrossEntropy: train_min's API
 from train_min.report import CHOICES, Reporter
@@ -201,9 +201,9 @@ def train(cfg: TrainConfig) -> dict:
     random.seed(cfg.seed), np.random.seed(cfg.seed), torch.manual_seed(cfg.seed)
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
+    if cfg.attention == "varlen" and (not cfg.pack or device != "cuda"):
+        raise ValueError("--attention varlen runs packed batches (--pack) on CUDA: its kernel is FlashAttention's")
     processor, model, pad = load_model(cfg, device)
-    if cfg.attention == "varlen":
-        use_varlen(model, packed=cfg.pack > 0, device=device)
 
     # Encode every row once: images are processed here, not every epoch.
     encode = Encoder(processor, cfg.task, cfg.max_length)
@@ -219,6 +219,7 @@ def train(cfg: TrainConfig) -> dict:
     if len(train_set) < cfg.batch_size * world:
         raise ValueError(f"{len(train_set)} training examples, fewer than one batch of {cfg.batch_size * world}")
 
+    set_attention(model, cfg.attention, packed=cfg.pack > 0, examples=train_set + eval_set)  # before compiling
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=cfg.lr, betas=(0.9, 0.95), weight_decay=cfg.weight_decay, fused=device == "cuda")
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_at(s, cfg) / cfg.lr)
