@@ -92,7 +92,10 @@ def full_attention(config) -> bool:
 def set_attention(model, attention: str, packed: bool, examples: list[dict]) -> dict[str, str]:
     """Each tower's attention for this run (see the module docstring), given the encoded
     examples; returns {sub-config: attention} for the towers changed. `attention`: sdpa |
-    varlen (packed batches on CUDA: train() refuses it otherwise)."""
+    varlen (packed batches on CUDA: train() refuses it otherwise) | masked (transformers'
+    own masks: nothing changed, for a model family whose masks this does not know)."""
+    if attention == "masked":
+        return {}
     from transformers import AttentionInterface
     from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, AttentionMaskInterface, sdpa_mask
 

@@ -194,7 +194,8 @@ def main() -> None:
     ap.add_argument("--compile", choices=["auto", "on", "off", "reduce-overhead", "max-autotune"], default="auto",
                     help="train_min: compile the towers (auto: with CUDA; reduce-overhead: with CUDA graphs)")
     ap.add_argument("--pad-multiple", type=int, default=0, help="train_min: pad lengths to a multiple (0: 64 when compiling)")
-    ap.add_argument("--attention", choices=["sdpa", "varlen"], default="sdpa", help="train_min: varlen, packed rows through FlashAttention")
+    ap.add_argument("--attention", choices=["sdpa", "varlen", "masked"], default="sdpa",
+                    help="train_min: varlen, packed rows through FlashAttention; masked, transformers' own dense masks")
     ap.add_argument("--profile", type=int, default=0, help="train_min: profile this many steps after the first 10; prints the top kernels")
     args = ap.parse_args()
 

@@ -54,6 +54,8 @@ def test_masks_stay_where_they_change_real_tokens(tiny_idefics3, tiny_llama):
         "text_config": UNMASKED}
     assert vlm.config.vision_config._attn_implementation == "sdpa"
     lm = AutoModelForCausalLM.from_pretrained(tiny_llama, dtype=torch.float32)
+    assert set_attention(lm, "masked", packed=False, examples=[]) == {}  # --attention masked: transformers' own
+    assert lm.config._attn_implementation == "sdpa"
     assert set_attention(lm, "sdpa", packed=False, examples=[]) == {"text_config": UNMASKED}
     assert lm.config._attn_implementation == UNMASKED
     # a sliding window is a mask of its own

@@ -87,5 +87,5 @@ def test_varlen_is_refused_unpacked_or_off_cuda(tmp_path, tiny_llama):
     base = dict(task="reasoner", model=str(tiny_llama), data=str(tmp_path), out=str(tmp_path / "o"), device="cpu", progress=False)
     with pytest.raises(ValueError, match="--pack"):
         train(TrainConfig(**base, attention="varlen", pack=64))
-    with pytest.raises(ValueError, match="attention: 'flash' is not one of sdpa, varlen"):
+    with pytest.raises(ValueError, match="attention: 'flash' is not one of sdpa, varlen, masked"):
         train(TrainConfig(**base, attention="flash"))
