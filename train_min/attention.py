@@ -9,17 +9,17 @@ key: no flash kernel, no skipped causal blocks. train_min knows more than transf
 - when no example's image has padded patches (`pixel_attention_mask` all ones, read once
   from the encoded data), the vision tower's mask is all ones: it runs SDPA with no mask.
 
-Packed rows keep their block-diagonal mask, or take `--attention varlen`: FlashAttention's variable-length kernel
-(torch.nn.attention.varlen, CUDA only) runs causal attention within each packed example, so
-neither the other examples in the row nor the row's padding cost any attention compute.
-Without it a packed row takes SDPA with a dense block-diagonal mask: every query against
-every key of the row, then masked.
+Packed rows keep their block-diagonal mask (SDPA with it: every query against every key of
+the row, then masked), or take `--attention varlen`: FlashAttention's variable-length
+kernel (torch.nn.attention.varlen, CUDA only) runs causal attention within each packed
+example, so neither the other examples in the row nor the row's padding cost any attention
+compute. `--attention masked` keeps transformers' own masks everywhere.
 
-The language model's attention is swapped through transformers' AttentionInterface; `pack`
+Each tower's attention is swapped through transformers' AttentionInterface; for varlen, `pack`
 (train_min/data.py) gives each batch the examples' boundaries as `cu_seq_lens_q` (cumulative
 lengths over the flattened rows) and `max_length_q`, which transformers hands to every
-attention call. A batch without them (evaluation batches, collated unpadded) takes SDPA
-with the mask transformers builds, as before."""
+attention call. A batch without them (evaluation batches, collated unpacked) takes SDPA
+with the mask transformers builds."""
 
 from __future__ import annotations
 

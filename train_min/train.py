@@ -73,7 +73,7 @@ class TrainConfig:
     loss_chunk: int = 512  # target tokens per logits chunk: the loss never holds more logits than this many rows
     pack: int = 0  # > 0: each micro-batch's examples packed into rows of at most this many tokens, no padding between them
     compile: str = "auto"  # auto (on with CUDA) | on | off | reduce-overhead (on, with CUDA graphs) | max-autotune: torch.compile the towers
-    attention: str = "sdpa"  # sdpa (no dense masks where exact) | varlen: packed rows through FlashAttention's varlen kernel (CUDA) | masked: transformers' own masks (train_min/attention.py)
+    attention: str = "sdpa"  # sdpa (no dense masks where exact) | varlen (packed rows, CUDA) | masked: transformers' own (train_min/attention.py)
     pad_multiple: int = 0  # batch lengths padded up to a multiple of this, so compiled shapes repeat; 0: 64 when compiling, else 1
     log_every: int = 10  # steps whose loss and gradient norm are read from the device at once (1: a host sync every step)
     progress: bool = True  # a progress bar with the loss and the eval loss
