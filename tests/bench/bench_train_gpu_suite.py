@@ -47,6 +47,8 @@ LINES = {
     # where the paper shape's step goes: the busiest kernels and the GPU's busy share (in the run's log)
     "profile": (["--shape", "paper", "--max-length", "1100", "--batch", "16", "--steps", "16"],
                 {"train_min": ["--only", "train_min", "--profile", "4"]}),
+    # the SmolVLM shape at batch 16, bound by the host: the device's busy share, and what the host does
+    "profile16": (["--batch", "16", "--steps", "16"], {"train_min": ["--only", "train_min", "--profile", "4"]}),
 }
 
 
