@@ -103,10 +103,19 @@ def padded_length(n: int, multiple: int) -> int:
     return -(-n // max(1, multiple)) * max(1, multiple)
 
 
+def real_tiles(counts: list[int], width: int, pin: bool = False) -> torch.Tensor:
+    """The flat indices, into a (rows x width) grid of image tiles padded with zero tiles,
+    of each row's `counts[i]` real tiles, in order: which tiles the vision tower sees,
+    known on the host (train_min/images.py)."""
+    tiles = torch.tensor([i * width + j for i, n in enumerate(counts) for j in range(n)], dtype=torch.long)
+    return tiles.pin_memory() if pin else tiles
+
+
 def collate(examples: list[dict], pad_id: int, pin: bool = False, multiple: int = 1) -> dict:
     """Right-pad ids (pad_id) and labels (-100); pad image tiles to the batch's most, with
-    zeros (Idefics3 skips all-zero images; their attention mask is zero). `pin`: build the
-    batch in pinned host memory, for asynchronous copies to the GPU."""
+    zeros (Idefics3 skips all-zero images; their attention mask is zero), and name the real
+    tiles (`tiles`). `pin`: build the batch in pinned host memory, for asynchronous copies
+    to the GPU."""
     length = padded_length(max(len(e["input_ids"]) for e in examples), multiple)
     def full(shape, value, dtype):
         return torch.full(shape, value, dtype=dtype, pin_memory=pin)
@@ -128,6 +137,8 @@ def collate(examples: list[dict], pad_id: int, pin: bool = False, multiple: int 
             for i, e in enumerate(examples):
                 padded[i, : e[key].shape[0]] = e[key]
             batch[key] = padded
+    if "pixel_values" in examples[0]:
+        batch["tiles"] = real_tiles([e["pixel_values"].shape[0] for e in examples], batch["pixel_values"].shape[1], pin)
     return batch
 
 
@@ -172,5 +183,7 @@ def pack(examples: list[dict], pad_id: int, length: int, pin: bool = False, mult
             for i, t in enumerate(per_row):
                 padded[i, : t.shape[0]] = t
             batch[key] = padded
+    if "pixel_values" in examples[0]:
+        batch["tiles"] = real_tiles([sum(e["pixel_values"].shape[0] for e in row) for row in rows], batch["pixel_values"].shape[1], pin)
     return batch
 
