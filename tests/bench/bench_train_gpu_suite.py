@@ -25,7 +25,8 @@ from pathlib import Path
 # line -> (bench arguments shared by its runs, {run name: extra arguments}); "{trl_reasoning}" is --trl-reasoning
 LINES = {
     "smolvlm16": (["--batch", "16"], {"train_min": ["--only", "train_min"], "TRL": ["--only", "trl"],
-                                      "train_min masked": ["--only", "train_min", "--attention", "masked"]}),
+                                      "train_min masked": ["--only", "train_min", "--attention", "masked"],
+                                      "train_min CUDA graphs": ["--only", "train_min", "--compile", "reduce-overhead"]}),
     "smolvlm64": (["--batch", "64"], {"train_min": ["--only", "train_min"], "TRL": ["--only", "trl"]}),
     "packed64": (["--batch", "64"], {"train_min packed": ["--only", "train_min", "--pack", "2048"],
                                      "train_min packed varlen": ["--only", "train_min", "--pack", "2048", "--attention", "varlen"]}),
