@@ -33,12 +33,10 @@ def fits(body) -> bool:
             and all(hasattr(emb, n) for n in ("patch_embedding", "position_embedding", "num_patches_per_side", "patch_size")))
 
 
-def install(model) -> bool:
-    """The vision embeddings' forward replaced by `embeddings_forward` where the model is of
-    this family (before compiling, so the compiled tower is one graph). Returns whether it was."""
-    from train_min.loss import parts
-
-    body = parts(model)[0]
+def install(body) -> bool:
+    """The vision embeddings' forward replaced by `embeddings_forward` where the model body
+    (`train_min.loss.parts(model)[0]`) is of this family; before compiling, so the compiled
+    tower is one graph. Returns whether it was."""
     if not fits(body):
         return False
     emb = body.vision_model.embeddings

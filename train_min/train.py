@@ -39,7 +39,7 @@ from tqdm.auto import tqdm
 from train_min import images
 from train_min.attention import set_attention
 from train_min.data import CONFIG_OF, Encoder, collate, is_eval, load_rows, pack, padded_length
-from train_min.loss import TargetCrossEntropy, TargetLoss, loss_sum  # noqa: F401 - TargetCrossEntropy: train_min's API
+from train_min.loss import TargetCrossEntropy, TargetLoss, loss_sum, parts  # noqa: F401 - TargetCrossEntropy: train_min's API
 from train_min.report import CHOICES, Reporter
 from train_min.runtime import StepProfiler, barrier, compile_towers, distributed, rng_state, set_rng_state, shapes_warning
 
@@ -221,7 +221,7 @@ def train(cfg: TrainConfig) -> dict:
         raise ValueError(f"{len(train_set)} training examples, fewer than one batch of {cfg.batch_size * world}")
 
     set_attention(model, cfg.attention, packed=cfg.pack > 0, examples=train_set + eval_set)  # before compiling
-    images.install(model)  # Idefics3's vision embeddings without a device sync: the compiled tower is one graph
+    images.install(parts(model)[0])  # Idefics3's vision embeddings without a device sync: the compiled tower is one graph
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=cfg.lr, betas=(0.9, 0.95), weight_decay=cfg.weight_decay, fused=device == "cuda")
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_at(s, cfg) / cfg.lr)
