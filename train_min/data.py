@@ -173,7 +173,8 @@ def pack(examples: list[dict], pad_id: int, length: int, pin: bool = False, mult
     if varlen:
         from train_min.attention import segments
 
-        batch["cu_seq_lens_q"] = segments([[len(x["input_ids"]) for x in row] for row in rows], width)
+        bounds = segments([[len(x["input_ids"]) for x in row] for row in rows], width)
+        batch["cu_seq_lens_q"] = bounds.pin_memory() if pin else bounds
         batch["max_length_q"] = width
     for key in ("pixel_values", "pixel_attention_mask"):
         if key in examples[0]:
