@@ -26,17 +26,17 @@ def loss_sum(model, batch: dict, device: str, chunk: int = 512) -> tuple[torch.T
     flat = labels[:, 1:].reshape(-1)  # position t predicts token t+1
     where = torch.nonzero(flat != -100).squeeze(1)  # found on the host: no device sync mid-step
     targets = flat[where]
-    inputs = {k: v for k, v in batch.items() if k not in ("labels", "tiles")}
+    inputs = {k: v for k, v in batch.items() if k != "labels"}
     body, head = parts(model)
     if getattr(head, "bias", None) is not None:
         raise ValueError("train_min's loss supports output heads without a bias (as every Llama/Qwen/SmolVLM head)")
     if device == "cuda":  # a copy from pageable memory waits for the GPU's queue; from pinned memory it is asynchronous
         where, targets = (x.pin_memory().to(device, non_blocking=True) for x in (where, targets))
     with torch.autocast("cuda", dtype=torch.bfloat16, enabled=device == "cuda"):
-        if "tiles" in batch and images.fits(body):  # the images merged without a device sync
-            inputs = images.merged_inputs(body, {**inputs, "tiles": batch["tiles"]}, device)
-        elif device == "cuda":  # the batch is in pinned memory
-            inputs = {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in inputs.items()}
+        if "tiles" in inputs and images.fits(body):  # the images merged without a device sync
+            inputs = images.merged_inputs(body, inputs, device)
+        else:  # the batch is in pinned memory on CUDA; `tiles` is train_min's, not the model's
+            inputs = {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in inputs.items() if k != "tiles"}
         hidden = body(**inputs, use_cache=False).last_hidden_state  # (B, T, H); no KV cache in training
         h = hidden[:, :-1].reshape(-1, hidden.shape[-1]).index_select(0, where)  # (N, H)
         if device == "cuda":  # the final norm hands back fp32; the output layer's matmuls run in bf16, as autocast's Linear would
