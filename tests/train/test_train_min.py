@@ -263,16 +263,16 @@ def test_a_packed_compiled_run_pads_every_row_to_the_pack(published, tiny_llama,
     """Packed and compiled, every row is as wide as the pack (rounded up to the pad multiple),
     so only the row count varies between steps (each new shape is a recompile); the losses
     are the eager packed run's."""
-    import train_min.train as train_module
+    import train_min.feed as feed_module  # where the training loop's batches are packed
 
-    widths, packed = [], train_module.pack
+    widths, packed = [], feed_module.pack
 
     def recording(*args, **kw):
         batch = packed(*args, **kw)
         widths.append(batch["input_ids"].shape[1])
         return batch
 
-    monkeypatch.setattr(train_module, "pack", recording)
+    monkeypatch.setattr(feed_module, "pack", recording)
     runs, seen = [], []
     for c in ("off", "on"):
         runs.append(train(_cfg(tmp_path, tiny_llama, published, f"pc{c}", task="reasoner", steps=2, batch_size=8, max_length=512,
