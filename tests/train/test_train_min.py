@@ -242,8 +242,8 @@ def test_every_flag_has_help_text(capsys):
 
 
 def test_compiled_towers_train_as_the_eager_model(published, tiny_llama, tiny_idefics3, tmp_path):
-    """--compile on (the default with CUDA) on the CPU: the same losses as eager; lengths
-    padded to a multiple of 64 (bounded recompiles) change nothing but the shapes."""
+    """--compile on (with CUDA, the default adds CUDA graphs) on the CPU: the same losses as
+    eager; lengths padded to a multiple of 64 (bounded recompiles) change nothing but the shapes."""
     from transformers import AutoModelForImageTextToText
 
     from train_min.runtime import compile_towers
@@ -330,6 +330,17 @@ def test_the_compile_mode_reaches_torch_compile(tiny_idefics3, monkeypatch):
     monkeypatch.setattr(torch.nn.Module, "compile", lambda self, **kw: seen.append(kw))
     compile_towers(AutoModelForImageTextToText.from_pretrained(tiny_idefics3), "reduce-overhead")
     assert seen == [{"dynamic": False, "mode": "reduce-overhead"}] * 2
+
+
+def test_compile_auto_is_cuda_graphs_in_one_cuda_process_only():
+    """--compile auto: eager on the CPU, CUDA graphs for one CUDA process (its step would wait
+    on the host's kernel launches), plain compile under DDP; the other values say their mode."""
+    from train_min.train import compile_mode
+
+    assert [compile_mode("auto", d, w) for d, w in (("cpu", 1), ("cpu", 2), ("cuda", 1), ("cuda", 2))] == \
+        [None, None, "reduce-overhead", "default"]
+    assert [compile_mode(c, "cpu", 2) for c in ("on", "off", "reduce-overhead", "max-autotune")] == \
+        ["default", None, "reduce-overhead", "max-autotune"]
 
 
 def test_reading_the_device_every_few_steps_records_every_step_the_same(published, tiny_llama, tmp_path):
