@@ -110,18 +110,20 @@ def _sync(device: str) -> None:
 
 def run_train_min(model: Path, data: str, batch: int, steps: int, max_length: int, out: Path, ckpt: bool, chunk: int,
                   task: str = "perception", device: str = "cuda", pack: int = 0, compile: str = "auto", pad_multiple: int = 0,
-                  profile: int = 0, attention: str = "sdpa") -> dict:
+                  profile: int = 0, attention: str = "sdpa", grad_accum: int = 1,
+                  eval_every: int = 0) -> dict:
     from train_min.train import TrainConfig, train
 
-    s = train(TrainConfig(task=task, model=str(model), data=data, out=str(out), batch_size=batch, steps=steps,
-                          max_length=max_length, lr=1e-4, warmup=5, eval_fraction=0.0, eval_every=0, progress=True, device=device,
+    s = train(TrainConfig(task=task, model=str(model), data=data, out=str(out), batch_size=batch // grad_accum, grad_accum=grad_accum, steps=steps,
+                          max_length=max_length, lr=1e-4, warmup=5, eval_fraction=0.05 if eval_every else 0.0,
+                          eval_every=eval_every, progress=True, device=device,
                           gradient_checkpointing=ckpt, loss_chunk=chunk, pack=pack, compile=compile, pad_multiple=pad_multiple,
                           report_to="none", profile=profile, attention=attention))
     if profile:  # the profiled steps' table, in this run's output
         print((out / "profile" / "top.txt").read_text())
     return {"history": [(h["tokens"], h["seconds"]) for h in s["history"]], "targets": [h["targets"] for h in s["history"]],
             "peak": s["peak_memory_gib"] or 0.0,
-            "losses": [h["loss"] for h in s["history"]]}
+            "losses": [h["loss"] for h in s["history"]], "eval_losses": [h["eval_loss"] for h in s["history"] if "eval_loss" in h]}
 
 
 def run_trl(model: Path, data: str, batch: int, steps: int, max_length: int, out: Path, ckpt: bool, chunk: int,
@@ -192,10 +194,12 @@ def main() -> None:
     ap.add_argument("--device", choices=["cuda", "cpu"], default="cuda", help="cpu: to check the bench itself (--shape tiny)")
     ap.add_argument("--pack", type=int, default=0, help="train_min: pack each batch into rows of this many tokens")
     ap.add_argument("--compile", choices=["auto", "on", "off", "reduce-overhead", "max-autotune"], default="auto",
-                    help="train_min: compile the towers (auto: with CUDA; reduce-overhead: with CUDA graphs)")
+                    help="train_min: compile the towers (auto: with CUDA graphs on CUDA; on: without graphs)")
     ap.add_argument("--pad-multiple", type=int, default=0, help="train_min: pad lengths to a multiple (0: 64 when compiling)")
     ap.add_argument("--attention", choices=["sdpa", "varlen", "masked"], default="sdpa",
                     help="train_min: varlen, packed rows through FlashAttention; masked, transformers' own dense masks")
+    ap.add_argument("--grad-accum", type=int, default=1, help="train_min: the batch as this many micro-batches (same examples per step)")
+    ap.add_argument("--eval-every", type=int, default=0, help="train_min: hold out 5%% and evaluate every this many steps (its time counts)")
     ap.add_argument("--profile", type=int, default=0, help="train_min: profile this many steps after the first 10; prints the top kernels")
     args = ap.parse_args()
 
@@ -212,7 +216,8 @@ def main() -> None:
             torch.cuda.empty_cache()
         extra = {"workers": args.trl_workers} if fn is run_trl else {"pack": args.pack, "compile": args.compile,
                                                                      "pad_multiple": args.pad_multiple, "profile": args.profile,
-                                                                     "attention": args.attention}
+                                                                     "attention": args.attention, "grad_accum": args.grad_accum,
+                                                                     "eval_every": args.eval_every}
         r = fn(model, data, args.batch, args.steps, args.max_length, work / name.replace(" ", "_"), args.gradient_checkpointing,
                args.loss_chunk, task=args.task, device=args.device, **extra)
         timed = r["history"][args.warmup:]
@@ -222,7 +227,7 @@ def main() -> None:
         rows.append({"trainer": name, "batch": args.batch, "checkpointing": args.gradient_checkpointing, "tokens_per_s": tps, "peak_gib": r["peak"],
                      "mfu": step_flops(model, args.task, args.batch, tokens, targets) / seconds / H100_BF16_FLOPS,
                      "mfu_6n": 6 * n * tps / H100_BF16_FLOPS, "tokens_per_step": tokens, "targets_per_step": targets,
-                     "seconds_per_step": seconds, "losses": r.get("losses"), "parameters": n,
+                     "seconds_per_step": seconds, "losses": r.get("losses"), "eval_losses": r.get("eval_losses"), "parameters": n,
                      "pack": args.pack if fn is run_train_min else 0})
     where = torch.cuda.get_device_name() if args.device == "cuda" else "cpu"
     print(f"\n{args.shape} {args.task}: {n / 1e6:.0f}M parameters; {where}; max_length {args.max_length}; pack {args.pack}; "

@@ -1,7 +1,8 @@
 """Every line of issue 21's table: train_min against TRL at the SmolVLM shape (batch 16 and
 64), packed against unpacked (speed, and the loss curves over 200 steps), packed with
-`--attention varlen` against packed with SDPA (speed, loss curves), CUDA graphs (`--compile
-reduce-overhead`), the paper's shape and its profile, and the reasoner path. Each run is its own process
+`--attention varlen` against packed with SDPA (speed, loss curves), the default CUDA graphs
+against `--compile on` (no graphs), with accumulation and with evaluation, the paper's shape
+and its profile, and the reasoner path. Each run is its own process
 (tests/bench/bench_train_gpu.py with `--only`), under its own time limit, so one that hangs
 or runs out of memory costs only its line; the table is printed and written after every
 run, so a call cut short still returns what it measured.
@@ -24,26 +25,32 @@ from pathlib import Path
 
 # line -> (bench arguments shared by its runs, {run name: extra arguments}); "{trl_reasoning}" is --trl-reasoning
 LINES = {
+    # train_min runs take the default --compile auto (CUDA graphs); "no graphs" is --compile on
     "smolvlm16": (["--batch", "16"], {"train_min": ["--only", "train_min"], "TRL": ["--only", "trl"],
+                                      "train_min no graphs": ["--only", "train_min", "--compile", "on"],
                                       "train_min masked": ["--only", "train_min", "--attention", "masked"],
-                                      "train_min CUDA graphs": ["--only", "train_min", "--compile", "reduce-overhead"]}),
-    "smolvlm64": (["--batch", "64"], {"train_min": ["--only", "train_min"], "TRL": ["--only", "trl"]}),
+                                      # the same 16 examples a step as 2 micro-batches of 8: its losses follow the runs above
+                                      "train_min 2x8": ["--only", "train_min", "--grad-accum", "2"],
+                                      # evaluation (no grad, its own graphs) between training steps; its time counts
+                                      "train_min eval": ["--only", "train_min", "--eval-every", "10"]}),
+    "smolvlm64": (["--batch", "64"], {"train_min": ["--only", "train_min"], "TRL": ["--only", "trl"],
+                                      "train_min no graphs": ["--only", "train_min", "--compile", "on"]}),
     "packed64": (["--batch", "64"], {"train_min packed": ["--only", "train_min", "--pack", "2048"],
                                      "train_min packed varlen": ["--only", "train_min", "--pack", "2048", "--attention", "varlen"]}),
-    "graphs64": (["--batch", "64"], {"train_min CUDA graphs": ["--only", "train_min", "--compile", "reduce-overhead"]}),
     "smolvlm128": (["--batch", "128"], {"train_min": ["--only", "train_min"]}),
     # the curve compares losses, not speed: eager, so no compile time
     "curve": (["--batch", "16", "--steps", "200", "--warmup", "20", "--compile", "off"],
               {"train_min": ["--only", "train_min"], "train_min packed": ["--only", "train_min", "--pack", "2048"]}),
     "paper16": (["--shape", "paper", "--max-length", "1100", "--batch", "16", "--steps", "30"],
-                {"train_min": ["--only", "train_min"], "TRL": ["--only", "trl", "--trl-workers", "4"]}),
+                {"train_min": ["--only", "train_min"], "TRL": ["--only", "trl", "--trl-workers", "4"],
+                 "train_min no graphs": ["--only", "train_min", "--compile", "on"]}),
     "reasoner16": (["--shape", "paper", "--task", "reasoner", "--max-length", "1024", "--batch", "16", "--steps", "30",
                     "--trl-data", "{trl_reasoning}"],
                    # at multiples of 64 this data's lengths are 3 shapes, each a ~65 s compile at 1.7B (the run missed 185 s); at 256, 2
                    # packed, every row 1024 wide: no padding, and the row count is symbolic after one recompile
                    {"train_min": ["--only", "train_min", "--pad-multiple", "256"], "TRL": ["--only", "trl"],
                     "train_min packed": ["--only", "train_min", "--pack", "1024"],
-                    "train_min packed graphs": ["--only", "train_min", "--pack", "1024", "--compile", "reduce-overhead"],
+                    "train_min packed no graphs": ["--only", "train_min", "--pack", "1024", "--compile", "on"],
                     "train_min packed varlen": ["--only", "train_min", "--pack", "1024", "--attention", "varlen"]}),
     # where the paper shape's step goes: the busiest kernels and the GPU's busy share (in the run's log)
     "profile": (["--shape", "paper", "--max-length", "1100", "--batch", "16", "--steps", "16"],
