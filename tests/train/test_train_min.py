@@ -4,23 +4,9 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from pipelines.recipe import load_recipe
-from pipelines.run import run
+from tests.train.runs import run_config
 from train_min.data import IGNORE, Encoder, load_rows
 from train_min.train import TrainConfig, lr_at, train
-
-
-@pytest.fixture(scope="module")
-def published(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("train_data")
-    return run(load_recipe("quickstart", ["sources.0.synthetic.num_records=40", "sources.0.synthetic.image_size=64",
-                                          "teacher.oracle.error_rate=0", f"output.dir={tmp / 'out'}", "cache.dir=null"])).out_dir
-
-
-def _cfg(tmp_path, model, data, name="run", **kw):
-    base = dict(task="perception", model=str(model), data=str(data), out=str(tmp_path / name), max_length=192, batch_size=4,
-                steps=2, lr=1e-3, min_lr=1e-4, warmup=1, eval_fraction=0.0, eval_every=0, progress=False, device="cpu")
-    return TrainConfig(**{**base, **kw})
 
 
 def _weights(out):
@@ -68,22 +54,22 @@ def test_loss_falls_when_overfitting_one_batch(published, tiny_idefics3, tmp_pat
     rows.to_parquet(str(data / "extraction" / "train-x-00000-of-00001.parquet"))
     (data / "README.md").write_text("---\nconfigs:\n- config_name: extraction\n  data_files:\n  - split: train\n"
                                     "    path: extraction/*.parquet\n---\n")
-    summary = train(_cfg(tmp_path, tiny_idefics3, data, steps=30, lr=3e-3, min_lr=3e-3, warmup=1))
+    summary = train(run_config(tmp_path, tiny_idefics3, data, steps=30, lr=3e-3, min_lr=3e-3, warmup=1))
     losses = [h["loss"] for h in summary["history"]]
     assert losses[-1] < 0.3 * losses[0], losses
 
 
 def test_every_trainable_parameter_changes(published, tiny_idefics3, tmp_path):
     before = load_file(str(tiny_idefics3 / "model.safetensors"))
-    train(_cfg(tmp_path, tiny_idefics3, published, steps=1))
+    train(run_config(tmp_path, tiny_idefics3, published, steps=1))
     after = _weights(tmp_path / "run")
     unchanged = [n for n in before if torch.equal(before[n], after[n])]
     assert set(before) == set(after) and unchanged == []
 
 
 def test_gradient_accumulation_8x1_equals_1x8(published, tiny_idefics3, tmp_path):
-    train(_cfg(tmp_path, tiny_idefics3, published, "a", steps=1, batch_size=8, grad_accum=1))
-    train(_cfg(tmp_path, tiny_idefics3, published, "b", steps=1, batch_size=1, grad_accum=8))
+    train(run_config(tmp_path, tiny_idefics3, published, "a", steps=1, batch_size=8, grad_accum=1))
+    train(run_config(tmp_path, tiny_idefics3, published, "b", steps=1, batch_size=1, grad_accum=8))
     a, b = _weights(tmp_path / "a"), _weights(tmp_path / "b")
     base = load_file(str(tiny_idefics3 / "model.safetensors"))
     for n in a:
@@ -92,10 +78,10 @@ def test_gradient_accumulation_8x1_equals_1x8(published, tiny_idefics3, tmp_path
 
 
 def test_two_steps_resume_two_steps_equals_four(published, tiny_idefics3, tmp_path):
-    straight = train(_cfg(tmp_path, tiny_idefics3, published, "straight", steps=4, eval_fraction=0.2, eval_every=2))
-    half = train(_cfg(tmp_path, tiny_idefics3, published, "resumed", steps=4, eval_fraction=0.2, eval_every=2, stop_after=2))
+    straight = train(run_config(tmp_path, tiny_idefics3, published, "straight", steps=4, eval_fraction=0.2, eval_every=2))
+    half = train(run_config(tmp_path, tiny_idefics3, published, "resumed", steps=4, eval_fraction=0.2, eval_every=2, stop_after=2))
     assert half["stopped_at"] == 2 and (tmp_path / "resumed" / "checkpoint.pt").exists() and not (tmp_path / "resumed" / "final").exists()
-    resumed = train(_cfg(tmp_path, tiny_idefics3, published, "resumed", steps=4, eval_fraction=0.2, eval_every=2))
+    resumed = train(run_config(tmp_path, tiny_idefics3, published, "resumed", steps=4, eval_fraction=0.2, eval_every=2))
     def timeless(summary):
         return [{k: v for k, v in r.items() if k != "seconds"} for r in summary["history"]]
 
@@ -106,7 +92,7 @@ def test_two_steps_resume_two_steps_equals_four(published, tiny_idefics3, tmp_pa
 
 
 def test_the_reasoner_trains_on_the_reasoning_config(published, tiny_llama, tmp_path):
-    summary = train(_cfg(tmp_path, tiny_llama, published, task="reasoner", steps=12, lr=3e-3, min_lr=3e-3, max_length=512))
+    summary = train(run_config(tmp_path, tiny_llama, published, task="reasoner", steps=12, lr=3e-3, min_lr=3e-3, max_length=512))
     losses = [h["loss"] for h in summary["history"]]
     assert losses[-1] < losses[0]
     from transformers import AutoModelForCausalLM
@@ -143,7 +129,7 @@ def test_the_target_only_chunked_loss_equals_the_plain_one(published, tiny_idefi
 
 def test_lora_trains_adapters_only_and_saves_them(published, tiny_idefics3, tmp_path):
     pytest.importorskip("peft")
-    summary = train(_cfg(tmp_path, tiny_idefics3, published, steps=3, lora_r=4, lr=1e-2, min_lr=1e-2))
+    summary = train(run_config(tmp_path, tiny_idefics3, published, steps=3, lora_r=4, lr=1e-2, min_lr=1e-2))
     assert all(torch.isfinite(torch.tensor(h["loss"])) for h in summary["history"])
     final = tmp_path / "run" / "final"
     adapters = load_file(str(final / "adapter_model.safetensors"))
@@ -168,8 +154,8 @@ def test_two_processes_with_gloo_train_as_one_at_the_same_global_batch(published
     import subprocess
     import sys
 
-    one = train(_cfg(tmp_path, tiny_idefics3, published, "one", steps=3, batch_size=4, grad_accum=accum))
-    cfg = _cfg(tmp_path, tiny_idefics3, published, "two", steps=3, batch_size=2, grad_accum=accum)
+    one = train(run_config(tmp_path, tiny_idefics3, published, "one", steps=3, batch_size=4, grad_accum=accum))
+    cfg = run_config(tmp_path, tiny_idefics3, published, "two", steps=3, batch_size=2, grad_accum=accum)
     flags = [f"--{k.replace('_', '-')}={v}" for k, v in vars(cfg).items() if not isinstance(v, bool)] + ["--no-progress"]
     done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "train_min.train",
                            *flags, "--report-to=none"], capture_output=True, text=True, timeout=300,
@@ -219,7 +205,7 @@ def test_a_packed_batch_has_the_loss_and_gradients_of_the_unpacked_one(published
 
 def test_a_packed_run_follows_the_unpacked_runs_loss_curve(published, tiny_llama, tmp_path):
     """200 steps, the same examples per step: the curves agree to float noise."""
-    runs = [train(_cfg(tmp_path, tiny_llama, published, f"pack{p}", task="reasoner", steps=200, batch_size=8, max_length=512,
+    runs = [train(run_config(tmp_path, tiny_llama, published, f"pack{p}", task="reasoner", steps=200, batch_size=8, max_length=512,
                        lr=3e-3, min_lr=3e-4, warmup=10, pack=p)) for p in (0, 1024)]
     a, b = ([h["loss"] for h in r["history"]] for r in runs)
     assert a[-1] < 0.5 * a[0]  # it learnt
@@ -241,111 +227,9 @@ def test_every_flag_has_help_text(capsys):
         assert f"--{f.name.replace('_', '-')}" in text and "".join(helps[f.name].split()) in text
 
 
-def test_compiled_towers_train_as_the_eager_model(published, tiny_llama, tiny_idefics3, tmp_path):
-    """--compile on (with CUDA, the default adds CUDA graphs) on the CPU: the same losses as
-    eager; lengths padded to a multiple of 64 (bounded recompiles) change nothing but the shapes."""
-    from transformers import AutoModelForImageTextToText
-
-    from train_min.runtime import compile_towers
-
-    assert compile_towers(AutoModelForImageTextToText.from_pretrained(tiny_idefics3)) == ["text_model", "vision_model"]
-    runs = [train(_cfg(tmp_path, tiny_llama, published, f"c{c}", task="reasoner", steps=3, max_length=512, compile=c))
-            for c in ("off", "on", "reduce-overhead")]  # CUDA graphs apply on a GPU only; the mode reaches the compiler
-    assert runs[0]["config"]["pad_multiple"] == 0
-    for other in runs[1:]:
-        for a, b in zip(runs[0]["history"], other["history"], strict=True):
-            assert a["tokens"] == b["tokens"] and a["loss"] == pytest.approx(b["loss"], rel=1e-4)
-    with pytest.raises(ValueError, match="compile: 'yes' is not one of"):
-        train(_cfg(tmp_path, tiny_llama, published, "cyes", task="reasoner", steps=1, compile="yes"))
-
-
-def test_a_packed_compiled_run_pads_every_row_to_the_pack(published, tiny_llama, tmp_path, monkeypatch):
-    """Packed and compiled, every row is as wide as the pack (rounded up to the pad multiple),
-    so only the row count varies between steps (each new shape is a recompile); the losses
-    are the eager packed run's."""
-    import train_min.feed as feed_module  # where the training loop's batches are packed
-
-    widths, packed = [], feed_module.pack
-
-    def recording(*args, **kw):
-        batch = packed(*args, **kw)
-        widths.append(batch["input_ids"].shape[1])
-        return batch
-
-    monkeypatch.setattr(feed_module, "pack", recording)
-    runs, seen = [], []
-    for c in ("off", "on"):
-        runs.append(train(_cfg(tmp_path, tiny_llama, published, f"pc{c}", task="reasoner", steps=2, batch_size=8, max_length=512,
-                               pack=1000, compile=c)))
-        seen.append(widths[:])
-        widths.clear()
-    assert max(seen[0]) < 1024 and set(seen[1]) == {1024}  # eager: only as wide as the longest row
-    for a, b in zip(*(r["history"] for r in runs), strict=True):
-        assert a["targets"] == b["targets"] > 0 and a["loss"] == pytest.approx(b["loss"], rel=1e-4)
-
-
-def test_packed_rows_compile_once_more_whatever_their_count(tiny_llama):
-    """compile_towers(dynamic=None), as packed runs use it: the first new row count makes the
-    row dimension symbolic, so four row counts are two compiles; static shapes are four."""
-    from torch._dynamo.utils import counters
-    from transformers import AutoModelForCausalLM
-
-    from train_min.runtime import compile_towers
-
-    compiles = []
-    for dynamic in (False, None):
-        torch._dynamo.reset()
-        model = AutoModelForCausalLM.from_pretrained(tiny_llama)
-        compile_towers(model, dynamic=dynamic)
-        before = counters["stats"]["unique_graphs"]
-        for rows in (2, 3, 4, 5):
-            model.model(input_ids=torch.ones(rows, 64, dtype=torch.long), position_ids=torch.arange(64).repeat(rows, 1))
-        compiles.append(counters["stats"]["unique_graphs"] - before)
-    assert compiles == [4, 2]
-
-
-def test_a_compiled_run_warns_when_its_lengths_can_outrun_the_recompile_limit(published, tiny_llama, tmp_path):
-    """Multiples of 64 up to 1024 are 16 shapes, more than torch.compile recompiles for (8):
-    the run says so and names a multiple that fits; 512 (8 shapes) and packing say nothing."""
-    import warnings
-
-    from train_min.runtime import shapes_warning
-
-    assert shapes_warning(512, 64) is None and shapes_warning(1100, 275) is None
-    assert "--pad-multiple 192 keeps them to 8" in shapes_warning(1100, 64)
-    with pytest.warns(UserWarning, match="1024 padded to a multiple of 64 can be 16 shapes.*--pad-multiple 128"):
-        train(_cfg(tmp_path, tiny_llama, published, "w", task="reasoner", steps=1, max_length=1024, compile="on"))
-    with warnings.catch_warnings(record=True) as seen:
-        warnings.simplefilter("always")
-        train(_cfg(tmp_path, tiny_llama, published, "wp", task="reasoner", steps=1, max_length=1024, compile="on", pack=1024))
-    assert not [w for w in seen if "recompile" in str(w.message)]
-
-
-def test_the_compile_mode_reaches_torch_compile(tiny_idefics3, monkeypatch):
-    from transformers import AutoModelForImageTextToText
-
-    from train_min.runtime import compile_towers
-
-    seen = []
-    monkeypatch.setattr(torch.nn.Module, "compile", lambda self, **kw: seen.append(kw))
-    compile_towers(AutoModelForImageTextToText.from_pretrained(tiny_idefics3), "reduce-overhead")
-    assert seen == [{"dynamic": False, "mode": "reduce-overhead"}] * 2
-
-
-def test_compile_auto_is_cuda_graphs_in_one_cuda_process_only():
-    """--compile auto: eager on the CPU, CUDA graphs for one CUDA process (its step would wait
-    on the host's kernel launches), plain compile under DDP; the other values say their mode."""
-    from train_min.train import compile_mode
-
-    assert [compile_mode("auto", d, w) for d, w in (("cpu", 1), ("cpu", 2), ("cuda", 1), ("cuda", 2))] == \
-        [None, None, "reduce-overhead", "default"]
-    assert [compile_mode(c, "cpu", 2) for c in ("on", "off", "reduce-overhead", "max-autotune")] == \
-        ["default", None, "reduce-overhead", "max-autotune"]
-
-
 def test_reading_the_device_every_few_steps_records_every_step_the_same(published, tiny_llama, tmp_path):
     """--log-every N: no host sync per step, the same per-step history (losses, norms, eval)."""
-    runs = [train(_cfg(tmp_path, tiny_llama, published, f"l{n}", task="reasoner", steps=6, max_length=512, eval_fraction=0.2,
+    runs = [train(run_config(tmp_path, tiny_llama, published, f"l{n}", task="reasoner", steps=6, max_length=512, eval_fraction=0.2,
                        eval_every=3, log_every=n)) for n in (1, 4)]
     def timeless(summary):
         return [{k: v for k, v in r.items() if k != "seconds"} for r in summary["history"]]
