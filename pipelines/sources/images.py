@@ -45,7 +45,7 @@ def _to_rgb(im: Image.Image) -> Image.Image:
         a = np.asarray(im, dtype=np.float64)
         hi = a.max() if a.size else 0.0
         scale = 255.0 / (65535.0 if im.mode.startswith("I;16") or hi > 255 else max(hi, 1.0))
-        im = Image.fromarray(np.clip(a * scale, 0, 255).astype(np.uint8), "L")
+        im = Image.fromarray(np.clip(a * scale, 0, 255).astype(np.uint8))  # 2-D uint8: mode L
     if im.mode == "P":
         im = im.convert("RGBA" if "transparency" in im.info else "RGB")
     if im.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
