@@ -31,7 +31,7 @@ import fsspec
 
 from pipelines.core.record import TeacherOutput
 from pipelines.recipe import TeacherConfig, reply_identity
-from pipelines.teachers.base import ChatRequest, TeacherReply
+from pipelines.teachers.base import ChatRequest, TeacherReply, bounded_json
 
 log = logging.getLogger(__name__)
 MAX_ENTRY_BYTES = 64 << 20  # no real reply comes near; a larger file is not an entry
@@ -60,15 +60,16 @@ _TYPES = {"str": str, "int": int}
 
 def _encode(key: str, reply: TeacherReply) -> str:
     outputs = [dataclasses.asdict(o) for o in reply.outputs]
-    return json.dumps({"key": key, "outputs": outputs, "meta": reply.meta}, ensure_ascii=False)
+    return json.dumps({"key": key, "outputs": outputs, "meta": reply.meta})  # ASCII: any text can be written
 
 
 def _decode(key: str, raw: bytes, n: int) -> TeacherReply | None:
     """The reply stored in `raw`, or None when it is not a whole, well-typed entry of `key`
-    with at least `n` completions."""
+    with at least `n` completions, decoded by the same bounded parser as a teacher's reply
+    (no nesting past MAX_JSON_DEPTH, no NaN, token counts in range, texts repaired)."""
     try:
-        data = json.loads(raw.decode("utf-8"))
-    except ValueError:  # UnicodeDecodeError, JSONDecodeError
+        data = bounded_json(raw)
+    except ValueError:
         return None
     if not isinstance(data, dict) or data.get("key") != key or not isinstance(data.get("meta"), dict):
         return None
@@ -80,7 +81,10 @@ def _decode(key: str, raw: bytes, n: int) -> TeacherReply | None:
             return None
         if not all(isinstance(o[name], _TYPES[t]) and not isinstance(o[name], bool) for name, t in _OUTPUT_TYPES.items()):
             return None
-    return TeacherReply(tuple(TeacherOutput(**o) for o in outputs), None, data["meta"])
+    try:
+        return TeacherReply(tuple(TeacherOutput(**o) for o in outputs), None, data["meta"])
+    except ValueError:  # a count out of range
+        return None
 
 
 class ReplyCache:

@@ -86,7 +86,7 @@ class Stage:
         for reply in replies:
             if reply.error or not reply.outputs:
                 return record.fail(f"{self.name}_teacher_error", reply.error or "no completion returned")
-        injected = [r.meta["injected"] for r in replies if r.meta.get("injected")]
+        injected = [r.meta["injected"] for r in replies if isinstance(r.meta.get("injected"), dict)]  # the oracle's record of a mistake
         texts = [_prompt_text(r) for r in requests]
         provenance = StageProvenance(
             template=self.template,

@@ -20,6 +20,7 @@ import re
 from filters.text import sentences
 from pipelines.core.record import Judgement, Record, TeacherOutput
 from pipelines.recipe import TeacherConfig
+from pipelines.teachers.base import json_within
 
 VERDICTS = ("supported", "contradicted", "not stated")
 UNPARSED = "unparsed"
@@ -79,7 +80,9 @@ def _from_json(text: str, n: int) -> list[str] | None:
     for start in [m.start() for m in re.finditer(r"[{\[]", text)][:5]:
         try:
             value, _ = json.JSONDecoder().raw_decode(text[start:])
-        except ValueError:
+        except (ValueError, RecursionError):  # a reply of 100,000 brackets is no verdict list
+            continue
+        if not json_within(value):
             continue
         if isinstance(value, dict):
             value = next((value[k] for k in ("verdicts", "judgements", "judgments", "claims", "results") if k in value), None)

@@ -5,7 +5,8 @@ fail with KIND and later ones succeed; `[[400]]` and `[[500 always]]` never succ
 drip (the reply one byte at a time, `drip_s` apart), wait (a 429 asking to Retry-After an
 hour), badutf8 (a body that is not UTF-8), badusage (token counts that are not numbers),
 huge (a valid reply padded to `huge_bytes`), echo (a 401 whose body quotes the request's
-Authorization header, as some gateways do). `fault_rate` > 0 fails that share of all attempts at random
+Authorization header, as some gateways do), and each shape of HOSTILE (nesting 100,000 deep in
+every field, counts of 10^30, NaN, lone surrogates, wrong types, empty choices). `fault_rate` > 0 fails that share of all attempts at random
 (seeded), in kinds drawn evenly from `random_kinds` (RANDOM_KINDS by default). `capacity` > 0 serves at most that many
 requests at once (the others queue), each taking `delay_s`: an endpoint of known throughput
 capacity / delay_s. It counts attempts and the most requests in flight at once."""
@@ -23,6 +24,51 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 MARKER = re.compile(r"\[\[(\w+)(?: x(\d+)| (always))?\]\]")
 RANDOM_KINDS = ("429", "500", "timeout", "malformed", "blank")
+_DEEP = "[" * 100_000 + "]" * 100_000  # Python's decoder gives up at ~1,000 levels
+_HOLE = "\"@@HOLE@@\""
+
+
+def _with(completion: dict, path: tuple, raw: str) -> bytes:
+    """The completion's JSON with the value at `path` (keys and indexes) replaced by the raw
+    JSON text `raw` (which need not be valid JSON: NaN, 1e999, 100,000 brackets)."""
+    node = completion
+    for step in path[:-1]:
+        node = node[step]
+    node[path[-1]] = "@@HOLE@@"
+    return json.dumps(completion).replace(_HOLE, raw, 1).encode()
+
+
+_MESSAGE = ("choices", 0, "message")
+# Replies no well-behaved server sends, each as (completion dict) -> body bytes: the shapes a
+# proxy, a buggy server or an attacker can put in front of a run. Each must end as one
+# request's MalformedReply (retried, then one failed record), or be repaired (surrogates).
+HOSTILE = {
+    "deep_body": lambda c: _DEEP.encode(),
+    "deep_choices": lambda c: _with(c, ("choices",), _DEEP),
+    "deep_message": lambda c: _with(c, ("choices", 0, "message"), _DEEP),
+    "deep_content": lambda c: _with(c, (*_MESSAGE, "content"), _DEEP),
+    "deep_reasoning": lambda c: _with(c, (*_MESSAGE, "reasoning_content"), _DEEP),
+    "deep_tool_calls": lambda c: _with(c, (*_MESSAGE, "tool_calls"), _DEEP),
+    "deep_usage": lambda c: _with(c, ("usage",), _DEEP),
+    "deep_decodable": lambda c: _with(c, ("choices", 0, "logprobs"), "[" * 500 + "]" * 500),
+    "huge_usage": lambda c: _with(c, ("usage", "prompt_tokens"), "1" + "0" * 30),
+    "digits_usage": lambda c: _with(c, ("usage", "completion_tokens"), "9" * 5000),
+    "negative_usage": lambda c: _with(c, ("usage", "completion_tokens"), "-5"),
+    "nan_usage": lambda c: _with(c, ("usage", "prompt_tokens"), "NaN"),
+    "inf_usage": lambda c: _with(c, ("usage", "prompt_tokens"), "1e999"),
+    "float_usage": lambda c: _with(c, ("usage", "prompt_tokens"), "11.5"),
+    "surrogate": lambda c: _with(c, (*_MESSAGE, "content"), json.dumps(c["choices"][0]["message"]["content"] + " \udcff end")),
+    "surrogate_reasoning": lambda c: _with(c, (*_MESSAGE, "reasoning_content"), '"think \\ud800 more"'),
+    "content_number": lambda c: _with(c, (*_MESSAGE, "content"), "42"),
+    "choices_object": lambda c: _with(c, ("choices",), "{}"),
+    "message_text": lambda c: _with(c, ("choices", 0, "message"), '"hello"'),
+    "finish_list": lambda c: _with(c, ("choices", 0, "finish_reason"), "[1]"),
+    "index_text": lambda c: _with(c, ("choices", 0, "index"), '"0"'),
+    "usage_list": lambda c: _with(c, ("usage",), "[]"),
+    "body_list": lambda c: b"[]",
+    "body_null": lambda c: b"null",
+    "choices_empty": lambda c: _with(c, ("choices",), "[]"),
+}
 
 
 class _Server(ThreadingHTTPServer):
@@ -149,6 +195,8 @@ class FaultServer:
                     completion = self._completion(body, self.answer)
                     completion["usage"]["prompt_tokens"] = "lots"
                     return self._send(handler, 200, completion)
+                if kind in HOSTILE:
+                    return self._send_raw(handler, 200, HOSTILE[kind](self._completion(body, self.answer)))
                 if kind == "huge":
                     completion = self._completion(body, self.answer)
                     completion["padding"] = "x" * self.huge_bytes

@@ -212,3 +212,71 @@ def test_stages_that_differ_only_in_batching_share_one_engine_and_one_cache():
     from pipelines.teachers import load_teacher
 
     assert load_teacher(TeacherConfig(batch_size=2, max_batch_tokens=999)) is load_teacher(TeacherConfig(image_tokens=7))
+
+
+_DEEP = "[" * 100_000 + "]" * 100_000
+_OUT = '{"text": "a", "finish_reason": "stop", "prompt_tokens": 3, "completion_tokens": 1, "thinking": ""}'
+# Entries no run writes, each as (key) -> file text: nesting past what Python decodes in each
+# field, numbers out of range, NaN; each must be a miss (or, for surrogates, a repaired hit).
+HOSTILE_ENTRIES = {
+    "deep-top": lambda key: _DEEP,
+    "deep-outputs": lambda key: f'{{"key": "{key}", "outputs": {_DEEP}, "meta": {{}}}}',
+    "deep-output": lambda key: f'{{"key": "{key}", "outputs": [{_DEEP}], "meta": {{}}}}',
+    "deep-text": lambda key: f'{{"key": "{key}", "outputs": [{_OUT.replace(chr(34) + "a" + chr(34), _DEEP)}], "meta": {{}}}}',
+    "deep-meta": lambda key: f'{{"key": "{key}", "outputs": [{_OUT}], "meta": {{"injected": {_DEEP}}}}}',
+    "deep-decodable-meta": lambda key: f'{{"key": "{key}", "outputs": [{_OUT}], "meta": {{"x": {"[" * 900 + "]" * 900}}}}}',
+    "huge-count": lambda key: f'{{"key": "{key}", "outputs": [{_OUT.replace("3", "1" + "0" * 30)}], "meta": {{}}}}',
+    "negative-count": lambda key: f'{{"key": "{key}", "outputs": [{_OUT.replace("3", "-3")}], "meta": {{}}}}',
+    "nan-count": lambda key: f'{{"key": "{key}", "outputs": [{_OUT.replace("3", "NaN")}], "meta": {{}}}}',
+    "digits-count": lambda key: f'{{"key": "{key}", "outputs": [{_OUT.replace("3", "9" * 5000)}], "meta": {{}}}}',
+    "meta-injected-number": lambda key: f'{{"key": "{key}", "outputs": [{_OUT}], "meta": {{"injected": 7}}}}',
+}
+
+
+@pytest.mark.parametrize("kind", sorted(HOSTILE_ENTRIES))
+def test_a_hostile_entry_is_a_miss_never_an_exception(tmp_path, kind):
+    cache, key = ReplyCache(str(tmp_path)), "ab" * 32
+    path = tmp_path / "ab" / f"{key}.json"
+    path.parent.mkdir()
+    path.write_text(HOSTILE_ENTRIES[kind](key))
+    got = cache.get(key)
+    if kind == "meta-injected-number":  # well-formed: served; the stage ignores a meta it does not understand
+        assert got is not None and got.meta == {"injected": 7}
+    else:
+        assert got is None
+    cache.put(key, GOOD)
+    assert cache.get(key, 2) == GOOD
+
+
+def test_an_entry_with_lone_surrogates_is_served_repaired(tmp_path):
+    cache, key = ReplyCache(str(tmp_path)), "ab" * 32
+    (tmp_path / "ab").mkdir()
+    raw = _entry(key, [{"text": "caf@", "finish_reason": "stop", "prompt_tokens": 3, "completion_tokens": 1, "thinking": "#"}])
+    (tmp_path / "ab" / f"{key}.json").write_text(raw.replace("@", "\\udcff").replace("#", "\\ud800"))  # JSON escapes
+    got = cache.get(key)
+    assert got.outputs[0].text == "caf\ufffd" and got.outputs[0].thinking == "\ufffd"
+
+
+def test_a_rerun_over_a_fuzzed_cache_finishes_and_mends_it(tmp_path):
+    """Every entry of a finished run replaced by one hostile shape or another: the rerun
+    finishes with the same counts, pays for the entries it could not use (and only for
+    those), and writes them anew."""
+    import random
+
+    overrides = ["sources.0.synthetic.num_records=24", "sources.0.synthetic.image_size=64", "teacher.oracle.error_rate=0.2",
+                 f"cache.dir={tmp_path / 'cache'}"]
+    first = run(load_recipe("quickstart", [*overrides, f"output.dir={tmp_path / 'a'}"])).funnel
+    entries = sorted((tmp_path / "cache").rglob("*.json"))
+    rng, kinds = random.Random(0), sorted(set(HOSTILE_ENTRIES) - {"meta-injected-number"})  # those that are misses
+    broken = 0
+    for path in entries:
+        if rng.random() < 0.35:  # a third left as they were: served
+            continue
+        path.write_text(HOSTILE_ENTRIES[rng.choice(kinds)](path.stem))
+        broken += 1
+    second = run(load_recipe("quickstart", [*overrides, f"output.dir={tmp_path / 'b'}"])).funnel
+    assert (second.records_in, second.kept, second.rejected, second.failed) == (24, first.kept, first.rejected, 0)
+    assert second.teacher_requests + second.cache_hits == first.teacher_requests + first.cache_hits
+    assert broken <= second.teacher_requests < first.teacher_requests  # each unusable entry paid for, the rest served
+    cache = ReplyCache(str(tmp_path / "cache"))
+    assert sum(cache.get(p.stem) is not None for p in entries) == len(entries)  # every entry readable again

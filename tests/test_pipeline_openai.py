@@ -1,5 +1,7 @@
 """A whole recipe through the openai backend against a loopback endpoint with faults."""
 
+import json
+
 import datasets
 
 from pipelines.recipe import load_recipe
@@ -118,3 +120,33 @@ def test_the_verify_stage_against_a_loopback_endpoint(tmp_path):
     assert all("circle" in " ".join(r["statements"]) or "circle" in (r["extraction"] or "") for r in rejected)
     formats = [b.get("response_format") for b in server.bodies]
     assert formats and all(fmt["type"] == "json_schema" and fmt["json_schema"]["schema"]["required"] == ["verdicts"] for fmt in formats)
+
+
+def test_a_run_survives_every_hostile_reply_shape(tmp_path):
+    """Half of all attempts answered with one of the hostile shapes (nesting 100,000 deep in
+    each field, counts of 10^30, NaN, lone surrogates, wrong types, empty choices): the run
+    finishes, in = kept + rejected + failed, every failed row says why, and text repaired from
+    surrogates went on into later stages' prompts and the published rows."""
+    from tests.fault_server import HOSTILE
+
+    server = FaultServer(answer="The left beaker holds 4 particles.\nAnswer: 4", fault_rate=0.5, seed=3,
+                         random_kinds=tuple(sorted(HOSTILE)))
+    try:
+        outcome = run(load_recipe("quickstart", [
+            "sources.0.synthetic.num_records=24", "sources.0.synthetic.image_size=64", "sources.0.synthetic.families=[beakers]",
+            "teacher.backend=openai", "teacher.model=served", f"teacher.openai.base_url={server.url}",
+            "teacher.openai.max_retries=1", "teacher.openai.backoff_s=0.01", "teacher.openai.timeout_s=5",
+            "stages.think.sampling.n=1", f"output.dir={tmp_path / 'out'}", "cache.dir=null",
+            "output.max_failed_share=1", "output.min_kept=0",
+        ]))
+    finally:
+        server.close()
+    f = outcome.funnel.to_dict()
+    assert f["in"] == 24 == f["kept"] + f["rejected"] + f["failed"] and f["failed"] > 0
+    assert len(server.faults) >= 15  # most shapes were served
+    rejected = datasets.load_dataset(str(outcome.out_dir), "rejected", split="train")
+    failed = [r for r in rejected if r["status"] == "failed"]
+    assert len(failed) == f["failed"] and all(r["reason"].endswith("_teacher_error") for r in failed)
+    assert all(r["detail"].startswith("MalformedReply: ") and r["detail"].endswith("(after 2 attempts)") for r in failed)
+    served_prompts = [json.dumps(b["messages"]) for b in server.bodies]
+    assert any("\\ufffd" in p for p in served_prompts)  # a repaired reply was sent on in a later prompt

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -72,15 +73,40 @@ class Turn:
         return options.lettered(self.choices)
 
 
+MAX_TOKEN_COUNT = 1 << 31  # more tokens than any context holds: a larger count is not a count
+_SURROGATE = re.compile(r"[\ud800-\udfff]")
+
+
+def repaired(text: str) -> str:
+    """`text` with every character that UTF-8 cannot encode (a lone surrogate, as a JSON
+    escape like "\\udcff" can make) replaced by U+FFFD, so it can be sent, hashed and stored."""
+    return _SURROGATE.sub("\ufffd", text)
+
+
 @dataclass(frozen=True)
 class TeacherOutput:
-    """One completion of a teacher, as kept on the record."""
+    """One completion of a teacher, as kept on the record. Whatever backend or cache entry
+    it came from, its texts are valid Unicode (repaired) and its token counts are integers
+    in [0, MAX_TOKEN_COUNT] (else ValueError): a reply cannot carry what breaks a later stage,
+    a request or a counter."""
 
     text: str
     finish_reason: str
     prompt_tokens: int = 0
     completion_tokens: int = 0
     thinking: str = ""  # the reasoning model's thinking, kept apart from `text`
+
+    def __post_init__(self):
+        for name in ("text", "finish_reason", "thinking"):
+            value = getattr(self, name)
+            if not isinstance(value, str):
+                raise ValueError(f"{name} is a {type(value).__name__}, not text")
+            if _SURROGATE.search(value):
+                object.__setattr__(self, name, repaired(value))
+        for name in ("prompt_tokens", "completion_tokens"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_TOKEN_COUNT:
+                raise ValueError(f"{name} is {str(value)[:40]!r}, not a token count")
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,6 @@ servers may echo the Authorization header).
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import os
 import random
@@ -30,10 +29,10 @@ from typing import Any, Sequence
 import httpx2
 import openai
 
-from pipelines.core.record import TeacherOutput
+from pipelines.core.record import MAX_TOKEN_COUNT, TeacherOutput
 from pipelines.core.secrets import register_env, scrub
 from pipelines.recipe import TeacherConfig
-from pipelines.teachers.base import ChatRequest, TeacherReply, split_thinking
+from pipelines.teachers.base import ChatRequest, TeacherReply, bounded_json, split_thinking
 
 log = logging.getLogger(__name__)
 
@@ -110,7 +109,7 @@ def _retry_after(error: BaseException) -> float | None:
 
 def _tokens(usage: dict, name: str) -> int:
     value = usage.get(name) or 0
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_TOKEN_COUNT:
         raise MalformedReply(f"usage.{name} is {str(value)[:40]!r}, not a token count")
     return value
 
@@ -124,16 +123,18 @@ def _text(message: dict, name: str) -> str:
 
 def parse_completion(body: bytes | str | dict, n: int) -> TeacherReply:
     """A chat completion (its JSON body, or the body parsed) as a reply; raises
-    MalformedReply for anything that is not one: invalid UTF-8 or JSON, missing choices,
-    fields of the wrong type, only empty texts."""
+    MalformedReply for anything that is not one: invalid UTF-8 or JSON, nesting past
+    MAX_JSON_DEPTH, missing choices, fields of the wrong type, token counts out of range,
+    only empty texts. Texts with lone surrogates come back repaired (TeacherOutput)."""
     try:
-        data = body if isinstance(body, dict) else json.loads(body)
-    except ValueError as e:  # JSONDecodeError and UnicodeDecodeError
-        raise MalformedReply(f"the reply is not JSON: {type(e).__name__}") from None
+        data = body if isinstance(body, dict) else bounded_json(body)
+    except ValueError as e:
+        raise MalformedReply(f"the reply is {e}") from None
     choices = data.get("choices") if isinstance(data, dict) else None
     if not isinstance(choices, list) or not choices:
         raise MalformedReply("the response has no choices")
-    usage = data.get("usage") or {}
+    usage = data.get("usage")
+    usage = {} if usage is None else usage
     if not isinstance(usage, dict):
         raise MalformedReply("usage is not an object")
     prompt_tokens, completion_total = _tokens(usage, "prompt_tokens"), _tokens(usage, "completion_tokens")
@@ -150,7 +151,10 @@ def parse_completion(body: bytes | str | dict, n: int) -> TeacherReply:
         finish = choice.get("finish_reason") or "stop"
         if not isinstance(finish, str):
             raise MalformedReply("finish_reason is not text")
-        outputs.append(TeacherOutput(text.strip(), finish, prompt_tokens, completion_total // len(choices), thinking))
+        try:
+            outputs.append(TeacherOutput(text.strip(), finish, prompt_tokens, completion_total // len(choices), thinking))
+        except ValueError as e:
+            raise MalformedReply(str(e)) from None
     if not any(o.text or o.thinking for o in outputs):  # an endpoint glitch, not an answer: ask again
         raise MalformedReply("every completion is empty")
     return TeacherReply(tuple(outputs))
@@ -209,6 +213,8 @@ class OpenAITeacher:
                     wait = _retry_after(e)
                 except openai.APIStatusError as e:  # 4xx other than 429: asking again will not help
                     return TeacherReply(error=f"{_describe(e)} (not retried)")
+                except UnicodeEncodeError:  # text no request can carry (replies are repaired; this guards the rest)
+                    return TeacherReply(error="the request holds text that is not valid Unicode (not sent)")
             if attempt < self.opts.max_retries:
                 backoff = min(self.opts.backoff_max_s, self.opts.backoff_s * 2**attempt) * random.uniform(0.5, 1.5)
                 await asyncio.sleep(min(wait, self.opts.backoff_max_s) if wait is not None else backoff)

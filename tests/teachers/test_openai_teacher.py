@@ -8,7 +8,7 @@ from pipelines.recipe import OpenAIOptions, SyntheticSource, TeacherConfig
 from pipelines.sources.synthetic import make_record
 from pipelines.teachers.base import ChatRequest, Sampling, user_message
 from pipelines.teachers.openai_teacher import OpenAITeacher
-from tests.fault_server import FaultServer
+from tests.fault_server import HOSTILE, FaultServer
 
 SECRET = "sk-test-0123456789abcdef"
 
@@ -164,4 +164,24 @@ def test_a_server_echoing_the_key_in_an_error_leaves_no_trace_of_it(server, monk
     (reply,) = teacher.generate([_req("who [[echo]]")])
     assert reply.error == "HTTP 401: AuthenticationError (invalid credentials: Bearer ***) (not retried)"
     assert SECRET not in caplog.text
+    teacher.close()
+
+
+@pytest.mark.parametrize("kind", sorted(HOSTILE))
+def test_every_hostile_reply_is_one_requests_problem(server, monkeypatch, kind):
+    """Nesting 100,000 deep in any field, counts of 10^30, NaN, wrong types: a MalformedReply
+    for that request (retried), never an exception out of `generate`; lone surrogates come
+    back repaired, so the next request can be sent."""
+    teacher = _teacher(server, monkeypatch, max_retries=1)
+    bad, good = teacher.generate([_req(f"q [[{kind} always]]"), _req("fine")])
+    assert good.error is None
+    if kind.startswith("surrogate"):
+        assert bad.error is None
+        out = bad.outputs[0]
+        (out.text + out.thinking).encode("utf-8")  # no lone surrogate left: this would raise
+        assert "\ufffd" in out.text + out.thinking
+        (echo,) = teacher.generate([_req(out.text + out.thinking)])  # a next stage's prompt built from it
+        assert echo.error is None
+    else:
+        assert bad.error.startswith("MalformedReply: ") and bad.error.endswith("(after 2 attempts)"), bad.error
     teacher.close()
