@@ -12,10 +12,10 @@ import re
 from pathlib import Path
 
 import datasets
-import jinja2
 import yaml
 
 from pipelines.config import to_plain
+from pipelines.core.templates import Page
 from pipelines.funnel import Funnel
 from pipelines.prompting import prompt_hash, render, template_source
 from pipelines.publish import Layout
@@ -23,9 +23,7 @@ from pipelines.recipe import Recipe
 from pipelines.stages import active_stages, stage_inputs
 
 TEMPLATES = Path(__file__).parent / "templates"
-_TEMPLATE = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), trim_blocks=True, lstrip_blocks=True,
-                               keep_trailing_newline=True, autoescape=False, undefined=jinja2.StrictUndefined
-                               ).get_template("card.md.jinja")
+_TEMPLATE = Page(TEMPLATES, "card.md.jinja", trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True, autoescape=False)
 
 
 LICENSE_FILE = "LICENSE.md"

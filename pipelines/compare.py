@@ -22,17 +22,15 @@ from dataclasses import dataclass
 from itertools import combinations
 from pathlib import Path
 
-import jinja2
-
 from filters.lexical import support
 from pipelines.config import ConfigError
+from pipelines.core.templates import Page
 from pipelines.output import protected
 from pipelines.report import data_uri, first_rows, thumbnail_png
 
 ARM_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 MARKER = "compare.json"
-_TEMPLATE = jinja2.Environment(loader=jinja2.FileSystemLoader(Path(__file__).parent / "templates"), autoescape=True,
-                               undefined=jinja2.StrictUndefined).get_template("compare.html.jinja")
+_TEMPLATE = Page(Path(__file__).parent / "templates", "compare.html.jinja", autoescape=True)
 ALL = 10**12
 
 

@@ -19,8 +19,8 @@ KEPT, ENDED = "kept", "ended"
 
 
 class _Apply(beam.DoFn):
-    def __init__(self, filters: list[FilterConfig], split: bool):
-        self._split = split
+    def __init__(self, filters: list[FilterConfig], split: bool, check=None):
+        self._split, self._check = split, check
         # (name, function, per-record params, index params), resolved once, not per record
         self._calls = []
         for f in filters:
@@ -49,17 +49,24 @@ class _Apply(beam.DoFn):
                 rejected = record.reject(verdict.reason, detail)
                 yield beam.pvalue.TaggedOutput(ENDED, rejected) if self._split else rejected
                 return
+        problem = self._check(record) if self._check else None
+        if problem:  # kept by every filter, but its rows cannot be written
+            failed = record.fail("row_template_error", problem)
+            yield beam.pvalue.TaggedOutput(ENDED, failed) if self._split else failed
+            return
         yield record
 
 
 class ApplyFilters(beam.PTransform):
-    """`eval_entries`: a PCollection of EvalEntry, needed when the list has `decontaminate`."""
+    """`eval_entries`: a PCollection of EvalEntry, needed when the list has `decontaminate`;
+    `check(record) -> problem or None`: a last check of a record every filter kept (its
+    published rows can be made), failing it with `row_template_error`."""
 
-    def __init__(self, filters: list[FilterConfig], eval_entries=None, split: bool = True):
+    def __init__(self, filters: list[FilterConfig], eval_entries=None, split: bool = True, check=None):
         super().__init__()
-        self._filters, self._entries, self._split = filters, eval_entries, split
+        self._filters, self._entries, self._split, self._check = filters, eval_entries, split, check
 
     def expand(self, records):
         side = [beam.pvalue.AsList(self._entries)] if self._entries is not None else []
-        applied = beam.ParDo(_Apply(self._filters, self._split), *side)
+        applied = beam.ParDo(_Apply(self._filters, self._split, self._check), *side)
         return records | (applied.with_outputs(ENDED, main=KEPT) if self._split else applied)

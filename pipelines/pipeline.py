@@ -74,7 +74,7 @@ class RunStage(beam.PTransform):
     def expand(self, records):
         stage, t = self._stage, self._stage.teacher
         handler = KeyedTeacherHandler(TeacherModelHandler(t, self._cache_dir, one_process=self._threads is not None))
-        prompts = records | "BuildPrompts" >> beam.Map(lambda r: (r, stage.requests(r)))
+        prompts = records | "BuildPrompts" >> beam.Map(stage.prepare)
         if t.backend == "vllm" and t.vllm.mode == "engine" and t.vllm.prefetch and self._threads == 1:
             prompts = prompts | "Prefetch" >> beam.ParDo(Prefetch(t, self._cache_dir, t.vllm.prefetch))
         by_tokens = token_batches(stage.teacher)
@@ -125,10 +125,10 @@ def build_pipeline(p: beam.Pipeline, recipe: Recipe, out_prefix: str, run_id: st
     threads = worker_threads(p)
     for stage in stages:
         records = records | f"Stage[{stage.name}]" >> RunStage(stage, recipe.cache.dir, threads)
-    split = records | "Filters" >> ApplyFilters([f for f in recipe.filters if f.name not in SOURCE_ONLY])
+    layout = Layout.of(recipe)
+    split = records | "Filters" >> ApplyFilters([f for f in recipe.filters if f.name not in SOURCE_ONLY], check=layout.row_problem)
 
     kept = split.kept | "CountKept" >> beam.Map(_count_kept)
-    layout = Layout.of(recipe)
     rows = {
         "extraction": kept | "ExtractionRows" >> beam.Map(layout.extraction_row),
         "reasoning": kept | "ReasoningRows" >> beam.FlatMap(layout.reasoning_rows) | "CountReasoning" >> beam.Map(_count_reasoning),

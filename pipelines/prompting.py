@@ -1,6 +1,9 @@
 """Prompt templates are Jinja files under prompts/<stage>/<version>.jinja (or any path to a
-.jinja file), rendered with strict undefined variables: a template that names a variable
-the stage does not provide fails loudly instead of rendering an empty string."""
+.jinja file), rendered in the tool's one sandboxed, bounded environment
+(`pipelines.core.templates`): strict undefined variables (a template that names a variable
+the stage does not provide fails loudly instead of rendering an empty string), no access to
+Python internals, no includes, and a time and size limit per render. A render that fails
+raises `TemplateFailure` (a ValueError), which the stages turn into one failed record."""
 
 from __future__ import annotations
 
@@ -12,50 +15,47 @@ from pathlib import Path
 import jinja2
 from jinja2 import meta
 
+from pipelines.core.templates import BoundedEnvironment, TemplateFailure
 
-def _environment(root: str) -> jinja2.Environment:
-    return jinja2.Environment(
-        loader=jinja2.FileSystemLoader(root),
-        undefined=jinja2.StrictUndefined,
-        trim_blocks=True,
-        lstrip_blocks=True,
-        keep_trailing_newline=False,
-        autoescape=False,
-        auto_reload=False,  # one version of a prompt per run, and no stat of its file on every render
-    )
-
-
-@lru_cache(maxsize=None)
-def _locate(template_id: str) -> tuple[jinja2.Environment, str]:
-    path = Path(template_id)
-    if template_id.endswith(".jinja") and path.is_file():
-        return _environment(str(path.parent.resolve())), path.name
-    root = Path(str(resources.files("prompts")))
-    if not (root / f"{template_id}.jinja").is_file():
-        known = sorted(str(p.relative_to(root))[: -len(".jinja")] for p in root.rglob("*.jinja"))
-        raise FileNotFoundError(f"no prompt template {template_id!r} (known: {', '.join(known)})")
-    return _environment(str(root)), f"{template_id}.jinja"
+# A prompt is kilobytes; a megabyte is no prompt. Rendering one takes microseconds.
+PROMPTS = BoundedEnvironment(max_chars=1 << 20, max_seconds=1.0, trim_blocks=True, lstrip_blocks=True,
+                             keep_trailing_newline=False, autoescape=False)
 
 
 @lru_cache(maxsize=None)
 def template_source(template_id: str) -> str:
-    env, name = _locate(template_id)
-    return env.loader.get_source(env, name)[0]
+    """The text of a prompt template: a path to a .jinja file, or a bundled id ("think/v1")."""
+    path = Path(template_id)
+    if template_id.endswith(".jinja") and path.is_file():
+        return path.read_text()
+    root = Path(str(resources.files("prompts")))
+    if not (root / f"{template_id}.jinja").is_file():
+        known = sorted(str(p.relative_to(root))[: -len(".jinja")] for p in root.rglob("*.jinja"))
+        raise FileNotFoundError(f"no prompt template {template_id!r} (known: {', '.join(known)})")
+    return (root / f"{template_id}.jinja").read_text()
+
+
+@lru_cache(maxsize=None)
+def _compiled(template_id: str) -> jinja2.Template:
+    return PROMPTS.compile_text(template_source(template_id), f"prompt template {template_id!r}")
 
 
 @lru_cache(maxsize=None)
 def template_inputs(template_id: str) -> tuple[str, ...]:
-    """The variables a template uses: exactly what the teacher is shown."""
-    env, _ = _locate(template_id)
-    return tuple(sorted(meta.find_undeclared_variables(env.parse(template_source(template_id)))))
+    """The variables a template uses: exactly what the teacher is shown. TemplateFailure for
+    a template that does not parse."""
+    try:
+        return tuple(sorted(meta.find_undeclared_variables(PROMPTS.parse(template_source(template_id)))))
+    except jinja2.TemplateSyntaxError as e:
+        raise TemplateFailure(f"prompt template {template_id!r}: line {e.lineno}: {e.message}") from None
 
 
 def render(template_id: str, **variables) -> str:
-    env, name = _locate(template_id)
+    """The rendered prompt, stripped; TemplateFailure (naming the template) when it cannot be."""
     try:
-        return env.get_template(name).render(**variables).strip()
-    except jinja2.UndefinedError as e:
-        raise ValueError(f"prompt template {template_id!r}: {e.message}") from None
+        return PROMPTS.render_bounded(_compiled(template_id), variables).strip()
+    except TemplateFailure as e:
+        raise TemplateFailure(f"prompt template {template_id!r}: {e}") from None
 
 
 def prompt_hash(*texts: str) -> str:

@@ -25,6 +25,7 @@ import datasets
 
 from filters.correctness import published_trace
 from pipelines.core.record import Record, StageProvenance, to_jsonable
+from pipelines.core.templates import TemplateFailure
 from pipelines.prompting import render
 from pipelines.recipe import Recipe, Sampling
 from pipelines.stages import STAGE_ORDER
@@ -79,6 +80,18 @@ class Layout:
             return {}
         got = {v.filter: v.score for v in record.verdicts}
         return {"scores": {f: None if got.get(f) is None else float(got[f]) for f in self.filters}}
+
+    def row_problem(self, record: Record) -> str | None:
+        """Why a kept record's rows cannot be written (its student or reasoner prompt fails to
+        render: a template over a limit on this record's text), or None. Checked before a
+        record counts as kept, so the rows never fail."""
+        try:
+            render(self.student_template, focus=record.focus)
+            for turn in record.turns:
+                self.reasoner_prompt(record.extraction, turn.question, turn.option_lines())
+        except TemplateFailure as e:
+            return str(e)
+        return None
 
     def extraction_row(self, record: Record) -> dict:
         return {

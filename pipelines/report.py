@@ -15,15 +15,14 @@ import json
 from pathlib import Path
 
 import fsspec
-import jinja2
 import pyarrow.parquet as pq
 from PIL import Image, ImageDraw, ImageFont
 
+from pipelines.core.templates import Page
 from pipelines.funnel import Funnel
 
 ASSETS = "assets"
-_TEMPLATE = jinja2.Environment(loader=jinja2.FileSystemLoader(Path(__file__).parent / "templates"), autoescape=True,
-                               undefined=jinja2.StrictUndefined).get_template("report.html.jinja")
+_TEMPLATE = Page(Path(__file__).parent / "templates", "report.html.jinja", autoescape=True)
 
 
 def bar_chart(title: str, rows: list[tuple[str, int]], colour=(46, 110, 180)) -> bytes:

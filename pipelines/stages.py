@@ -20,6 +20,7 @@ from pipelines import verify
 from pipelines.config import ConfigError
 from pipelines.core.answers import parse_final_answer
 from pipelines.core.record import Record, StageProvenance, TeacherOutput, ThinkSample
+from pipelines.core.templates import TemplateFailure
 from pipelines.prompting import prompt_hash, render, template_inputs
 from pipelines.recipe import Recipe, TeacherConfig, VerifyConfig
 from pipelines.teachers.base import ChatRequest, Sampling, TeacherReply, user_message
@@ -28,6 +29,16 @@ STAGE_ORDER = ("statements", "focus", "extraction", "verify", "think")
 # What the think stage may see. Sufficiency means something only if the reasoner was shown
 # the extraction and the question and nothing else: no image, no statements, no answer.
 THINK_INPUTS = {"extraction", "question", "choices"}
+# What each stage's template gets, for one ordinary record: rendered once before the run, so
+# a template that fails, hangs or blows up whatever the record is refused as a recipe error.
+SAMPLE_INPUTS = {
+    "statements": {"qa_pairs": [{"question": "What colour is the bus?", "answer": "red"}]},
+    "focus": {"questions": ["What colour is the bus?"]},
+    "extraction": {"statements": ["The bus is red."]},
+    "verify": {"claims": ["The bus is red."], "evidence": "A red bus stands at a stop.", "json": False},
+    "think": {"extraction": "A red bus stands at a stop.", "question": "What colour is the bus?", "choices": []},
+    "student": {"focus": "the colour of the bus"},
+}
 _NUMBERING = re.compile(r"^\s*(?:[-*\u2022]|\d+[.)]|pair \d+:?)\s*", re.IGNORECASE)
 
 
@@ -67,6 +78,14 @@ class Stage:
             (render(self.template, extraction=record.extraction, question=t.question, choices=t.option_lines()), False, {"turn": i})
             for i, t in enumerate(record.turns)
         ]
+
+    def prepare(self, record: Record) -> tuple[Record, list[ChatRequest]]:
+        """(record, its requests); a record whose prompt cannot be rendered (the template
+        breaks a limit, or fails on this record's data) fails with `<stage>_template_error`."""
+        try:
+            return record, self.requests(record)
+        except TemplateFailure as e:
+            return record.fail(f"{self.name}_template_error", str(e)), []
 
     def requests(self, record: Record) -> list[ChatRequest]:
         if record.status != "ok":
@@ -127,7 +146,8 @@ def build_stages(recipe: Recipe) -> list[Stage]:
         cfg = getattr(recipe.stages, name)
         try:
             inputs = set(template_inputs(cfg.template))
-        except FileNotFoundError as e:
+            render(cfg.template, **SAMPLE_INPUTS[name])  # a template that breaks a limit on any record fails here
+        except (FileNotFoundError, TemplateFailure) as e:
             raise ConfigError(f"stages.{name}.template: {e}") from None
         if name == "think" and not inputs <= THINK_INPUTS:
             raise ConfigError(
@@ -137,4 +157,8 @@ def build_stages(recipe: Recipe) -> list[Stage]:
         if name == "verify" and not {"claims"} <= inputs:
             raise ConfigError(f"stages.verify.template: {cfg.template!r} must use `claims` (and may use `evidence`, `json`)")
         stages.append(Stage(name, cfg.template, cfg.sampling, recipe.stage_teacher(name), cfg if name == "verify" else None))
+    try:
+        render(recipe.stages.student_prompt, **SAMPLE_INPUTS["student"])
+    except (FileNotFoundError, TemplateFailure) as e:
+        raise ConfigError(f"stages.student_prompt: {e}") from None
     return stages

@@ -1,7 +1,7 @@
 """A table row (Hub set, parquet, JSON lines, imagefolder metadata) through the recipe's
 column mapping: which values are the question, answer, choices, annotators, context and
 metadata, and where the image is. Templates (`question_template`, `image_template`) are
-Jinja, sandboxed, over the row's columns; a column a template names that the row lacks is
+Jinja, sandboxed and bounded in time and size (`pipelines.core.templates`), over the row's columns; a column a template names that the row lacks is
 a rejected row, not a crash."""
 
 from __future__ import annotations
@@ -12,13 +12,14 @@ from typing import Any
 
 import jinja2
 from jinja2 import meta as jinja_meta
-from jinja2.sandbox import SandboxedEnvironment
 
 from pipelines.config import ConfigError
+from pipelines.core.templates import BoundedEnvironment, TemplateFailure
 from pipelines.source_config import Columns
 from pipelines.sources.images import Problem
 
-_ENV = SandboxedEnvironment(undefined=jinja2.StrictUndefined, autoescape=False, keep_trailing_newline=False)
+# A question or an image path: a few kilobytes at most.
+_ENV = BoundedEnvironment(max_chars=1 << 16, max_seconds=1.0, autoescape=False, keep_trailing_newline=False)
 
 
 @lru_cache(maxsize=64)
@@ -54,11 +55,9 @@ def needed_columns(c: Columns) -> list[str]:
 
 def _render(text: str, row: dict, key: str) -> str:
     try:
-        return _template(text).render(**row).strip()
-    except jinja2.UndefinedError as e:
-        raise Problem("template_failed", f"columns.{key}: {e.message}") from None
-    except Exception as e:  # noqa: BLE001 - a row the template cannot handle is one rejected row
-        raise Problem("template_failed", f"columns.{key}: {type(e).__name__}: {str(e)[:200]}") from None
+        return _ENV.render_bounded(_template(text), row).strip()
+    except TemplateFailure as e:  # a row the template cannot handle (or a limit it breaks) is one rejected row
+        raise Problem("template_failed", f"columns.{key}: {e}") from None
 
 
 def _plain(value: Any) -> Any:
