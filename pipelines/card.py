@@ -15,6 +15,7 @@ import datasets
 import yaml
 
 from pipelines.config import to_plain
+from pipelines.core.secrets import scrub
 from pipelines.core.templates import Page
 from pipelines.funnel import Funnel
 from pipelines.prompting import prompt_hash, render, template_source
@@ -141,11 +142,11 @@ def render_card(recipe: Recipe, funnel: Funnel, charts: dict[str, str] | None = 
                        "template_sha": _template_hash(stage.template),
                        "inputs": stage_inputs(name, stage.template, getattr(stage, "with_image", False)),
                        "sampling": ", ".join(f"{k}={v}" for k, v in to_plain(stage.sampling).items())})
-    return _TEMPLATE.render(
+    return scrub(_TEMPLATE.render(  # no secret of the recipe (a URL's password, a key in extra_body) or of a reply
         header=yaml.safe_dump(header, sort_keys=False).strip(), recipe=recipe, funnel=funnel, stages=stages,
         student=render(recipe.stages.student_prompt, focus="<focus>"), kept=max(funnel.kept, 1),
         paid=funnel.prompt_tokens + funnel.completion_tokens, charts=charts, examples=examples, licenses=licenses,
         license_link=LICENSE_FILE if len(licenses) > 1 else None, config=present[0] if present else "extraction",
         ref=json.dumps(dataset_ref), filters=layout.filters, paper_citation=PAPER_CITATION,
         project_citation=PROJECT_CITATION % _version(),
-        prices={name: recipe.stage_teacher(name).price for name in funnel.stages if name in active_stages(recipe)})
+        prices={name: recipe.stage_teacher(name).price for name in funnel.stages if name in active_stages(recipe)}))

@@ -24,6 +24,7 @@ from pathlib import Path
 
 from filters.lexical import support
 from pipelines.config import ConfigError
+from pipelines.core.secrets import scrub_override
 from pipelines.core.templates import Page
 from pipelines.output import protected
 from pipelines.report import data_uri, first_rows, thumbnail_png
@@ -115,7 +116,7 @@ def _arm(arm: Arm, recipe, outcome, rows: dict, truth: dict) -> dict:
     wrong = [r["id"] for r in judged if stated_errors(r["extraction"], truth[r["id"]])]
     calls = f.teacher_requests + f.cache_hits
     return {
-        "name": arm.name, "overrides": list(arm.overrides), "out_dir": str(outcome.out_dir),
+        "name": arm.name, "overrides": [scrub_override(o) for o in arm.overrides], "out_dir": str(outcome.out_dir),
         "teacher": {stage: f"{t.backend}:{t.model}" for stage in f.stages if (t := recipe.stage_teacher(stage))},
         "in": f.records_in, "kept": f.kept, "rejected": f.rejected, "failed": f.failed,
         "keep_rate": f.kept / f.records_in if f.records_in else None,

@@ -17,6 +17,7 @@ import yaml
 
 from filters.registry import FILTERS, SOURCE_ONLY, check_params
 from pipelines.config import Bounds, ConfigError, NonNegativeInt, PositiveInt, Share, build_with_overrides, safe_load, to_plain
+from pipelines.core.secrets import scrub_data
 from pipelines.source_config import SCENE_FAMILIES, IngestConfig, SourceConfig, SyntheticSource  # noqa: F401
 
 Seconds = Annotated[float, Bounds(0)]
@@ -331,8 +332,10 @@ def load_recipe(path_or_name: str | Path, overrides: tuple[str, ...] | list[str]
 def dump_recipe(recipe: Recipe) -> str:
     """The resolved recipe, only what is in use: a source's settings for its own kind, a
     teacher's options for its own backend, a stage teacher only where one is set, the verify
-    stage only when enabled. Loading it gives the same recipe."""
-    plain = to_plain(recipe)
+    stage only when enabled; every secret masked (`scrub_data`: a password in a URL, the
+    values of keys such as `api_key` in `extra_body`). It is published beside the dataset.
+    Loading it gives the same recipe, but for the masked values."""
+    plain = scrub_data(to_plain(recipe))
     for stage in plain["stages"].values():
         if isinstance(stage, dict) and stage.get("teacher", 0) is None:
             del stage["teacher"]

@@ -3,8 +3,10 @@ rows, the report and the card), error messages, log lines.
 
 What it removes: the values of environment variables that hold credentials (names with KEY,
 TOKEN, SECRET, PASSWORD or CREDENTIAL in them, and any variable a recipe names as holding a
-key: `register_env`), and whatever looks like one whatever its source: `Bearer ...`,
-`sk-...`, `hf_...`, and `api_key=...` / `"authorization": "..."` pairs. Servers echo request
+key: `register_env`), and whatever looks like one whatever its source: URL user info
+(`https://user:pass@host`), `Bearer ...`, `sk-...`, `hf_...`, and `api_key=...` /
+`"authorization": "..."` pairs. `scrub_data` does the same for configuration (the published
+recipe), where a key's name (`api_key`, `token`, `password`, ...) also marks its value. Servers echo request
 headers in error bodies, so an error text is never trusted to be clean.
 """
 
@@ -17,6 +19,7 @@ import re
 MASK = "***"
 _CREDENTIAL_NAME = re.compile(r"KEY|TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL", re.IGNORECASE)
 _PATTERNS = (
+    re.compile(r"(\b[A-Za-z][A-Za-z0-9+.-]*://)[^/?#\s@\"']+(?=@)"),  # URL user info: http://user:pass@host
     re.compile(r"(Bearer\s+)[^\s\"',;})\]]+", re.IGNORECASE),
     re.compile(r"\b(sk-)[A-Za-z0-9_\-]{6,}"),
     re.compile(r"\b(hf_)[A-Za-z0-9]{6,}"),
@@ -47,6 +50,37 @@ def scrub(text: str | None) -> str | None:
     for pattern in _PATTERNS:
         text = pattern.sub(lambda m: m.group(1) + MASK, text)
     return text
+
+
+# The words of a key (api_key, apiKey, X-Api-Key, hf_token, Authorization) that say its value
+# is a credential; a key ending in `_env` holds the NAME of a variable, which is no secret.
+_CREDENTIAL_WORDS = {"key", "apikey", "token", "secret", "password", "passwd", "pwd", "passphrase", "authorization",
+                     "auth", "credential", "credentials", "cookie", "bearer"}
+
+
+def credential_key(key: str) -> bool:
+    """Whether a configuration key names a credential by one of its words."""
+    words = re.findall(r"[A-Z]?[a-z0-9]+|[A-Z]+(?![a-z])", str(key))
+    return not str(key).lower().endswith("_env") and any(w.lower() in _CREDENTIAL_WORDS for w in words)
+
+
+def scrub_data(value, key: str = ""):
+    """Plain data (a resolved recipe, an override) with every secret masked: the text values of
+    keys that name credentials (`credential_key`), and in every other text what `scrub` removes
+    (URL user info, `Bearer ...`, `sk-...`, `hf_...`, the values of credential variables)."""
+    if isinstance(value, dict):
+        return {k: scrub_data(v, str(k)) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [scrub_data(v, key) for v in value]
+    if isinstance(value, str):
+        return MASK if value and credential_key(key) else scrub(value)
+    return value
+
+
+def scrub_override(assignment: str) -> str:
+    """A `key.sub=value` override with its value scrubbed as `scrub_data` would."""
+    key, sep, value = assignment.partition("=")
+    return f"{key}{sep}{scrub_data(value, key.rsplit('.', 1)[-1])}" if sep else scrub(assignment)
 
 
 class ScrubFilter(logging.Filter):
