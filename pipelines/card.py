@@ -16,7 +16,7 @@ import yaml
 
 from pipelines.config import to_plain
 from pipelines.core.secrets import scrub
-from pipelines.core.templates import Page
+from pipelines.core.templates import MARKDOWN_FILTERS, Page, md_code, md_text
 from pipelines.funnel import Funnel
 from pipelines.prompting import prompt_hash, render, template_source
 from pipelines.publish import Layout
@@ -24,7 +24,10 @@ from pipelines.recipe import Recipe
 from pipelines.stages import active_stages, stage_inputs
 
 TEMPLATES = Path(__file__).parent / "templates"
-_TEMPLATE = Page(TEMPLATES, "card.md.jinja", trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True, autoescape=False)
+# Text from data, teachers and the recipe goes through the Markdown filters (md, code,
+# md_paragraphs): the card is inert whatever a question or a reply holds.
+_TEMPLATE = Page(TEMPLATES, "card.md.jinja", filters=MARKDOWN_FILTERS, trim_blocks=True, lstrip_blocks=True,
+                 keep_trailing_newline=True, autoescape=False)
 
 
 LICENSE_FILE = "LICENSE.md"
@@ -84,7 +87,7 @@ def license_file(recipe: Recipe, funnel: Funnel) -> str | None:
     lines = ["# Licenses", "", "The records of this dataset come from sources under different licenses; each record's",
              "`license` column names its own. Use each record under its source's license.", "",
              "| license | sources |", "|---|---|"]
-    lines += [f"| `{lic}` | {', '.join(names) or '-'} |" for lic, names in by_license.items()]
+    lines += [f"| {md_code(lic)} | {', '.join(md_text(n) for n in names) or '-'} |" for lic, names in by_license.items()]
     return "\n".join(lines) + "\n"
 
 
@@ -147,6 +150,7 @@ def render_card(recipe: Recipe, funnel: Funnel, charts: dict[str, str] | None = 
         student=render(recipe.stages.student_prompt, focus="<focus>"), kept=max(funnel.kept, 1),
         paid=funnel.prompt_tokens + funnel.completion_tokens, charts=charts, examples=examples, licenses=licenses,
         license_link=LICENSE_FILE if len(licenses) > 1 else None, config=present[0] if present else "extraction",
-        ref=json.dumps(dataset_ref), filters=layout.filters, paper_citation=PAPER_CITATION,
+        ref=json.dumps(dataset_ref).replace("`", "\\u0060"),  # in a code fence: no backtick may close it
+        filters=layout.filters, paper_citation=PAPER_CITATION,
         project_citation=PROJECT_CITATION % _version(),
         prices={name: recipe.stage_teacher(name).price for name in funnel.stages if name in active_stages(recipe)}))

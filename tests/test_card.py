@@ -67,3 +67,51 @@ def test_one_license_stays_plain(tmp_path):
                                              f"output.dir={tmp_path / 'out'}", "cache.dir=null", "output.min_kept=0"]))
     data = DatasetCard((outcome.out_dir / "README.md").read_text()).data.to_dict()
     assert data["license"] == "cc0-1.0" and "license_name" not in data and not (outcome.out_dir / "LICENSE.md").exists()
+
+
+HOSTILE = ('<img src=x onerror=alert(1)><script>alert(2)</script> [x](javascript:alert(3)) ![i](http://evil/t.png) '
+           '<a href="javascript:alert(4)">y</a> ``` | cell | `` `code` **b**\n# heading\n> quote\n<iframe src=//evil>')
+
+
+def _live_html(markdown_text: str) -> list[tuple[str, dict]]:
+    """The tags a Markdown renderer that passes raw HTML through (CommonMark with html on, GFM
+    tables) makes of a card, the YAML header taken off as the Hub does."""
+    from html.parser import HTMLParser
+
+    from markdown_it import MarkdownIt
+
+    body = markdown_text.split("\n---\n", 1)[1] if markdown_text.startswith("---\n") else markdown_text
+    html = MarkdownIt("commonmark", {"html": True}).enable("table").render(body)
+    tags = []
+
+    class Collect(HTMLParser):
+        def handle_starttag(self, tag, attrs):
+            tags.append((tag, dict(attrs)))
+
+    Collect().feed(html)
+    return tags
+
+
+def test_the_card_is_inert_whatever_the_data_and_the_recipe_hold(mixed):
+    """Questions, replies, ids, the recipe's name, description and model name full of HTML and
+    Markdown: rendered with a renderer that passes HTML, the card has no live tag, no script
+    link and no image but its own charts."""
+    import dataclasses
+
+    from pipelines.card import license_file, render_card
+
+    recipe, outcome = mixed
+    evil = dataclasses.replace(recipe, name=HOSTILE, description=HOSTILE, teacher=dataclasses.replace(recipe.teacher, model=HOSTILE),
+                               sources=[dataclasses.replace(s, name=f"s{i}{HOSTILE}") for i, s in enumerate(recipe.sources)])
+    examples = [{"id": HOSTILE, "prompt": HOSTILE, "extraction": HOSTILE, "questions": [HOSTILE, HOSTILE]}]
+    text = render_card(evil, outcome.funnel, {"funnel": "assets/funnel.png"}, examples, dataset_ref=HOSTILE)
+    text += license_file(evil, outcome.funnel)
+    tags = _live_html(text)
+    allowed = {"p", "h1", "h2", "h3", "table", "thead", "tbody", "tr", "th", "td", "code", "pre", "a", "img", "em", "strong",
+               "blockquote", "ul", "ol", "li", "hr", "br"}
+    assert {t for t, _ in tags} <= allowed
+    assert not any(name.startswith("on") for _, attrs in tags for name in attrs)
+    assert [a["src"] for t, a in tags if t == "img"] == ["assets/funnel.png"]
+    assert not any(t == "a" and "javascript" in a.get("href", "") for t, a in tags)
+    assert "alert(1)" in text  # the text is still there, as text
+    DatasetCard(text)  # and the card still parses

@@ -204,9 +204,40 @@ class Page:
     """One of the tool's own template files (the dataset card, the HTML reports), rendered in
     the bounded environment: what it shows comes from data and teachers."""
 
-    def __init__(self, folder, name: str, max_chars: int = 256 << 20, max_seconds: float = 300.0, **options):
+    def __init__(self, folder, name: str, max_chars: int = 256 << 20, max_seconds: float = 300.0, filters=None, **options):
         self.env = BoundedEnvironment(max_chars, max_seconds, loader=jinja2.FileSystemLoader(folder), **options)
+        self.env.filters.update({k: _bounded_filter(k, f) for k, f in (filters or {}).items()})
         self.template = self.env.get_template(name)
 
     def render(self, **variables) -> str:
         return self.env.render_bounded(self.template, variables)
+
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+_MD_PUNCT = re.compile(r"([\\`*_\[\]()#!|~{}])")
+
+
+def md_text(value) -> str:
+    """Text from data or a teacher as inert Markdown inline text, on one line: HTML
+    characters as entities (no tag can open), Markdown punctuation escaped (no link, image,
+    emphasis or table cell can start), newlines and control characters as spaces."""
+    text = _CONTROL.sub(" ", str(value).replace("\r", " ").replace("\n", " "))
+    text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return _MD_PUNCT.sub(r"\\\1", text)
+
+
+def md_paragraphs(value) -> str:
+    """Longer text (a recipe's description) as inert paragraphs: `md_text` for each."""
+    return "\n\n".join(md_text(p.strip()) for p in re.split(r"\n\s*\n", str(value)) if p.strip())
+
+
+def md_code(value) -> str:
+    """A value as one inline code span that nothing inside can close: the fence is longer
+    than any run of backticks in it; on one line; `|` escaped for table cells."""
+    text = _CONTROL.sub(" ", str(value).replace("\r", " ").replace("\n", " ")).replace("|", "\\|")
+    fence = "`" * (max((len(run) for run in re.findall(r"`+", text)), default=0) + 1)
+    pad = " " if text.startswith("`") or text.endswith("`") else ""
+    return f"{fence}{pad}{text}{pad}{fence}"
+
+
+MARKDOWN_FILTERS = {"md": md_text, "md_paragraphs": md_paragraphs, "code": md_code}
