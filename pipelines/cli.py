@@ -131,8 +131,10 @@ def _compare(args) -> int:
     if args.limit is not None and args.limit < 1:
         raise ConfigError("compare: --limit must be at least 1")
     arms = [parse_arm(spec) for spec in args.arms]
+    from pipelines.output import safe_name
+
     name = load_recipe(args.recipe, args.overrides).name
-    out = args.out or f"out/compare-{name}"
+    out = args.out or f"out/compare-{safe_name(name)}"  # a recipe's name is data: `x/../../y` names no path
     result = compare(args.recipe, arms, args.limit, out, args.overrides, args.gallery)
     print(f"\n{'arm':<16} {'kept':>9} {'errors':>8} {'calls':>8} {'tokens':>10} {'cost/kept':>10}")
     for a in result["arms"]:

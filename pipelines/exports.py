@@ -7,7 +7,8 @@ The `extraction` config (the perception model: image + the student's prompt -> e
   it as is and, for this form, computes the loss on the completion only.
 - LLaVA (`llava`): `llava.json`, a list of {"id", "image", "conversations": [{"from": "human",
   "value": "<image>\\n<prompt>"}, {"from": "gpt", "value": <extraction>}]}, with the images
-  beside it under `images/` (PNG or JPEG as published, named by record id).
+  beside it under `images/` (PNG or JPEG as published, named by record id when the id is a
+  plain file name, else by a hash of it: `output.safe_name`).
 
 The `reasoning` config (the reasoner: the exact prompt the think stage sent, text only -> the
 reasoning trace): TRL's prompt-completion form with plain-text turns; LLaVA's form without
@@ -26,7 +27,7 @@ from pathlib import Path
 
 import datasets
 
-from pipelines.output import protected
+from pipelines.output import inside, protected, safe_name
 
 FORMATS = ("trl", "llava")
 EXPORTED = ("extraction", "reasoning")
@@ -93,7 +94,7 @@ def export_llava(published: str | Path, dest: str | Path, config: str = "extract
     ds = _rows(src, config)
     tmp = _staging(dest)
     tmp.mkdir(parents=True)
-    entries = []
+    entries, used = [], set()
     for row in ds:
         if config == "reasoning":
             entries.append({"id": row["id"], "conversations": [
@@ -101,9 +102,13 @@ def export_llava(published: str | Path, dest: str | Path, config: str = "extract
             continue
         data = row["image"]["bytes"]
         suffix = ".jpg" if data[:3] == b"\xff\xd8\xff" else ".png"
-        name = f"images/{row['id']}{suffix}"
+        stem = safe_name(row["id"])  # an id is data: `../../x` names no path
+        while stem in used:
+            stem = safe_name(f"{stem}-again")
+        used.add(stem)
+        name = f"images/{stem}{suffix}"
         (tmp / "images").mkdir(exist_ok=True)
-        (tmp / name).write_bytes(data)
+        inside(tmp / "images", f"{stem}{suffix}").write_bytes(data)
         entries.append({"id": row["id"], "image": name, "conversations": [
             {"from": "human", "value": f"<image>\n{row['prompt']}"},
             {"from": "gpt", "value": row["extraction"]},

@@ -18,9 +18,11 @@ place without losing what was there.
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import json
 import logging
 import os
+import re
 import uuid
 from pathlib import Path
 
@@ -35,6 +37,28 @@ PUBLISH_FILES = ("README.md", "funnel.json")
 
 class OutputRefused(ConfigError):
     """The output folder cannot be used; nothing was written or deleted."""
+
+
+_SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,79}")
+
+
+def safe_name(value: str) -> str:
+    """A file or folder name made from a value of the data (a row id, a recipe name): the value
+    itself when it is short and plain (letters, digits, `.`, `_`, `-`; not starting with a dot,
+    no `..`), else `h-` and a hash of it. `../x`, `/etc/x`, NUL, `\\`, look-alike Unicode and
+    very long ids all become plain names; distinct values stay distinct."""
+    value = str(value)
+    if _SAFE_NAME.fullmatch(value) and ".." not in value:
+        return value
+    return "h-" + hashlib.sha256(value.encode("utf-8", "surrogatepass")).hexdigest()[:24]
+
+
+def inside(folder: Path, name: str) -> Path:
+    """`folder / name`, checked to lie inside `folder` once resolved; ValueError otherwise."""
+    target = (folder / name).resolve()
+    if not target.is_relative_to(folder.resolve()):
+        raise ValueError(f"{name!r} would lie outside {folder}")
+    return target
 
 
 def output_location(directory: str) -> str:

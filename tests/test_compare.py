@@ -108,3 +108,18 @@ def test_the_cli_needs_two_named_arms(tmp_path):
         (tmp_path / "mine").mkdir()
         (tmp_path / "mine" / "notes.txt").write_text("keep")
         compare(load_recipe("quickstart"), [Arm("a"), Arm("b")], 4, tmp_path / "mine")
+
+
+def test_the_default_folder_is_named_safely_from_the_recipe_name(tmp_path, monkeypatch):
+    """`name: x/../../y` in a recipe names the default folder `out/compare-<hash>`, inside out/."""
+    from pipelines.cli import main
+
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    code = main(["compare", "quickstart", "--teacher", "a", "--teacher", "b", "teacher.oracle.error_rate=0.3", "--limit", "4",
+                 "--set", "name=x/../../escaped", "--set", "sources.0.synthetic.image_size=64", "--set", "cache.dir=null"])
+    assert code == 0
+    assert not (tmp_path / "escaped").exists() and not (work / "escaped").exists()
+    (folder,) = (work / "out").iterdir()
+    assert folder.name.startswith("compare-h-") and (folder / "compare.html").is_file()

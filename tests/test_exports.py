@@ -142,3 +142,38 @@ def test_export_refuses_a_folder_that_is_not_an_export(published, tmp_path, monk
     export(published, "trl", empty)
     export(published, "llava", empty)  # an earlier export, of any format, may be replaced
     assert (empty / "llava.json").is_file() and not (empty / "data").exists()
+
+
+def test_ids_from_a_downloaded_dataset_never_name_a_path(published, tmp_path):
+    """A publish someone else made, whose ids hold `../`, absolute paths, NUL, 300 characters,
+    backslashes and look-alike Unicode: every export of every config writes only inside its
+    folder, and the LLaVA entries still point at their own images."""
+    import shutil
+
+    import pyarrow.parquet as pq
+
+    hostile = ["../../../escaped", "/tmp/et-absolute-escape", "a\x00b", "x" * 300, "..\\..\\win", "\u2025\u2215etc\u2215passwd",
+               "\u202egnp.exe", ".hidden", "..", "CON", "ok-id"]
+    copy = tmp_path / "downloaded"
+    shutil.copytree(published, copy)
+    for config in ("extraction", "reasoning"):
+        for shard in (copy / config).glob("*.parquet"):
+            table = pq.read_table(shard)
+            ids = [hostile[i % len(hostile)] + ("" if i < len(hostile) else f"-{i}") for i in range(table.num_rows)]
+            pq.write_table(table.set_column(table.column_names.index("id"), "id", [ids]), shard)
+    deep = tmp_path / "a" / "b"
+    deep.mkdir(parents=True)
+    before = {p for p in tmp_path.rglob("*")}
+    for fmt in ("llava", "trl"):
+        for config in ("extraction", "reasoning"):
+            dest = export(copy, fmt, deep / f"{fmt}-{config}", config=config)
+            written = {p for p in tmp_path.rglob("*")} - before
+            assert all(p == dest or dest in p.parents or p in dest.parents for p in written), sorted(map(str, written))
+            before |= written
+    assert not any(p.name == "escaped" for p in tmp_path.rglob("*")) and not __import__("os").path.exists("/tmp/et-absolute-escape.png")
+    entries = json.loads((deep / "llava-extraction" / "llava.json").read_text())
+    kept = {r["id"]: r for r in datasets.load_dataset(str(copy), "extraction", split="train").cast_column("image", datasets.Image(decode=False))}
+    assert len({e["image"] for e in entries}) == len(entries) == len(kept)
+    for e in entries:
+        assert e["image"].startswith("images/") and "/" not in e["image"][len("images/"):]
+        assert (deep / "llava-extraction" / e["image"]).read_bytes() == kept[e["id"]]["image"]["bytes"]
