@@ -29,9 +29,10 @@ import uuid
 
 import fsspec
 
+from pipelines.core.jsontext import bounded_json
 from pipelines.core.record import TeacherOutput
 from pipelines.recipe import TeacherConfig, reply_identity
-from pipelines.teachers.base import ChatRequest, TeacherReply, bounded_json
+from pipelines.teachers.base import ChatRequest, TeacherReply
 
 log = logging.getLogger(__name__)
 MAX_ENTRY_BYTES = 64 << 20  # no real reply comes near; a larger file is not an entry

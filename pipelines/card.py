@@ -49,7 +49,7 @@ _HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
 SNIPPET = re.compile(r'^(ds = load_dataset\()("(?:[^"\\]|\\.)*")', re.M)  # the card's usage line
 
 
-def _version() -> str:
+def tool_version() -> str:
     from importlib.metadata import PackageNotFoundError, version
 
     try:
@@ -152,5 +152,5 @@ def render_card(recipe: Recipe, funnel: Funnel, charts: dict[str, str] | None = 
         license_link=LICENSE_FILE if len(licenses) > 1 else None, config=present[0] if present else "extraction",
         ref=json.dumps(dataset_ref).replace("`", "\\u0060"),  # in a code fence: no backtick may close it
         filters=layout.filters, paper_citation=PAPER_CITATION,
-        project_citation=PROJECT_CITATION % _version(),
+        project_citation=PROJECT_CITATION % tool_version(),
         prices={name: recipe.stage_teacher(name).price for name in funnel.stages if name in active_stages(recipe)}))

@@ -6,7 +6,7 @@
     extract-think plan RECIPE [--limit N] [--json]  # run N records, estimate calls, tokens, time, cost of the whole run
     extract-think compare RECIPE --teacher NAME [KEY=VALUE ...] --teacher NAME ... [--limit N] [--out DIR]   # teachers side by side
     extract-think recipes                           # list bundled recipes
-    extract-think publish OUT --repo owner/name [--private]   # push a local publish to the Hub
+    extract-think publish OUT --repo owner/name [--private] [--dry-run] [--delete-unmanaged]   # push a local publish to the Hub
     extract-think export OUT --format trl|llava [--config extraction|reasoning] --to DEST   # for TRL's SFTTrainer / LLaVA trainers
 
 RECIPE is a path to a YAML file or the name of a bundled recipe ("quickstart").
@@ -35,7 +35,7 @@ class _BeamNoise(logging.Filter):
 logging.getLogger().addFilter(_BeamNoise())  # before Beam is imported below
 
 from pipelines.config import ConfigError  # noqa: E402
-from pipelines.core.secrets import ScrubFilter  # noqa: E402
+from pipelines.core.secrets import ScrubFilter, printable  # noqa: E402
 from pipelines.recipe import bundled_recipes, dump_recipe, load_recipe  # noqa: E402
 
 
@@ -85,6 +85,9 @@ def _parser() -> argparse.ArgumentParser:
     pub.add_argument("--private", action="store_true", help="create the repo private")
     pub.add_argument("--revision", default=None, help="branch to commit to (default: main)")
     pub.add_argument("--message", default=None, help="commit message")
+    pub.add_argument("--dry-run", action="store_true", help="list what would be added, changed, deleted and kept; send nothing")
+    pub.add_argument("--delete-unmanaged", action="store_true",
+                     help="also delete the repo's files that this tool did not write (by default they are kept)")
     exp = sub.add_parser("export", help="export a config for TRL or LLaVA-style trainers")
     exp.add_argument("out", help="the output folder of `extract-think run`")
     exp.add_argument("--format", required=True, choices=["trl", "llava"])
@@ -158,10 +161,10 @@ def _inspect(args) -> int:
         raise ConfigError("inspect: --limit must be at least 1 and --show at least 0")
     report = inspect(load_recipe(args.recipe, args.overrides), args.limit, args.show)
     if args.json:
-        print(json.dumps(report, ensure_ascii=False, indent=1, default=str))
+        print(json.dumps(report, indent=1, default=str))  # ASCII: no control or bidi character reaches the terminal
     else:
         for line in render(report):
-            print(line)
+            print(printable(line))  # rows are data: no escape sequence reaches the terminal
     return 0
 
 
@@ -169,14 +172,29 @@ def _publish(args) -> int:
     from pipelines.hub import PushError, push
 
     try:
-        pushed = push(args.out, args.repo, private=args.private, revision=args.revision, message=args.message)
+        pushed = push(args.out, args.repo, private=args.private, revision=args.revision, message=args.message,
+                      dry_run=args.dry_run, delete_unmanaged=args.delete_unmanaged)
     except PushError as e:
         print(f"extract-think: {e}", file=sys.stderr)
         return 1
+    plan = pushed.plan
+    if args.dry_run:
+        print(f"dry run: publishing {args.out} to the dataset repo {args.repo} would (nothing was sent):")
+        for verb, paths in (("add", plan.add), ("change", plan.change), ("keep as is", plan.same), ("delete", plan.delete),
+                            ("replace (not written by this tool)", plan.overwrite), ("keep (not written by this tool)", plan.keep)):
+            for path in paths:
+                print(f"  {verb:<36} {printable(path)}")
+        return 0
     print(f"pushed {args.out} to the dataset repo {args.repo}: {pushed.url}")
     print(f"  commit: {pushed.commit_url}")
-    if pushed.deleted:
-        print(f"  removed {len(pushed.deleted)} files of the earlier publish (e.g. {pushed.deleted[0]})")
+    print(f"  {len(plan.add)} added, {len(plan.change)} changed, {len(plan.same)} unchanged")
+    if plan.delete:
+        print(f"  removed {len(plan.delete)} files the earlier publish wrote (e.g. {printable(plan.delete[0])})")
+    if plan.overwrite:
+        print(f"  replaced {len(plan.overwrite)} files this tool had not written: {', '.join(map(printable, plan.overwrite))}")
+    if plan.keep:
+        print(f"  kept {len(plan.keep)} files this tool did not write: {', '.join(map(printable, plan.keep[:10]))}"
+              f"{' ...' if len(plan.keep) > 10 else ''} (--delete-unmanaged removes them)")
     return 0
 
 
@@ -226,8 +244,8 @@ def _run(args) -> int:
         _print_counts(e.funnel, time.perf_counter() - start)
         print(f"\nextract-think: not published: {e.why}; {recipe.output.dir} is left as it was.", file=sys.stderr)
         if e.example:
-            print(f"  e.g. {e.example['origin']}: {e.example['reason']}: {e.example['detail']}", file=sys.stderr)
-        if e.funnel.failed:
+            print(printable(f"  e.g. {e.example['origin']}: {e.example['reason']}: {e.example['detail']}"), file=sys.stderr)
+        if e.funnel.failed and recipe.cache.dir:
             print("  Replies that did arrive are in the cache: a rerun pays only for the failed calls.", file=sys.stderr)
         return 1
     _print_funnel(outcome.funnel, outcome.out_dir, time.perf_counter() - start)

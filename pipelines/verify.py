@@ -18,9 +18,9 @@ import json
 import re
 
 from filters.text import sentences
+from pipelines.core.jsontext import json_within
 from pipelines.core.record import Judgement, Record, TeacherOutput
 from pipelines.recipe import TeacherConfig
-from pipelines.teachers.base import json_within
 
 VERDICTS = ("supported", "contradicted", "not stated")
 UNPARSED = "unparsed"

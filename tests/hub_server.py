@@ -9,6 +9,7 @@ when Xet is off, HF_HUB_DISABLE_XET=1):
     PUT  /lfs/{oid}                                       the bytes (sha256 checked)
     POST /api/datasets/{repo}/commit/{revision}           NDJSON: header, file, lfsFile, deletedFile lines
     GET  /api/datasets/{repo}/tree/{revision}             the committed files (list_repo_files)
+    HEAD, GET /datasets/{repo}/resolve/{revision}/{path}  a committed file (hf_hub_download)
 
 It keeps the committed files per repo, every request's method, path and Authorization
 header, and fails the first `faults[path-kind]` requests of a kind with 500 or 429.
@@ -21,6 +22,7 @@ import hashlib
 import json
 import re
 import threading
+import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 LFS_SUFFIXES = (".parquet", ".png", ".jpg", ".arrow")
@@ -56,9 +58,11 @@ class HubServer:
             def _body(self) -> bytes:
                 return self.rfile.read(int(self.headers.get("Content-Length") or 0))
 
-            def _send(self, status: int, payload=None):
+            def _send(self, status: int, payload=None, headers=None):
                 data = json.dumps(payload if payload is not None else {}).encode()
                 self.send_response(status)
+                for k, v in (headers or {}).items():
+                    self.send_header(k, v)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
@@ -129,6 +133,21 @@ class HubServer:
                     files = hub.repos[repo]["files"]
                     return self._send(200, [{"type": "file", "path": p, "size": len(b), "oid": hashlib.sha1(b).hexdigest()}
                                             for p, b in sorted(files.items())])
+                m = re.fullmatch(r"/datasets/([^/]+/[^/]+)/resolve/([^/]+)/(.+)", path)
+                if method in ("GET", "HEAD") and m:  # hf_hub_download: a committed file's bytes
+                    repo, _revision, file = m.group(1), m.group(2), urllib.parse.unquote(m.group(3))
+                    data = hub.repos.get(repo, {}).get("files", {}).get(file)
+                    if data is None:
+                        return self._send(404, {"error": "Entry not found"}, {"X-Error-Code": "EntryNotFound"})
+                    commits = hub.repos[repo]["commits"]
+                    self.send_response(200)
+                    self.send_header("Content-Length", str(len(data)))
+                    self.send_header("ETag", f'"{hashlib.sha1(data).hexdigest()}"')
+                    self.send_header("X-Repo-Commit", commits[-1]["oid"] if commits else "0" * 40)
+                    self.end_headers()
+                    if method == "GET":
+                        self.wfile.write(data)
+                    return
                 m = re.fullmatch(r"/datasets/(.+?)\.git/info/lfs/objects/batch", path)
                 if m:
                     if self._fault("batch"):
@@ -192,5 +211,8 @@ class HubServer:
 
             def do_GET(self):
                 self._handle("GET")
+
+            def do_HEAD(self):
+                self._handle("HEAD")
 
         return Handler

@@ -9,6 +9,7 @@ from pathlib import Path
 import datasets
 import pytest
 
+from pipelines.hub import MANIFEST
 from tests.hub_server import HubServer
 
 REPO = Path(__file__).resolve().parents[1]
@@ -51,6 +52,15 @@ def _all_text(paths) -> str:
     return "\n".join(chunks)
 
 
+def _lines(text: str) -> set[str]:
+    return {" ".join(line.split()) for line in text.splitlines()}
+
+
+def _data(files: dict) -> dict:
+    """A repo's files but the publish manifest."""
+    return {p: b for p, b in files.items() if p != MANIFEST}
+
+
 def _local(out, repo_id):
     """The local publish's files as the repo must hold them: byte for byte, but for the card's
     usage line, which names the repo instead of the local folder."""
@@ -68,7 +78,7 @@ def test_push_uploads_the_local_publish_byte_for_byte_through_faults(published, 
         assert proc.returncode == 0, proc.stderr
         repo = hub.repos["me/extract-think-demo"]
         local = _local(out, "me/extract-think-demo")
-        assert repo["files"] == local
+        assert _data(repo["files"]) == local and MANIFEST in repo["files"]
         assert b'load_dataset("me/extract-think-demo", "extraction"' in repo["files"]["README.md"]  # the card names the repo
         assert str(out).encode() not in repo["files"]["README.md"]
         assert repo["private"], hub.requests
@@ -80,7 +90,7 @@ def test_push_uploads_the_local_publish_byte_for_byte_through_faults(published, 
         assert api and all(auth == f"Bearer {TOKEN}" for _, _, auth in api)
         # pushing again is one more commit of the same files, to the same repo
         again = _publish(out, "me/extract-think-demo", hub, tmp_path)
-        assert again.returncode == 0 and repo["files"] == local and len(hub.repos["me/extract-think-demo"]["commits"]) == 2
+        assert again.returncode == 0 and _data(repo["files"]) == local and len(hub.repos["me/extract-think-demo"]["commits"]) == 2
     assert "me/extract-think-demo" in proc.stdout
     # the uploaded copy loads like the local one
     remote = tmp_path / "remote"
@@ -147,6 +157,70 @@ def test_a_second_publish_leaves_exactly_the_new_dataset_in_the_repo(published, 
         assert second.returncode == 0, second.stderr
         repo = hub.repos["me/twice"]
         local = _local(out, "me/twice")
-        assert repo["files"] == local and len(repo["commits"]) == 2
+        assert _data(repo["files"]) == local and len(repo["commits"]) == 2
         assert old_shards and not old_shards & set(repo["files"])
         assert "removed" in second.stdout
+
+
+def test_publish_deletes_only_what_it_wrote_and_says_what_it_kept(published, tmp_path):
+    """A repo holding the owner's own LICENSE, README, another config, a data/ folder and a figure:
+    the first publish keeps them all (replacing only README.md, the card) and says so; after
+    a rerun the second publish deletes exactly the first run's files; --dry-run lists and sends
+    nothing; --delete-unmanaged is what it takes to delete the owner's files."""
+    import json
+    import shutil
+
+    out = tmp_path / "out"
+    shutil.copytree(published.out_dir, out)
+    theirs = {"LICENSE": b"my license", "README.md": b"# my dataset", "other/train.parquet": b"PAR1other", "data/train.csv": b"a,b",
+              "figures/fig1.png": b"\x89PNG fig"}
+    with HubServer(TOKEN) as hub:
+        hub.repos["me/mixed"] = {"private": False, "files": dict(theirs), "commits": []}
+        dry = _publish(out, "me/mixed", hub, tmp_path, TOKEN, "--dry-run")
+        assert dry.returncode == 0, dry.stderr
+        assert hub.repos["me/mixed"]["files"] == theirs and not hub.repos["me/mixed"]["commits"]  # nothing sent
+        said = _lines(dry.stdout)
+        assert "keep (not written by this tool) LICENSE" in said and "replace (not written by this tool) README.md" in said
+        assert "add funnel.json" in said and not any(line.startswith("delete ") for line in said)
+
+        first = _publish(out, "me/mixed", hub, tmp_path)
+        assert first.returncode == 0, first.stderr
+        files = hub.repos["me/mixed"]["files"]
+        assert all(files[p] == b for p, b in theirs.items() if p != "README.md")
+        assert "kept 4 files this tool did not write: LICENSE, data/train.csv, figures/fig1.png, other/train.parquet" in first.stdout
+        assert "replaced 1 files this tool had not written: README.md" in first.stdout
+        manifest = json.loads(files[MANIFEST])
+        assert set(manifest["files"]) == {str(p.relative_to(out)) for p in out.rglob("*") if p.is_file()}
+        first_run = {p for p in files if p.endswith(".parquet") and not p.startswith("other/")}
+
+        rerun = subprocess.run([sys.executable, "-m", "pipelines.cli", "run", "quickstart", "--no-progress",
+                                "--set", "sources.0.synthetic.num_records=12", "--set", "sources.0.synthetic.image_size=96",
+                                "--set", f"output.dir={out}", "--set", f"cache.dir={tmp_path / 'cache'}"],
+                               cwd=REPO, capture_output=True, text=True, timeout=300)
+        assert rerun.returncode == 0, rerun.stderr
+        dry = _publish(out, "me/mixed", hub, tmp_path, TOKEN, "--dry-run")
+        assert {f"delete {p}" for p in first_run} <= _lines(dry.stdout)
+        second = _publish(out, "me/mixed", hub, tmp_path)
+        assert second.returncode == 0, second.stderr
+        files = hub.repos["me/mixed"]["files"]
+        assert not first_run & set(files) and all(files[p] == b for p, b in theirs.items() if p != "README.md")
+        assert _data({p: b for p, b in files.items() if p not in theirs}) == {p: b for p, b in _local(out, "me/mixed").items()
+                                                                               if p != "README.md"}
+
+        cleared = _publish(out, "me/mixed", hub, tmp_path, TOKEN, "--delete-unmanaged")
+        assert cleared.returncode == 0, cleared.stderr
+        assert _data(hub.repos["me/mixed"]["files"]) == _local(out, "me/mixed")
+
+
+def test_a_link_out_of_the_folder_is_never_uploaded(published, tmp_path):
+    import shutil
+
+    out = tmp_path / "out"
+    shutil.copytree(published.out_dir, out)
+    secret = tmp_path / "private.txt"
+    secret.write_text("my private notes")
+    (out / "assets" / "notes.png").symlink_to(secret)
+    with HubServer(TOKEN) as hub:
+        proc = _publish(out, "me/links", hub, tmp_path)
+        assert proc.returncode == 1 and "outside" in proc.stderr and "me/links" not in hub.repos
+    assert b"my private notes" not in b"".join(hub.lfs.values())

@@ -93,3 +93,15 @@ class ScrubFilter(logging.Filter):
         if clean != message:
             record.msg, record.args = clean, None
         return True
+
+
+# Characters a terminal acts on instead of showing: C0/C1 controls but newline and tab (ESC
+# starts colour, title and cursor sequences), bidirectional overrides and isolates (U+202E
+# shows "exe.txt" for "txt.exe"), and lone surrogates.
+_UNPRINTABLE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
+
+
+def printable(text) -> str:
+    """`text` safe to print on a terminal: each character in _UNPRINTABLE as its escape
+    (`\\x1b`, `\\u202e`)."""
+    return _UNPRINTABLE.sub(lambda m: m.group().encode("unicode_escape", "backslashreplace").decode("ascii"), str(text))
