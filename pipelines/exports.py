@@ -21,13 +21,14 @@ replace a folder that has one (or an empty or absent folder), never anything els
 from __future__ import annotations
 
 import json
-import shutil
 import uuid
 from pathlib import Path
 
 import datasets
+import fsspec
 
 from pipelines.output import inside, protected, safe_name
+from pipelines.replace import Replacement
 
 FORMATS = ("trl", "llava")
 EXPORTED = ("extraction", "reasoning")
@@ -69,11 +70,9 @@ def trl_row(row: dict) -> dict:
             "completion": [{"role": "assistant", "content": row["reasoning"]}]}
 
 
-def export_trl(published: str | Path, dest: str | Path, config: str = "extraction") -> Path:
-    src, dest = Path(published), Path(dest)
+def _write_trl(src: Path, tmp: Path, config: str) -> None:
     ds = _rows(src, config)
     out = ds.map(trl_row, remove_columns=ds.column_names, features=TRL_FEATURES[config])
-    tmp = _staging(dest)
     (tmp / "data").mkdir(parents=True)
     # a fresh name per export: `datasets` caches local folders by their card's file patterns,
     # and would serve an earlier export of the same folder name otherwise
@@ -85,15 +84,10 @@ def export_trl(published: str | Path, dest: str | Path, config: str = "extractio
         f"TRL export of the {config} config of {src.name}: prompt-completion form (`prompt`, `completion`"
         f"{', `images`' if config == 'extraction' else ''}), for `trl.SFTTrainer` with {what}; "
         "the loss is on the completion only.\n")
-    _replace(tmp, dest, "trl", config)
-    return dest
 
 
-def export_llava(published: str | Path, dest: str | Path, config: str = "extraction") -> Path:
-    src, dest = Path(published), Path(dest)
+def _write_llava(src: Path, tmp: Path, config: str) -> None:
     ds = _rows(src, config)
-    tmp = _staging(dest)
-    tmp.mkdir(parents=True)
     entries, used = [], set()
     for row in ds:
         if config == "reasoning":
@@ -114,14 +108,6 @@ def export_llava(published: str | Path, dest: str | Path, config: str = "extract
             {"from": "gpt", "value": row["extraction"]},
         ]})
     (tmp / "llava.json").write_text(json.dumps(entries, ensure_ascii=False, indent=1))
-    _replace(tmp, dest, "llava", config)
-    return dest
-
-
-def _staging(dest: Path) -> Path:
-    tmp = dest.parent / f".{dest.name}.partial"
-    shutil.rmtree(tmp, ignore_errors=True)
-    return tmp
 
 
 def check_destination(dest: Path) -> None:
@@ -137,7 +123,9 @@ def check_destination(dest: Path) -> None:
 
 
 def export(published: str | Path, fmt: str, dest: str | Path, config: str = "extraction") -> Path:
-    """Export one config of a local publish (`config`: extraction or reasoning) for TRL or LLaVA."""
+    """Export one config of a local publish (`config`: extraction or reasoning) for TRL or LLaVA
+    into `dest`, written beside it and swapped in as a run's output is (pipelines/replace.py),
+    so an interrupted export leaves the old one."""
     if fmt not in FORMATS:
         raise ValueError(f"format must be one of {FORMATS}, got {fmt!r}")
     if config not in EXPORTED:
@@ -147,15 +135,10 @@ def export(published: str | Path, fmt: str, dest: str | Path, config: str = "ext
                          "or run with a local output.dir")
     dest = Path(dest).expanduser().resolve()
     check_destination(dest)
-    return (export_trl if fmt == "trl" else export_llava)(published, dest, config)
-
-
-def _replace(tmp: Path, dest: Path, fmt: str, config: str) -> None:
-    """Swap the finished export into place, so an interrupted export leaves the old one."""
-    (tmp / MARKER).write_text(json.dumps({"format": fmt, "config": config}) + "\n")
-    old = dest.parent / f".{dest.name}.old"
-    shutil.rmtree(old, ignore_errors=True)
-    if dest.exists():
-        dest.rename(old)
-    tmp.rename(dest)
-    shutil.rmtree(old, ignore_errors=True)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    with Replacement(fsspec.filesystem("file"), str(dest), lambda folder: (Path(folder) / MARKER).is_file()) as replacing:
+        tmp = Path(replacing.staging)
+        (_write_trl if fmt == "trl" else _write_llava)(Path(published), tmp, config)
+        (tmp / MARKER).write_text(json.dumps({"format": fmt, "config": config}) + "\n")
+        replacing.commit()
+    return dest

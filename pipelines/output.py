@@ -1,37 +1,28 @@
-"""The output folder of a run: what may be written there, and how a finished run takes its
-place without losing what was there.
+"""The output folder of a run: what may be written there.
 
 - `check_output`: before any work, the output must be absent, an empty folder, or a dataset
   this tool published (its README.md and a funnel.json with a run id). Anything else - a
   file, a folder with other files, `/`, the home folder, the working folder or one above
   it - is refused: a run replaces its output as a whole, so it must never be pointed at a
   user's files.
-- `OutputLock`: one run at a time per output (a lock file beside it, on a local disk); a
-  second run is refused rather than racing the first one's swap.
-- `recover`: a run killed between the two renames of a swap leaves the previous dataset
-  under `.NAME.old-*` and nothing at NAME: it is put back. Staging (`.NAME.partial-*`) and
-  leftover `.old-*` folders of dead runs are deleted. Runs only while holding the lock.
-- `swap`: the staging folder becomes the output (two renames on a local disk; copies on
-  object storage, which has no rename).
+- `safe_name`, `inside`: names made from data (ids, recipe names) and the check that a file
+  named from one stays in its folder.
+
+How a finished run takes the output's place, and how a killed one is mended, is
+`pipelines/replace.py`.
 """
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
-import logging
-import os
 import re
-import uuid
 from pathlib import Path
 
-import fsspec
 from fsspec.implementations.local import LocalFileSystem
 
 from pipelines.config import ConfigError
 
-log = logging.getLogger(__name__)
 PUBLISH_FILES = ("README.md", "funnel.json")
 
 
@@ -111,91 +102,3 @@ def check_output(fs, out: str) -> None:
     if fs.ls(out, detail=False) and not is_publish(fs, out):
         raise OutputRefused(f"output.dir {out} holds files that are not a dataset of this tool (no README.md and "
                             f"funnel.json); a run replaces its output folder as a whole: name a new or empty folder")
-
-
-class OutputLock:
-    """Held for the whole run: `.NAME.lock` beside a local output, locked with flock (freed
-    by the kernel when the process dies). Object storage has no locks: there, two runs of
-    one output must not overlap (the last one to finish wins)."""
-
-    def __init__(self, fs, out: str):
-        self._out = out
-        self._path = None
-        self._file = None
-        if isinstance(fs, LocalFileSystem):
-            parent, name = out.rsplit("/", 1)
-            self._path = f"{parent}/.{name}.lock"
-
-    def __enter__(self):
-        if self._path is None:
-            return self
-        self._file = open(self._path, "a+")
-        try:
-            fcntl.flock(self._file, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            self._file.close()
-            raise OutputRefused(f"another run is writing to {self._out} (it holds {self._path}); "
-                                "wait for it to finish") from None
-        return self
-
-    def __exit__(self, *exc):
-        if self._file is not None:
-            try:
-                os.unlink(self._path)
-            except OSError:
-                pass
-            fcntl.flock(self._file, fcntl.LOCK_UN)
-            self._file.close()
-
-
-def _siblings(fs, out: str, kind: str) -> list[str]:
-    parent, name = out.rsplit("/", 1)
-    if not fs.exists(parent):
-        return []
-    prefix = f".{name}.{kind}-"
-    return sorted(p.rstrip("/") for p in fs.ls(parent, detail=False) if p.rstrip("/").rsplit("/", 1)[-1].startswith(prefix))
-
-
-def recover(fs, out: str) -> list[str]:
-    """Put back a previous dataset a killed swap left aside, delete dead runs' leftovers;
-    returns what was done, one line each. Call it only while holding the output's lock."""
-    done = []
-    olds = [p for p in _siblings(fs, out, "old") if is_publish(fs, p)]
-    if olds and not fs.exists(out):
-        _move(fs, olds[-1], out)
-        done.append(f"restored the previous dataset at {out} from {olds[-1]} (a run was killed while replacing it)")
-    for leftover in _siblings(fs, out, "old") + _siblings(fs, out, "partial"):
-        fs.rm(leftover, recursive=True)
-        done.append(f"deleted {leftover}, left by a run that did not finish")
-    for line in done:
-        log.warning(line)
-    return done
-
-
-def staging_folder(out: str, run_id: str) -> str:
-    parent, name = out.rsplit("/", 1)
-    return f"{parent}/.{name}.partial-{run_id}"
-
-
-def swap(fs, staging: str, out: str) -> None:
-    """The staging folder becomes the output. On a local disk each step is a rename, so a
-    reader sees the old dataset or the new one (and `recover` mends a kill in between); on
-    object storage a move copies every file (the old version is moved aside first, then
-    deleted)."""
-    parent, name = out.rsplit("/", 1)
-    old = f"{parent}/.{name}.old-{uuid.uuid4().hex[:8]}"
-    if fs.exists(out):
-        _move(fs, out, old)
-    _move(fs, staging, out)
-    if fs.exists(old):
-        fs.rm(old, recursive=True)
-
-
-def _move(fs, source: str, target: str) -> None:
-    if isinstance(fs, LocalFileSystem):
-        fs.mv(source, target)  # one rename
-        return
-    _, root = fsspec.core.url_to_fs(source)
-    files = fs.find(source)  # object stores have no folders to rename: copy each object, then delete
-    fs.copy(files, [f"{target}/{f[len(root) + 1:]}" for f in files])
-    fs.rm(source, recursive=True)

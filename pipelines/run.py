@@ -22,10 +22,11 @@ from apache_beam.options.pipeline_options import PipelineOptions
 
 from pipelines.card import LICENSE_FILE, license_file, render_card
 from pipelines.funnel import Funnel, read_counters
-from pipelines.output import OutputLock, check_output, output_location, recover, staging_folder, swap
+from pipelines.output import check_output, is_publish, output_location
 from pipelines.pipeline import build_pipeline
 from pipelines.publish import CONFIGS
 from pipelines.recipe import Recipe, dump_recipe, load_recipe
+from pipelines.replace import Replacement
 from pipelines.report import first_rows, write_charts, write_report
 from pipelines.stages import active_stages
 
@@ -76,16 +77,10 @@ def run(recipe: Recipe | str | Path, overrides: tuple[str, ...] = (), test_pipel
     fs, _ = fsspec.core.url_to_fs(out)
     check_output(fs, out)
     fs.makedirs(out.rsplit("/", 1)[0], exist_ok=True)
-    with OutputLock(fs, out):
-        recover(fs, out)
+    with Replacement(fs, out, lambda folder: is_publish(fs, folder)) as replacing:
         run_id = uuid.uuid4().hex[:8]
-        staging = staging_folder(out, run_id)
-        try:
-            funnel = _run_into(staging, recipe, run_id, fs, test_pipeline, out)
-            swap(fs, staging, out)
-        finally:
-            if fs.exists(staging):
-                fs.rm(staging, recursive=True)
+        funnel = _run_into(replacing.staging, recipe, run_id, fs, test_pipeline, out)
+        replacing.commit()
     return RunOutcome(Path(out) if "://" not in out else out, funnel, run_id)
 
 

@@ -177,3 +177,21 @@ def test_ids_from_a_downloaded_dataset_never_name_a_path(published, tmp_path):
     for e in entries:
         assert e["image"].startswith("images/") and "/" not in e["image"][len("images/"):]
         assert (deep / "llava-extraction" / e["image"]).read_bytes() == kept[e["id"]]["image"]["bytes"]
+
+
+def test_planted_staging_folders_and_links_beside_an_export_are_left_alone(published, tmp_path):
+    """`.NAME.partial` and `.NAME.old` beside the destination, as links to a user's folder or
+    folders of files: the export uses fresh, proven folders of its own and touches none."""
+    user = tmp_path / "user"
+    user.mkdir()
+    (user / "README.md").write_text("my readme")
+    for name in (".dest.partial", ".dest.old", ".dest.partial-1234abcd"):
+        (tmp_path / name).symlink_to(user)
+    (tmp_path / ".dest.old-5678abcd").mkdir()
+    (tmp_path / ".dest.old-5678abcd" / "export.json").write_text("{}")
+    for _ in range(2):
+        export(published, "trl", tmp_path / "dest")
+    assert (user / "README.md").read_text() == "my readme" and [p.name for p in user.iterdir()] == ["README.md"]
+    assert (tmp_path / ".dest.old-5678abcd" / "export.json").is_file()
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        [".dest.old", ".dest.old-5678abcd", ".dest.partial", ".dest.partial-1234abcd", "dest", "user"])

@@ -12,8 +12,9 @@ import pytest
 
 from pipelines.cli import main
 from pipelines.funnel import Funnel
-from pipelines.output import OutputLock, OutputRefused, is_publish
+from pipelines.output import OutputRefused, is_publish
 from pipelines.recipe import OutputConfig, load_recipe
+from pipelines.replace import OutputLock
 from pipelines.run import publish_refusal, run
 
 SMALL = ["sources.0.synthetic.num_records=8", "sources.0.synthetic.image_size=64"]
@@ -110,21 +111,102 @@ def test_the_shares_that_decide_publishing():
     assert publish_refusal(none_kept, OutputConfig(min_kept=0)) is None
 
 
+KILLED_AT_MOVE = """
+import os, sys
+import pipelines.replace as replace
+from pipelines.recipe import load_recipe
+from pipelines.run import run
+
+die_after, moves, real = int(sys.argv[1]), [], replace._move
+def move(fs, source, target):
+    if len(moves) == die_after:
+        os._exit(9)  # as a kill -9 would: no cleanup, no unlock but the kernel's
+    moves.append(source)
+    real(fs, source, target)
+    if len(moves) == die_after and die_after == 2:
+        os._exit(9)
+replace._move = move
+run(load_recipe("quickstart", sys.argv[2:]))
+"""
+
+
+def _killed(tmp_path, out, moves: int) -> None:
+    """A run of `out` that dies (os._exit) before its move number `moves` + 1, or right after
+    its second move when `moves` is 2."""
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-c", KILLED_AT_MOVE, str(moves), *SMALL, f"output.dir={out}",
+                           f"cache.dir={tmp_path / 'cache'}"], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 9, proc.stderr
+
+
 def test_a_swap_killed_between_its_renames_is_mended_by_the_next_run(tmp_path, good):
     """A kill after `out -> .out.old-*` and before `.out.partial-* -> out` leaves no dataset at
     out: the next run puts the old one back (even if that run itself does not publish) and
-    deletes what the dead run left."""
+    deletes the dead run's staging folder; both carry the dead run's marker."""
     out = tmp_path / "ds"
-    shutil.copytree(good, tmp_path / ".ds.old-dead0001")
-    shutil.copytree(good, tmp_path / ".ds.partial-dead0002")
-    assert not out.exists()
+    shutil.copytree(good, out)
+    _killed(tmp_path, out, 1)
+    assert not out.exists() and len([p for p in tmp_path.iterdir() if p.name.startswith(".ds.")]) >= 2
     assert main(_args(out, tmp_path / "cache", *_down(tmp_path))) == 1  # this run fails, yet
-    assert _digest(out) == _digest(good)  # the previous dataset is back
+    assert _digest(out) == _digest(good)  # the previous dataset is back, as it was (no marker left in it)
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".ds.")]
     # killed after the second rename: the new dataset is in place, the old one still aside
-    shutil.copytree(good, tmp_path / ".ds.old-dead0003")
+    _killed(tmp_path, out, 2)
+    assert is_publish_local(out) and _digest(out) != _digest(good)
     assert main(_args(out, tmp_path / "cache")) == 0
     assert is_publish_local(out) and not [p for p in tmp_path.iterdir() if p.name.startswith(".ds.")]
+
+
+def test_leftovers_are_trusted_by_proof_not_by_name(tmp_path, good, caplog):
+    """Folders named like a dead run's leftovers, but planted (a publish under `.ds.old-*`, files
+    under `.ds.partial-*`, a link to a user's folder): a run - one that fails, and one that
+    publishes - neither restores nor deletes nor follows any of them, and says so."""
+    import logging
+
+    caplog.set_level(logging.WARNING)
+    out = tmp_path / "ds"
+    shutil.copytree(good, tmp_path / ".ds.old-planted1")
+    (tmp_path / ".ds.partial-planted2").mkdir()
+    (tmp_path / ".ds.partial-planted2" / "thesis.tex").write_text("mine")
+    user = tmp_path / "user"
+    user.mkdir()
+    (user / "README.md").write_text("my readme")
+    (tmp_path / ".ds.partial-planted3").symlink_to(user)
+    before = {p.name: _digest(p) for p in tmp_path.iterdir() if p.name.startswith(".ds.")}
+    assert main(_args(out, tmp_path / "cache", *_down(tmp_path))) == 1
+    assert not out.exists()  # the planted publish was not restored as the dataset
+    assert main(_args(out, tmp_path / "cache")) == 0 and is_publish_local(out)
+    assert {p.name: _digest(p) for p in tmp_path.iterdir() if p.name.startswith(".ds.")} == before
+    assert (user / "README.md").read_text() == "my readme" and os.listdir(user) == ["README.md"]
+    assert "left " + str(tmp_path / ".ds.old-planted1") + " alone" in caplog.text
+
+
+def test_a_lock_file_removed_by_the_run_before_is_not_trusted(tmp_path, monkeypatch):
+    """Between opening `.NAME.lock` and locking it, the run before removes it and a third run
+    could lock a new file there: a lock on a file no longer at the path is let go and the
+    file at the path locked instead."""
+    import fcntl
+
+    import fsspec
+
+    import pipelines.replace as replace
+
+    out = tmp_path / "ds"
+    real_flock, calls = fcntl.flock, []
+
+    def flock(handle, op):
+        if not calls:  # the run before finishes now: it removes the file we just opened
+            os.unlink(tmp_path / ".ds.lock")
+        calls.append(op)
+        return real_flock(handle, op)
+
+    monkeypatch.setattr(replace.fcntl, "flock", flock)
+    with OutputLock(fsspec.filesystem("file"), str(out)) as lock:
+        assert os.fstat(lock._file.fileno()).st_ino == os.stat(tmp_path / ".ds.lock").st_ino
+        assert len(calls) == 2  # the first lock was on the removed file: taken again on the new one
+    assert not (tmp_path / ".ds.lock").exists()
 
 
 def test_a_second_run_of_one_output_is_refused_while_the_first_runs(tmp_path, good):
