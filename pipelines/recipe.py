@@ -21,6 +21,7 @@ from pipelines.core.secrets import scrub_data
 from pipelines.source_config import SCENE_FAMILIES, IngestConfig, SourceConfig, SyntheticSource  # noqa: F401
 
 Seconds = Annotated[float, Bounds(0)]
+PositiveSeconds = Annotated[float, Bounds(0.001)]  # a deadline: 0 would fail every attempt at once
 ORACLE_ERRORS = ("miscount", "wrong_colour", "invented_object", "wrong_answer", "truncation", "refusal",
                  "answer_leak", "repetition", "statement_mismatch")
 
@@ -57,7 +58,7 @@ class OpenAIOptions:
     base_url: str = ""  # e.g. http://127.0.0.1:8000/v1 or https://api.openai.com/v1
     api_key_env: str = "OPENAI_API_KEY"  # the NAME of the variable holding the key, never the key
     max_concurrency: PositiveInt = 16  # requests in flight at once
-    timeout_s: Seconds = 120.0  # per attempt, from sending the request to the last byte of the reply
+    timeout_s: PositiveSeconds = 120.0  # per attempt, from sending the request to the last byte of the reply
     max_retries: NonNegativeInt = 5  # on 429, 5xx, timeouts, connection errors, malformed bodies
     backoff_s: Seconds = 1.0  # first wait; doubles per attempt, with jitter, up to backoff_max_s
     backoff_max_s: Seconds = 60.0  # also caps what a server's Retry-After may ask

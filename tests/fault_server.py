@@ -5,7 +5,8 @@ fail with KIND and later ones succeed; `[[400]]` and `[[500 always]]` never succ
 drip (the reply one byte at a time, `drip_s` apart), wait (a 429 asking to Retry-After an
 hour), badutf8 (a body that is not UTF-8), badusage (token counts that are not numbers),
 huge (a valid reply padded to `huge_bytes`), echo (a 401 whose body quotes the request's
-Authorization header, as some gateways do), and each shape of HOSTILE (nesting 100,000 deep in
+Authorization header, as some gateways do), redirect (a 307 to `redirect_url`, another
+origin), redirect_local (a 307 to the same path on this server), and each shape of HOSTILE (nesting 100,000 deep in
 every field, counts of 10^30, NaN, lone surrogates, wrong types, empty choices). `fault_rate` > 0 fails that share of all attempts at random
 (seeded), in kinds drawn evenly from `random_kinds` (RANDOM_KINDS by default). `capacity` > 0 serves at most that many
 requests at once (the others queue), each taking `delay_s`: an endpoint of known throughput
@@ -81,6 +82,7 @@ class FaultServer:
                  random_kinds: tuple[str, ...] = RANDOM_KINDS):
         self.answer, self.hang_s, self.delay_s, self.fault_rate = answer, hang_s, delay_s, fault_rate
         self.drip_s, self.huge_bytes, self.random_kinds = drip_s, huge_bytes, random_kinds
+        self.redirect_url = None  # where `redirect` sends clients (another origin)
         self._rng = random.Random(seed)
         self.faults: Counter = Counter()  # kind -> attempts failed at random
         self.served = 0  # successful replies
@@ -195,6 +197,9 @@ class FaultServer:
                     completion = self._completion(body, self.answer)
                     completion["usage"]["prompt_tokens"] = "lots"
                     return self._send(handler, 200, completion)
+                if kind in ("redirect", "redirect_local"):  # 307: the client must send the body again, to Location
+                    where = (self.redirect_url or "http://127.0.0.1:9") if kind == "redirect" else "/v1"
+                    return self._send(handler, 307, {}, {"Location": f"{where}/chat/completions"})
                 if kind in HOSTILE:
                     return self._send_raw(handler, 200, HOSTILE[kind](self._completion(body, self.answer)))
                 if kind == "huge":

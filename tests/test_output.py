@@ -220,3 +220,10 @@ def test_a_second_run_of_one_output_is_refused_while_the_first_runs(tmp_path, go
             run(recipe)
     assert _digest(out) == _digest(good)
     assert run(recipe).funnel.records_in == 8  # once the first is done
+
+
+def test_the_cache_hint_is_given_only_when_there_is_a_cache(tmp_path, capsys):
+    assert main(_args(tmp_path / "a", tmp_path / "cache", *_down(tmp_path))) == 1
+    assert "Replies that did arrive are in the cache" in capsys.readouterr().err
+    assert main(_args(tmp_path / "b", "null", *_down(tmp_path))) == 1
+    assert "in the cache" not in capsys.readouterr().err

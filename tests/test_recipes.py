@@ -158,3 +158,8 @@ def test_aliases_of_a_sensible_size_still_work(tmp_path):
     path.write_text("name: shared\nstages:\n  focus:\n    sampling: &s {max_tokens: 32, seed: 3}\n  statements:\n    sampling: *s\n")
     r = load_recipe(path)
     assert r.stages.focus.sampling.max_tokens == r.stages.statements.sampling.max_tokens == 32
+
+
+def test_a_deadline_of_zero_is_refused():
+    with pytest.raises(ConfigError, match="teacher.openai.timeout_s: must be >= 0.001, got 0"):
+        load_recipe("quickstart", ["teacher.backend=openai", "teacher.openai.base_url=http://127.0.0.1:9/v1", "teacher.openai.timeout_s=0"])

@@ -9,8 +9,9 @@ to the last byte of the reply: a server that drips bytes cannot hold it) and a s
 backoff and jitter on 429, 5xx, timeouts, connection errors and malformed replies (a body
 that is cut off, too large, not UTF-8, not JSON, or whose fields have the wrong types),
 waiting as long as a `Retry-After` header asks but never longer than `backoff_max_s`.
-Other 4xx answers are not retried. After the last attempt the request's reply carries the
-error and the record fails; the batch goes on.
+Other 4xx answers are not retried, nor is a redirect to another scheme, host or port (it
+would carry the prompts elsewhere; one within the endpoint's origin is followed). After the
+last attempt the request's reply carries the error and the record fails; the batch goes on.
 
 The API key is read from the environment variable named in the recipe (`api_key_env`);
 it is never written to a file, a log or an error message (error texts are scrubbed:
@@ -46,6 +47,14 @@ class ResponseTooLarge(openai.OpenAIError):
     """Raised while a reply's bytes arrive (an OpenAIError, so the client passes it on as is)."""
 
 
+class RedirectRefused(openai.OpenAIError):
+    """The endpoint answered with a redirect to another scheme, host or port: following it
+    would send the prompts (and the key) somewhere the recipe did not name. Not retried."""
+
+
+_REDIRECTS = (301, 302, 303, 307, 308)
+
+
 # Transient by nature: asking again may succeed. Any other exception is a bug and propagates.
 _RETRYABLE = (openai.RateLimitError, openai.InternalServerError, openai.APITimeoutError, openai.APIConnectionError,
               openai.APIResponseValidationError, asyncio.TimeoutError, ResponseTooLarge, MalformedReply)
@@ -76,6 +85,12 @@ class _CappedTransport(httpx2.AsyncBaseTransport):
 
     async def handle_async_request(self, request):
         response = await self._inner.handle_async_request(request)
+        if response.status_code in _REDIRECTS and "location" in response.headers:
+            target = request.url.join(response.headers["location"])
+            if (target.scheme, target.host, target.port) != (request.url.scheme, request.url.host, request.url.port):
+                await response.aclose()
+                raise RedirectRefused(f"the endpoint redirects to another origin ({target.scheme}://{target.host}"
+                                      f"{':' + str(target.port) if target.port else ''}); not followed")
         length = response.headers.get("content-length", "")
         if length.isdigit() and int(length) > self._limit:
             await response.aclose()
@@ -213,6 +228,8 @@ class OpenAITeacher:
                     last = _describe(e)
                     wait = _retry_after(e)
                 except openai.APIStatusError as e:  # 4xx other than 429: asking again will not help
+                    return TeacherReply(error=f"{_describe(e)} (not retried)")
+                except RedirectRefused as e:
                     return TeacherReply(error=f"{_describe(e)} (not retried)")
                 except UnicodeEncodeError:  # text no request can carry (replies are repaired; this guards the rest)
                     return TeacherReply(error="the request holds text that is not valid Unicode (not sent)")

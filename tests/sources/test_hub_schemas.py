@@ -176,3 +176,24 @@ def test_a_conversation_source_checks_no_question_template_columns():
 
     columns = Columns(image="images", conversations="texts", question_template="{{ nowhere }}")
     assert needed_columns(columns) == ["texts", "images"]
+
+
+def test_inspect_never_prints_a_control_character_to_the_terminal(tmp_path, capsys):
+    """Questions holding ESC sequences (colour, a title change, a cursor move), a right-to-left
+    override and a lone C1 control come out escaped, as text."""
+    from PIL import Image
+
+    from pipelines.cli import main
+
+    Image.new("RGB", (32, 32), "red").save(tmp_path / "a.png")
+    hostile = "What \x1b[2J\x1b]0;pwned\x07is \u202eshown\x9b here?"
+    (tmp_path / "data.json").write_text(json.dumps([{"id": "x\x1b[31m", "image": "a.png", "conversations": [
+        {"from": "human", "value": "<image>\n" + hostile}, {"from": "gpt", "value": "red\x1b[0m"}]}]))
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(yaml.safe_dump({"name": "look", "output": {"dir": str(tmp_path / "out")},
+                                      "sources": [{"kind": "llava", "name": "s", "llava": {"json": str(tmp_path / "data.json")}}],
+                                      "teacher": {"backend": "openai", "model": "m", "openai": {"base_url": "http://127.0.0.1:9/v1"}}}))
+    for extra in ([], ["--json"]):
+        assert main(["inspect", str(recipe), "--limit", "2", *extra]) == 0
+        out = capsys.readouterr().out
+        assert not any(c in out for c in "\x1b\x07\u202e\x9b") and "pwned" in out, out

@@ -185,3 +185,20 @@ def test_every_hostile_reply_is_one_requests_problem(server, monkeypatch, kind):
     else:
         assert bad.error.startswith("MalformedReply: ") and bad.error.endswith("(after 2 attempts)"), bad.error
     teacher.close()
+
+
+def test_a_redirect_to_another_origin_is_refused_and_one_within_it_followed(server, monkeypatch):
+    """A 307 keeps the body: followed to another host or port it would carry the prompts (and
+    the key) where the recipe never pointed."""
+    elsewhere = FaultServer()
+    try:
+        server.redirect_url = elsewhere.url
+        teacher = _teacher(server, monkeypatch, max_retries=2)
+        away, home = teacher.generate([_req("q [[redirect always]]"), _req("r [[redirect_local x1]]")])
+        assert away.error.startswith("RedirectRefused: the endpoint redirects to another origin (http://127.0.0.1:")
+        assert away.error.endswith("(not retried)") and elsewhere.bodies == []
+        assert home.error is None and home.outputs[0].text.endswith("Answer: 4")
+        teacher.close()
+    finally:
+        server.redirect_url = None
+        elsewhere.close()
