@@ -5,7 +5,7 @@ not UTF-8, token counts that are not numbers, 2 MB bodies). The run must complet
 kept, rejected or failed with a reason; the counts must add up, in the funnel and in the
 published dataset.
 
-    python -m tests.bench.bench_faults [--records 300 --fault-rate 0.3 --retries 2]
+    python -m tests.bench.bench_faults [--records 300 --fault-rate 0.3 --retries 2] [--hostile]
 """
 
 from __future__ import annotations
@@ -70,8 +70,13 @@ def main() -> None:
     ap.add_argument("--records", type=int, default=300)
     ap.add_argument("--fault-rate", type=float, default=0.3)
     ap.add_argument("--retries", type=int, default=2)
+    ap.add_argument("--hostile", action="store_true", help="add the hostile reply shapes (tests/fault_server.py HOSTILE): "
+                                                           "100,000-deep nesting, counts of 10^30, NaN, lone surrogates, wrong types")
     args = ap.parse_args()
-    r = run_faults(args.records, args.fault_rate, args.retries, Path(tempfile.mkdtemp(prefix="bench-faults-")))
+    from tests.fault_server import HOSTILE
+
+    kinds = KINDS + tuple(sorted(HOSTILE)) if args.hostile else KINDS
+    r = run_faults(args.records, args.fault_rate, args.retries, Path(tempfile.mkdtemp(prefix="bench-faults-")), kinds=kinds)
     f = r["funnel"]
     faults = sum(r["faults"].values())
     print(f"\n{r['records']} records, {args.fault_rate:.0%} of attempts failed at random, {args.retries} retries; "
