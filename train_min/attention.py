@@ -89,11 +89,12 @@ def full_attention(config) -> bool:
     return not getattr(config, "sliding_window", None) or getattr(config, "use_sliding_window", True) is False
 
 
-def set_attention(model, attention: str, packed: bool, examples: list[dict]) -> dict[str, str]:
-    """Each tower's attention for this run (see the module docstring), given the encoded
-    examples; returns {sub-config: attention} for the towers changed. `attention`: sdpa |
-    varlen (packed batches on CUDA: train() refuses it otherwise) | masked (transformers'
-    own masks: nothing changed, for a model family whose masks this does not know)."""
+def set_attention(model, attention: str, packed: bool, pixel_masks_full: bool = False) -> dict[str, str]:
+    """Each tower's attention for this run (see the module docstring); returns {sub-config:
+    attention} for the towers changed. `attention`: sdpa | varlen (packed batches on CUDA:
+    train() refuses it otherwise) | masked (transformers' own masks: nothing changed, for a
+    model family whose masks this does not know). `pixel_masks_full`: every image of the
+    run has an attention mask of all ones (no padded patches), so the vision tower needs none."""
     if attention == "masked":
         return {}
     from transformers import AttentionInterface
@@ -116,8 +117,7 @@ def set_attention(model, attention: str, packed: bool, examples: list[dict]) -> 
         chosen["text_config"] = NAME
     elif not packed and full_attention(text_config):
         chosen["text_config"] = UNMASKED
-    masks = [e["pixel_attention_mask"] for e in examples if "pixel_attention_mask" in e]
-    if hasattr(inner.config, "vision_config") and masks and all(bool(m.all()) for m in masks):
+    if hasattr(inner.config, "vision_config") and pixel_masks_full:
         chosen["vision_config"] = UNMASKED
     if not hasattr(inner.config, "text_config") and chosen:
         inner.set_attn_implementation(chosen["text_config"])

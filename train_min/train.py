@@ -27,6 +27,7 @@ import math
 import os
 import random
 import re
+import resource
 import time
 import warnings
 from dataclasses import asdict, dataclass, fields
@@ -38,13 +39,17 @@ from tqdm.auto import tqdm
 
 from train_min import images
 from train_min.attention import set_attention
-from train_min.data import CONFIG_OF, Encoder, collate, is_eval, load_rows, padded_length
-from train_min.feed import Batches, Prefetch
+from train_min.card import write_model_card
+from train_min.checkpoints import Checkpoints
+from train_min.data import CONFIG_OF, Encoder, collate, load_rows, padded_length
+from train_min.feed import Encoded, InMemory, Order, Stream, eval_batches
+from train_min.index import build_index, default_cache
 from train_min.loss import TargetCrossEntropy, TargetLoss, loss_sum, parts  # noqa: F401 - TargetCrossEntropy: train_min's API
 from train_min.report import CHOICES, Reporter
 from train_min.runtime import StepProfiler, barrier, compile_towers, distributed, rng_state, set_rng_state, shapes_warning
 
 ATTENTION = ["sdpa", "varlen", "masked"]  # --attention's values
+FEEDS = ["stream", "memory"]  # --feed's values
 # --compile: torch.compile's mode for each value (None: eager; auto: compile_mode decides)
 COMPILE = {"auto": "auto", "on": "default", "off": None, "reduce-overhead": "reduce-overhead", "max-autotune": "max-autotune"}
 
@@ -76,7 +81,9 @@ class TrainConfig:
     clip: float = 1.0  # gradient norm clipping
     eval_fraction: float = 0.05  # rows held out by a hash of their id
     eval_every: int = 50  # steps; 0: only at the end
-    save_every: int = 0  # steps between checkpoints; 0: only the final save
+    save_every: int = 1000  # steps between checkpoints (out/checkpoints); 0: by time only
+    save_minutes: float = 30.0  # minutes between checkpoints, whichever of the two comes first; 0: by steps only
+    keep_checkpoints: int = 2  # the newest this many checkpoints are kept; a run resumes from the newest that loads
     stop_after: int = 0  # run this many steps, save a checkpoint and exit (time-limited jobs); 0: run to the end
     seed: int = 0  # data order and initialisation of new weights
     device: str = "auto"  # auto | cpu | cuda
@@ -91,6 +98,9 @@ class TrainConfig:
     progress: bool = True  # a progress bar with the loss and the eval loss
     report_to: str = "auto"  # auto (tensorboard if installed) | tensorboard | wandb | none (train_min/report.py)
     profile: int = 0  # > 0: torch.profiler over this many steps after the first 10: <out>/profile/trace.json and top.txt
+    feed: str = "stream"  # stream (examples encoded in worker processes as training needs them) | memory (all encoded first, held)
+    workers: int = -1  # data worker processes per training process; -1: auto (the CPUs, shared by the processes, up to 8)
+    index_cache: str = "auto"  # folder of the per-row length index (train_min/index.py); auto: ~/.cache/extract-think; "": none
 
 
 def field_help() -> dict[str, str]:
@@ -128,22 +138,31 @@ def load_model(cfg: TrainConfig, device: str):
 
 
 @torch.no_grad()
-def evaluate(model, examples: list[dict], cfg: TrainConfig, pad: int, device: str, multiple: int = 1) -> float | None:
-    if not examples:
+def evaluate(model, batches, cfg: TrainConfig, device: str) -> float | None:
+    """The mean loss per target token over the evaluation batches (an iterable, None: none)."""
+    if batches is None:
         return None
     model.eval()
     total, n = 0.0, 0
-    for i in range(0, len(examples), cfg.batch_size):
-        loss, count = loss_sum(model, collate(examples[i : i + cfg.batch_size], pad, multiple=multiple), device, cfg.loss_chunk)
+    for batch in batches:
+        loss, count = loss_sum(model, batch, device, cfg.loss_chunk)
         total, n = total + float(loss), n + count
     model.train()
     return total / max(n, 1)
 
 
+def data_workers(setting: int, world: int) -> int:
+    """Worker processes per training process: `setting`, or (-1) the machine's CPUs shared by
+    the training processes, one left to each of them, at most 8."""
+    if setting >= 0:
+        return setting
+    return max(1, min(8, (os.cpu_count() or 2) // world - 1))
+
+
 def train(cfg: TrainConfig) -> dict:
     """Train; under torchrun, data parallel: every process takes its slice of each global
     batch (batch_size x grad_accum x processes examples) and process 0 logs and saves."""
-    for name, allowed in (("compile", COMPILE), ("attention", ATTENTION)):
+    for name, allowed in (("compile", COMPILE), ("attention", ATTENTION), ("feed", FEEDS)):
         if getattr(cfg, name) not in allowed:
             raise ValueError(f"{name}: {getattr(cfg, name)!r} is not one of {', '.join(allowed)}")
     device = ("cuda" if torch.cuda.is_available() else "cpu") if cfg.device == "auto" else cfg.device
@@ -155,21 +174,19 @@ def train(cfg: TrainConfig) -> dict:
         raise ValueError("--attention varlen runs packed batches (--pack) on CUDA: its kernel is FlashAttention's")
     processor, model, pad = load_model(cfg, device)
 
-    # Encode every row once: images are processed here, not every epoch.
-    encode = Encoder(processor, cfg.task, cfg.max_length)
-    train_set, eval_set, skipped = [], [], 0
-    for row in tqdm(load_rows(cfg.data, CONFIG_OF[cfg.task]), desc="encoding", disable=not cfg.progress):
-        example = encode(row)
-        if example is None:
-            skipped += 1
-        else:
-            if device == "cuda" and "pixel_values" in example:  # autocast computes in bf16 anyway:
-                example["pixel_values"] = example["pixel_values"].to(torch.bfloat16)  # half the bytes kept and copied
-            (eval_set if is_eval(row["id"], cfg.eval_fraction) else train_set).append(example)
-    if len(train_set) < cfg.batch_size * world:
-        raise ValueError(f"{len(train_set)} training examples, fewer than one batch of {cfg.batch_size * world}")
+    # What every row's example will be (length, targets), from an index: no example is held
+    encode, workers = Encoder(processor, cfg.task, cfg.max_length), data_workers(cfg.workers, world)
+    rows = load_rows(cfg.data, CONFIG_OF[cfg.task])
+    cache = None if not cfg.index_cache else default_cache() if cfg.index_cache == "auto" else Path(cfg.index_cache)
+    index = build_index(rows, encode, cfg.eval_fraction, workers, cache, cfg.progress and rank == 0)
+    train_rows, eval_rows = index.train_rows(), index.eval_rows()
+    if len(train_rows) < cfg.batch_size * world:
+        raise ValueError(f"{len(train_rows)} training examples, fewer than one batch of {cfg.batch_size * world}")
+    # autocast computes in bf16 anyway: half the pixel bytes moved and pinned
+    dataset = Encoded(rows, encode, torch.bfloat16 if device == "cuda" else None)
 
-    set_attention(model, cfg.attention, packed=cfg.pack > 0, examples=train_set + eval_set)  # before compiling
+    full = bool(index.full_pixels[np.concatenate([train_rows, eval_rows])].all())
+    set_attention(model, cfg.attention, packed=cfg.pack > 0, pixel_masks_full=full)  # before compiling
     images.install(parts(model)[0])  # Idefics3's vision embeddings without a device sync: the compiled tower is one graph
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=cfg.lr, betas=(0.9, 0.95), weight_decay=cfg.weight_decay, fused=device == "cuda")
@@ -181,30 +198,43 @@ def train(cfg: TrainConfig) -> dict:
         compile_towers(model, mode, dynamic=None if cfg.pack else False)  # packed: the row count goes symbolic
         if not cfg.pack and (why := shapes_warning(cfg.max_length, multiple)):
             warnings.warn(why, stacklevel=2)
-    # packed and compiled: every row as wide as the pack, so only the row count varies and the recompiles stay few
-    batches = Batches(train_set, cfg.batch_size, cfg.seed, pad, pin=device == "cuda", rank=rank, world=world, pack_length=cfg.pack,
-                      multiple=padded_length(cfg.pack, multiple) if cfg.pack and compiling else multiple, varlen=cfg.attention == "varlen")
+    order = Order(train_rows, cfg.batch_size, cfg.seed, rank, world)
     step_loss = TargetLoss(model, device, cfg.loss_chunk)
     if world > 1:  # gradients averaged over the processes in the backward pass
         step_loss = torch.nn.parallel.DistributedDataParallel(step_loss)
     step, history = 0, []
 
-    ckpt = out / "checkpoint.pt"
-    if ckpt.exists():  # exact resume: weights, optimizer moments, schedule, RNG, data position
-        state = torch.load(ckpt, map_location=device, weights_only=False)
+    checkpoints = Checkpoints(out, cfg.save_every, cfg.save_minutes, cfg.keep_checkpoints)
+    state = checkpoints.latest(device)
+    if state is not None:  # exact resume: weights, optimizer moments, schedule, RNG, data position
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
-        batches.restore(state["data"])
+        order.restore(state["data"])
         set_rng_state(state["rng"])
         step, history = state["step"], state["history"]
 
-    data_state = batches.state()  # the data position after the last step taken
+    data_state = order.state()  # the data position after the last step taken
+    # packed and compiled: every row as wide as the pack, so only the row count varies and the recompiles stay few
+    shape = dict(pack_length=cfg.pack, multiple=padded_length(cfg.pack, multiple) if cfg.pack and compiling else multiple,
+                 varlen=cfg.attention == "varlen")
+    if cfg.feed == "memory":
+        examples = {int(i): dataset[i] for i in tqdm(np.concatenate([train_rows, eval_rows]), desc="encoding", disable=not cfg.progress)}
+        feed = InMemory(examples, order, index, cfg.grad_accum, pad, device == "cuda", **shape)
+        def eval_source():
+            return (collate([examples[int(i)] for i in eval_rows[j : j + cfg.batch_size]], pad, multiple=multiple)
+                    for j in range(0, len(eval_rows), cfg.batch_size))
+    else:
+        feed = Stream(dataset, order, index, cfg.grad_accum, pad, device == "cuda", workers, **shape)
+        held = eval_batches(dataset, eval_rows, cfg.batch_size, pad, multiple, min(workers, 2)) if len(eval_rows) else None
+        def eval_source():
+            return held
 
     def save_checkpoint():
         if rank == 0:
-            torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                        "data": data_state, "rng": rng_state(), "step": step, "history": history, "config": asdict(cfg)}, ckpt)
+            checkpoints.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                              "data": data_state, "rng": rng_state(), "step": step, "history": history, "config": asdict(cfg)}, step)
+        checkpoints.saved()
         barrier(world)
 
     model.train()
@@ -212,7 +242,6 @@ def train(cfg: TrainConfig) -> dict:
         torch.cuda.reset_peak_memory_stats()
     first = step
     reporter = Reporter(cfg.report_to if rank == 0 else "none", out, asdict(cfg))
-    prefetch = Prefetch(batches, cfg.grad_accum, device)
     profiler = StepProfiler(cfg.profile if rank == 0 else 0, out, device, cfg.steps - step)
     bar = tqdm(total=cfg.steps, initial=step, desc=f"train {cfg.task}", disable=not cfg.progress or rank > 0)
     pending, window = [], time.perf_counter()  # steps whose loss and gradient norm are still on the device
@@ -236,7 +265,7 @@ def train(cfg: TrainConfig) -> dict:
 
     while step < cfg.steps:
         torch.compiler.cudagraph_mark_step_begin()  # reduce-overhead: the last step's graph outputs may be overwritten
-        micro, data_state = prefetch.next()
+        micro, data_state = feed.next()
         n_targets, n_tokens = sum(t for _, t, _ in micro), sum(n for _, _, n in micro)  # of the global batch
         total = torch.zeros((), device=device)
         for i, (b, _, _) in enumerate(micro):
@@ -256,33 +285,35 @@ def train(cfg: TrainConfig) -> dict:
         pending.append((step, total, grad_norm, n_targets, n_tokens, scheduler.get_last_lr()[0]))
         bar.update(1), profiler.step()
         evaluating = (cfg.eval_every and step % cfg.eval_every == 0) or step == cfg.steps
-        saving = cfg.save_every and step % cfg.save_every == 0 and step < cfg.steps
         stopping = cfg.stop_after and step - first >= cfg.stop_after and step < cfg.steps
-        if evaluating or saving or stopping or len(pending) >= max(1, cfg.log_every):
-            flush(evaluate(model, eval_set, cfg, pad, device, multiple) if evaluating else None)
-        if saving:
+        reading = evaluating or stopping or len(pending) >= max(1, cfg.log_every)  # the loop reads the device: a sync anyway
+        saving = step < cfg.steps and checkpoints.due(step, reading, world, device)
+        if reading or saving:
+            flush(evaluate(model, eval_source(), cfg, device) if evaluating else None)
+        if saving or stopping:
             save_checkpoint()
         if stopping:
-            save_checkpoint()
-            bar.close(), prefetch.close(), reporter.close(), profiler.close()
+            bar.close(), feed.close(), reporter.close(), profiler.close()
             return {"config": asdict(cfg), "device": device, "stopped_at": step, "history": history}
-    bar.close(), prefetch.close(), reporter.close(), profiler.close()
+    bar.close(), feed.close(), reporter.close(), profiler.close()
 
     final = out / "final"
-    summary = {"config": asdict(cfg), "device": device, "processes": world, "train_examples": len(train_set),
-               "eval_examples": len(eval_set), "skipped_too_long": skipped, "history": history,
-               "peak_memory_gib": torch.cuda.max_memory_allocated() / 2**30 if device == "cuda" else None}
+    summary = {"config": asdict(cfg), "device": device, "processes": world, "train_examples": len(train_rows),
+               "eval_examples": len(eval_rows), "skipped_too_long": index.skipped, "history": history,
+               "peak_memory_gib": torch.cuda.max_memory_allocated() / 2**30 if device == "cuda" else None,
+               "peak_host_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20}
     if rank == 0:
         model.save_pretrained(final)
         processor.save_pretrained(final)
         (final / "train_config.json").write_text(json.dumps(summary, indent=2))
+        write_model_card(final, summary)
     barrier(world)
     return summary
 
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    helps, choices = field_help(), {"report_to": CHOICES, "compile": list(COMPILE), "attention": ATTENTION}
+    helps, choices = field_help(), {"report_to": CHOICES, "compile": list(COMPILE), "attention": ATTENTION, "feed": FEEDS}
     for f in fields(TrainConfig):
         flag = "--" + f.name.replace("_", "-")
         if f.type in ("bool", bool):

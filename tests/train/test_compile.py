@@ -44,7 +44,7 @@ def test_a_packed_compiled_run_pads_every_row_to_the_pack(published, tiny_llama,
     runs, seen = [], []
     for c in ("off", "on"):
         runs.append(train(run_config(tmp_path, tiny_llama, published, f"pc{c}", task="reasoner", steps=2, batch_size=8, max_length=512,
-                               pack=1000, compile=c)))
+                               pack=1000, compile=c, workers=0)))  # packed in this process, where it is recorded
         seen.append(widths[:])
         widths.clear()
     assert max(seen[0]) < 1024 and set(seen[1]) == {1024}  # eager: only as wide as the longest row

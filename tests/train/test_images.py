@@ -111,7 +111,7 @@ def test_a_training_step_never_waits_on_the_device(tiny_idefics3):
     model, pad, examples = _setup(tiny_idefics3, padded_patches=False)
     # train_min's default path: towers without dense masks, whose eager checks of the masks
     # would read the device (compiled, transformers skips them)
-    set_attention(model, "sdpa", packed=False, examples=examples)
+    set_attention(model, "sdpa", packed=False, pixel_masks_full=all(bool(e["pixel_attention_mask"].all()) for e in examples))
     images.install(model.model)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=1e-4, fused=True)  # as on CUDA

@@ -80,7 +80,8 @@ def test_gradient_accumulation_8x1_equals_1x8(published, tiny_idefics3, tmp_path
 def test_two_steps_resume_two_steps_equals_four(published, tiny_idefics3, tmp_path):
     straight = train(run_config(tmp_path, tiny_idefics3, published, "straight", steps=4, eval_fraction=0.2, eval_every=2))
     half = train(run_config(tmp_path, tiny_idefics3, published, "resumed", steps=4, eval_fraction=0.2, eval_every=2, stop_after=2))
-    assert half["stopped_at"] == 2 and (tmp_path / "resumed" / "checkpoint.pt").exists() and not (tmp_path / "resumed" / "final").exists()
+    assert half["stopped_at"] == 2 and (tmp_path / "resumed" / "checkpoints" / "step-00000002.pt").exists()
+    assert not (tmp_path / "resumed" / "final").exists()
     resumed = train(run_config(tmp_path, tiny_idefics3, published, "resumed", steps=4, eval_fraction=0.2, eval_every=2))
     def timeless(summary):
         return [{k: v for k, v in r.items() if k != "seconds"} for r in summary["history"]]

@@ -33,7 +33,8 @@ def test_unmasked_towers_give_every_real_token_the_masked_output(tiny_idefics3, 
     model = AutoModelForImageTextToText.from_pretrained(tiny_idefics3, dtype=torch.float32).eval()
     with torch.no_grad():
         masked = model.model(**inputs, use_cache=False).last_hidden_state
-        assert set_attention(model, "sdpa", packed=False, examples=examples) == {"text_config": UNMASKED, "vision_config": UNMASKED}
+        full = all(bool(e["pixel_attention_mask"].all()) for e in examples)
+        assert full and set_attention(model, "sdpa", packed=False, pixel_masks_full=full) == {"text_config": UNMASKED, "vision_config": UNMASKED}
         unmasked = model.model(**inputs, use_cache=False).last_hidden_state
     assert torch.allclose(unmasked[real], masked[real], atol=1e-5)
     assert not torch.allclose(unmasked[~real], masked[~real], atol=1e-3)  # the padding now attends unmasked: the switch took
@@ -45,18 +46,15 @@ def test_masks_stay_where_they_change_real_tokens(tiny_idefics3, tiny_llama):
     from transformers import AutoModelForCausalLM, AutoModelForImageTextToText
 
     vlm = AutoModelForImageTextToText.from_pretrained(tiny_idefics3, dtype=torch.float32)
-    full, padded = torch.ones(1, 4, 4, dtype=torch.bool), torch.ones(1, 4, 4, dtype=torch.bool)
-    padded[0, :, 3] = False  # an image with a column of padded patches
     # packed rows need their block-diagonal mask; a padded patch must not be attended
-    assert set_attention(vlm, "sdpa", packed=True, examples=[{"pixel_attention_mask": full}]) == {"vision_config": UNMASKED}
+    assert set_attention(vlm, "sdpa", packed=True, pixel_masks_full=True) == {"vision_config": UNMASKED}
     vlm = AutoModelForImageTextToText.from_pretrained(tiny_idefics3, dtype=torch.float32)
-    assert set_attention(vlm, "sdpa", packed=False, examples=[{"pixel_attention_mask": full}, {"pixel_attention_mask": padded}]) == {
-        "text_config": UNMASKED}
+    assert set_attention(vlm, "sdpa", packed=False, pixel_masks_full=False) == {"text_config": UNMASKED}  # an image with padded patches
     assert vlm.config.vision_config._attn_implementation == "sdpa"
     lm = AutoModelForCausalLM.from_pretrained(tiny_llama, dtype=torch.float32)
-    assert set_attention(lm, "masked", packed=False, examples=[]) == {}  # --attention masked: transformers' own
+    assert set_attention(lm, "masked", packed=False) == {}  # --attention masked: transformers' own
     assert lm.config._attn_implementation == "sdpa"
-    assert set_attention(lm, "sdpa", packed=False, examples=[]) == {"text_config": UNMASKED}
+    assert set_attention(lm, "sdpa", packed=False) == {"text_config": UNMASKED}
     assert lm.config._attn_implementation == UNMASKED
     # a sliding window is a mask of its own
     assert not full_attention(SimpleNamespace(layer_types=["full_attention", "sliding_attention"]))

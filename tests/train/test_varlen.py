@@ -69,7 +69,7 @@ def test_packed_varlen_hidden_states_equal_each_example_run_alone(tiny_llama, mo
     config.num_attention_heads, config.num_key_value_heads = 4, 2  # grouped-query: each key/value head serves 2 query heads
     torch.manual_seed(0)
     model = AutoModelForCausalLM.from_config(config, attn_implementation="sdpa").eval()
-    set_attention(model, "varlen", packed=True, examples=[])  # the kernel's reference runs on the CPU
+    set_attention(model, "varlen", packed=True)  # the kernel's reference runs on the CPU
     examples = _examples([6, 11, 4, 9], vocab=model.config.vocab_size)
     batch = pack(examples, pad_id=0, length=16, varlen=True)
     with torch.no_grad():
