@@ -74,6 +74,20 @@ class Encoder:
             return self.processor(text=[text], images=[images], return_tensors="pt")
         return self.processor(text, return_tensors="pt", add_special_tokens=False)
 
+    def _prompt_length(self, prompt: str, whole: str, ids: torch.Tensor) -> int | None:
+        """The prompt's tokens in the encoded chat `ids`, without processing its images again:
+        the texts tokenized alone (an image is one placeholder token there) give the prompt's
+        and the reply's tokens, and what the processor added (the image placeholders' expansion,
+        special tokens) lies in the prompt. None when the tokens do not line up that way (then
+        the caller encodes the prompt on its own)."""
+        tokenizer = getattr(self.processor, "tokenizer", self.processor)
+        head = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+        plain = tokenizer(whole, add_special_tokens=False)["input_ids"]
+        n_prompt = len(head) + len(ids) - len(plain)
+        if plain[: len(head)] != head or ids[n_prompt:].tolist() != plain[len(head):]:
+            return None
+        return n_prompt
+
     def __call__(self, row: dict) -> dict | None:
         """One encoded example, or None when the prompt alone does not fit in max_length."""
         prompt_msgs, whole_msgs, images = chats(row, self.task)
@@ -84,8 +98,10 @@ class Encoder:
             raise ValueError("the chat template renders the prompt differently inside the whole chat; "
                              "cannot find the assistant's span")
         full = self._encode(whole, images)
-        n_prompt = self._encode(prompt, images)["input_ids"].shape[1]
         ids = full["input_ids"][0]
+        n_prompt = self._prompt_length(prompt, whole, ids) if images else None
+        if n_prompt is None:  # the prompt encoded on its own: its images processed once more
+            n_prompt = self._encode(prompt, images)["input_ids"].shape[1]
         if n_prompt >= self.max_length:
             return None  # cutting into the prompt would cut image tokens or the instruction
         ids = ids[: self.max_length]  # the reply is cut, never the prompt

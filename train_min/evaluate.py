@@ -44,6 +44,7 @@ from pipelines.prompting import render
 from pipelines.recipe import TeacherConfig
 from pipelines.source_config import IngestConfig, SourceConfig
 from pipelines.teachers.base import Sampling
+from train_min.card import add_evaluation
 from train_min.data import options_text, reasoner_prompt
 from train_min.infer import REFLEXIVE_WORDS, chat, load_generator, open_image, think
 
@@ -265,6 +266,10 @@ def evaluate(cfg: EvalConfig) -> dict:
                "columns": columns, "accuracy": acc, "table": markdown(columns, acc)}
     (out / "results.json").write_text(json.dumps(summary, indent=2))
     (out / "results.md").write_text(summary["table"] + "\n")
+    detail = (f"Extract+Think evaluation (`train_min.evaluate`): {summary['records']} held-out records, {summary['items']} "
+              f"questions; perception model `{cfg.perception.model}`, reasoner `{cfg.reasoner.model}`; accuracy %.")
+    for model in {cfg.perception.model, cfg.reasoner.model}:  # the cards of the models train_min made
+        add_evaluation(Path(model), summary["table"], detail)
     return summary
 
 

@@ -21,7 +21,7 @@ The data is a quickstart publish and its TRL export, made on the CPU machine:
 
 Tokens are the real (non-padding) tokens of each batch (image tokens included), counted the
 same way for both; the first `--warmup` steps are not timed. `--pack N`, `--compile` and
-`--pad-multiple` are train_min's flags (compile is on by default with CUDA); `--profile N`
+`--pad-multiple`, `--feed` and `--workers` are train_min's flags (compile is on by default with CUDA); `--profile N`
 prints train_min's profile of N steps (the busiest kernels, and how busy the GPU was).
 """
 
@@ -111,14 +111,15 @@ def _sync(device: str) -> None:
 def run_train_min(model: Path, data: str, batch: int, steps: int, max_length: int, out: Path, ckpt: bool, chunk: int,
                   task: str = "perception", device: str = "cuda", pack: int = 0, compile: str = "auto", pad_multiple: int = 0,
                   profile: int = 0, attention: str = "sdpa", grad_accum: int = 1,
-                  eval_every: int = 0) -> dict:
+                  eval_every: int = 0, feed: str = "stream", workers: int = -1) -> dict:
     from train_min.train import TrainConfig, train
 
     s = train(TrainConfig(task=task, model=str(model), data=data, out=str(out), batch_size=batch // grad_accum, grad_accum=grad_accum, steps=steps,
                           max_length=max_length, lr=1e-4, warmup=5, eval_fraction=0.05 if eval_every else 0.0,
                           eval_every=eval_every, progress=True, device=device,
                           gradient_checkpointing=ckpt, loss_chunk=chunk, pack=pack, compile=compile, pad_multiple=pad_multiple,
-                          report_to="none", profile=profile, attention=attention))
+                          report_to="none", profile=profile, attention=attention, feed=feed, workers=workers,
+                          save_every=0, save_minutes=0, index_cache=str(out / "index")))
     if profile:  # the profiled steps' table, in this run's output
         print((out / "profile" / "top.txt").read_text())
     return {"history": [(h["tokens"], h["seconds"]) for h in s["history"]], "targets": [h["targets"] for h in s["history"]],
@@ -201,6 +202,9 @@ def main() -> None:
     ap.add_argument("--grad-accum", type=int, default=1, help="train_min: the batch as this many micro-batches (same examples per step)")
     ap.add_argument("--eval-every", type=int, default=0, help="train_min: hold out 5%% and evaluate every this many steps (its time counts)")
     ap.add_argument("--profile", type=int, default=0, help="train_min: profile this many steps after the first 10; prints the top kernels")
+    ap.add_argument("--feed", choices=["stream", "memory"], default="stream",
+                    help="train_min: examples encoded in loader workers as needed (stream) or all before training (memory)")
+    ap.add_argument("--workers", type=int, default=-1, help="train_min: loader workers (-1: auto)")
     args = ap.parse_args()
 
     import torch
@@ -217,7 +221,8 @@ def main() -> None:
         extra = {"workers": args.trl_workers} if fn is run_trl else {"pack": args.pack, "compile": args.compile,
                                                                      "pad_multiple": args.pad_multiple, "profile": args.profile,
                                                                      "attention": args.attention, "grad_accum": args.grad_accum,
-                                                                     "eval_every": args.eval_every}
+                                                                     "eval_every": args.eval_every, "feed": args.feed,
+                                                                     "workers": args.workers}
         r = fn(model, data, args.batch, args.steps, args.max_length, work / name.replace(" ", "_"), args.gradient_checkpointing,
                args.loss_chunk, task=args.task, device=args.device, **extra)
         timed = r["history"][args.warmup:]

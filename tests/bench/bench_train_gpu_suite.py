@@ -26,7 +26,9 @@ from pathlib import Path
 # line -> (bench arguments shared by its runs, {run name: extra arguments}); "{trl_reasoning}" is --trl-reasoning
 LINES = {
     # train_min runs take the default --compile auto (CUDA graphs); "no graphs" is --compile on
+    # "train_min" streams its data (the default feed); "train_min memory" holds every example encoded before training
     "smolvlm16": (["--batch", "16"], {"train_min": ["--only", "train_min"], "TRL": ["--only", "trl"],
+                                      "train_min memory": ["--only", "train_min", "--feed", "memory"],
                                       "train_min no graphs": ["--only", "train_min", "--compile", "on"],
                                       "train_min masked": ["--only", "train_min", "--attention", "masked"],
                                       # the same 16 examples a step as 2 micro-batches of 8: its losses follow the runs above
@@ -34,6 +36,7 @@ LINES = {
                                       # evaluation (no grad, its own graphs) between training steps; its time counts
                                       "train_min eval": ["--only", "train_min", "--eval-every", "10"]}),
     "smolvlm64": (["--batch", "64"], {"train_min": ["--only", "train_min"], "TRL": ["--only", "trl"],
+                                      "train_min memory": ["--only", "train_min", "--feed", "memory"],
                                       "train_min no graphs": ["--only", "train_min", "--compile", "on"]}),
     "packed64": (["--batch", "64"], {"train_min packed": ["--only", "train_min", "--pack", "2048"],
                                      "train_min packed varlen": ["--only", "train_min", "--pack", "2048", "--attention", "varlen"]}),
@@ -43,6 +46,7 @@ LINES = {
               {"train_min": ["--only", "train_min"], "train_min packed": ["--only", "train_min", "--pack", "2048"]}),
     "paper16": (["--shape", "paper", "--max-length", "1100", "--batch", "16", "--steps", "30"],
                 {"train_min": ["--only", "train_min"], "TRL": ["--only", "trl", "--trl-workers", "4"],
+                 "train_min memory": ["--only", "train_min", "--feed", "memory"],
                  "train_min no graphs": ["--only", "train_min", "--compile", "on"]}),
     "reasoner16": (["--shape", "paper", "--task", "reasoner", "--max-length", "1024", "--batch", "16", "--steps", "30",
                     "--trl-data", "{trl_reasoning}"],

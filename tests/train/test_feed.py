@@ -151,3 +151,11 @@ def test_the_final_folder_has_a_model_card(published, tiny_idefics3, tmp_path):
     assert f"final training loss: {last['loss']:.4f}" in card.text and f"final evaluation loss: {last['eval_loss']:.4f}" in card.text
     assert "steps: 3 of 3" in card.text and str(published) in card.text
     assert AutoModelForImageTextToText.from_pretrained(final) is not None
+    from train_min.card import add_evaluation
+
+    for accuracy in ("50.0", "62.5"):  # an evaluation run on the model puts its table in, replacing an earlier one
+        assert add_evaluation(final, f"| system | all |\n|---|---|\n| extract_think | {accuracy} |", "Extract+Think evaluation.")
+    text = (final / "README.md").read_text()
+    assert text.count("## Evaluation") == 1 and "| extract_think | 62.5 |" in text and "50.0" not in text
+    assert ModelCard.load(final / "README.md").data.to_dict()["library_name"] == "transformers"
+    assert not add_evaluation(tmp_path, "| x |", "not a train_min model")

@@ -237,3 +237,21 @@ def test_reading_the_device_every_few_steps_records_every_step_the_same(publishe
 
     assert timeless(runs[0]) == timeless(runs[1]) and [r["step"] for r in runs[1]["history"]] == [1, 2, 3, 4, 5, 6]
     assert "eval_loss" in runs[1]["history"][2] and all(r["seconds"] > 0 for r in runs[1]["history"])
+
+
+def test_an_example_processes_its_images_once_and_labels_as_the_prompt_alone_would(published, tiny_idefics3, monkeypatch):
+    """The prompt's length is read off the tokenized texts, not by processing the image a second
+    time: the same ids and labels as encoding the prompt on its own, at half the image work."""
+    from transformers import AutoProcessor
+
+    processor = AutoProcessor.from_pretrained(tiny_idefics3)
+    rows = load_rows(str(published), "extraction")
+    calls, process = [], processor.image_processor.__class__.__call__
+    monkeypatch.setattr(processor.image_processor.__class__, "__call__", lambda self, *a, **k: calls.append(1) or process(self, *a, **k))
+    fast = [Encoder(processor, "perception", 512)(rows[i]) for i in range(10)]
+    assert len(calls) == 10
+    monkeypatch.setattr(Encoder, "_prompt_length", lambda *a: None)  # the prompt encoded on its own, as the fallback does
+    slow = [Encoder(processor, "perception", 512)(rows[i]) for i in range(10)]
+    assert len(calls) == 30
+    for a, b in zip(fast, slow):
+        assert torch.equal(a["input_ids"], b["input_ids"]) and torch.equal(a["labels"], b["labels"]) and a["n_targets"] == b["n_targets"]
