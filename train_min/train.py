@@ -223,7 +223,7 @@ def train(cfg: TrainConfig) -> dict:
         feed = InMemory(examples, order, index, cfg.grad_accum, pad, device == "cuda", **shape)
         def eval_source():
             return (collate([examples[int(i)] for i in eval_rows[j : j + cfg.batch_size]], pad, multiple=multiple)
-                    for j in range(0, len(eval_rows), cfg.batch_size))
+                    for j in range(0, len(eval_rows), cfg.batch_size)) if len(eval_rows) else None
     else:
         feed = Stream(dataset, order, index, cfg.grad_accum, pad, device == "cuda", workers, **shape)
         held = eval_batches(dataset, eval_rows, cfg.batch_size, pad, multiple, min(workers, 2)) if len(eval_rows) else None
