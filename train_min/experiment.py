@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import statistics
 import time
 from dataclasses import dataclass, field
@@ -121,7 +122,9 @@ def train_jobs(cfg: ExperimentConfig, out: Path, device: str) -> list[dict]:
         run = out / "runs" / f"seed{seed}" / data
         if (run / "final" / "train_config.json").exists():
             continue
-        jobs.append({**getattr(cfg, task), "task": task, "model": str(out / "models" / f"seed{seed}" / task),
+        # the machine's CPUs shared by the jobs running at once: each job's loader workers their share
+        workers = max(1, (os.cpu_count() or 2) // max(1, cfg.jobs) - 1)
+        jobs.append({"workers": workers, **getattr(cfg, task), "task": task, "model": str(out / "models" / f"seed{seed}" / task),
                      "data": str(out / "data" / data), "out": str(run), "seed": seed, "device": device,
                      "progress": cfg.progress and cfg.jobs <= 1, "report_to": "none"})
     return jobs
