@@ -36,6 +36,7 @@ logging.getLogger().addFilter(_BeamNoise())  # before Beam is imported below
 
 from pipelines.config import ConfigError  # noqa: E402
 from pipelines.core.secrets import ScrubFilter, printable  # noqa: E402
+from pipelines.preflight import PreflightError  # noqa: E402
 from pipelines.recipe import bundled_recipes, dump_recipe, load_recipe  # noqa: E402
 
 
@@ -229,6 +230,7 @@ def _print_counts(funnel, seconds: float) -> None:
 def _run(args) -> int:
     from pipelines import run_recipe
     from pipelines.run import NotPublished
+    from pipelines.teachers.base import TeacherDown
 
     recipe = load_recipe(args.recipe, args.overrides)
     print(f"Running recipe {recipe.name!r} -> {recipe.output.dir}", flush=True)
@@ -247,6 +249,12 @@ def _run(args) -> int:
             print(printable(f"  e.g. {e.example['origin']}: {e.example['reason']}: {e.example['detail']}"), file=sys.stderr)
         if e.funnel.failed and recipe.cache.dir:
             print("  Replies that did arrive are in the cache: a rerun pays only for the failed calls.", file=sys.stderr)
+        return 1
+    except TeacherDown as e:
+        print(printable(f"\nextract-think: stopped: {e}; {recipe.output.dir} is left as it was."), file=sys.stderr)
+        if recipe.cache.dir:
+            print("  Replies that did arrive are in the cache: the same command, once the teacher is back, goes on from them.",
+                  file=sys.stderr)
         return 1
     _print_funnel(outcome.funnel, outcome.out_dir, time.perf_counter() - start)
     return 0
@@ -275,6 +283,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "export":
             return _export(args)
         return _run(args)
+    except PreflightError as e:
+        print(printable(f"extract-think: pre-flight: {e}"), file=sys.stderr)
+        return 2
     except ConfigError as e:
         print(f"extract-think: recipe error: {e}", file=sys.stderr)
         return 2

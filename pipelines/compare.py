@@ -75,7 +75,7 @@ def compare(recipe, arms: list[Arm], limit: int | None = None, out_dir: str | Pa
     recipes = {a.name: sample_recipe(load_recipe(recipe, [*overrides, *a.overrides]), limit, str(out / "arms" / a.name)) for a in arms}
     outcomes = {name: run(r) for name, r in recipes.items()}
     rows = {name: _rows(o.out_dir) for name, o in outcomes.items()}
-    truth = _truth_records(next(iter(recipes.values())))
+    truth = Truth(next(iter(recipes.values())))
     result = {
         "recipe": next(iter(recipes.values())).name, "limit": limit,
         "arms": [_arm(a, recipes[a.name], outcomes[a.name], rows[a.name], truth) for a in arms],
@@ -92,28 +92,39 @@ def compare(recipe, arms: list[Arm], limit: int | None = None, out_dir: str | Pa
 def _rows(folder: Path) -> dict[str, dict]:
     """Every record of a publish by id: kept ones with their extraction and statements, ended
     ones with status and reason."""
-    out = {r["id"]: {**r, "status": "kept"} for r in first_rows(folder, "extraction", ALL, ["id", "extraction", "statements", "questions"])}
-    for r in first_rows(folder, "rejected", ALL, ["id", "status", "reason", "detail", "extraction", "statements", "questions"]):
+    out = {r["id"]: {**r, "status": "kept"} for r in first_rows(folder, "extraction", ALL, ["id", "source", "origin", "extraction",
+                                                                                             "statements", "questions"])}
+    for r in first_rows(folder, "rejected", ALL, ["id", "source", "origin", "status", "reason", "detail", "extraction", "statements",
+                                                  "questions"]):
         out[r["id"]] = r
     return out
 
 
-def _truth_records(recipe) -> dict:
-    """Synthetic records by id, with their ground truth (no other source knows it)."""
-    from pipelines.plan import source_size
-    from pipelines.sources.synthetic import make_record
+class Truth:
+    """The ground truth of a published row of a synthetic source (no other source knows it):
+    the scene sketched again from the row's origin (its number), facts and questions without
+    pixels, only for the rows asked about."""
 
-    return {r.id: r for s in recipe.sources if s.kind == "synthetic"
-            for r in (make_record(i, s.synthetic, s.name, s.license) for i in range(source_size(s)))}
+    def __init__(self, recipe):
+        self.sources = {s.name: s for s in recipe.sources if s.kind == "synthetic"}
+
+    def knows(self, row: dict) -> bool:
+        return row.get("source") in self.sources
+
+    def of(self, row: dict):
+        from pipelines.sources.synthetic import scene_index, sketch_record
+
+        s = self.sources[row["source"]]
+        return sketch_record(scene_index(row["origin"]), s.synthetic, s.name, s.license)
 
 
-def _arm(arm: Arm, recipe, outcome, rows: dict, truth: dict) -> dict:
+def _arm(arm: Arm, recipe, outcome, rows: dict, truth: Truth) -> dict:
     from pipelines.truth import stated_errors
 
     f = outcome.funnel
     kept = [r for r in rows.values() if r["status"] == "kept"]
-    judged = [r for r in kept if r["id"] in truth]
-    wrong = [r["id"] for r in judged if stated_errors(r["extraction"], truth[r["id"]])]
+    judged = [r for r in kept if truth.knows(r)]
+    wrong = [r["id"] for r in judged if stated_errors(r["extraction"], truth.of(r))]
     calls = f.teacher_requests + f.cache_hits
     return {
         "name": arm.name, "overrides": [scrub_override(o) for o in arm.overrides], "out_dir": str(outcome.out_dir),
@@ -157,7 +168,7 @@ def _disputed(rows: dict[str, dict], pairs: list[dict]) -> list[str]:
     return sorted(verdict_split) + sorted(facts_split)
 
 
-def _cards(ids: list[str], rows: dict[str, dict], outcomes: dict, truth: dict) -> list[dict]:
+def _cards(ids: list[str], rows: dict[str, dict], outcomes: dict, truth: Truth) -> list[dict]:
     from pipelines.truth import stated_errors
 
     images, wanted = {}, set(ids)
@@ -174,7 +185,7 @@ def _cards(ids: list[str], rows: dict[str, dict], outcomes: dict, truth: dict) -
         for name, r in rows.items():
             row = r.get(i, {"status": "absent", "extraction": None})
             verdict = "kept" if row["status"] == "kept" else f"{row['status']}: {row.get('reason')}"
-            errors = stated_errors(row["extraction"], truth[i]) if row["status"] == "kept" and i in truth else []
+            errors = stated_errors(row["extraction"], truth.of(row)) if row["status"] == "kept" and truth.knows(row) else []
             arms.append({"name": name, "verdict": verdict, "kept": row["status"] == "kept", "extraction": row.get("extraction"),
                          "detail": row.get("detail"), "errors": errors})
         cards.append({"id": i, "image": images.get(i, ""), "questions": first.get("questions") or [], "arms": arms})

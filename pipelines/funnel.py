@@ -80,6 +80,13 @@ def count_call(stage: str, reply, cached: bool) -> None:
     counter(TEACHER, f"{prefix}completion_tokens", stage).inc(sum(o.completion_tokens for o in reply.outputs))
 
 
+def count_endpoints(stats: dict[str, tuple[int, int]]) -> None:
+    """Attempts sent to each endpoint of a fleet, and those that failed for a transport reason."""
+    for label, (calls, failures) in stats.items():
+        counter(TEACHER, "endpoint_calls", label).inc(calls)
+        counter(TEACHER, "endpoint_failures", label).inc(failures)
+
+
 def count_filter(filter_name: str, verdict) -> None:
     counter(FILTERS, "checked", filter_name).inc()
     if verdict.keep:
@@ -134,9 +141,11 @@ class Funnel:
     filters: list[FilterStep] = field(default_factory=list)
     lengths: dict[str, dict[str, int]] = field(default_factory=dict)  # kind -> bucket -> texts
     run_seconds: float = 0.0
+    publish_seconds: float = 0.0  # the charts, card and report, after the pipeline
     flow_seconds: float = 0.0  # from the first record in to the last one out (no start-up, no publishing)
     teacher_load_seconds: float = 0.0  # loading teachers (models, engines, servers), within the flow
     shards: dict[str, int] = field(default_factory=dict)  # config -> parquet files
+    endpoints: dict[str, dict[str, int]] = field(default_factory=dict)  # a fleet's endpoint -> {calls, failures}
     run_id: str = ""
 
     @classmethod
@@ -175,6 +184,8 @@ class Funnel:
             filters=[FilterStep(f, by_filter.get(("checked", f), 0), by_filter.get(("passed", f), 0),
                                 reasons("rejected", by_filter, (f,))) for f in filter_names],
             lengths={kind: {label: main.get(("length", kind, label), 0) for label in LABELS} for kind in LENGTH_KINDS},
+            endpoints={k[1]: {"calls": v, "failures": teacher.get(("endpoint_failures", k[1]), 0)}
+                       for k, v in sorted(teacher.items()) if len(k) == 2 and k[0] == "endpoint_calls"},
             **extra,
         )
 

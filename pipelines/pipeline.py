@@ -53,10 +53,21 @@ def _count_reasoning(row):
     return row
 
 
+def _failed_here(before, after):
+    if after.status == "failed" and before.status == "ok":
+        progress.failure(after.reason, after.detail)
+    return after
+
+
+def _prepare(record, stage: Stage):
+    prepared, requests = stage.prepare(record)
+    return _failed_here(record, prepared), requests
+
+
 def _parse(element, stage: Stage):
     record, result = element
     progress.tick(stage.name)
-    return stage.apply(record, result.example, result.inference)
+    return _failed_here(record, stage.apply(record, result.example, result.inference))
 
 
 class RunStage(beam.PTransform):
@@ -74,7 +85,7 @@ class RunStage(beam.PTransform):
     def expand(self, records):
         stage, t = self._stage, self._stage.teacher
         handler = KeyedTeacherHandler(TeacherModelHandler(t, self._cache_dir, one_process=self._threads is not None))
-        prompts = records | "BuildPrompts" >> beam.Map(stage.prepare)
+        prompts = records | "BuildPrompts" >> beam.Map(_prepare, stage)
         if t.backend == "vllm" and t.vllm.mode == "engine" and t.vllm.prefetch and self._threads == 1:
             prompts = prompts | "Prefetch" >> beam.ParDo(Prefetch(t, self._cache_dir, t.vllm.prefetch))
         by_tokens = token_batches(stage.teacher)

@@ -1,7 +1,8 @@
 """Progress of a running pipeline, for the CLI's display.
 
-DoFns call `tick(step)` (with the record's status when it is written) and the teacher
-handler `tokens(stage, n)` for the tokens it paid for; a display installed by the CLI turns
+DoFns call `tick(step)` (with the record's status when it is written) and `failure(reason,
+detail)` where a record fails, the teacher handler `tokens(stage, n)` for the tokens it paid
+for and `endpoints(up, total)` for a fleet's health; a display installed by the CLI turns
 them into progress bars (a terminal) or log lines (a file, a CI log, `--no-progress`). With
 Beam's in-process runner the DoFns run in this process and the display moves live; on a
 distributed runner there is no display in the workers and ticks cost nothing.
@@ -13,6 +14,8 @@ import sys
 import threading
 import time
 from collections import Counter
+
+from pipelines.core.secrets import printable
 
 _listener: "Display | None" = None
 _lock = threading.Lock()
@@ -35,6 +38,21 @@ def tokens(stage: str, n: int) -> None:
             _listener.tokens(stage, n)
 
 
+def failure(reason: str, detail: str | None) -> None:
+    """A record failed (a teacher error, a template over its limit), as it happens: the display
+    counts it and shows the last reason long before the record is written."""
+    if _listener is not None:
+        with _lock:
+            _listener.failure(reason, detail)
+
+
+def endpoints(up: int, total: int) -> None:
+    """A fleet's endpoints not resting after a failure, of all."""
+    if _listener is not None:
+        with _lock:
+            _listener.endpoints_up = (up, total)
+
+
 class Display:
     """What the displays share: records per step, statuses written, tokens per stage."""
 
@@ -43,6 +61,9 @@ class Display:
         self.done: Counter = Counter()
         self.statuses: Counter = Counter()
         self.paid_tokens: Counter = Counter()
+        self.failing = 0  # records failed so far, counted where they failed
+        self.last_failure: str | None = None
+        self.endpoints_up: tuple[int, int] | None = None
         self.start = time.monotonic()
 
     def tick(self, step: str, n: int, status: str | None) -> None:
@@ -53,8 +74,16 @@ class Display:
     def tokens(self, stage: str, n: int) -> None:
         self.paid_tokens[stage] += n
 
+    def failure(self, reason: str, detail: str | None) -> None:
+        self.failing += 1
+        self.last_failure = printable(f"{reason}: {detail}" if detail else reason)[:120]
+
     def outcome(self) -> str:
-        return f"kept {self.statuses['kept']}, rejected {self.statuses['rejected']}, failed {self.statuses['failed']}"
+        line = (f"kept {self.statuses['kept']}, rejected {self.statuses['rejected']}, "
+                f"failed {max(self.statuses['failed'], self.failing)}")
+        if self.endpoints_up:
+            line += f"; endpoints up {self.endpoints_up[0]}/{self.endpoints_up[1]}"
+        return line + (f"; last failure {self.last_failure}" if self.last_failure else "")
 
     def close(self) -> None:
         pass
@@ -70,6 +99,10 @@ class TqdmBars(Display):
 
         self._bars = {s: tqdm(total=total, desc=f"{s:>11}", unit="rec", position=i, leave=True, dynamic_ncols=True)
                       for i, s in enumerate(steps)}
+
+    def failure(self, reason: str, detail: str | None) -> None:
+        super().failure(reason, detail)
+        self._bars[self.steps[-1]].set_postfix_str(self.outcome())  # the last bar says it now, not when the record is written
 
     def tick(self, step: str, n: int, status: str | None) -> None:
         super().tick(step, n, status)

@@ -37,6 +37,9 @@ class OracleOptions:
     # As a judge (the verify stage) the oracle reads the scene's ground truth and gets this
     # share of its verdicts wrong on purpose, so the judged filter can be scored.
     judge_error_rate: Share = 0.0
+    # Seconds each call waits before it answers, as a remote teacher's batch would (benchmarks
+    # at scale: the teacher's time without its CPU work).
+    latency_s: Seconds = 0.0
 
     def __post_init__(self):
         unknown = set(self.errors) - set(ORACLE_ERRORS)
@@ -56,8 +59,12 @@ class TransformersOptions:
 @dataclass
 class OpenAIOptions:
     base_url: str = ""  # e.g. http://127.0.0.1:8000/v1 or https://api.openai.com/v1
+    # A fleet of replicas of the model (one vLLM / SGLang / TGI server per GPU or node), with base_url or
+    # instead of it: each attempt goes to the endpoint with the fewest in flight; one that fails rests (teachers/fleet.py)
+    base_urls: list[str] = field(default_factory=list)
+    cooldown_s: Seconds = 30.0  # how long an endpoint that failed rests before it is tried again (doubling, up to 8x)
     api_key_env: str = "OPENAI_API_KEY"  # the NAME of the variable holding the key, never the key
-    max_concurrency: PositiveInt = 16  # requests in flight at once
+    max_concurrency: PositiveInt = 16  # requests in flight at once, per endpoint
     timeout_s: PositiveSeconds = 120.0  # per attempt, from sending the request to the last byte of the reply
     max_retries: NonNegativeInt = 5  # on 429, 5xx, timeouts, connection errors, malformed bodies
     backoff_s: Seconds = 1.0  # first wait; doubles per attempt, with jitter, up to backoff_max_s
@@ -77,6 +84,9 @@ class VLLMOptions:
     limit_mm_per_prompt: dict[str, int] = field(default_factory=lambda: {"image": 1})
     mm_processor_kwargs: dict[str, Any] = field(default_factory=dict)  # e.g. {max_pixels: 1003520}
     tensor_parallel_size: PositiveInt = 1
+    # mode server: this many servers of the model, each on its own tensor_parallel_size GPUs (one
+    # engine per GPU of a node), requests spread over them as over a fleet (teachers/fleet.py)
+    replicas: PositiveInt = 1
     gpu_memory_utilization: Share = 0.9  # on CPU builds: the share of RAM for the KV cache
     enforce_eager: bool = False
     enable_prefix_caching: bool | None = None  # null: vLLM's default (on); false: every prompt computed in full
@@ -116,19 +126,42 @@ class TeacherConfig:
     # What the provider charges (per million tokens); null: unknown, no cost is computed.
     # Never part of what identifies the teacher: a price change reuses every cached reply.
     price: Price | None = None
+    # Before the first record is read, the teacher answers one tiny request (an endpoint also
+    # names the model among those it serves); one that cannot stops the run with exit 2.
+    preflight: bool = True
+    # The run stops (exit 1, the previous dataset untouched, the replies so far cached) when this
+    # many batches in a row failed on every request: the teacher is gone. 0: never.
+    fail_fast_batches: NonNegativeInt = 3
     oracle: OracleOptions = field(default_factory=OracleOptions)
     transformers: TransformersOptions = field(default_factory=TransformersOptions)
     openai: OpenAIOptions = field(default_factory=OpenAIOptions)
     vllm: VLLMOptions = field(default_factory=VLLMOptions)
+
+    def __post_init__(self):
+        """What a backend needs, checked when the recipe loads (exit 2, the key named), never in a worker."""
+        if self.backend != "oracle" and self.model in ("", "oracle"):
+            raise ConfigError(f"model: name the model the {self.backend} backend serves (a Hub id or a local path)")
+        if self.backend == "openai":
+            urls = [self.openai.base_url] if self.openai.base_url else []
+            urls += self.openai.base_urls
+            if not urls:
+                raise ConfigError("openai.base_url: the openai backend needs an endpoint (base_url, or base_urls for a fleet)")
+            bad = [u for u in urls if not u.startswith(("http://", "https://"))]
+            if bad:
+                raise ConfigError(f"openai.base_url: {bad[0]!r} is not an http:// or https:// URL")
+        if self.backend == "vllm" and self.vllm.replicas > 1 and self.vllm.mode != "server":
+            raise ConfigError("vllm.replicas: several engines need mode: server (each engine runs in its own server process)")
 
 
 # Settings that decide how calls are batched and sent: never which engine answers, nor what
 # it answers ("" : TeacherConfig's own fields; else the backend's options block).
 _SENDING = {"": ("batch_size", "max_batch_tokens", "image_tokens"), "vllm": ("prefetch",)}
 # Settings that make another engine or connection, but the same replies.
-_SERVING = {"vllm": ("mode", "gpu_memory_utilization", "tensor_parallel_size", "share_across_processes"),
+_SERVING = {"vllm": ("mode", "gpu_memory_utilization", "tensor_parallel_size", "share_across_processes", "replicas"),
             "openai": ("api_key_env", "max_concurrency", "timeout_s", "max_retries", "backoff_s", "backoff_max_s",
-                       "max_response_bytes", "json_schema")}
+                       "max_response_bytes", "json_schema", "base_url", "base_urls", "cooldown_s")}
+# The same request gets the same reply whichever replica of the model answers: the endpoints
+# are how a teacher is served, not what it answers, so a fleet shares one endpoint's cache.
 
 
 def engine_identity(config: TeacherConfig) -> dict:

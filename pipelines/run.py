@@ -24,6 +24,7 @@ from pipelines.card import LICENSE_FILE, license_file, render_card
 from pipelines.funnel import Funnel, read_counters
 from pipelines.output import check_output, is_publish, output_location
 from pipelines.pipeline import build_pipeline
+from pipelines.preflight import preflight
 from pipelines.publish import CONFIGS
 from pipelines.recipe import Recipe, dump_recipe, load_recipe
 from pipelines.replace import Replacement
@@ -68,14 +69,17 @@ def publish_refusal(funnel: Funnel, output) -> str | None:
 
 
 def run(recipe: Recipe | str | Path, overrides: tuple[str, ...] = (), test_pipeline: beam.Pipeline | None = None) -> RunOutcome:
-    """Run the recipe and publish its dataset at `output.dir`. Raises OutputRefused (before
-    any work) for an output that is not ours to replace, NotPublished when the run finished
-    but must not replace the output; in both cases the output is left as it was."""
+    """Run the recipe and publish its dataset at `output.dir`. Raises OutputRefused or
+    PreflightError (before any work) for an output that is not ours to replace or a teacher
+    that cannot answer, TeacherDown when the teacher failed every request of
+    `teacher.fail_fast_batches` batches in a row (the run stops), NotPublished when the run
+    finished but must not replace the output; in every case the output is left as it was."""
     if not isinstance(recipe, Recipe):
         recipe = load_recipe(recipe, overrides)
     out = output_location(recipe.output.dir)
     fs, _ = fsspec.core.url_to_fs(out)
     check_output(fs, out)
+    preflight(recipe, list(active_stages(recipe)))  # a teacher that cannot answer stops the run before it reads a record
     fs.makedirs(out.rsplit("/", 1)[0], exist_ok=True)
     with Replacement(fs, out, lambda folder: is_publish(fs, folder)) as replacing:
         run_id = uuid.uuid4().hex[:8]
@@ -102,10 +106,10 @@ def _run_into(staging: str, recipe: Recipe, run_id: str, fs, test_pipeline, out:
         example = next((r for r in ended if r["status"] == "failed"), None)
         raise NotPublished(refusal, funnel, example)
     funnel = replace(funnel, shards={c: n for c in CONFIGS if (n := len(fs.glob(f"{staging}/{c}/train-{run_id}-*.parquet")))})
+    publishing = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:  # the card and report, made here, then put beside the data
         meta = Path(tmp)
         (meta / "recipe.yaml").write_text(dump_recipe(recipe))
-        (meta / "funnel.json").write_text(json.dumps(funnel.to_dict(), indent=2) + "\n")
         charts = write_charts(meta, funnel)
         examples = first_rows(staging, "extraction", 3, ["id", "prompt", "extraction", "questions"])
         (meta / "README.md").write_text(render_card(recipe, funnel, charts, examples, dataset_ref=out))
@@ -113,6 +117,8 @@ def _run_into(staging: str, recipe: Recipe, run_id: str, fs, test_pipeline, out:
         if licenses:
             (meta / LICENSE_FILE).write_text(licenses)
         write_report(meta, staging, recipe.name, funnel, charts)
+        funnel = replace(funnel, publish_seconds=round(time.perf_counter() - publishing, 3))  # charts, card, report
+        (meta / "funnel.json").write_text(json.dumps(funnel.to_dict(), indent=2) + "\n")
         for f in sorted(meta.rglob("*")):
             if f.is_file():
                 target = f"{staging}/{f.relative_to(meta).as_posix()}"

@@ -79,10 +79,12 @@ class _Server(ThreadingHTTPServer):
 class FaultServer:
     def __init__(self, answer: str = "The description settles it.\nAnswer: 4", hang_s: float = 2.0, delay_s: float = 0.0,
                  fault_rate: float = 0.0, seed: int = 0, capacity: int = 0, drip_s: float = 0.2, huge_bytes: int = 2_000_000,
-                 random_kinds: tuple[str, ...] = RANDOM_KINDS):
+                 random_kinds: tuple[str, ...] = RANDOM_KINDS, models: list[str] | None = None, fail_after: int | None = None):
         self.answer, self.hang_s, self.delay_s, self.fault_rate = answer, hang_s, delay_s, fault_rate
         self.drip_s, self.huge_bytes, self.random_kinds = drip_s, huge_bytes, random_kinds
         self.redirect_url = None  # where `redirect` sends clients (another origin)
+        self.models = models  # what GET /v1/models lists (None: the route is missing, as on some servers)
+        self.fail_after = fail_after  # after this many replies every attempt gets a 503 (None: never)
         self._rng = random.Random(seed)
         self.faults: Counter = Counter()  # kind -> attempts failed at random
         self.served = 0  # successful replies
@@ -101,7 +103,11 @@ class FaultServer:
             def log_message(self, *args):
                 pass
 
-            def do_GET(self):  # /stats: what a server in another process has seen
+            def do_GET(self):  # /v1/models: the served model (when `models` is given); else the stats of what it has seen
+                if self.path.rstrip("/").endswith("/models"):
+                    if server.models is None:
+                        return server._send(self, 404, {"error": {"message": "no such route"}})
+                    return server._send(self, 200, {"object": "list", "data": [{"id": m, "object": "model"} for m in server.models]})
                 server._send(self, 200, server.stats())
 
             def do_POST(self):
@@ -207,7 +213,11 @@ class FaultServer:
                     completion["padding"] = "x" * self.huge_bytes
                     return self._send(handler, 200, completion)
         with self._lock:
-            self.served += 1
+            broken = self.fail_after is not None and self.served >= self.fail_after
+            if not broken:
+                self.served += 1
+        if broken:  # the endpoint went down after serving `fail_after` replies
+            return self._send(handler, 503, {"error": {"message": "the server is down"}})
         self._send(handler, 200, self._completion(body, self.answer))
 
     def _completion(self, body, text):

@@ -82,7 +82,7 @@ def test_an_oracle_arm_against_a_loopback_endpoint(tmp_path, monkeypatch):
     finally:
         server.close()
     oracle, served = result["arms"]
-    assert served["teacher_calls_paid"] == server.served > 0 and served["tokens"] > 0
+    assert served["teacher_calls_paid"] == server.served - 1 > 0 and served["tokens"] > 0  # + the pre-flight's one request
     assert served["cost"] > 0 and oracle["cost"] is None  # only the endpoint has a price
     assert served["teacher"]["extraction"] == "openai:served" and oracle["teacher"]["extraction"] == "oracle:oracle"
     assert oracle["kept"] > served["kept"]  # one canned reply cannot restate every question

@@ -46,7 +46,8 @@ def _dead_port() -> int:
 def _down(tmp_path):
     """Settings for a teacher whose endpoint is not there: every record fails."""
     return ["teacher.backend=openai", "teacher.model=m", f"teacher.openai.base_url=http://127.0.0.1:{_dead_port()}/v1",
-            "teacher.openai.max_retries=0", "teacher.openai.timeout_s=2", "teacher.openai.api_key_env=ET_NO_KEY"]
+            "teacher.openai.max_retries=0", "teacher.openai.timeout_s=2", "teacher.openai.api_key_env=ET_NO_KEY",
+            "teacher.preflight=false"]  # the run itself meets the dead endpoint: the pre-flight would stop it first
 
 
 def test_a_folder_of_other_files_is_refused_before_any_work(tmp_path, capsys):

@@ -86,7 +86,7 @@ def test_teacher_batches_are_filled_to_batch_size(tmp_path, monkeypatch):
     monkeypatch.setattr(teachers, "_build", lambda config: Counting())
     run(load_recipe("quickstart", [
         "sources.0.synthetic.num_records=40", "sources.0.synthetic.image_size=64", "teacher.backend=openai",
-        "teacher.model=served", "teacher.openai.base_url=http://127.0.0.1:9/v1", "teacher.batch_size=16",
+        "teacher.model=served", "teacher.openai.base_url=http://127.0.0.1:9/v1", "teacher.batch_size=16", "teacher.preflight=false",
         "filters=[{name: degeneration}]", f"output.dir={tmp_path / 'out'}", "cache.dir=null"]))
     statements = [n for stage, n in calls if stage == "statements"]  # one request per record
     assert sorted(statements, reverse=True) == [16, 16, 8], calls

@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 import sys
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -105,10 +105,12 @@ def run_demo(cfg: DemoConfig) -> dict:
         times[task] = time.perf_counter() - started - sum(times.values())
 
     _log("5/5 evaluate on held-out scenes")
-    model = TeacherConfig(backend="transformers", transformers=TransformersOptions(device="cpu", dtype="float32"), batch_size=32)
+    def model(path: str) -> dict:
+        return to_plain(TeacherConfig(backend="transformers", model=path, batch_size=32,
+                                      transformers=TransformersOptions(device="cpu", dtype="float32")))
+
     ec = build(EvalConfig, {**cfg.eval, "out": str(out / "eval"), "progress": cfg.progress,
-                            "perception": to_plain(replace(model, model=trained["perception"])),
-                            "reasoner": to_plain(replace(model, model=trained["reasoner"]))})
+                            "perception": model(trained["perception"]), "reasoner": model(trained["reasoner"])})
     summary = evaluate(ec)
     times["eval"] = time.perf_counter() - started - sum(times.values())
     report = {"data": data, "models": trained, "eval": str(out / "eval"), "seconds": times,

@@ -19,6 +19,11 @@ from pipelines.core.record import ImageData, TeacherOutput
 from pipelines.recipe import Sampling
 
 
+class TeacherDown(RuntimeError):
+    """The teacher failed every request of `fail_fast_batches` batches in a row: it is gone (an
+    endpoint down, a key revoked), and the run stops rather than fail record after record."""
+
+
 @dataclass
 class ChatRequest:
     """`messages` follow the OpenAI chat format; image parts are `image_url` parts with a

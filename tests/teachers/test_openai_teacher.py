@@ -95,7 +95,7 @@ def test_the_key_never_appears_in_replies_or_logs(server, monkeypatch, caplog):
 
 
 def test_a_missing_base_url_is_a_clear_error():
-    with pytest.raises(ValueError, match="base_url is required"):
+    with pytest.raises(ValueError, match="openai.base_url: the openai backend needs an endpoint"):
         OpenAITeacher(TeacherConfig(backend="openai", model="m"))
 
 

@@ -8,7 +8,7 @@ from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that
 from PIL import Image
 
-from pipelines.recipe import SyntheticSource, TeacherConfig
+from pipelines.recipe import OpenAIOptions, SyntheticSource, TeacherConfig
 from pipelines.sources.synthetic import make_record
 from pipelines.stages import Stage
 from pipelines.teachers.base import Sampling
@@ -68,7 +68,8 @@ def test_a_request_counts_text_images_and_the_completion_budget():
 def test_beam_batches_stay_under_the_token_budget(tmp_path):
     # a model folder with Qwen2-VL-style processor settings: image tokens grow with the image
     (tmp_path / "preprocessor_config.json").write_text(json.dumps({"patch_size": 14, "merge_size": 2, "min_pixels": 3136, "max_pixels": 1003520}))
-    config = TeacherConfig(backend="openai", batch_size=100, max_batch_tokens=2000, model=str(tmp_path))
+    config = TeacherConfig(backend="openai", batch_size=100, max_batch_tokens=2000, model=str(tmp_path),
+                           openai=OpenAIOptions(base_url="http://127.0.0.1:9/v1"))
     batching = token_batches(config)
     size = ElementTokens(image_tokens_for(str(tmp_path)))
     elements = [_extraction_requests(i, 64 if i % 2 else 448) for i in range(24)]

@@ -33,7 +33,7 @@ def test_it_is_the_real_model(engine):
 
 def test_the_statements_stage_through_vllm_is_deterministic_with_a_seed(engine):
     record = make_record(0, SyntheticSource(image_size=96, max_turns=3, seed=2))
-    stage = Stage("statements", "statements/v1", Sampling(temperature=0.8, max_tokens=60, seed=7), TeacherConfig(backend="vllm"))
+    stage = Stage("statements", "statements/v1", Sampling(temperature=0.8, max_tokens=60, seed=7), TeacherConfig(backend="vllm", model="smollm2"))
     requests = stage.requests(record)
     first, again = engine.generate(requests), engine.generate(requests)
     assert first == again
