@@ -79,7 +79,6 @@ def run(recipe: Recipe | str | Path, overrides: tuple[str, ...] = (), test_pipel
     out = output_location(recipe.output.dir)
     fs, _ = fsspec.core.url_to_fs(out)
     check_output(fs, out)
-    preflight(recipe, list(active_stages(recipe)))  # a teacher that cannot answer stops the run before it reads a record
     fs.makedirs(out.rsplit("/", 1)[0], exist_ok=True)
     with Replacement(fs, out, lambda folder: is_publish(fs, folder)) as replacing:
         run_id = uuid.uuid4().hex[:8]
@@ -91,7 +90,8 @@ def run(recipe: Recipe | str | Path, overrides: tuple[str, ...] = (), test_pipel
 def _run_into(staging: str, recipe: Recipe, run_id: str, fs, test_pipeline, out: str) -> Funnel:
     """Run the pipeline into `staging` and add the card, report and funnel; the funnel."""
     p = test_pipeline or beam.Pipeline(options=pipeline_options(recipe))
-    build_pipeline(p, recipe, staging, run_id)
+    build_pipeline(p, recipe, staging, run_id)  # the sources and templates checked first: they cost nothing to check
+    preflight(recipe, list(active_stages(recipe)))  # a teacher that cannot answer stops the run before it reads a record
     started = time.perf_counter()
     result = p.run()
     result.wait_until_finish()

@@ -178,7 +178,9 @@ def train(cfg: TrainConfig) -> dict:
     encode, workers = Encoder(processor, cfg.task, cfg.max_length), data_workers(cfg.workers, world)
     rows = load_rows(cfg.data, CONFIG_OF[cfg.task])
     cache = None if not cfg.index_cache else default_cache() if cfg.index_cache == "auto" else Path(cfg.index_cache)
-    index = build_index(rows, encode, cfg.eval_fraction, workers, cache, cfg.progress and rank == 0)
+    index = build_index(rows, encode, cfg.eval_fraction, workers, cache, cfg.progress) if rank == 0 or not cache else None
+    barrier(world)  # the other processes read the index process 0 wrote to the cache, not encode every row again
+    index = index or build_index(rows, encode, cfg.eval_fraction, workers, cache)
     train_rows, eval_rows = index.train_rows(), index.eval_rows()
     if len(train_rows) < cfg.batch_size * world:
         raise ValueError(f"{len(train_rows)} training examples, fewer than one batch of {cfg.batch_size * world}")
