@@ -68,3 +68,10 @@ def test_the_benchmark_runs_at_a_tiny_size(name, bench_data, tmp_path):
                           env={**os.environ, "HF_HUB_OFFLINE": "1", "TMPDIR": str(tmp_path), "OMP_NUM_THREADS": "1"})
     assert done.returncode == 0, (done.stdout[-2000:], done.stderr[-3000:])
     assert len(done.stdout.strip().splitlines()) >= 2, done.stdout[-2000:]  # what it measured, printed
+
+
+def test_the_scale_benchmarks_components_run_at_a_tiny_size(tmp_path):
+    done = subprocess.run([sys.executable, "-m", "tests.bench.bench_scale", "--components", "--records", "300"], cwd=REPO,
+                          capture_output=True, text=True, timeout=300, env={**os.environ, "HF_HUB_OFFLINE": "1", "TMPDIR": str(tmp_path)})
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "dedup at 300 records" in done.stdout and "decontamination at 300 records" in done.stdout

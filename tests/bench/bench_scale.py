@@ -13,6 +13,7 @@ extraction judged against its scene's ground truth, sketched from its origin), t
 memory.
 
     python -m tests.bench.bench_scale [--records 200000 --baseline 10000 --image-size 64 --latency 0.005]
+    python -m tests.bench.bench_scale --components --records 200000   # dedup and decontamination alone, at that size
 """
 
 from __future__ import annotations
@@ -137,6 +138,42 @@ def timed(fn):
     return seconds, peak[0] / 2**20, result
 
 
+def components(recipe) -> dict:
+    """Deduplication and decontamination at the recipe's full size, each on its own: the
+    duplicate marks from every record's signature (the run's second read of the sources:
+    scenes sketched, not drawn), and the eval sets' index with every record checked against
+    it (records sketched, as the check of a synthetic scene reads its facts). (seconds, peak
+    RSS MiB) of each, in this process."""
+    import apache_beam as beam
+
+    from filters.decontamination import EvalIndex, decontaminate, eval_entry
+    from pipelines.plan import source_size
+    from pipelines.sources import iter_records
+    from pipelines.sources.beam_read import ReadSources
+    from pipelines.sources.dedup import DuplicateMarks
+    from pipelines.sources.synthetic import sketch_record
+
+    def dedup():
+        counted = []
+        with beam.Pipeline(runner="FnApiRunner") as p:
+            marks = (p | ReadSources(recipe.sources, recipe.ingest, signatures=True)
+                     | DuplicateMarks(recipe.ingest.dedup, recipe.sources) | beam.combiners.Count.Globally())
+            marks | beam.Map(counted.append)
+        return counted[0] if counted else 0
+
+    def decontamination():
+        entries = [eval_entry(r) for s in recipe.eval_sets for r in iter_records(s, recipe.ingest) if r.status == "ok"]
+        index = EvalIndex(entries)
+        s = recipe.sources[0]
+        return sum(not decontaminate(sketch_record(i, s.synthetic, s.name, s.license), index).keep for i in range(source_size(s)))
+
+    out = {}
+    for name, fn in (("dedup", dedup), ("decontamination", decontamination)):
+        seconds, mib, found = timed(fn)
+        out[name] = {"seconds": seconds, "peak_mib": mib, "found": found}
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--records", type=int, default=200_000)
@@ -146,8 +183,17 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--every", type=float, default=10.0, help="seconds between progress lines")
     ap.add_argument("--skip-after", action="store_true", help="no plan / compare after the runs")
+    ap.add_argument("--components", action="store_true", help="only deduplication and decontamination at --records, on their own")
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="bench-scale-"))
+    if args.components:
+        from pipelines.recipe import load_recipe
+
+        c = components(load_recipe(recipe_file(work, args.records, args.image_size, args.latency, args.batch)))
+        for name, r in c.items():
+            print(f"{name} at {args.records:,} records: {r['seconds']:.1f} s, peak RSS {r['peak_mib']:.0f} MiB, {r['found']:,} found")
+        print(json.dumps(c))
+        return
     runs = [run_size(n, work, args.image_size, args.latency, args.batch, args.every) for n in (args.baseline, args.records)]
     for r in runs:
         f = r["funnel"]
