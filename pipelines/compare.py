@@ -27,12 +27,11 @@ from pipelines.config import ConfigError
 from pipelines.core.secrets import scrub_override
 from pipelines.core.templates import Page
 from pipelines.output import protected
-from pipelines.report import data_uri, first_rows, thumbnail_png
+from pipelines.report import data_uri, iter_rows, thumbnail_png
 
 ARM_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 MARKER = "compare.json"
 _TEMPLATE = Page(Path(__file__).parent / "templates", "compare.html.jinja", autoescape=True)
-ALL = 10**12
 
 
 @dataclass(frozen=True)
@@ -92,10 +91,10 @@ def compare(recipe, arms: list[Arm], limit: int | None = None, out_dir: str | Pa
 def _rows(folder: Path) -> dict[str, dict]:
     """Every record of a publish by id: kept ones with their extraction and statements, ended
     ones with status and reason."""
-    out = {r["id"]: {**r, "status": "kept"} for r in first_rows(folder, "extraction", ALL, ["id", "source", "origin", "extraction",
-                                                                                             "statements", "questions"])}
-    for r in first_rows(folder, "rejected", ALL, ["id", "source", "origin", "status", "reason", "detail", "extraction", "statements",
-                                                  "questions"]):
+    out = {r["id"]: {**r, "status": "kept"} for r in iter_rows(folder, "extraction", ["id", "source", "origin", "extraction",
+                                                                                        "statements", "questions"])}
+    for r in iter_rows(folder, "rejected", ["id", "source", "origin", "status", "reason", "detail", "extraction", "statements",
+                                             "questions"]):
         out[r["id"]] = r
     return out
 
@@ -174,10 +173,12 @@ def _cards(ids: list[str], rows: dict[str, dict], outcomes: dict, truth: Truth) 
     images, wanted = {}, set(ids)
     for o in outcomes.values():  # every arm publishes every record: the first arm has them all but imageless rows
         for config in ("extraction", "rejected"):
-            for r in first_rows(o.out_dir, config, ALL, ["id", "image"]) if wanted else ():
+            for r in iter_rows(o.out_dir, config, ["id", "image"], batch_size=256) if wanted else ():  # a batch of images at a time
                 if r["id"] in wanted and r["image"]:
                     images[r["id"]] = data_uri(thumbnail_png(r["image"]))
                     wanted.discard(r["id"])
+                if not wanted:
+                    break
     cards = []
     for i in ids:
         first = next(r[i] for r in rows.values() if i in r)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import io
+import itertools
 import json
 from pathlib import Path
 
@@ -67,19 +68,19 @@ def write_charts(folder: Path, funnel: Funnel) -> dict[str, str]:
     return out
 
 
-def first_rows(folder: str | Path, config: str, n: int, columns: list[str]) -> list[dict]:
-    """The first `n` rows of a config (its first shard), only `columns`; `folder` is a
-    local path or any fsspec URL."""
+def iter_rows(folder: str | Path, config: str, columns: list[str], batch_size: int = 1024):
+    """The rows of a config, shard after shard, only `columns`, a batch in memory at a time;
+    `folder` is a local path or any fsspec URL."""
     fs, _ = fsspec.core.url_to_fs(str(folder))
-    pattern = f"{str(folder).rstrip('/')}/{config}/*.parquet"
-    rows: list[dict] = []
-    for shard in sorted(fs.glob(pattern)):
+    for shard in sorted(fs.glob(f"{str(folder).rstrip('/')}/{config}/*.parquet")):
         with fs.open(shard, "rb") as f:
-            for batch in pq.ParquetFile(f).iter_batches(batch_size=n, columns=columns):
-                rows += batch.to_pylist()
-                if len(rows) >= n:
-                    return rows[:n]
-    return rows
+            for batch in pq.ParquetFile(f).iter_batches(batch_size=batch_size, columns=columns):
+                yield from batch.to_pylist()
+
+
+def first_rows(folder: str | Path, config: str, n: int, columns: list[str]) -> list[dict]:
+    """The first `n` rows of a config (`iter_rows`)."""
+    return list(itertools.islice(iter_rows(folder, config, columns, batch_size=max(1, min(n, 1024))), n))
 
 
 def thumbnail_png(image: dict | None, side: int = 256) -> bytes | None:
