@@ -8,7 +8,7 @@ last reply; scaling is that throughput against N times one endpoint's (goal: >= 
 Then 4 endpoints, one killed (SIGKILL) a third of the way through the run: the run must
 finish with every record kept, rejected or failed with a reason, none failed for the kill.
 
-    python -m tests.bench.bench_fleet [--sizes 1,2,4,8 --capacity 4 --latency 1.0 --records-per-endpoint 16]
+    python -m tests.bench.bench_fleet [--sizes 1,2,4,8 --capacity 4 --latency 2.0 --records-per-endpoint 32]
 """
 
 from __future__ import annotations
@@ -88,8 +88,8 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--sizes", default="1,2,4,8")
     ap.add_argument("--capacity", type=int, default=4)
-    ap.add_argument("--latency", type=float, default=1.0)
-    ap.add_argument("--records-per-endpoint", type=int, default=16)
+    ap.add_argument("--latency", type=float, default=2.0)
+    ap.add_argument("--records-per-endpoint", type=int, default=32)
     ap.add_argument("--kill", type=int, default=4, help="the fleet size of the kill run (0: none)")
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="bench-fleet-"))
