@@ -9,8 +9,9 @@ reasoner:   a causal LM learns extraction + question -> reasoning.
 The loop: AdamW, linear warm-up then cosine decay to min_lr, gradient accumulation (the loss
 of a step is summed over its micro-batches and divided by the step's target tokens, so 8
 micro-batches of 1 equal 1 batch of 8), gradient clipping, bf16 autocast on CUDA, periodic
-eval loss, checkpoints that resume exactly (model, optimizer, scheduler, RNG, data
-position), a final save in Hugging Face format with the resolved config.
+eval loss, checkpoints by default that resume exactly (model, optimizer, scheduler, RNG, data
+position), a final save in Hugging Face format with the resolved config and a model card.
+The data is streamed (train_min/feed.py): host memory does not grow with the dataset.
 
 Data parallel on several GPUs (or CPU processes, gloo), the same command under torchrun:
 
