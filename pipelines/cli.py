@@ -221,6 +221,9 @@ def _print_counts(funnel, seconds: float) -> None:
             print(f"  {status:>8}  {reason:<28} {n:>7}")
     print(f"  teacher: {funnel.teacher_requests} requests ({funnel.cache_hits} more answered from the cache), "
           f"{funnel.prompt_tokens} prompt + {funnel.completion_tokens} completion tokens")
+    if len(funnel.endpoints) > 1:  # a fleet: how the calls spread, and which endpoints failed
+        print("  endpoints: " + ", ".join(f"{printable(label)} {e['calls']} calls ({e['failures']} failed)"
+                                          for label, e in funnel.endpoints.items()))
     if funnel.cost is not None:
         unpriced = f" (without {', '.join(funnel.unpriced_stages)}: no price)" if funnel.unpriced_stages else ""
         print(f"  cost: {funnel.cost:.4f} this run, {funnel.per_kept(funnel.cost):.6f} per kept record; "
