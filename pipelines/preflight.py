@@ -2,7 +2,7 @@
 
 - `openai` (and each endpoint of a fleet): `GET /models` must list the model where the
   endpoint has that list, and one tiny chat request (one token) must come back as a chat
-  completion. A fleet runs if at least one endpoint passes (the others rest, and are tried
+  completion (a 429 or 5xx is tried again, three attempts in all). A fleet runs if at least one endpoint passes (the others rest, and are tried
   again during the run); none: the run stops.
 - `transformers` and `vllm`: the model's config must load (a local folder, or a Hub id in the
   cache or reachable), so a mistyped path stops the run here, not in a worker.
@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import time
 
 from pipelines.config import ConfigError
 from pipelines.core.secrets import register_env, scrub
@@ -25,6 +26,8 @@ from pipelines.recipe import Recipe, TeacherConfig, engine_identity
 
 log = logging.getLogger(__name__)
 TIMEOUT_S = 30.0
+ATTEMPTS, BACKOFF_S = 3, 0.5  # for a one-token request answered 429 or 5xx
+PROBE = "Reply with the word OK."  # the one-token chat request's message
 
 
 class PreflightError(ConfigError):
@@ -52,9 +55,13 @@ def _check_endpoint(url: str, config: TeacherConfig) -> str | None:
                     ids = []
                 if ids and config.model not in ids:
                     return f"it serves {', '.join(map(repr, ids[:5]))}, not {config.model!r}"
-            body = {"model": config.model, "messages": [{"role": "user", "content": "Reply with the word OK."}],
+            body = {"model": config.model, "messages": [{"role": "user", "content": PROBE}],
                     "max_tokens": 1, "temperature": 0.0, **dict(opts.extra_body)}
-            answer = http.post(f"{base}/chat/completions", content=json.dumps(body), headers={"Content-Type": "application/json"})
+            for attempt in range(ATTEMPTS):  # 429 and 5xx are transient by HTTP's own word: try again
+                answer = http.post(f"{base}/chat/completions", content=json.dumps(body), headers={"Content-Type": "application/json"})
+                if answer.status_code != 429 and answer.status_code < 500 or attempt == ATTEMPTS - 1:
+                    break
+                time.sleep(BACKOFF_S * 2 ** attempt)
             if answer.status_code >= 300:
                 return f"HTTP {answer.status_code} to a one-token chat request: {answer.text[:200]}"
             parse_completion(answer.content[: opts.max_response_bytes], 1)

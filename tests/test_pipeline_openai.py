@@ -118,7 +118,9 @@ def test_the_verify_stage_against_a_loopback_endpoint(tmp_path):
     assert f["failed"] > 0 and set(f["failed_by_reason"]) == {"verify_teacher_error"}
     rejected = datasets.load_dataset(str(outcome.out_dir), "rejected", split="train")
     assert all("circle" in " ".join(r["statements"]) or "circle" in (r["extraction"] or "") for r in rejected)
-    formats = [b.get("response_format") for b in server.bodies]
+    from pipelines.preflight import PROBE
+
+    formats = [b.get("response_format") for b in server.bodies if b["messages"][0]["content"] != PROBE]
     assert formats and all(fmt["type"] == "json_schema" and fmt["json_schema"]["schema"]["required"] == ["verdicts"] for fmt in formats)
 
 
@@ -137,7 +139,7 @@ def test_a_run_survives_every_hostile_reply_shape(tmp_path):
             "teacher.backend=openai", "teacher.model=served", f"teacher.openai.base_url={server.url}",
             "teacher.openai.max_retries=1", "teacher.openai.backoff_s=0.01", "teacher.openai.timeout_s=5",
             "stages.think.sampling.n=1", f"output.dir={tmp_path / 'out'}", "cache.dir=null",
-            "output.max_failed_share=1", "output.min_kept=0",
+            "output.max_failed_share=1", "output.min_kept=0", "teacher.preflight=false",  # faults from the first request on
         ]))
     finally:
         server.close()

@@ -40,7 +40,8 @@ def test_only_an_in_worker_vllm_engine_is_shared(tiny_idefics3):
     assert not TeacherModelHandler(base, one_process=True).share_model_across_processes()  # nothing to share with
     assert not TeacherModelHandler(replace(base, vllm=replace(base.vllm, share_across_processes=False))).share_model_across_processes()
     assert not TeacherModelHandler(replace(base, vllm=replace(base.vllm, mode="server"))).share_model_across_processes()
-    assert not TeacherModelHandler(replace(base, backend="openai")).share_model_across_processes()
+    served = replace(base, backend="openai", openai=replace(base.openai, base_url="http://127.0.0.1:9/v1"))
+    assert not TeacherModelHandler(served).share_model_across_processes()
 
 
 def _eight_records(model) -> list[str]:

@@ -159,7 +159,8 @@ def fact_coverage(row: dict, min_score: float = 0.8) -> bool:
 
 def eval_settings(cfg: ExperimentConfig) -> EvalConfig:
     """The experiment's evaluation settings (held-out sources, prompts), models left open."""
-    return build(EvalConfig, {**cfg.eval, "perception": {"backend": "transformers"}, "reasoner": {"backend": "transformers"}})
+    open_model = {"backend": "transformers", "model": "(each job names its trained model)"}
+    return build(EvalConfig, {**cfg.eval, "perception": open_model, "reasoner": open_model})
 
 
 def heldout_truth(cfg: ExperimentConfig) -> dict:

@@ -90,17 +90,30 @@ def _predict(name: str, args: tuple, kwargs: dict) -> None:
         _check_widths(text, name)
 
 
-def _listed(name: str, args: tuple) -> tuple:
-    """A join's iterators as lists (bounded in time by the loop checks), so its size can be
-    predicted before the string is built."""
-    return tuple(list(_bounded_iter(a)) if name == "join" and hasattr(a, "__next__") else a for a in args)
+def _listed(name: str, args: tuple, sep: Any = None) -> tuple:
+    """A join's iterators as lists, so its size can be predicted before the string is built;
+    the listing itself stops as soon as the items and separators pass the size limit."""
+    if name != "join":
+        return args
+    if sep is None:
+        sep = next((a for a in args if isinstance(a, str)), "")
+    return tuple(_joined_items(a, len(sep) if isinstance(sep, str) else 0) if hasattr(a, "__next__") else a for a in args)
+
+
+def _joined_items(iterable, sep_chars: int) -> list:
+    items, size = [], 0
+    for item in _bounded_iter(iterable):
+        size += (sep_chars if items else 0) + (len(item) if isinstance(item, str) else 0)
+        _refuse_size(size, "join")
+        items.append(item)
+    return items
 
 
 def _bounded_filter(name: str, fn):
     @functools.wraps(fn)  # keeps Jinja's pass_context / pass_environment marks
     def wrapper(*args, **kwargs):
         _tick()
-        args = _listed(name, args)
+        args = _listed(name, args, kwargs.get("d"))
         _predict(name, tuple(a for a in args if not isinstance(a, (jinja2.runtime.Context, jinja2.Environment, nodes.EvalContext))), kwargs)
         return _sized(fn(*args, **kwargs), f"the {name} filter's result")
     return wrapper
@@ -166,7 +179,7 @@ class BoundedEnvironment(SandboxedEnvironment):
         _tick()
         bound = getattr(__obj, "__wrapped__", __obj)  # the sandbox wraps str.format in a function
         name, owner = getattr(bound, "__name__", ""), getattr(bound, "__self__", None)
-        args = _listed(name, args)
+        args = _listed(name, args, owner if isinstance(owner, str) else None)
         _predict(name, (owner, *args) if isinstance(owner, str) else args, kwargs)
         return _sized(super().call(__context, __obj, *args, **kwargs), "a call's result")
 

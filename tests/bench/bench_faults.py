@@ -40,6 +40,7 @@ def run_faults(records: int, fault_rate: float, retries: int, work: Path, seed: 
             "filters=[{name: degeneration}]",
             f"output.dir={work / 'out'}", f"cache.dir={work / 'cache'}",
             "output.max_failed_share=1",  # publish whatever failed: the bench counts it
+            "teacher.preflight=false",  # the endpoint faults at random from the first request on
         ])
         started = time.perf_counter()
         outcome = run(recipe)

@@ -42,7 +42,7 @@ def session(records: int, work: Path) -> dict:
                     "--set=sources.0.synthetic.image_size=64", "--set=teacher.backend=openai", "--set=teacher.model=served",
                     f"--set=teacher.openai.base_url={server.url}", "--set=teacher.openai.api_key_env=ET_BENCH_KEY",
                     "--set=teacher.openai.timeout_s=0.5", "--set=teacher.openai.backoff_s=0.01", "--set=filters=[{name: degeneration}]",
-                    f"--set=output.dir={work / 'out'}", f"--set=cache.dir={work / 'cache'}"], env)
+                    "--set=teacher.preflight=false", f"--set=output.dir={work / 'out'}", f"--set=cache.dir={work / 'cache'}"], env)
         logs.append(run.stdout + run.stderr)
         if run.returncode:
             raise RuntimeError(run.stderr[-2000:])

@@ -78,7 +78,8 @@ def test_a_judged_filter_needs_the_verify_stage():
 @pytest.mark.parametrize("backend, extra, wants_json", [
     ("vllm", [], True), ("transformers", [], False), ("openai", [], True), ("openai", ["stages.verify.teacher.openai.json_schema=false"], False)])
 def test_the_prompt_asks_for_json_where_the_backend_can_be_held_to_a_schema(tmp_path, backend, extra, wants_json):
-    recipe = _recipe(tmp_path, f"stages.verify.teacher.backend={backend}", "stages.verify.teacher.model=m", *extra)
+    endpoint = ["stages.verify.teacher.openai.base_url=http://127.0.0.1:9/v1"] if backend == "openai" else []
+    recipe = _recipe(tmp_path, f"stages.verify.teacher.backend={backend}", "stages.verify.teacher.model=m", *endpoint, *extra)
     verify = next(s for s in build_stages(recipe) if s.name == "verify")
     record = make_record(1, recipe.sources[0].synthetic)
     from dataclasses import replace
