@@ -11,6 +11,15 @@ from pipelines.core.answers import answer_matches, vqa_accuracy
 from pipelines.core.record import Record, Verdict
 
 NAME = "answer_correct"
+ANSWER_PARAMS = ("tolerance", "fuzzy_threshold", "min_vqa_accuracy")  # how an answer is matched to the gold
+
+
+def answer_settings(filters) -> dict:
+    """The answer-matching settings a recipe's `answer_correct` filter uses (from its
+    `(name, params)` configs; none: the defaults), for every other reader of "which trace
+    reached the gold" (the published trace, the degeneration filter) to match the same way."""
+    params = next((dict(f.params) for f in filters if f.name == NAME), {})
+    return {k: float(v) for k, v in params.items() if k in ANSWER_PARAMS}
 
 
 def reaches_gold(answer: str | None, turn, tolerance: float = 0.0, fuzzy_threshold: float = 90.0,
@@ -32,9 +41,10 @@ def correct_samples(record: Record, tolerance: float = 0.0, fuzzy_threshold: flo
             for turn, samples in zip(record.turns, record.reasoning or ())]
 
 
-def published_trace(turn, samples, tolerance: float = 0.0, fuzzy_threshold: float = 90.0):
-    """The reasoning sample a turn publishes: the first that reached the gold answer, else the first."""
-    return next((s for s in samples if reaches_gold(s.answer, turn, tolerance, fuzzy_threshold)), samples[0])
+def published_trace(turn, samples, tolerance: float = 0.0, fuzzy_threshold: float = 90.0, min_vqa_accuracy: float = 1.0):
+    """The reasoning sample a turn publishes: the first that reached the gold answer (matched
+    with the filter's settings: `answer_settings`), else the first."""
+    return next((s for s in samples if reaches_gold(s.answer, turn, tolerance, fuzzy_threshold, min_vqa_accuracy)), samples[0])
 
 
 def answer_correct(record: Record, tolerance: float = 0.0, fuzzy_threshold: float = 90.0, min_vqa_accuracy: float = 1.0) -> Verdict:

@@ -19,7 +19,8 @@ A record is contaminated by an entry when, by `match`:
 - "both" (default): image and question, on the same turn pair.
 With `same_answers` (default), the matched question pair must also have the same answer:
 two receipts printed from one template hash alike and are asked the same question, but
-their different totals say they are different images. Image candidates are found by
+their different totals say they are different images. A multiple-choice answer is compared
+as its option's text, never its letter (`Turn.answer_meaning`). Image candidates are found by
 banding the hash, as in deduplication, so a record is compared with few entries.
 
 `decontaminate` runs on source fields only, so the pipeline applies it before any teacher
@@ -81,7 +82,7 @@ def thumbnail(record: Record) -> np.ndarray | None:
 
 
 def eval_entry(record: Record) -> EvalEntry:
-    turns = tuple((normalise_text(t.question), normalise_text(t.answer)) for t in record.turns)
+    turns = tuple((normalise_text(t.question), normalise_text(t.answer_meaning)) for t in record.turns)
     scene = scene_key(record)
     if scene:
         return EvalEntry(record.source, record.id, record.origin, None, None, scene, turns)
@@ -143,7 +144,7 @@ class EvalIndex:
 
 def _turn_pair(record: Record, entry: EvalEntry, similarity: float, same_answers: bool, min_words: int):
     for t in record.turns:
-        q, a = normalise_text(t.question), normalise_text(t.answer)
+        q, a = normalise_text(t.question), normalise_text(t.answer_meaning)
         if len(q.split()) < min_words:
             continue
         for eq, ea in entry.turns:

@@ -60,16 +60,18 @@ def repeated_ngrams(text: str, n: int = 8) -> tuple[int, float]:
     return max(counts.values()), 1 - len(counts) / len(grams)
 
 
-def _outputs(record: Record) -> list[tuple[str, TeacherOutput]]:
+def _outputs(record: Record, answer: dict | None = None) -> list[tuple[str, TeacherOutput]]:
     out = [("extraction", record.extractions[0])] if record.extractions else []
     for i, (turn, samples) in enumerate(zip(record.turns, record.reasoning or ())):
-        out.append((f"reasoning[{i}]", published_trace(turn, samples).output))
+        out.append((f"reasoning[{i}]", published_trace(turn, samples, **(answer or {})).output))
     return out
 
 
 def degeneration(record: Record, ngram: int = 8, max_ngram_repeats: int = 3, max_repeated_share: float = 0.3,
-                 min_words: int = 5, max_words: int = 4000, refusals: bool = True) -> Verdict:
-    for where, output in _outputs(record):
+                 min_words: int = 5, max_words: int = 4000, refusals: bool = True, answer: dict | None = None) -> Verdict:
+    """`answer`: the recipe's answer-matching settings (`answer_settings`, given by the
+    pipeline, not a recipe param), so the trace checked is the trace published."""
+    for where, output in _outputs(record, answer):
         if output.finish_reason == "length":
             return Verdict("degeneration", False, "truncated", 0.0, f"{where} stopped at max_tokens")
         m = REFUSAL.search(output.text) if refusals else None

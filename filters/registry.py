@@ -31,13 +31,15 @@ FILTERS = {
 }
 SOURCE_ONLY = {"decontaminate"}
 EXTRA_PARAMS = {"decontaminate": {"max_hamming": int, "max_pixel_diff": float}}  # used to build the index, not per record
+INJECTED = ("index", "answer")  # given by the pipeline (the eval index, `answer_settings`), not by a recipe
+ANSWER_AWARE = {"degeneration"}  # filters that read the published trace: they get `answer`
 CHOICES = {"match": MATCHES, "scorer": SCORERS}
 PARAM_CHOICES = {("extraction_agreement", "scorer"): ("claims", *SCORERS)}
 
 
 def _defaults(name: str) -> dict:
     signature = inspect.signature(FILTERS[name])
-    known = {p.name: p.default for p in list(signature.parameters.values())[1:] if p.name != "index"}
+    known = {p.name: p.default for p in list(signature.parameters.values())[1:] if p.name not in INJECTED}
     known.update({k: t() for k, t in EXTRA_PARAMS.get(name, {}).items()})
     return known
 

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import apache_beam as beam
 
+from filters.correctness import answer_settings
 from filters.decontamination import EvalIndex
-from filters.registry import EXTRA_PARAMS, FILTERS, typed_params
+from filters.registry import ANSWER_AWARE, EXTRA_PARAMS, FILTERS, typed_params
 from pipelines.funnel import count_filter
 from pipelines.recipe import FilterConfig
 
@@ -19,13 +20,16 @@ KEPT, ENDED = "kept", "ended"
 
 
 class _Apply(beam.DoFn):
-    def __init__(self, filters: list[FilterConfig], split: bool, check=None):
+    def __init__(self, filters: list[FilterConfig], split: bool, check=None, answer_filters=None):
+        answer_filters = filters if answer_filters is None else answer_filters
         self._split, self._check = split, check
         # (name, function, per-record params, index params), resolved once, not per record
         self._calls = []
         for f in filters:
             params = typed_params(f.name, f.params)
             index_params = {k: params.pop(k) for k in EXTRA_PARAMS.get(f.name, {}) if k in params}
+            if f.name in ANSWER_AWARE:
+                params["answer"] = answer_settings(answer_filters)
             self._calls.append((f.name, FILTERS[f.name], params, index_params))
         self._index: EvalIndex | None = None
 

@@ -1,6 +1,8 @@
 """`extract-think inspect RECIPE`: read the first rows of every source, with no teacher, and
-show how they were understood (question, choices, gold, answer type, metadata) and why the
-others were rejected; the check to run before spending GPU hours on a new set."""
+show how they were understood (question, choices, gold, answer type, metadata), why the
+others were rejected, and which of those read deduplication and decontamination would drop
+before the teacher (among the rows read: the whole run compares all of them); the check to
+run before spending GPU hours on a new set. The recipe's teacher is never built or called."""
 
 from __future__ import annotations
 
@@ -30,14 +32,17 @@ def _where(source: SourceConfig) -> str:
     return "synthetic scenes"
 
 
-def inspect_source(source: SourceConfig, recipe: Recipe, limit: int, show: int) -> dict:
-    """{name, where, read, ok, turns: [first `show` records' turns], rejected: {reason: (n, example)}}."""
+def inspect_source(source: SourceConfig, recipe: Recipe, limit: int, show: int, usable: list | None = None) -> dict:
+    """{name, where, read, ok, turns: [first `show` records' turns], rejected: {reason: (n, example)}};
+    the usable records are appended to `usable`."""
     from pipelines.sources import iter_records
 
     shown, rejected, counts = [], {}, Counter()
     for record in iter_records(_first_rows(source, limit), recipe.ingest):
         counts[record.status] += 1
         if record.status == "ok":
+            if usable is not None:
+                usable.append(record)
             if len(shown) < show:
                 shown.append({"origin": record.origin, "images": [f"{im.width}x{im.height} {im.format}" for im in record.images],
                               "turns": [{"question": t.question, "choices": list(t.choices), "gold": t.answer,
@@ -50,7 +55,41 @@ def inspect_source(source: SourceConfig, recipe: Recipe, limit: int, show: int) 
 
 
 def inspect(recipe: Recipe, limit: int = 20, show: int = 5) -> list[dict]:
-    return [inspect_source(s, recipe, limit, show) for s in recipe.sources]
+    usable: list = []
+    report = [inspect_source(s, recipe, limit, show, usable) for s in recipe.sources]
+    dropped = would_drop(recipe, usable)
+    for s in report:
+        s["dropped"] = {}
+        for record in usable:
+            if record.source == s["name"] and (record.id, record.origin) in dropped:
+                reason, detail = dropped[(record.id, record.origin)]
+                n, example = s["dropped"].get(reason, (0, None))
+                s["dropped"][reason] = (n + 1, example or f"{record.origin}: {detail}")
+    return report
+
+
+def would_drop(recipe: Recipe, records: list) -> dict:
+    """{(id, origin): (reason, detail)}: what deduplication and decontamination would end of
+    `records` (compared among themselves and with the whole eval sets), as a run does."""
+    from filters.decontamination import EvalIndex, decontaminate, eval_entry
+    from filters.registry import EXTRA_PARAMS, typed_params
+    from pipelines.sources import iter_records
+    from pipelines.sources.dedup import duplicate_marks, signature
+
+    dedup = recipe.ingest.dedup
+    marks = duplicate_marks([signature(r) for r in records], dedup) if dedup.exact or dedup.near else {}
+    decontam = next((f for f in recipe.filters if f.name == "decontaminate"), None)
+    if decontam is not None:
+        params = typed_params(decontam.name, decontam.params)
+        index_params = {k: params.pop(k) for k in EXTRA_PARAMS[decontam.name] if k in params}
+        entries = [eval_entry(r) for s in recipe.eval_sets for r in iter_records(s, recipe.ingest) if r.status == "ok"]
+        index = EvalIndex(entries, **index_params)
+        for r in records:
+            if (r.id, r.origin) not in marks:
+                verdict = decontaminate(r, index, **params)
+                if not verdict.keep:
+                    marks[(r.id, r.origin)] = (verdict.reason, f"decontaminate: {verdict.detail}")
+    return marks
 
 
 def _gold(turn: dict) -> str:
@@ -76,7 +115,8 @@ def render(report: list[dict]) -> Iterator[str]:
                 yield f"    gold:     {_clip(_gold(t))}   ({t['type']})"
                 if t["meta"]:
                     yield f"    meta:     {_clip(json.dumps(t['meta'], ensure_ascii=False, default=str))}"
-        if s["rejected"]:
-            yield "  rejected:"
-            for reason, (n, example) in sorted(s["rejected"].items(), key=lambda kv: -kv[1][0]):
-                yield f"    {reason:<26} {n:>5}   e.g. {_clip(example, 200)}"
+        for title, key in (("rejected", "rejected"), ("would be dropped before the teacher", "dropped")):
+            if s.get(key):
+                yield f"  {title}:"
+                for reason, (n, example) in sorted(s[key].items(), key=lambda kv: -kv[1][0]):
+                    yield f"    {reason:<26} {n:>5}   e.g. {_clip(example, 200)}"

@@ -6,7 +6,7 @@
   again during the run); none: the run stops.
 - `transformers` and `vllm`: the model's config must load (a local folder, or a Hub id in the
   cache or reachable), so a mistyped path stops the run here, not in a worker.
-- `oracle`: nothing to check.
+- `oracle`: the sources must all be synthetic (it knows the answers only for scenes it drew).
 
 A teacher that fails stops the run with `PreflightError` (the CLI's exit 2), naming the
 stage, the endpoint, the model and the error; nothing is read or written before. Set
@@ -104,8 +104,11 @@ def preflight(recipe: Recipe, stages: list[str]) -> None:
     """Check every distinct teacher of `stages` (see the module); PreflightError on the first
     that cannot answer."""
     seen = set()
+    real = [s.name for s in recipe.sources if s.kind != "synthetic"]
     for stage in stages:
         config = recipe.stage_teacher(stage)
+        if config.backend == "oracle" and real:  # checked here, not on loading: `inspect` needs no teacher
+            raise PreflightError(f"stages.{stage}: the oracle teacher only works with synthetic sources, not {real}")
         key = json.dumps(engine_identity(config), sort_keys=True)
         if key in seen or not config.preflight:
             continue

@@ -23,7 +23,7 @@ from dataclasses import dataclass, fields
 
 import datasets
 
-from filters.correctness import published_trace
+from filters.correctness import answer_settings, published_trace
 from pipelines.core.record import Record, StageProvenance, to_jsonable
 from pipelines.core.templates import TemplateFailure
 from pipelines.prompting import render
@@ -43,15 +43,18 @@ INJECTED = datasets.List({"kind": _S, "stage": _S, "detail": _S})
 class Layout:
     """What a run's rows depend on beyond the record: the filters (the `scores` struct's
     fields, in run order; no filters: no `scores` column), the student's prompt template and
-    the think stage's template (the reasoning config's `prompt`)."""
+    the think stage's template (the reasoning config's `prompt`), and how `answer_correct`
+    matches answers (which trace is published)."""
 
     filters: tuple[str, ...] = ()
     student_template: str = "student/v1"
     think_template: str = "think/v1"
+    answer: tuple[tuple[str, float], ...] = ()  # answer_settings(recipe.filters), as pairs
 
     @classmethod
     def of(cls, recipe: Recipe) -> "Layout":
-        return cls(tuple(dict.fromkeys(f.name for f in recipe.filters)), recipe.stages.student_prompt, recipe.stages.think.template)
+        return cls(tuple(dict.fromkeys(f.name for f in recipe.filters)), recipe.stages.student_prompt, recipe.stages.think.template,
+                   tuple(sorted(answer_settings(recipe.filters).items())))
 
     def features(self, config: str) -> datasets.Features:
         scores = {"scores": {f: _F for f in self.filters}} if self.filters else {}
@@ -115,7 +118,7 @@ class Layout:
     def reasoning_rows(self, record: Record) -> list[dict]:
         rows = []
         for i, (turn, samples) in enumerate(zip(record.turns, record.reasoning)):
-            best = published_trace(turn, samples)
+            best = published_trace(turn, samples, **dict(self.answer))
             rows.append({
                 "id": f"{record.id}-{i}",
                 "record_id": record.id,

@@ -150,12 +150,6 @@ class Recipe:
         names = [s.name for s in self.sources]
         if len(set(names)) != len(names):
             raise ConfigError(f"sources: names must differ (give each a `name`), got {names}")
-        real = [s.name for s in self.sources if s.kind != "synthetic"]
-        for name in ("statements", "focus", "extraction", "verify", "think"):
-            if name == "verify" and not self.stages.verify.enabled:
-                continue
-            if self.stage_teacher(name).backend == "oracle" and real:
-                raise ConfigError(f"stages.{name}: the oracle teacher only works with synthetic sources, not {real}")
 
     def _check_filters(self) -> None:
         late = None

@@ -82,3 +82,46 @@ def test_log_lines_come_on_time_while_nothing_moves():
     assert len(lines) >= 6 and all(line.startswith("[0s] ") for line in lines)
     assert any("source: 4/10 records" in line and "ETA" in line for line in lines)
     assert lines[-1].endswith("written: 0/10 records, 0.0/s; kept 0, rejected 0, failed 0")
+
+
+def test_inspect_needs_no_teacher_and_previews_what_dedup_and_decontamination_drop(tmp_path, capsys):
+    """The default (oracle) teacher on a real source: inspect reads it all the same, and says
+    which rows read would go as copies (a shuffled-options copy; a shared letter alone is
+    not one) or as eval contamination. A run with that teacher stops before reading."""
+    import json
+
+    import yaml
+
+    from tests.sources.helpers import encode, picture
+
+    pic = picture(1, (200, 150))
+    (tmp_path / "a.png").write_bytes(encode(pic))
+    (tmp_path / "b.jpg").write_bytes(encode(pic.resize((100, 75)), "JPEG"))
+    (tmp_path / "a2.jpg").write_bytes(encode(pic.resize((160, 120)), "JPEG"))
+    (tmp_path / "c.png").write_bytes(encode(picture(7, (200, 150))))
+
+    def entry(i, image, question, options, gold):
+        q = question + "".join(f"\n{chr(65 + j)}. {o}" for j, o in enumerate(options))
+        return {"id": str(i), "image": image, "conversations": [{"from": "human", "value": "<image>\n" + q}, {"from": "gpt", "value": gold}]}
+
+    q = "What colour is the tallest bar?"
+    (tmp_path / "train.json").write_text(json.dumps([
+        entry(1, "a.png", q, ["red", "yellow", "blue"], "B"), entry(2, "b.jpg", q, ["red", "blue", "yellow"], "B"),  # blue != yellow
+        entry(3, "a2.jpg", q, ["yellow", "red", "blue"], "A"),  # yellow again, options shuffled: a copy of 1
+        entry(4, "c.png", "How many bars are taller than the red one?", [], "3")]))
+    (tmp_path / "eval.json").write_text(json.dumps([entry(9, "c.png", "How many bars are taller than the red one?", [], "3")]))
+    source = {"kind": "llava", "name": "mine", "llava": {"json": str(tmp_path / "train.json")}}
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(yaml.safe_dump({
+        "name": "look", "output": {"dir": str(tmp_path / "out")}, "sources": [source],
+        "eval_sets": [{"kind": "llava", "name": "bench", "llava": {"json": str(tmp_path / "eval.json")}}],
+        "filters": [{"name": "decontaminate"}, {"name": "answer_correct"}]}))
+    assert main(["inspect", str(recipe), "--json"]) == 0
+    dropped = json.loads(capsys.readouterr().out)[0]["dropped"]
+    assert {k: v[0] for k, v in dropped.items()} == {"near_duplicate": 1, "eval_contamination": 1}
+    assert "(id 4)" in dropped["eval_contamination"][1] and "(id 3)" in dropped["near_duplicate"][1]
+    assert main(["inspect", str(recipe)]) == 0
+    assert "would be dropped before the teacher:" in capsys.readouterr().out
+    assert main(["run", str(recipe), "--no-progress"]) == 2
+    assert "the oracle teacher only works with synthetic sources" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()

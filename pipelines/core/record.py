@@ -68,6 +68,17 @@ class Turn:
             return self.choices[options.index(self.answer)]
         return self.answer
 
+    @property
+    def answer_meaning(self) -> str:
+        """What the gold says, for telling answers apart (dedup, decontamination): a
+        multiple-choice letter as its option's text (two golds "B" may mean "yellow" and
+        "blue"; shuffled options of one question mean the same), the letter itself where
+        it names no option."""
+        try:
+            return self.answer_text
+        except (ValueError, IndexError):
+            return self.answer
+
     def option_lines(self) -> list[str]:
         """The options as the prompts show them: ["A. red", "B. blue"]."""
         return options.lettered(self.choices)

@@ -5,7 +5,8 @@
   thumbnails within `max_pixel_diff` on average: every flat image hashes alike, a grey one
   and a red one do not look alike), *and* questions that fuzzy-match (rapidfuzz
   token_sort_ratio >= `question_similarity`) *and* (with `same_answers`) the same
-  normalised answers: a re-encoded or resized copy teaching the same thing. Two photos of
+  normalised answers (a multiple-choice answer as its option's text, never its letter): a
+  re-encoded or resized copy teaching the same thing. Two photos of
   different signs can hash alike; their different answers keep them apart.
 - synthetic scenes know their ground truth: they are duplicates when their facts and
   questions are the same, whatever the pixels (near-matching does not apply to them).
@@ -52,7 +53,7 @@ def questions_key(record: Record) -> str:
 
 
 def answers_key(record: Record) -> str:
-    return "\n".join(normalise_text(t.answer) for t in record.turns)
+    return "\n".join(normalise_text(t.answer_meaning) for t in record.turns)
 
 
 def exact_key(record: Record) -> str:
@@ -219,6 +220,31 @@ class DuplicateMarks(beam.PTransform):
             return near
         exact = copies | "CopyMarks" >> beam.Map(_copy_mark, beam.pvalue.AsSingleton(groups))
         return (exact, near) | "AllMarks" >> beam.Flatten()
+
+
+def duplicate_marks(sigs, config: DedupConfig) -> dict:
+    """{(id, origin): (reason, detail)} for every copy among `sigs`, as `DuplicateMarks`
+    finds them, in plain Python: for a handful of records (`inspect`'s preview)."""
+    from collections import defaultdict
+
+    copies, groups = [], {}
+    if config.exact:
+        same = defaultdict(list)
+        for s in sigs:
+            same[s.exact].append(s)
+        sigs = []
+        for group in same.items():
+            for out in _keep_first(group):
+                (copies.append(out.value) if isinstance(out, beam.pvalue.TaggedOutput) else sigs.append(out))
+    if config.near:
+        bands = defaultdict(list)
+        for s in sigs:
+            for band, sig in _bands(s, config.max_hamming + 1):
+                bands[band].append(sig)
+        groups = groups_of([pair for group in bands.items() for pair in _similar_pairs(group, config)])
+    marks = dict(_near_marks(groups)) if config.near else {}
+    marks.update(_copy_mark(c, groups) for c in copies)
+    return marks
 
 
 def _mark(record: Record, marks: dict) -> Record:

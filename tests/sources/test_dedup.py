@@ -15,9 +15,9 @@ from pipelines.sources.synthetic import make_record
 from tests.sources.helpers import encode, picture
 
 
-def _record(data: bytes, question: str, answer: str = "3", origin: str = "") -> Record:
+def _record(data: bytes, question: str, answer: str = "3", origin: str = "", choices=()) -> Record:
     images = (normalise(data, ImagesConfig()),)
-    turns = (Turn(question, answer, (), "number"),)
+    turns = (Turn(question, answer, tuple(choices), "choice" if choices else "number"),)
     return Record(record_id("t", images, turns), "t", "cc0-1.0", images, turns, origin=origin or question)
 
 
@@ -65,6 +65,22 @@ def test_near_matching_needs_the_same_answers_and_can_be_turned_off():
     lo, hi = sorted(r.id for r in same)
     _check(same, [lo], [(hi, "near_duplicate", lo)])
     _check(same, [r.id for r in same], [], DedupConfig(near=False))
+
+
+def test_a_shared_option_letter_is_not_a_shared_answer():
+    """Two look-alike charts whose golds are both "B": one means yellow, the other blue, so
+    both stay. The same question with its options shuffled (gold "A" and "C", both meaning
+    yellow) is a copy."""
+    a = picture(1, (200, 150))
+    small = encode(a.resize((100, 75)), "JPEG")
+    q = "What colour is the tallest bar?"
+    distinct = [_record(encode(a), q, "B", choices=("red", "yellow", "blue")),
+                _record(small, q, "B", choices=("red", "blue", "yellow"))]
+    _check(distinct, [r.id for r in distinct], [])
+    shuffled = [_record(encode(a), q, "A", choices=("yellow", "red", "blue")),
+                _record(small, q, "C", choices=("blue", "red", "yellow"))]
+    lo, hi = sorted(r.id for r in shuffled)
+    _check(shuffled, [lo], [(hi, "near_duplicate", lo)])
 
 
 def test_synthetic_scenes_are_duplicates_by_ground_truth_not_pixels():
