@@ -20,6 +20,7 @@ from pipelines.core.templates import BoundedEnvironment, TemplateFailure
 # A prompt is kilobytes; a megabyte is no prompt. Rendering one takes microseconds.
 PROMPTS = BoundedEnvironment(max_chars=1 << 20, max_seconds=1.0, trim_blocks=True, lstrip_blocks=True,
                              keep_trailing_newline=False, autoescape=False)
+PROMPT_FILES = {"student": "prompts/student.jinja", "think": "prompts/think.jinja"}  # published beside the data
 
 
 @lru_cache(maxsize=None)

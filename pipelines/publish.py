@@ -26,7 +26,7 @@ import datasets
 from filters.correctness import answer_settings, published_trace
 from pipelines.core.record import Record, StageProvenance, to_jsonable
 from pipelines.core.templates import TemplateFailure
-from pipelines.prompting import render
+from pipelines.prompting import PROMPT_FILES, render, template_source
 from pipelines.recipe import Recipe, Sampling
 from pipelines.stages import STAGE_ORDER
 
@@ -37,6 +37,15 @@ _SAMPLING = {f.name: _F if isinstance(getattr(Sampling(), f.name), float) else d
 _STAGE = {f.name: {"inputs": datasets.List(_S), "sampling": _SAMPLING}.get(f.name, _S) for f in fields(StageProvenance)}
 PROVENANCE = {stage: _STAGE for stage in STAGE_ORDER}  # a stage that did not run is null
 INJECTED = datasets.List({"kind": _S, "stage": _S, "detail": _S})
+
+
+def prompt_files(recipe: Recipe) -> dict[str, str]:
+    """{path in the dataset folder: template text}: the templates the `prompt` columns were
+    rendered with (the student's for extraction rows, the think stage's for reasoning rows),
+    published with the data so that a trainer and an evaluation render the same prompt
+    (train_min reads them from the dataset and keeps them beside the model)."""
+    return {PROMPT_FILES["student"]: template_source(recipe.stages.student_prompt),
+            PROMPT_FILES["think"]: template_source(recipe.stages.think.template)}
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,7 @@ from pipelines.funnel import Funnel, read_counters
 from pipelines.output import check_output, is_publish, output_location
 from pipelines.pipeline import build_pipeline
 from pipelines.preflight import preflight
-from pipelines.publish import CONFIGS
+from pipelines.publish import CONFIGS, prompt_files
 from pipelines.recipe import Recipe, dump_recipe, load_recipe
 from pipelines.replace import Replacement
 from pipelines.report import first_rows, write_charts, write_report
@@ -110,6 +110,9 @@ def _run_into(staging: str, recipe: Recipe, run_id: str, fs, test_pipeline, out:
     with tempfile.TemporaryDirectory() as tmp:  # the card and report, made here, then put beside the data
         meta = Path(tmp)
         (meta / "recipe.yaml").write_text(dump_recipe(recipe))
+        for name, text in prompt_files(recipe).items():
+            (meta / name).parent.mkdir(parents=True, exist_ok=True)
+            (meta / name).write_text(text)
         charts = write_charts(meta, funnel)
         examples = first_rows(staging, "extraction", 3, ["id", "prompt", "extraction", "questions"])
         (meta / "README.md").write_text(render_card(recipe, funnel, charts, examples, dataset_ref=out))

@@ -15,12 +15,13 @@ from __future__ import annotations
 import hashlib
 import io
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from PIL import Image
 
 from pipelines.core.options import lettered
-from pipelines.prompting import render
+from pipelines.prompting import PROMPT_FILES, render
 
 IGNORE = -100
 CONFIG_OF = {"perception": "extraction", "reasoner": "reasoning"}
@@ -33,6 +34,31 @@ def load_rows(data: str, config: str):
 
     ds = datasets.load_dataset(data, config, split="train")
     return ds.cast_column("image", datasets.Image(decode=False)) if "image" in ds.column_names else ds
+
+
+TEMPLATE_OF = {"perception": "student", "reasoner": "think"}  # the template a task's prompt column was rendered with
+
+
+def dataset_template(data: str, kind: str) -> str | None:
+    """The text of the `kind` ("student", "think") prompt template a dataset was published
+    with (`prompts/<kind>.jinja` beside its data; a local folder or a Hub id), or None where
+    it has none (a dataset published before the templates were, or not by this tool)."""
+    local = Path(data) / PROMPT_FILES[kind]
+    if Path(data).is_dir():
+        return local.read_text() if local.is_file() else None
+    try:
+        from huggingface_hub import hf_hub_download
+
+        return Path(hf_hub_download(data, PROMPT_FILES[kind], repo_type="dataset")).read_text()
+    except Exception:  # noqa: BLE001 - no such file, no network: the dataset's rows still carry their prompts
+        return None
+
+
+def model_template(model: str, kind: str) -> str | None:
+    """The path of the `kind` template a model trained by train_min keeps beside its weights
+    (copied from its dataset), or None."""
+    path = Path(model) / PROMPT_FILES[kind]
+    return str(path) if path.is_file() else None
 
 
 def is_eval(row_id: str, fraction: float) -> bool:

@@ -7,11 +7,13 @@ configs: synthetic `split: heldout`, LLaVA JSON, an image folder, a Hub/parquet 
 each record:
 
 - stage 1: the perception model writes an extraction from the image and the student prompt
-  (`student/v1`) with a focus - written from the record's questions by a teacher of the
+  it was trained on (the template train_min kept beside it from its dataset, else
+  `student/v1`; `student_template` overrides) with a focus - written from the record's questions by a teacher of the
   teacher layer (`focus.mode: teacher`, the way the training data's focus was made), the
   question itself (`question`), or one generic phrase (`none`);
-- stage 2: the reasoner reads only the extraction and the question (the prompt it was
-  trained on), thinks within `thinking_budget` tokens (the end of thinking is forced there)
+- stage 2: the reasoner reads only the extraction and the question, in the prompt it was
+  trained on (likewise: its dataset's think template, else `think/v1`; `think_template`
+  overrides), thinks within `thinking_budget` tokens (the end of thinking is forced there)
   with reflexive words optionally blocked, and ends with `Answer: X`;
 - the answer is parsed and matched against the gold one (pipelines/core/answers.py: option
   letters and texts, numbers, yes/no, VQA-style text).
@@ -45,7 +47,7 @@ from pipelines.recipe import TeacherConfig
 from pipelines.source_config import IngestConfig, SourceConfig
 from pipelines.teachers.base import Sampling
 from train_min.card import add_evaluation
-from train_min.data import options_text, reasoner_prompt
+from train_min.data import THINK_TEMPLATE, model_template, options_text, reasoner_prompt
 from train_min.infer import REFLEXIVE_WORDS, chat, load_generator, open_image, think
 
 SYSTEMS = ("extract_think", "caption_think", "direct")
@@ -67,7 +69,11 @@ class EvalConfig:
     focus: FocusConfig = field(default_factory=FocusConfig)
     ingest: IngestConfig = field(default_factory=IngestConfig)
     systems: list[Literal["extract_think", "caption_think", "direct"]] = field(default_factory=lambda: list(SYSTEMS))
-    student_template: str = "student/v1"
+    # The prompts the models were trained on: null takes the template the model keeps beside
+    # its weights (train_min copies it from the dataset it trained on), else student/v1 and
+    # think/v1; a template id or .jinja path here overrides both.
+    student_template: str | None = None
+    think_template: str | None = None
     caption_prompt: str = "Describe the image."
     direct_prompt: str = "Answer with a single word, number or option letter, as a last line `Answer: X`."
     extraction_tokens: int = 256
@@ -152,6 +158,16 @@ def _complete(gen, texts, images, max_tokens, desc, cfg):
     return _chunked(lambda s: gen.complete(texts[s], images[s], max_tokens), len(texts), desc, cfg)
 
 
+def student_template(cfg: EvalConfig) -> str:
+    """The perception model's prompt template: the config's, else the one its training data had."""
+    return cfg.student_template or model_template(cfg.perception.model, "student") or "student/v1"
+
+
+def think_template(cfg: EvalConfig) -> str:
+    """The reasoner's prompt template: the config's, else the one its training data had."""
+    return cfg.think_template or model_template(cfg.reasoner.model, "think") or THINK_TEMPLATE
+
+
 def perceive(cfg: EvalConfig, records: list[Record], items: list[Item], focus: dict) -> dict:
     """Stage 1 for every system: {system: {record id or item index: text}}."""
     gen = load_generator(cfg.perception)
@@ -162,7 +178,8 @@ def perceive(cfg: EvalConfig, records: list[Record], items: list[Item], focus: d
             if system not in cfg.systems:
                 continue
             todo = [r for r in records if prompt or focus[r.id]]
-            texts = [gen.render(chat(prompt or render(cfg.student_template, focus=focus[r.id]), True)) for r in todo]
+            student = student_template(cfg)
+            texts = [gen.render(chat(prompt or render(student, focus=focus[r.id]), True)) for r in todo]
             done = _complete(gen, texts, [images[r.id] for r in todo], cfg.extraction_tokens, system.split("_")[0], cfg)
             got[system] = {r.id: c.text.strip() for r, c in zip(todo, done)}
         if "direct" in cfg.systems:
@@ -185,7 +202,9 @@ def reason(cfg: EvalConfig, items: list[Item], stage1: dict) -> dict:
         got = {}
         for system in systems:
             todo = [i for i, it in enumerate(items) if it.record.id in stage1[system]]
-            texts = [gen.render(chat(reasoner_prompt(stage1[system][items[i].record.id], items[i].t.question, items[i].t.choices), False))
+            template = think_template(cfg)
+            texts = [gen.render(chat(reasoner_prompt(stage1[system][items[i].record.id], items[i].t.question, items[i].t.choices,
+                                                     template), False))
                      for i in todo]
             thoughts = _chunked(lambda s, texts=texts: think(gen, texts[s], cfg.thinking_budget, cfg.answer_tokens, bad), len(texts),
                                 f"reason ({system})", cfg)

@@ -42,7 +42,7 @@ from train_min import images
 from train_min.attention import set_attention
 from train_min.card import write_model_card
 from train_min.checkpoints import Checkpoints
-from train_min.data import CONFIG_OF, Encoder, collate, load_rows, padded_length
+from train_min.data import CONFIG_OF, PROMPT_FILES, TEMPLATE_OF, Encoder, collate, dataset_template, load_rows, padded_length
 from train_min.feed import Encoded, InMemory, Order, Stream, eval_batches
 from train_min.index import build_index, default_cache
 from train_min.loss import TargetCrossEntropy, TargetLoss, loss_sum, parts  # noqa: F401 - TargetCrossEntropy: train_min's API
@@ -309,6 +309,10 @@ def train(cfg: TrainConfig) -> dict:
         model.save_pretrained(final)
         processor.save_pretrained(final)
         (final / "train_config.json").write_text(json.dumps(summary, indent=2))
+        template = dataset_template(cfg.data, TEMPLATE_OF[cfg.task])
+        if template is not None:  # the prompt the model was trained on, for its evaluation to render
+            (final / PROMPT_FILES[TEMPLATE_OF[cfg.task]]).parent.mkdir(parents=True, exist_ok=True)
+            (final / PROMPT_FILES[TEMPLATE_OF[cfg.task]]).write_text(template)
         write_model_card(final, summary)
     barrier(world)
     return summary

@@ -224,3 +224,35 @@ def test_the_bundled_mmstar_evaluation_reads_its_schema_and_tables_by_category(t
     assert golds == {q: (gold, choices) for [(q, choices, gold, _, _)] in expected}
     assert {r["meta"]["l2_category"] for r in rows} == {"image scene and topic", "single-instance reasoning",
                                                        "numeric commonsense and calculation"}
+
+
+def test_the_reasoner_is_evaluated_on_the_prompt_it_was_trained_on(tmp_path, tiny_idefics3, tiny_llama, monkeypatch):
+    """A recipe with its own think template: the published prompt column, the template
+    published beside the data, the copy train_min keeps beside the model and the prompts
+    the evaluation sends the reasoner are all that template."""
+    import datasets
+
+    import train_min.evaluate as ev
+    from pipelines.recipe import load_recipe
+    from pipelines.run import run
+    from tests.train.runs import run_config
+    from train_min.train import train
+
+    own = "MY OWN PROMPT\n{{ extraction }}\nQ: {{ question }}{% for c in choices %}\n{{ c }}{% endfor %}\nEnd with Answer: X."
+    template = tmp_path / "my_think.jinja"
+    template.write_text(own)
+    data = run(load_recipe("quickstart", ["sources.0.synthetic.num_records=12", "sources.0.synthetic.image_size=64",
+                                          "teacher.oracle.error_rate=0", f"stages.think.template={template}",
+                                          f"output.dir={tmp_path / 'data'}", "cache.dir=null"])).out_dir
+    rows = datasets.load_dataset(str(data), "reasoning", split="train")
+    assert len(rows) and all(p.startswith("MY OWN PROMPT") for p in rows["prompt"])
+    assert (data / "prompts" / "think.jinja").read_text() == own
+    train(run_config(tmp_path, tiny_llama, data, "reasoner", task="reasoner", steps=1, max_length=512))
+    model = tmp_path / "reasoner" / "final"
+    assert (model / "prompts" / "think.jinja").read_text() == own
+    sent = []
+    real = ev.think
+    monkeypatch.setattr(ev, "think", lambda gen, texts, *a, **k: sent.extend(texts) or real(gen, texts, *a, **k))
+    heldout = [{"kind": "synthetic", "name": "scenes", "synthetic": {"num_records": 3, "split": "heldout", "image_size": 96, "seed": 3}}]
+    ev.evaluate(_eval_config(tmp_path, tiny_idefics3, model, systems=["extract_think"], heldout=heldout))
+    assert sent and all("MY OWN PROMPT" in t and "You cannot see the image" not in t for t in sent)
