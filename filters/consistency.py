@@ -31,10 +31,14 @@ from pipelines.core.record import Record, Verdict
 
 
 def statement_count(record: Record) -> Verdict:
+    """One statement per question. The score is in [0, 1] like every score: the smaller of
+    the two counts over the larger (1.0 when they agree); the counts themselves are published
+    in the rows' `counts` column."""
     n, want = len(record.statements or ()), len(record.turns)
+    score = min(n, want) / max(n, want) if max(n, want) else 1.0
     if n != want:
-        return Verdict("statement_count", False, "statements_count_mismatch", float(n), f"{n} statements for {want} questions")
-    return Verdict("statement_count", True, None, float(n))
+        return Verdict("statement_count", False, "statements_count_mismatch", round(score, 4), f"{n} statements for {want} questions")
+    return Verdict("statement_count", True, None, 1.0)
 
 
 def statement_coverage(record: Record, min_score: float = 0.8, scorer: str = "lexical") -> Verdict:

@@ -83,7 +83,7 @@ def degeneration(record: Record, ngram: int = 8, max_ngram_repeats: int = 3, max
                            f"{where}: a {ngram}-word phrase {top} times, {share:.0%} of phrases repeated")
         words = len(output.text.split())
         if where == "extraction" and words < min_words:
-            return Verdict("degeneration", False, "too_short", float(words), f"{where}: {words} words < {min_words}")
+            return Verdict("degeneration", False, "too_short", round(words / min_words, 4), f"{where}: {words} words < {min_words}")
         if words > max_words:
-            return Verdict("degeneration", False, "too_long", float(words), f"{where}: {words} words > {max_words}")
+            return Verdict("degeneration", False, "too_long", round(max_words / words, 4), f"{where}: {words} words > {max_words}")
     return Verdict("degeneration", True, None, 1.0)

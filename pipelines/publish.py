@@ -37,6 +37,8 @@ _SAMPLING = {f.name: _F if isinstance(getattr(Sampling(), f.name), float) else d
 _STAGE = {f.name: {"inputs": datasets.List(_S), "sampling": _SAMPLING}.get(f.name, _S) for f in fields(StageProvenance)}
 PROVENANCE = {stage: _STAGE for stage in STAGE_ORDER}  # a stage that did not run is null
 INJECTED = datasets.List({"kind": _S, "stage": _S, "detail": _S})
+_I = datasets.Value("int32")
+COUNTS = {"questions": _I, "statements": _I, "extraction_words": _I}  # counts, apart from the scores in [0, 1]
 
 
 def prompt_files(recipe: Recipe) -> dict[str, str]:
@@ -71,7 +73,7 @@ class Layout:
             return datasets.Features({
                 "id": _S, "image": datasets.Image(), "prompt": _S, "focus": _S, "extraction": _S,
                 "questions": datasets.List(_S), "statements": datasets.List(_S), "source": _S, "license": _S,
-                "finish_reason": _S, **scores, "provenance": PROVENANCE, "injected": INJECTED, "origin": _S,
+                "finish_reason": _S, **scores, "counts": COUNTS, "provenance": PROVENANCE, "injected": INJECTED, "origin": _S,
                 "original_size": datasets.List(datasets.Value("int32")),
             })
         if config == "reasoning":
@@ -83,7 +85,7 @@ class Layout:
             return datasets.Features({
                 "id": _S, "image": datasets.Image(), "status": _S, "reason": _S, "detail": _S,
                 "questions": datasets.List(_S), "answers": datasets.List(_S), "statements": datasets.List(_S),
-                "focus": _S, "extraction": _S, "source": _S, **scores, "injected": INJECTED, "origin": _S,
+                "focus": _S, "extraction": _S, "source": _S, **scores, "counts": COUNTS, "injected": INJECTED, "origin": _S,
             })
         raise ValueError(f"config must be one of {CONFIGS}, got {config!r}")
 
@@ -118,6 +120,7 @@ class Layout:
             "license": record.license,
             "finish_reason": record.extractions[0].finish_reason,
             **self._scores(record),
+            "counts": _counts(record),
             "provenance": {stage: to_jsonable(record.provenance.get(stage)) for stage in STAGE_ORDER},
             "injected": _injected(record),
             "origin": record.origin,
@@ -162,9 +165,15 @@ class Layout:
             "extraction": record.extraction,
             "source": record.source,
             **self._scores(record),
+            "counts": _counts(record),
             "injected": _injected(record),
             "origin": record.origin,
         }
+
+
+def _counts(record: Record) -> dict:
+    return {"questions": len(record.turns), "statements": len(record.statements or ()),
+            "extraction_words": len(record.extraction.split()) if record.extraction else 0}
 
 
 def _image(record: Record) -> dict | None:

@@ -99,6 +99,12 @@ def test_typed_columns_filter_and_sort_without_parsing(published):
     assert extraction[0]["provenance"]["extraction"]["sampling"]["n"] == recipe.stages.extraction.sampling.n
     rejected = _load(outcome.out_dir, "rejected")
     assert {i["kind"] for r in rejected for i in r["injected"]} and all(isinstance(i["stage"], str) for r in rejected for i in r["injected"])
+    # every score means one thing (in [0, 1], 1 the best); counts have their own column
+    scores = [v for rows in (extraction, rejected) for r in rows for v in r["scores"].values() if v is not None]
+    assert scores and all(0.0 <= v <= 1.0 for v in scores)
+    assert all(r["scores"]["statement_count"] < 1 for r in rejected if r["reason"] == "statements_count_mismatch")
+    assert all(r["counts"]["statements"] == len(r["statements"]) and r["counts"]["questions"] == len(r["questions"])
+               and r["counts"]["extraction_words"] == len(r["extraction"].split()) for r in extraction)
     from pipelines.stages import build_stages
     from train_min.data import chats
 
