@@ -289,8 +289,9 @@ def main(argv: list[str] | None = None) -> int:
     except PreflightError as e:
         print(printable(f"extract-think: pre-flight: {e}"), file=sys.stderr)
         return 2
-    except ConfigError as e:
-        print(f"extract-think: recipe error: {e}", file=sys.stderr)
+    except ConfigError as e:  # every problem found, one line each
+        for line in str(e).splitlines():
+            print(f"extract-think: recipe error: {line}", file=sys.stderr)
         return 2
 
 

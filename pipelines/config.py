@@ -85,7 +85,7 @@ def build_with_overrides(cls: type, data: dict, overrides=(), where: str = "") -
     try:
         return build(cls, data)
     except ConfigError as e:
-        raise ConfigError(f"{where}: {e}" if where else str(e)) from None
+        raise ConfigError("\n".join(f"{where}: {line}" for line in str(e).splitlines()) if where else str(e)) from None
 
 
 def load_yaml(cls: type, path, overrides=()) -> Any:
@@ -164,25 +164,38 @@ def _convert(tp: Any, value: Any, path: str) -> Any:
 
 
 def _dataclass(cls: type, value: Any, path: str) -> Any:
+    """Every problem of the mapping is reported at once, one line each, its key named."""
     if value is None:
         value = {}
     if not isinstance(value, dict):
         raise ConfigError(f"{_where(path)}: expected a mapping, got {value!r}")
+    fill = getattr(cls, "fill_defaults", None)  # a class whose parts default differently: it says how
+    if fill is not None:
+        value = fill(value)
     hints = typing.get_type_hints(cls, include_extras=True)
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    problems = []
     for key in value:
         if key not in fields:
             close = difflib.get_close_matches(str(key), list(fields), n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else f" (known: {', '.join(fields)})"
-            raise ConfigError(f"{_join(path, key)}: unknown key{hint}")
-    _check_switch(cls, value, path)
+            problems.append(f"{_join(path, key)}: unknown key{hint}")
+    try:
+        _check_switch(cls, value, path)
+    except ConfigError as e:
+        problems.append(str(e))
     kwargs = {}
     for name, f in fields.items():
         sub = _join(path, name)
         if name in value:
-            kwargs[name] = _convert(hints[name], value[name], sub)
+            try:
+                kwargs[name] = _convert(hints[name], value[name], sub)
+            except ConfigError as e:
+                problems.append(str(e))
         elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
-            raise ConfigError(f"{sub}: required key is missing")
+            problems.append(f"{sub}: required key is missing")
+    if problems:
+        raise ConfigError("\n".join(dict.fromkeys(problems)))
     try:
         return cls(**kwargs)
     except ConfigError as e:

@@ -19,12 +19,14 @@ from apache_beam.ml.inference.base import RunInference
 from filters.decontamination import eval_entry
 from filters.registry import SOURCE_ONLY
 from pipelines import funnel, progress
+from pipelines.config import ConfigError
 from pipelines.filtering import ApplyFilters
 from pipelines.publish import Layout
 from pipelines.recipe import Recipe
 from pipelines.sink import WriteShards
 from pipelines.sources.beam_read import ReadSources
 from pipelines.sources.dedup import Deduplicate
+from pipelines.sources.files import file_problems
 from pipelines.stages import Stage, build_stages
 from pipelines.teachers.handler import KeyedTeacherHandler, Prefetch, TeacherModelHandler
 from pipelines.teachers.tokens import token_batches
@@ -120,6 +122,9 @@ def build_pipeline(p: beam.Pipeline, recipe: Recipe, out_prefix: str, run_id: st
     URL. On Beam's local runner the whole chain runs fused, record by record, so memory does
     not grow with the run; copies are found on a second read of the sources
     (`Deduplicate(keys_from=...)`), whose signatures are all that is grouped."""
+    missing = [p for s in recipe.sources for p in file_problems(s)] + [p for s in recipe.eval_sets for p in file_problems(s, "eval_sets")]
+    if missing:  # every source's missing files at once, before anything runs
+        raise ConfigError("\n".join(missing))
     stages = build_stages(recipe)
     records = p | "ReadSources" >> ReadSources(recipe.sources, recipe.ingest) | "CountIn" >> beam.Map(_count_in)
     dedup = recipe.ingest.dedup

@@ -8,6 +8,7 @@ recipe that is saved beside every output.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import asdict, dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -33,6 +34,8 @@ from pipelines.teacher_config import (  # noqa: F401 - where the teacher's optio
     reply_identity,
 )
 
+log = logging.getLogger(__name__)
+
 
 @dataclass(frozen=True)
 class Sampling:
@@ -48,6 +51,18 @@ class Sampling:
         return asdict(self)
 
 
+# Each stage's defaults: what a recipe gets for a stage (or a key of one) it leaves out, the
+# same values as the quickstart's (a temperature of 0 given without `n`: one sample). Several samples (extraction_agreement compares the
+# extraction's, sufficiency and self_consistency vote over the traces) need a temperature.
+STAGE_DEFAULTS = {
+    "statements": {"template": "statements/v1", "sampling": {"max_tokens": 256}},
+    "focus": {"template": "focus/v1", "sampling": {"max_tokens": 64}},
+    "extraction": {"template": "extraction/v1", "sampling": {"temperature": 0.7, "max_tokens": 768, "n": 3}},
+    "verify": {"template": "verify/v1", "sampling": {"max_tokens": 512}},
+    "think": {"template": "think/v1", "sampling": {"temperature": 0.7, "max_tokens": 1024, "n": 3}},
+}
+
+
 @dataclass
 class StageConfig:
     template: str = ""  # "" means "<stage>/v1"
@@ -57,11 +72,13 @@ class StageConfig:
     def __post_init__(self):
         if self.sampling.n > 1 and self.sampling.temperature == 0:
             # greedy samples are all the same; vLLM's server refuses the request outright
-            raise ConfigError(f"sampling: n={self.sampling.n} samples need temperature > 0 (greedy samples are identical)")
+            raise ConfigError(f"sampling: n={self.sampling.n} samples need a temperature above 0 (greedy samples are "
+                              "identical): set sampling.temperature, e.g. 0.7 as the quickstart does")
 
 
-def _stage(template: str, **sampling) -> StageConfig:
-    return StageConfig(template=template, sampling=Sampling(**sampling))
+def _stage(name: str) -> StageConfig:
+    d = STAGE_DEFAULTS[name]
+    return StageConfig(template=d["template"], sampling=Sampling(**d["sampling"]))
 
 
 @dataclass
@@ -76,19 +93,33 @@ class VerifyConfig(StageConfig):
 
 @dataclass
 class StagesConfig:
-    statements: StageConfig = field(default_factory=lambda: _stage("statements/v1", max_tokens=256))
-    focus: StageConfig = field(default_factory=lambda: _stage("focus/v1", max_tokens=64))
-    extraction: StageConfig = field(default_factory=lambda: _stage("extraction/v1", max_tokens=768))
+    statements: StageConfig = field(default_factory=lambda: _stage("statements"))
+    focus: StageConfig = field(default_factory=lambda: _stage("focus"))
+    extraction: StageConfig = field(default_factory=lambda: _stage("extraction"))
     verify: VerifyConfig = field(default_factory=lambda: VerifyConfig(template="verify/v1", sampling=Sampling(max_tokens=512)))
-    think: StageConfig = field(default_factory=lambda: _stage("think/v1", max_tokens=1024))
+    think: StageConfig = field(default_factory=lambda: _stage("think"))
     student_prompt: str = "student/v1"  # the prompt the small model is trained with
 
-    def __post_init__(self):
-        # A recipe (or a --set) may give a stage only some keys; its template still defaults.
-        for name in ("statements", "focus", "extraction", "verify", "think"):
-            stage = getattr(self, name)
-            if not stage.template:
-                stage.template = f"{name}/v1"
+    @staticmethod
+    def fill_defaults(value: dict) -> dict:
+        """A stage given in part keeps its own defaults for the rest (`STAGE_DEFAULTS`): a
+        recipe that sets only the extraction's template still samples 3 at 0.7."""
+        out = dict(value)
+        for name, stage in value.items():
+            if name in STAGE_DEFAULTS and isinstance(stage, dict):
+                sampling = stage.get("sampling", {})
+                out[name] = {"template": STAGE_DEFAULTS[name]["template"], **stage,
+                             "sampling": stage_sampling(name, sampling) if isinstance(sampling, dict) else sampling}
+        return out
+
+
+def stage_sampling(stage: str, given: dict) -> dict:
+    """A stage's sampling keys: those given over the stage's defaults; a temperature of 0
+    given without `n` means one sample (greedy samples are all the same)."""
+    out = {**STAGE_DEFAULTS[stage]["sampling"], **given}
+    if given.get("temperature") == 0 and "n" not in given:
+        out["n"] = 1
+    return out
 
 
 @dataclass
@@ -97,10 +128,12 @@ class FilterConfig:
     params: dict[str, float | int | str | bool] = field(default_factory=dict)
 
 
+DEFAULT_FILTERS = ("degeneration", "leakage", "statement_count", "statement_coverage", "extraction_agreement",
+                   "answer_correct", "sufficiency", "self_consistency")  # the quickstart's list
+
+
 def _default_filters() -> list[FilterConfig]:
-    # extraction_agreement is left out: it needs several extraction samples (n >= 2)
-    names = ("degeneration", "leakage", "statement_count", "statement_coverage", "answer_correct", "sufficiency", "self_consistency")
-    return [FilterConfig(n, {"min_ratio": 0.5} if n == "sufficiency" else {}) for n in names]
+    return [FilterConfig(n, {"min_ratio": 0.5} if n == "sufficiency" else {}) for n in DEFAULT_FILTERS]
 
 
 @dataclass
@@ -142,6 +175,22 @@ class Recipe:
     output: OutputConfig = field(default_factory=OutputConfig)
     cache: CacheConfig = field(default_factory=CacheConfig)
     runner: RunnerConfig = field(default_factory=RunnerConfig)
+
+    @staticmethod
+    def fill_defaults(value: dict) -> dict:
+        """No `filters`: the quickstart's list; without extraction_agreement (said on stderr)
+        where the recipe asks for fewer than 2 extraction samples, which it compares."""
+        if "filters" in value:
+            return value
+        extraction = (value.get("stages") or {}).get("extraction") if isinstance(value.get("stages"), dict) else None
+        sampling = extraction.get("sampling", {}) if isinstance(extraction, dict) else {}
+        n = stage_sampling("extraction", sampling)["n"] if isinstance(sampling, dict) else None
+        if isinstance(n, int) and n < 2:
+            log.warning("filters: the default list (the quickstart's) without extraction_agreement, which compares "
+                        "extraction samples: stages.extraction.sampling.n is %d", n)
+            return {**value, "filters": [{"name": f.name, "params": f.params} for f in _default_filters()
+                                         if f.name != "extraction_agreement"]}
+        return value
 
     def __post_init__(self):
         self._check_filters()

@@ -36,7 +36,7 @@ def test_every_recipe_loads(path, tmp_path):
         ("filters.0.name=nonsense", "unknown filter 'nonsense'"),
         ("stages.think.sampling.n=true", "stages.think.sampling.n: expected an integer, got True"),
         ("runner.options=--flag", "runner.options: expected a list"),
-        ("stages.think.sampling.temperature=0", "n=3 samples need temperature > 0"),
+        ("stages.think.sampling.temperature=0", "n=3 samples need a temperature above 0"),
         ("output.rows_per_shard=0", "output.rows_per_shard: must be >= 1, got 0"),  # looped forever writing empty files
         ("teacher.batch_size=-2", "teacher.batch_size: must be >= 1, got -2"),
         ("teacher.openai.max_concurrency=8", "teacher.openai: openai settings, but teacher.backend is 'oracle'"),
@@ -163,3 +163,54 @@ def test_aliases_of_a_sensible_size_still_work(tmp_path):
 def test_a_deadline_of_zero_is_refused():
     with pytest.raises(ConfigError, match="teacher.openai.timeout_s: must be >= 0.001, got 0"):
         load_recipe("quickstart", ["teacher.backend=openai", "teacher.openai.base_url=http://127.0.0.1:9/v1", "teacher.openai.timeout_s=0"])
+
+
+def test_a_recipe_that_leaves_blocks_out_gets_the_quickstarts_values(caplog):
+    """Stages and filters left out, or given in part, take the quickstart's values: several
+    extraction and think samples at 0.7 and extraction_agreement in the filters."""
+    from pipelines.config import build, to_plain
+    from pipelines.recipe import Recipe
+
+    quick = to_plain(load_recipe("quickstart"))
+    minimal = to_plain(build(Recipe, {"name": "mine"}))
+    assert minimal["stages"] == quick["stages"] and minimal["filters"] == quick["filters"]
+    partial = build(Recipe, {"name": "mine", "stages": {"extraction": {"template": "extraction/v1"}, "think": {"sampling": {"n": 5}}}})
+    assert (partial.stages.extraction.sampling.n, partial.stages.extraction.sampling.temperature) == (3, 0.7)
+    assert partial.stages.extraction.sampling.max_tokens == 768 and partial.stages.think.sampling.n == 5
+    greedy = build(Recipe, {"name": "mine", "stages": {"extraction": {"sampling": {"temperature": 0}}}})
+    assert greedy.stages.extraction.sampling.n == 1 and "extraction_agreement" not in [f.name for f in greedy.filters]
+    assert "without extraction_agreement" in caplog.text  # said, not silent
+    with pytest.raises(ConfigError, match=r"stages.statements: sampling: n=2 samples need a temperature above 0.*set sampling.temperature"):
+        build(Recipe, {"name": "mine", "stages": {"statements": {"sampling": {"n": 2}}}})
+
+
+def test_every_error_of_a_recipe_is_reported_at_once(capsys):
+    from pipelines.cli import main
+
+    assert main(["run", "quickstart", "--set", "output.rows_per_shard=0", "--set", "teacher.oracle.error_rate=2",
+                 "--set", "cache.dirr=x", "--set", "stages.focus.sampling.max_tokens=-1"]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 4 and all(line.startswith("extract-think: recipe error: quickstart: ") for line in lines), lines
+    for key in ("output.rows_per_shard", "error_rate", "cache.dirr", "stages.focus.sampling.max_tokens"):
+        assert sum(key in line for line in lines) == 1, (key, lines)
+
+
+def test_missing_files_and_folders_of_every_source_stop_the_run_before_it_starts(tmp_path, capsys):
+    import json
+
+    import yaml
+
+    from pipelines.cli import main
+
+    (tmp_path / "d.json").write_text(json.dumps([]))
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(yaml.safe_dump({"name": "v", "output": {"dir": str(tmp_path / "out")}, "sources": [
+        {"kind": "llava", "name": "s", "llava": {"json": str(tmp_path / "d.json"), "image_root": str(tmp_path / "nope")}},
+        {"kind": "llava", "name": "t", "llava": {"json": str(tmp_path / "missing.json")}},
+        {"kind": "imagefolder", "name": "u", "imagefolder": {"dir": str(tmp_path / "nodir")}}],
+        "teacher": {"backend": "openai", "model": "m", "openai": {"base_url": "http://127.0.0.1:9/v1"}}}))
+    assert main(["run", str(recipe), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    for what in ("sources[s].llava.image_root", "sources[t].llava.json", "sources[u].imagefolder.dir"):
+        assert f"recipe error: {what}: " in err, err
+    assert not (tmp_path / "out").exists()

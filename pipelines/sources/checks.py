@@ -69,6 +69,9 @@ def _gold(answer: Any, answers: Any, rules: Rules, meta: dict) -> Any:
     pool = listed if listed is not None else answer_list(answers, "answers") if answers is not None else None
     if pool:
         meta["alternatives" if rules.answers_are == "alternatives" else "answers"] = pool
+    if listed is None and answer is None and pool:  # said in the turn's meta (and so in `inspect` and the rows)
+        meta["gold_fallback"] = (f"the {rules.answer_column} column is null: the gold is the "
+                                 + ("first listed answer" if rules.answers_are == "alternatives" else "annotators' most common answer"))
     if listed is not None or (answer is None and pool):
         return (pool[0] if rules.answers_are == "alternatives" else most_common(pool)) if pool else None
     return answer

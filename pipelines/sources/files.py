@@ -126,9 +126,33 @@ def read_imagefolder(config: SourceConfig) -> Iterator[RawItem]:
             yield RawItem(config.name, config.license, origin, problem=(p.reason, p.detail))
 
 
+def _missing(path: str, what: str, folder: bool = False) -> str | None:
+    fs, _, [p] = fsspec.get_fs_token_paths(path)
+    if not fs.exists(p):
+        return f"{what}: {path} does not exist"
+    if folder and not fs.isdir(p):
+        return f"{what}: {path} is not a folder"
+    return None
+
+
+def file_problems(config: SourceConfig, where: str = "sources") -> list[str]:
+    """What a source needs on disk and does not find: its LLaVA JSON, the image_root it
+    names, an imagefolder and its metadata.jsonl; one line each."""
+    found = []
+    if config.kind == "llava":
+        found += [_missing(config.llava.json, f"{where}[{config.name}].llava.json")]
+        if config.llava.image_root:
+            found += [_missing(config.llava.image_root, f"{where}[{config.name}].llava.image_root", folder=True)]
+    elif config.kind == "imagefolder":
+        folder = _missing(imagefolder_dir(config), f"{where}[{config.name}].imagefolder.dir", folder=True)
+        found += [folder or _missing(f"{imagefolder_dir(config)}/metadata.jsonl", f"{where}[{config.name}].imagefolder")]
+    elif config.kind == "hf" and config.hf.image_root:
+        found += [_missing(config.hf.image_root, f"{where}[{config.name}].hf.image_root", folder=True)]
+    return [p for p in found if p]
+
+
 def check_files(config: SourceConfig) -> None:
     """Fail the run before it starts when a source's file is not there."""
-    if config.kind == "llava":
-        require_file(config.llava.json, f"sources[{config.name}].llava.json")
-    elif config.kind == "imagefolder":
-        require_file(f"{imagefolder_dir(config)}/metadata.jsonl", f"sources[{config.name}].imagefolder")
+    problems = file_problems(config)
+    if problems:
+        raise ConfigError("\n".join(problems))

@@ -178,3 +178,11 @@ def test_an_annotator_list_stored_as_text_is_read_as_the_list():
     t = make_turn("What vehicle?", None, None, C, answers="['car', 'taxi', 'car']")
     assert (t.answer, t.meta["answers"]) == ("car", ["car", "taxi", "car"])
     assert make_turn("What is written?", "[sic]", None, C).answer == "[sic]"  # not a list: text
+
+
+def test_a_null_answer_that_falls_back_to_the_annotators_says_so():
+    """The answer column is null and the annotators' answers are there: the gold is their most
+    common answer, and the turn's meta (shown by `inspect`, published in the rows) says so."""
+    t = make_turn("What colour is the car?", None, None, C, answers=["red", "red", "maroon"])
+    assert t.answer == "red" and "most common" in t.meta["gold_fallback"]
+    assert "gold_fallback" not in make_turn("What colour is the car?", "red", None, C, answers=["red", "maroon"]).meta
