@@ -3,6 +3,7 @@ flight first, a failing endpoint rested and tried again), a pre-flight that stop
 teacher cannot answer before a record is read (exit 2), a run that stops when its teacher is
 gone (exit 1, the previous dataset kept, the replies so far cached), failures shown live."""
 
+import re
 import socket
 import time
 
@@ -157,7 +158,8 @@ def test_failures_show_while_the_run_goes_on(tmp_path, monkeypatch):
         server.close()
     assert events and events[0] == ("failure", "think_teacher_error")
     assert display.failing == sum(1 for e in events if e[0] == "written")
-    assert "last failure think_teacher_error: HTTP 500" in display.outcome() and "endpoints up 1/1" in display.outcome()
+    # the one endpoint answers 500 to some prompts, so it may be resting when the run ends
+    assert "last failure think_teacher_error: HTTP 500" in display.outcome() and re.search(r"endpoints up [01]/1", display.outcome())
 
 
 def test_the_fleet_shares_one_cache_whatever_endpoint_answered(tmp_path):
