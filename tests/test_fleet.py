@@ -200,3 +200,13 @@ def test_replica_devices():
         load_recipe("quickstart", ["teacher.backend=vllm", "teacher.model=m", "teacher.vllm.replicas=2"])
 
 
+
+
+def test_a_local_model_that_does_not_load_stops_the_run_before_it_starts(tmp_path, capsys):
+    """A mistyped model path: exit 2 naming the stage and the model, not a traceback from a worker."""
+    missing = tmp_path / "no-such-model"
+    code = main(["run", "quickstart", "--no-progress", "--set", "stages.think.teacher.backend=transformers",
+                 "--set", f"stages.think.teacher.model={missing}", "--set", f"output.dir={tmp_path / 'out'}"])
+    err = capsys.readouterr().err
+    assert code == 2 and "pre-flight" in err and "think stage" in err and str(missing) in err and "Traceback" not in err, err
+    assert not (tmp_path / "out").exists()
