@@ -36,3 +36,28 @@ def test_records_without_reasoning_are_rejected():
     bare = Record("id", "s", "l", (img,), (Turn("Q?", "4"),))
     assert answer_correct(bare).reason == "answer_missing"
     assert sufficiency(bare).reason == "extraction_insufficient"
+
+
+def test_the_published_trace_is_the_one_the_filter_counted_correct():
+    """With `min_vqa_accuracy: 0.3`, "orange" (1 of 10 annotators) is correct; the first
+    trace ("blue", cut at max_tokens) is not. The filters keep the record for the second
+    trace, degeneration checks that trace, and that trace is the one published."""
+    from dataclasses import replace
+
+    from pipelines.core.record import TeacherOutput, ThinkSample, Turn
+    from pipelines.filtering import _Apply
+    from pipelines.publish import Layout
+    from pipelines.recipe import load_recipe
+    from pipelines.sources.synthetic import make_record
+
+    recipe = load_recipe("quickstart", ["filters=[{name: answer_correct, params: {min_vqa_accuracy: 0.3}}, {name: degeneration}]"])
+    annotators = ["red"] * 6 + ["maroon"] * 3 + ["orange"]
+    turn = Turn("What colour is the car?", "red", (), "text", {"answers": annotators})
+    samples = (ThinkSample(TeacherOutput("The car is blue, as far as I can tell from " * 3, "length"), "blue"),
+               ThinkSample(TeacherOutput("The car has a warm orange tone in this light.\nAnswer: orange", "stop"), "orange"))
+    record = make_record(0, recipe.sources[0].synthetic)
+    record = replace(record, turns=(turn,), reasoning=(samples,), extractions=(TeacherOutput("A car in the street, parked.", "stop"),))
+    [out] = _Apply(recipe.filters, split=False).process(record)
+    assert out.status == "ok", (out.reason, out.detail)
+    [row] = Layout.of(recipe).reasoning_rows(out)
+    assert row["reasoning"].endswith("Answer: orange")
