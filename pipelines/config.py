@@ -79,7 +79,13 @@ def build_with_overrides(cls: type, data: dict, overrides=(), where: str = "") -
 
     data = copy.deepcopy(data)
     switches = _switches(cls)
+    fill = getattr(cls, "fill_defaults", None)
     for assignment in overrides:
+        top = assignment.split("=", 1)[0].strip().split(".")[0]
+        if fill is not None and "." in assignment.split("=", 1)[0] and data.get(top) is None:
+            data[top] = fill(data).get(top)  # a default list addressed by its items' names: made explicit first
+            if data[top] is None:
+                del data[top]
         apply_override(data, assignment)
         _drop_switched_blocks(switches, data, assignment.split("=", 1)[0].strip())
     try:
@@ -279,6 +285,8 @@ def apply_override(data: dict, assignment: str) -> None:
     node: Any = data
     for i, part in enumerate(parts[:-1]):
         node = _step(node, part, ".".join(parts[: i + 1]), create=True)
+        if parts[0] == "filters" and i == 1 and isinstance(node, dict) and parts[2] not in ("name", "params"):
+            node = node.setdefault("params", {})  # filters.answer_correct.min_vqa_accuracy: a param of the filter
     last = parts[-1]
     if isinstance(node, list):
         node[_index(node, last, key)] = value
@@ -297,12 +305,21 @@ def _step(node: Any, part: str, where: str, create: bool) -> Any:
 
 
 def _index(node: list, part: str, where: str) -> int:
+    """A list item by its index, or by its `name` (`sources.mine`, `filters.answer_correct`)."""
+    named = [i for i, item in enumerate(node) if isinstance(item, dict) and item.get("name") == part]
+    if len(named) == 1:
+        return named[0]
+    if len(named) > 1:
+        raise ConfigError(f"override {where}: {len(named)} items are named {part!r}; address one by its index")
     try:
         i = int(part)
         node[i]
         return i
     except (ValueError, IndexError):
-        raise ConfigError(f"override {where}: {part!r} is not an index of a {len(node)}-item list") from None
+        names = [item["name"] for item in node if isinstance(item, dict) and isinstance(item.get("name"), str)]
+        close = difflib.get_close_matches(part, names, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else f" (names: {', '.join(names)})" if names else ""
+        raise ConfigError(f"override {where}: {part!r} is neither an index of the {len(node)}-item list nor a name in it{hint}") from None
 
 
 def to_plain(obj: Any) -> Any:

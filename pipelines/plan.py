@@ -30,7 +30,7 @@ def source_size(config: SourceConfig) -> int | None:
     if config.kind == "hf":
         from pipelines.sources.hf import open_dataset
 
-        ds = open_dataset(config.hf, None)
+        ds = open_dataset(config.hf, None, config.name)
         if not config.hf.streaming:
             n = len(ds)
         else:

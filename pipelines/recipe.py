@@ -178,9 +178,9 @@ class Recipe:
 
     @staticmethod
     def fill_defaults(value: dict) -> dict:
-        """No `filters`: the quickstart's list; without extraction_agreement (said on stderr)
-        where the recipe asks for fewer than 2 extraction samples, which it compares."""
-        if "filters" in value:
+        """No `filters`: the quickstart's list, written out; without extraction_agreement (said
+        on stderr) where the recipe asks for fewer than 2 extraction samples, which it compares."""
+        if value.get("filters") is not None:
             return value
         extraction = (value.get("stages") or {}).get("extraction") if isinstance(value.get("stages"), dict) else None
         sampling = extraction.get("sampling", {}) if isinstance(extraction, dict) else {}
@@ -188,9 +188,8 @@ class Recipe:
         if isinstance(n, int) and n < 2:
             log.warning("filters: the default list (the quickstart's) without extraction_agreement, which compares "
                         "extraction samples: stages.extraction.sampling.n is %d", n)
-            return {**value, "filters": [{"name": f.name, "params": f.params} for f in _default_filters()
-                                         if f.name != "extraction_agreement"]}
-        return value
+        return {**value, "filters": [{"name": f.name, "params": dict(f.params)} for f in _default_filters()
+                                     if not (f.name == "extraction_agreement" and isinstance(n, int) and n < 2)]}
 
     def __post_init__(self):
         self._check_filters()

@@ -90,7 +90,7 @@ def test_overrides_take_types_from_yaml_and_reach_nested_keys():
 def test_override_needs_key_value_and_a_valid_index():
     with pytest.raises(ConfigError, match="expected key.sub=value"):
         load_recipe("quickstart", ["teacher.model"])
-    with pytest.raises(ConfigError, match="not an index"):
+    with pytest.raises(ConfigError, match="neither an index of the 8-item list nor a name in it"):
         load_recipe("quickstart", ["filters.9.name=x"])
 
 
@@ -214,3 +214,33 @@ def test_missing_files_and_folders_of_every_source_stop_the_run_before_it_starts
     for what in ("sources[s].llava.image_root", "sources[t].llava.json", "sources[u].imagefolder.dir"):
         assert f"recipe error: {what}: " in err, err
     assert not (tmp_path / "out").exists()
+
+
+def test_list_items_are_addressed_by_name_in_overrides():
+    """`filters.answer_correct.min_vqa_accuracy=0.3` sets that filter's param (the default
+    list too); `sources.<name>.` a source; a misspelt name says the closest one."""
+    r = load_recipe("quickstart", ["filters.answer_correct.min_vqa_accuracy=0.3", "filters.sufficiency.params.min_ratio=0.7",
+                                   "sources.0.name=mine", "sources.mine.synthetic.num_records=5"])
+    params = {f.name: f.params for f in r.filters}
+    assert params["answer_correct"] == {"min_vqa_accuracy": 0.3} and params["sufficiency"] == {"min_ratio": 0.7}
+    assert r.sources[0].synthetic.num_records == 5
+    from pipelines.config import build_with_overrides
+    from pipelines.recipe import Recipe
+
+    default = build_with_overrides(Recipe, {"name": "x"}, ["filters.answer_correct.tolerance=0.1"])
+    assert [f.name for f in default.filters] == [f.name for f in r.filters] and default.filters[5].params == {"tolerance": 0.1}
+    with pytest.raises(ConfigError, match="did you mean 'answer_correct'"):
+        load_recipe("quickstart", ["filters.answer_corect.tolerance=1"])
+
+
+def test_a_missing_column_names_the_source_and_the_closest_column(tmp_path):
+    import datasets
+
+    from pipelines.source_config import IngestConfig
+    from pipelines.sources import iter_records
+
+    datasets.Dataset.from_dict({"question": ["Q?"], "answer": ["a"], "image": [None]}).to_parquet(str(tmp_path / "d.parquet"))
+    r = load_recipe("quickstart", ["sources=[{kind: hf, name: mine, hf: {path: " + str(tmp_path / "d.parquet")
+                                   + ", columns: {question: questoin}}}]"])
+    with pytest.raises(ConfigError, match=r"sources\[mine\]\.hf\.columns: 'questoin' is not a column of .*\(closest: 'question'\)"):
+        list(iter_records(r.sources[0], IngestConfig()))

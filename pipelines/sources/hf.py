@@ -9,6 +9,7 @@ workers; each worker opens the dataset once (memory-mapped from the local cache)
 
 from __future__ import annotations
 
+import difflib
 import math
 import os
 from typing import Iterator
@@ -37,8 +38,10 @@ def _undecoded(ds, column: str):
     return ds
 
 
-def open_dataset(cfg: HFSource, limit: int | None):
-    """The split as a Dataset (or IterableDataset when streaming), image column undecoded."""
+def open_dataset(cfg: HFSource, limit: int | None, source: str = ""):
+    """The split as a Dataset (or IterableDataset when streaming), image column undecoded;
+    `source` (its name) is named in errors."""
+    where = f"sources[{source}].hf" if source else "hf"
     path = cfg.path
     try:
         if os.path.isdir(path) and (os.path.exists(f"{path}/state.json") or os.path.exists(f"{path}/dataset_dict.json")):
@@ -53,14 +56,18 @@ def open_dataset(cfg: HFSource, limit: int | None):
             ds = datasets.load_dataset(path, cfg.name, split=cfg.split, revision=cfg.revision,
                                        data_files=cfg.data_files or None, streaming=cfg.streaming)
     except (FileNotFoundError, ValueError, KeyError) as e:
-        raise ConfigError(f"hf.path {path!r} (split {cfg.split!r}): cannot load: {e}") from None
+        raise ConfigError(f"{where}.path {path!r} (split {cfg.split!r}): cannot load: {e}") from None
     columns = ds.column_names or []
     wanted = needed_columns(cfg.columns)
     if cfg.columns.choices and cfg.columns.choices != "choices":
         wanted.append(cfg.columns.choices)  # the default `choices` is used only where present
     missing = [c for c in wanted if c not in columns] if columns else []
     if missing:
-        raise ConfigError(f"hf.columns: {missing} not in the dataset's columns {columns}")
+        said = []
+        for column in missing:
+            close = difflib.get_close_matches(column, columns, n=1, cutoff=0.5)
+            said.append(f"{column!r} is not a column of {path}" + (f" (closest: {close[0]!r})" if close else ""))
+        raise ConfigError(f"{where}.columns: " + "; ".join(said) + f"; its columns: {', '.join(columns)}")
     ds = _undecoded(ds, cfg.columns.image)
     if limit is not None:
         ds = ds.take(limit) if cfg.streaming else ds.select(range(min(limit, len(ds))))
@@ -82,7 +89,7 @@ def _access(config: SourceConfig) -> ImageAccess:
 
 def shard_count(config: SourceConfig) -> int:
     cfg = config.hf
-    ds = open_dataset(cfg, config.limit)
+    ds = open_dataset(cfg, config.limit, config.name)
     if cfg.streaming:
         return max(1, ds.num_shards) if config.limit is None else 1
     return cfg.shards or max(1, math.ceil(len(ds) / ROWS_PER_SHARD))
@@ -96,7 +103,7 @@ class ReadShard:
         self._ds = None
 
     def setup(self):
-        self._ds = open_dataset(self._config.hf, self._config.limit)
+        self._ds = open_dataset(self._config.hf, self._config.limit, self._config.name)
 
     def process(self, index: int) -> Iterator[RawItem]:
         cfg, c = self._config.hf, self._config.hf.columns
