@@ -4,6 +4,7 @@
 
     outcome = run_recipe("quickstart", ["sources.0.synthetic.num_records=50", "output.dir=out/small"])
     outcome.funnel.kept, outcome.out_dir          # the funnel (pipelines.funnel.Funnel) and the dataset
+    kept = outcome.dataset("extraction")          # a config of the published dataset, loaded with `datasets`
     estimate = plan_recipe("my-recipe.yaml", limit=50)   # a real run on 50 records, scaled to the sources
 
 A recipe is a YAML path, a bundled recipe's name, a dict of the YAML's keys, or a loaded
@@ -34,12 +35,22 @@ def load_recipe(recipe: "str | Path | dict | Recipe", overrides=()) -> "Recipe":
     return recipes.load_recipe(recipe, overrides)
 
 
-def run_recipe(recipe: "str | Path | dict | Recipe", overrides=(), progress: str = "none", progress_every: float = 30.0) -> "RunOutcome":
+def run_recipe(recipe: "str | Path | dict | Recipe", overrides=(), progress: str = "auto", progress_every: float = 30.0,
+               quiet: bool = True) -> "RunOutcome":
     """Run a recipe and publish its dataset at its `output.dir`; returns the outcome (`out_dir`,
-    `funnel`, `run_id`). Raises `pipelines.config.ConfigError` for a bad recipe or output (before
-    any work) and `pipelines.run.NotPublished` when the run finished but must not replace the
-    output (too many failed, too few kept): the output is then left as it was.
-    `progress`: "none", "bars" or "log" (a line per step every `progress_every` seconds, to stderr)."""
+    `funnel`, `run_id`, and `dataset(config)` to load a published config). Raises
+    `pipelines.config.ConfigError` for a bad recipe or output (before any work) and
+    `pipelines.run.NotPublished` when the run finished but must not replace the output (too
+    many failed, too few kept): the output is then left as it was.
+    `progress`: "auto" (bars on a terminal, else none), "bars", "log" (a line per step every
+    `progress_every` seconds, to stderr) or "none". `quiet`: drop Beam's harmless warnings
+    (`pipelines.quiet`), as the CLI does."""
+    import sys
+
+    if quiet:
+        from pipelines.quiet import quiet as drop_noise
+
+        drop_noise()
     from pipelines import progress as display
     from pipelines.run import run
     from pipelines.sources import expected_count
@@ -47,6 +58,8 @@ def run_recipe(recipe: "str | Path | dict | Recipe", overrides=(), progress: str
 
     loaded = load_recipe(recipe, overrides)
     steps, total = ["source", *active_stages(loaded), "written"], expected_count(loaded.sources)
+    if progress == "auto":
+        progress = "bars" if sys.stderr.isatty() else "none"
     listener = {"bars": lambda: display.TqdmBars(steps, total), "log": lambda: display.LogLines(steps, total, every=progress_every),
                 "none": lambda: None}[progress]()
     display.set_listener(listener)

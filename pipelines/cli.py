@@ -20,19 +20,9 @@ import sys
 import time
 from pathlib import Path
 
+from pipelines.quiet import quiet  # a module without Beam
 
-class _BeamNoise(logging.Filter):
-    """Beam's known-harmless warnings, logged on the root logger at import and on every
-    bundle ("apitools not found ...", "Resource module is not available ..."): they say
-    nothing about the run and break the progress bars. Dropped in the CLI only."""
-
-    NOISE = ("apitools not found", "Resource module is not available")
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return not any(n in str(record.msg) for n in self.NOISE)
-
-
-logging.getLogger().addFilter(_BeamNoise())  # before Beam is imported below
+quiet()  # before Beam is imported below
 
 from pipelines.config import ConfigError  # noqa: E402
 from pipelines.core.secrets import ScrubFilter, printable  # noqa: E402

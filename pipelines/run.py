@@ -47,6 +47,19 @@ class RunOutcome:
     funnel: Funnel
     run_id: str
 
+    def dataset(self, config: str = "extraction", split: str = "train"):
+        """One config of the published dataset ("extraction", "reasoning", "rejected"), loaded
+        with `datasets` (images as `Image` features). A config with no rows is not published:
+        ValueError then, naming the ones that are."""
+        import datasets
+
+        if config not in CONFIGS:
+            raise ValueError(f"config must be one of {CONFIGS}, got {config!r}")
+        if not self.funnel.shards.get(config):
+            raise ValueError(f"the {config} config has no rows in this run; published: "
+                             f"{', '.join(c for c in CONFIGS if self.funnel.shards.get(c))}")
+        return datasets.load_dataset(str(self.out_dir), config, split=split)
+
 
 def pipeline_options(recipe: Recipe) -> PipelineOptions:
     return PipelineOptions(list(recipe.runner.options), runner=recipe.runner.runner)

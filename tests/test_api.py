@@ -35,3 +35,24 @@ def test_a_loaded_recipe_takes_overrides_and_errors_are_the_clis(tmp_path):
 def test_plan_from_python(tmp_path):
     estimate = plan_recipe("quickstart", [*SMALL, "sources.0.synthetic.num_records=40"], limit=10)
     assert estimate["sample"]["records"] == 10 and estimate["records"] == 40 and estimate["teacher_calls"] > 0
+
+
+def test_the_api_is_quiet_by_default_and_its_outcome_loads_the_dataset(tmp_path, caplog):
+    """No Beam noise reaches the caller's logs (the CLI's filter), and the outcome loads each
+    published config; an unpublished config says which are."""
+    import logging
+
+    from pipelines.quiet import BeamNoise
+
+    root = logging.getLogger()
+    for f in [f for f in root.filters if isinstance(f, BeamNoise)]:  # as in a fresh interpreter
+        root.removeFilter(f)
+    caplog.set_level(logging.WARNING)
+    outcome = run_recipe("quickstart", ["sources.0.synthetic.num_records=12", "sources.0.synthetic.image_size=64",
+                                        "teacher.oracle.error_rate=0", f"output.dir={tmp_path / 'out'}", "cache.dir=null"])
+    assert not [r for r in caplog.records if any(n in str(r.msg) for n in BeamNoise.NOISE)]
+    kept = outcome.dataset("extraction")
+    assert len(kept) == outcome.funnel.kept and kept.features["image"] == datasets.Image()
+    assert len(outcome.dataset("reasoning")) == outcome.funnel.reasoning_rows
+    with pytest.raises(ValueError, match="rejected config has no rows"):
+        outcome.dataset("rejected")

@@ -31,7 +31,6 @@ evaluations whose results exist.
 from __future__ import annotations
 
 import json
-import logging
 import os
 import statistics
 import time
@@ -235,9 +234,9 @@ def run_experiment(cfg: ExperimentConfig) -> dict | None:
     bundle = out / "bundle"
     if not (bundle / "manifest.json").exists():
         log(f"1/5 data: recipe {cfg.data.recipe}, filtered and unfiltered")
-        from pipelines.cli import _BeamNoise
+        from pipelines.quiet import quiet
 
-        logging.getLogger().addFilter(_BeamNoise())
+        quiet()
         ev = eval_settings(cfg)
         make_bundle(cfg.data.recipe, cfg.data.overrides, out, cfg.caption_teacher, ev.caption_prompt, ev.direct_prompt)
     manifest = json.loads((bundle / "manifest.json").read_text())
