@@ -1,7 +1,8 @@
 """The model card of a trained model's folder (`README.md`, as the Hub and `huggingface_hub`
 read it): YAML metadata (the base model and dataset where they are Hub ids, the library, the
 task, tags) and a body with the base model, the data and its config, the run's settings, its
-steps, the final losses and, once `train_min.evaluate` has run on the model, its table."""
+steps, the final losses and, once `train_min.evaluate` has run on the model, its table
+(and its results as the card's `model-index`)."""
 
 from __future__ import annotations
 
@@ -56,12 +57,26 @@ def write_model_card(folder: Path, summary: dict) -> Path:
     return path
 
 
-def add_evaluation(folder: Path, table: str, detail: str) -> bool:
+def add_evaluation(folder: Path, table: str, detail: str, accuracy: dict | None = None, heldout: str = "held-out") -> bool:
     """The Extract+Think evaluation's table in the card of a model train_min made (replacing an
-    earlier one); False when `folder` holds no such card."""
+    earlier one), and its results in the card's metadata as the Hub's `model-index` (one
+    accuracy per system and column of `accuracy`, {system: {column: {accuracy, n}}}, through
+    huggingface_hub's card data); False when `folder` holds no such card."""
+    from huggingface_hub import EvalResult, ModelCard
+
     path = Path(folder) / "README.md"
     if not path.is_file() or "train_min" not in path.read_text():
         return False
-    text = path.read_text().split(f"\n{EVALUATION}\n", 1)[0].rstrip("\n")
-    path.write_text(f"{text}\n\n{EVALUATION}\n\n{detail}\n\n{table}\n")
+    card = ModelCard(path.read_text())
+    body = card.text.split(f"\n{EVALUATION}\n", 1)[0].rstrip("\n")
+    card.text = f"{body}\n\n{EVALUATION}\n\n{detail}\n\n{table}\n"
+    if accuracy:
+        card.data.model_name = card.data.model_name or Path(folder).parent.name or Path(folder).name
+        card.data.eval_results = [
+            EvalResult(task_type="visual-question-answering", task_name="Extract+Think", dataset_type="extract-think/heldout",
+                       dataset_name=heldout, dataset_config=column, dataset_split="heldout", metric_type="accuracy",
+                       metric_name=f"accuracy ({system}, n={cell['n']})", metric_config=system,
+                       metric_value=round(100 * cell["accuracy"], 2))
+            for system, cells in accuracy.items() for column, cell in cells.items() if cell.get("accuracy") is not None]
+    card.save(path)
     return True

@@ -288,7 +288,7 @@ def evaluate(cfg: EvalConfig) -> dict:
     detail = (f"Extract+Think evaluation (`train_min.evaluate`): {summary['records']} held-out records, {summary['items']} "
               f"questions; perception model `{cfg.perception.model}`, reasoner `{cfg.reasoner.model}`; accuracy %.")
     for model in {cfg.perception.model, cfg.reasoner.model}:  # the cards of the models train_min made
-        add_evaluation(Path(model), summary["table"], detail)
+        add_evaluation(Path(model), summary["table"], detail, acc, ", ".join(s.name for s in cfg.heldout))
     return summary
 
 

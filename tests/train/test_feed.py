@@ -153,9 +153,17 @@ def test_the_final_folder_has_a_model_card(published, tiny_idefics3, tmp_path):
     assert AutoModelForImageTextToText.from_pretrained(final) is not None
     from train_min.card import add_evaluation
 
-    for accuracy in ("50.0", "62.5"):  # an evaluation run on the model puts its table in, replacing an earlier one
-        assert add_evaluation(final, f"| system | all |\n|---|---|\n| extract_think | {accuracy} |", "Extract+Think evaluation.")
+    for accuracy in (0.5, 0.625):  # an evaluation run on the model puts its table in, replacing an earlier one
+        cells = {"extract_think": {"all": {"n": 8, "correct": int(8 * accuracy), "accuracy": accuracy}},
+                 "direct": {"all": {"n": 8, "correct": 0, "accuracy": 0.0}}}
+        assert add_evaluation(final, f"| system | all |\n|---|---|\n| extract_think | {100 * accuracy} |", "Extract+Think evaluation.",
+                              cells, "scenes")
     text = (final / "README.md").read_text()
     assert text.count("## Evaluation") == 1 and "| extract_think | 62.5 |" in text and "50.0" not in text
-    assert ModelCard.load(final / "README.md").data.to_dict()["library_name"] == "transformers"
+    data = ModelCard.load(final / "README.md").data
+    assert data.to_dict()["library_name"] == "transformers"
+    # the results as the Hub's model-index, read back by huggingface_hub
+    results = {(r.metric_config, r.dataset_config): r.metric_value for r in data.eval_results}
+    assert results == {("extract_think", "all"): 62.5, ("direct", "all"): 0.0}
+    assert all(r.task_type == "visual-question-answering" and r.dataset_name == "scenes" for r in data.eval_results)
     assert not add_evaluation(tmp_path, "| x |", "not a train_min model")
