@@ -45,8 +45,6 @@ def run_recipe(recipe: "str | Path | dict | Recipe", overrides=(), progress: str
     `progress`: "auto" (bars on a terminal, else none), "bars", "log" (a line per step every
     `progress_every` seconds, to stderr) or "none". `quiet`: drop Beam's harmless warnings
     (`pipelines.quiet`), as the CLI does."""
-    import sys
-
     if quiet:
         from pipelines.quiet import quiet as drop_noise
 
@@ -59,7 +57,7 @@ def run_recipe(recipe: "str | Path | dict | Recipe", overrides=(), progress: str
     loaded = load_recipe(recipe, overrides)
     steps, total = ["source", *active_stages(loaded), "written"], expected_count(loaded.sources)
     if progress == "auto":
-        progress = "bars" if sys.stderr.isatty() else "none"
+        progress = "bars" if display.bars_fit() else "none"
     listener = {"bars": lambda: display.TqdmBars(steps, total), "log": lambda: display.LogLines(steps, total, every=progress_every),
                 "none": lambda: None}[progress]()
     display.set_listener(listener)

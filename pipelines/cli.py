@@ -27,11 +27,21 @@ quiet()  # before Beam is imported below
 from pipelines.config import ConfigError  # noqa: E402
 from pipelines.core.secrets import ScrubFilter, printable  # noqa: E402
 from pipelines.preflight import PreflightError  # noqa: E402
-from pipelines.recipe import bundled_recipes, dump_recipe, load_recipe  # noqa: E402
+from pipelines.recipe import bundled_recipes, dump_recipe, load_recipe, recipe_description  # noqa: E402
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("extract-think")
+    except PackageNotFoundError:  # run from a checkout that was not installed
+        return "(not installed)"
 
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="extract-think", description="Make Extract+Think training data with a teacher VLM.")
+    p.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = p.add_subparsers(dest="command", required=True)
     for name, help_ in (("run", "run a recipe and publish its dataset locally"), ("validate", "check a recipe and print it resolved")):
         c = sub.add_parser(name, help=help_)
@@ -209,8 +219,10 @@ def _print_counts(funnel, seconds: float) -> None:
     for status, reasons in (("rejected", funnel.rejected_by_reason), ("failed", funnel.failed_by_reason)):
         for reason, n in sorted(reasons.items(), key=lambda kv: -kv[1]):
             print(f"  {status:>8}  {reason:<28} {n:>7}")
-    print(f"  teacher: {funnel.teacher_requests} requests ({funnel.cache_hits} more answered from the cache), "
-          f"{funnel.prompt_tokens} prompt + {funnel.completion_tokens} completion tokens")
+    calls = funnel.teacher_requests + funnel.cache_hits
+    answered = f"{calls} teacher calls: {funnel.teacher_requests} sent" + (f", {funnel.cache_hits} answered from the cache"
+                                                                           if funnel.cache_hits else "")
+    print(f"  {answered}; {funnel.prompt_tokens} prompt + {funnel.completion_tokens} completion tokens paid")
     if len(funnel.endpoints) > 1:  # a fleet: how the calls spread, and which endpoints failed
         print("  endpoints: " + ", ".join(f"{printable(label)} {e['calls']} calls ({e['failures']} failed)"
                                           for label, e in funnel.endpoints.items()))
@@ -229,7 +241,9 @@ def _run(args) -> int:
     print(f"Running recipe {recipe.name!r} -> {recipe.output.dir}", flush=True)
     mode = args.progress
     if mode == "auto":
-        mode = "bars" if sys.stderr.isatty() else "log"
+        from pipelines.progress import bars_fit
+
+        mode = "bars" if bars_fit() else "log"
     if args.progress_every <= 0:
         raise ConfigError("run: --progress-every must be more than 0")
     start = time.perf_counter()
@@ -260,7 +274,10 @@ def main(argv: list[str] | None = None) -> int:
         handler.addFilter(ScrubFilter())
     try:
         if args.command == "recipes":
-            print("\n".join(bundled_recipes()))
+            names = bundled_recipes()
+            width = max(map(len, names))
+            for name in names:
+                print(f"{name:<{width}}  {recipe_description(name)}".rstrip())
             return 0
         if args.command == "validate":
             print(dump_recipe(load_recipe(args.recipe, args.overrides)), end="")

@@ -116,8 +116,10 @@ def render(result: dict) -> list[str]:
              f"| cost | {cost(s['cost'])} | {cost(result.get('cost')) if s['cost'] is not None else cost(None)} |"]
     if result["records"] is None:
         lines.append("\nThe sources' size is unknown (a streamed set without a split size): only the sample is shown.")
+    elif result.get("seconds") is None and result.get("seconds_basis"):
+        lines.append(f"\nTime: {result['seconds_basis']}.")
     elif result.get("seconds_basis"):
-        lines.append(f"\nTime from {result['seconds_basis']}.")
+        lines.append(f"\nTime estimated from {result['seconds_basis']}.")
     if s["cost"] is not None and result["unpriced_stages"]:
         lines.append(f"Stages without a price, not in the cost: {', '.join(result['unpriced_stages'])}.")
     if s["failed"]:

@@ -121,6 +121,19 @@ class TqdmBars(Display):
             bar.close()
 
 
+def bars_fit() -> bool:
+    """Whether progress bars can be drawn: stderr is a terminal with a width (a pseudo-terminal
+    that reports 0 columns, as some CI runners give, gets log lines instead of blank ones)."""
+    import os
+
+    if not sys.stderr.isatty():
+        return False
+    try:
+        return os.get_terminal_size(sys.stderr.fileno()).columns > 0
+    except OSError:
+        return False
+
+
 class LogLines(Display):
     """One log line per step every `every` seconds (and at the end): records done, rate,
     ETA, tokens per second; the written step with kept / rejected / failed. A timer emits
@@ -138,7 +151,11 @@ class LogLines(Display):
             with _lock:
                 self.report()
 
+    def _state(self) -> tuple:
+        return tuple(self.done[step] for step in self.steps), self.outcome()
+
     def report(self) -> None:
+        self._reported = self._state()
         elapsed = max(time.monotonic() - self.start, 1e-9)
         for step in self.steps:
             n = self.done[step]
@@ -153,9 +170,11 @@ class LogLines(Display):
             self._emit(f"[{_duration(elapsed)}] {line}")
 
     def close(self) -> None:
+        """The last block, unless the timer just printed this very state."""
         self._stop.set()
         self._thread.join()
-        self.report()
+        if getattr(self, "_reported", None) != self._state():
+            self.report()
 
 
 def _duration(seconds: float) -> str:

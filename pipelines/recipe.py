@@ -234,6 +234,16 @@ def bundled_recipes() -> list[str]:
     return sorted(p.name[: -len(".yaml")] for p in resources.files("recipes").iterdir() if p.name.endswith(".yaml"))
 
 
+def recipe_description(name: str) -> str:
+    """The first clause of a bundled recipe's `description`, for a one-line listing ("" where
+    it has none)."""
+    import re
+
+    data, _ = _read(name)
+    text = re.split(r"[.:;] ", " ".join(str(data.get("description") or "").split()), maxsplit=1)[0].rstrip(".")
+    return text if len(text) <= 100 else text[:97].rsplit(" ", 1)[0] + "..."
+
+
 def _read(path_or_name: str | Path) -> tuple[dict, str]:
     path = Path(path_or_name)
     if path.exists():

@@ -1,3 +1,5 @@
+import pytest
+
 from pipelines.cli import main
 
 
@@ -84,6 +86,23 @@ def test_log_lines_come_on_time_while_nothing_moves():
     assert lines[-1].endswith("written: 0/10 records, 0.0/s; kept 0, rejected 0, failed 0")
 
 
+def test_the_last_block_is_not_printed_twice():
+    """Off a terminal, the timer's block and the closing block of one unchanged state: once."""
+    from pipelines.progress import LogLines
+
+    lines = []
+    display = LogLines(["source", "written"], 2, every=3600, emit=lines.append)
+    display.tick("source", 2, None)
+    display.report()  # the timer fired at the end
+    display.close()
+    assert len(lines) == 2
+    display = LogLines(["source", "written"], 2, every=3600, emit=lines.append)
+    display.report()
+    display.tick("source", 1, None)  # something moved since: the closing block says so
+    display.close()
+    assert len(lines) == 6 and "source: 1/2" in lines[-2]
+
+
 def test_inspect_needs_no_teacher_and_previews_what_dedup_and_decontamination_drop(tmp_path, capsys):
     """The default (oracle) teacher on a real source: inspect reads it all the same, and says
     which rows read would go as copies (a shuffled-options copy; a shared letter alone is
@@ -125,3 +144,38 @@ def test_inspect_needs_no_teacher_and_previews_what_dedup_and_decontamination_dr
     assert main(["run", str(recipe), "--no-progress"]) == 2
     assert "the oracle teacher only works with synthetic sources" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+def test_bars_only_on_a_terminal_with_a_width(monkeypatch):
+    """A pseudo-terminal reporting 0 columns (some CI runners) gets log lines, not blank bars."""
+    import fcntl
+    import os
+    import pty
+    import struct
+    import termios
+
+    from pipelines.progress import bars_fit
+
+    leader, follower = pty.openpty()
+    with os.fdopen(follower, "w") as tty:
+        monkeypatch.setattr("sys.stderr", tty)
+        for cols, fits in ((0, False), (80, True)):
+            fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 24, cols, 0, 0))
+            assert bars_fit() is fits
+    os.close(leader)
+
+
+def test_version_recipes_and_the_trainers_help_say_what_a_user_needs(capsys):
+    import subprocess
+    import sys
+
+    with pytest.raises(SystemExit) as e:
+        main(["--version"])
+    assert e.value.code == 0 and capsys.readouterr().out.startswith("extract-think ")
+    assert main(["recipes"]) == 0
+    listed = dict(line.split(None, 1) for line in capsys.readouterr().out.strip().splitlines())
+    assert listed["quickstart"].startswith("Synthetic scenes with known ground truth")
+    done = subprocess.run([sys.executable, "-m", "train_min.train", "--help"], capture_output=True, text=True)
+    assert done.stdout.startswith("usage: python -m train_min.train ") and "--model MODEL --data DATA" in done.stdout
+    done = subprocess.run([sys.executable, "-m", "train_min.train"], capture_output=True, text=True)
+    assert done.returncode == 2 and "required: --model, --data" in done.stderr

@@ -65,3 +65,14 @@ def test_an_unknown_size_gives_the_sample_only():
 
     out = estimate(Funnel(records_in=5, kept=4, teacher_requests=20, run_seconds=1.0), None)
     assert out["records"] is None and "kept" not in out and out["keep_rate"] == pytest.approx(0.8)
+
+
+def test_the_time_line_says_how_it_was_estimated_or_why_it_is_unknown():
+    from pipelines.funnel import Funnel
+    from pipelines.plan import render
+
+    cached = estimate(Funnel(records_in=5, kept=4, cache_hits=20, run_seconds=1.0), 50)
+    text = "\n".join(render({**cached, "limit": 5}))
+    assert "Time: unknown: every call of the sample came from the cache" in text and "Time from" not in text
+    paid = estimate(Funnel(records_in=5, kept=4, teacher_requests=20, run_seconds=1.0, flow_seconds=0.5), 50)
+    assert "Time estimated from the sample's records flowing through" in "\n".join(render({**paid, "limit": 5}))

@@ -319,7 +319,9 @@ def train(cfg: TrainConfig) -> dict:
 
 
 def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    ap = argparse.ArgumentParser(prog="python -m train_min.train", description=__doc__.split("\n\n")[0],
+                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    required = {"model", "data"}  # no default can stand for them
     helps, choices = field_help(), {"report_to": CHOICES, "compile": list(COMPILE), "attention": ATTENTION, "feed": FEEDS}
     for f in fields(TrainConfig):
         flag = "--" + f.name.replace("_", "-")
@@ -327,7 +329,8 @@ def main(argv: list[str] | None = None) -> None:
             ap.add_argument(flag, action=argparse.BooleanOptionalAction, default=f.default, help=helps[f.name])
         else:
             kind = {"int": int, "float": float}.get(f.type if isinstance(f.type, str) else f.type.__name__, str)
-            ap.add_argument(flag, type=kind, default=f.default, help=helps[f.name],
+            extra = {"required": True} if f.name in required else {"default": f.default}
+            ap.add_argument(flag, type=kind, help=helps[f.name], **extra,
                             **({"choices": choices[f.name]} if f.name in choices else {}))
     summary = train(TrainConfig(**vars(ap.parse_args(argv))))
     if int(os.environ.get("RANK", "0")) > 0:
