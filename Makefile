@@ -2,7 +2,7 @@
 #   make demo   - create .venv if missing, install torch then the project, run the quickstart
 #   make test   - the same set-up plus vLLM (CPU build), then the linter (ruff) and the test suite (what CI runs)
 # and, optionally:
-#   make train-demo - train a tiny VLM from scratch on the quickstart's data, then evaluate it (~10 min on CPU)
+#   make train-demo - train a tiny VLM from scratch on the quickstart's data, then evaluate it (9 min on 2 fast cores; it prints its own estimate)
 #   make upgrade    - the newest versions in a fresh .venv-upgrade; the lock is rewritten only if the suite passes there
 #   make lock       - write the lock from what .venv holds now (upgrade calls this once its suite passed)
 PYTHON ?= python3

@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -68,6 +68,22 @@ def _log(msg: str) -> None:
     print(f"[demo] {msg}", flush=True)
 
 
+PROBE_STEPS = 4  # timed on this machine before the rest of a model's steps, for an honest estimate
+
+
+def estimate(probe: dict, steps: int) -> str:
+    """What the first steps of a training run (its history, a step's seconds each; the first
+    step, with its warm-up, left out) say about the rest, on this machine."""
+    timed = [h["seconds"] for h in probe["history"][1:]] or [h["seconds"] for h in probe["history"]]
+    per_step = sum(timed) / len(timed)
+    left = steps - probe["stopped_at"]
+    return f"{per_step:.2f} s a step on this machine: about {_minutes(per_step * left)} for the other {left} steps"
+
+
+def _minutes(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.0f} min"
+
+
 def run_demo(cfg: DemoConfig) -> dict:
     from pipelines.recipe import load_recipe
     from pipelines.run import run
@@ -98,7 +114,9 @@ def run_demo(cfg: DemoConfig) -> dict:
         final = Path(tc.out) / "final"
         _log(f"{n}/5 train the {task} model ({tc.steps} steps)")
         if not (final / "train_config.json").exists():
-            summary = train(tc)
+            if not (Path(tc.out) / "checkpoints").exists() and tc.steps > PROBE_STEPS:
+                _log(f"   {task}: {estimate(train(replace(tc, stop_after=PROBE_STEPS, log_every=1)), tc.steps)}")
+            summary = train(tc)  # resumes after the probe's steps
             last = summary["history"][-1]
             _log(f"   {task}: loss {last['loss']:.3f}, eval loss {last.get('eval_loss')}")
         trained[task] = str(final)

@@ -13,7 +13,7 @@ SMALL = [
     "perception_model.vision={hidden_size: 16, intermediate_size: 32, num_hidden_layers: 1, num_attention_heads: 1}",
     "perception_model.text={hidden_size: 32, intermediate_size: 64, num_hidden_layers: 1, num_attention_heads: 2, num_key_value_heads: 2, head_dim: 16}",
     "reasoner_model={hidden_size: 32, intermediate_size: 64, num_hidden_layers: 1, num_attention_heads: 2, num_key_value_heads: 2, head_dim: 16}",
-    "perception.steps=3", "perception.batch_size=4", "perception.eval_every=0",
+    "perception.steps=6", "perception.batch_size=4", "perception.eval_every=0",
     "reasoner.steps=3", "reasoner.batch_size=4", "reasoner.eval_every=0",
     "eval.heldout.0.synthetic.num_records=4", "eval.heldout.0.synthetic.image_size=64",
     "eval.extraction_tokens=8", "eval.thinking_budget=6", "eval.answer_tokens=2", "eval.direct_tokens=2",
@@ -28,9 +28,12 @@ def test_the_demo_runs_end_to_end_and_a_rerun_skips_finished_steps(tmp_path, mon
     cfg = load_demo(recipe, SMALL + [f"out={tmp_path / 'demo'}"])
     report = run_demo(cfg)
     out = tmp_path / "demo"
-    for task in ("perception", "reasoner"):
+    for task, steps in (("perception", 6), ("reasoner", 3)):
         summary = json.loads((out / task / "final" / "train_config.json").read_text())
-        assert len(summary["history"]) == 3 and summary["config"]["model"] == str(out / "init" / task)
+        assert summary["history"][-1]["step"] == steps and summary["config"]["model"] == str(out / "init" / task)
+    # the perception model's first 4 steps were timed here and the rest estimated from them, then resumed
+    said = capsys.readouterr().out
+    assert "perception: " in said and " s a step on this machine: about " in said and "for the other 2 steps" in said
     tok = json.loads((out / "init" / "perception" / "tokenizer_config.json").read_text())
     assert "<image>" in json.dumps(tok)  # the tokenizer trained here, with the image tokens
     results = json.loads((out / "eval" / "results.json").read_text())
