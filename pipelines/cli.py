@@ -39,6 +39,15 @@ def _version() -> str:
         return "(not installed)"
 
 
+def _progress_flags(c: argparse.ArgumentParser) -> None:
+    c.add_argument("--progress", choices=["auto", "bars", "log", "none"], default="auto",
+                   help="bars on a terminal, else a log line per step every --progress-every seconds (auto, the default); "
+                        "bars; log; or none")
+    c.add_argument("--no-progress", dest="progress", action="store_const", const="log",
+                   help="no bars: log lines instead (the same as --progress log)")
+    c.add_argument("--progress-every", type=float, default=30.0, metavar="SECONDS", help="seconds between log lines (default 30)")
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="extract-think", description="Make Extract+Think training data with a teacher VLM.")
     p.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
@@ -49,13 +58,7 @@ def _parser() -> argparse.ArgumentParser:
         c.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                        help="override a recipe key, e.g. --set sources.0.synthetic.num_records=50 (repeatable)")
         if name == "run":
-            c.add_argument("--progress", choices=["auto", "bars", "log", "none"], default="auto",
-                           help="bars on a terminal, else a log line per step every --progress-every seconds (auto, the default); "
-                                "bars; log; or none")
-            c.add_argument("--no-progress", dest="progress", action="store_const", const="log",
-                           help="no bars: log lines instead (the same as --progress log)")
-            c.add_argument("--progress-every", type=float, default=30.0, metavar="SECONDS",
-                           help="seconds between log lines (default 30)")
+            _progress_flags(c)
     ins = sub.add_parser("inspect", help="read the first rows of each source (no teacher) and show how they were understood")
     ins.add_argument("recipe", help="a recipe YAML file, or the name of a bundled recipe")
     ins.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="override a recipe key (repeatable)")
@@ -79,6 +82,7 @@ def _parser() -> argparse.ArgumentParser:
     cmp.add_argument("--limit", type=int, default=None, help="records in all, shared by the sources (default: all)")
     cmp.add_argument("--out", default=None, help="the comparison's folder (default out/compare-<recipe>)")
     cmp.add_argument("--gallery", type=int, default=24, help="records shown where the arms disagree (default 24)")
+    _progress_flags(cmp)
     sub.add_parser("recipes", help="list the bundled recipes")
     pub = sub.add_parser("publish", help="push a finished local publish to the Hugging Face Hub")
     pub.add_argument("out", help="the output folder of `extract-think run`")
@@ -139,12 +143,17 @@ def _compare(args) -> int:
 
     name = load_recipe(args.recipe, args.overrides).name
     out = args.out or f"out/compare-{safe_name(name)}"  # a recipe's name is data: `x/../../y` names no path
-    result = compare(args.recipe, arms, args.limit, out, args.overrides, args.gallery)
-    print(f"\n{'arm':<16} {'kept':>9} {'errors':>8} {'calls':>8} {'tokens':>10} {'cost/kept':>10}")
+    from pipelines.progress import bars_fit
+
+    progress = "bars" if args.progress == "auto" and bars_fit() else "log" if args.progress == "auto" else args.progress
+    result = compare(args.recipe, arms, args.limit, out, args.overrides, args.gallery, progress, args.progress_every,
+                     say=lambda line: print(printable(line), flush=True))
+    print(f"\n{'arm':<16} {'kept':>9} {'errors':>8} {'calls':>8} {'tokens':>10} {'cost/kept':>10} {'flow s':>8}")
     for a in result["arms"]:
         errors = "-" if a["truth"]["error_rate"] is None else f"{a['truth']['error_rate']:.1%}"
         cost = "-" if a["cost_per_kept"] is None else f"{a['cost_per_kept']:.6f}"
-        print(f"{a['name']:<16} {a['kept']:>4}/{a['in']:<4} {errors:>8} {a['teacher_calls']:>8} {a['tokens']:>10} {cost:>10}")
+        print(f"{a['name']:<16} {a['kept']:>4}/{a['in']:<4} {errors:>8} {a['teacher_calls']:>8} {a['tokens']:>10} {cost:>10} "
+              f"{a['flow_seconds']:>8.1f}")
     for p in result["pairs"]:
         agree = "-" if p["fact_agreement"] is None else f"{p['fact_agreement']:.1%}"
         print(f"{p['a']} / {p['b']}: kept by both {p['both']}, only {p['a']} {len(p['only_a'])}, only {p['b']} {len(p['only_b'])}, "

@@ -60,11 +60,22 @@ def _check_out(out: Path) -> None:
 
 
 def compare(recipe, arms: list[Arm], limit: int | None = None, out_dir: str | Path = "out/compare", overrides=(),
-            gallery: int = 24) -> dict:
-    """Run every arm and write OUT/compare.json and OUT/compare.html; the comparison."""
-    from pipelines import load_recipe
+            gallery: int = 24, progress: str = "none", progress_every: float = 30.0, say=None) -> dict:
+    """Run every arm and write OUT/compare.json and OUT/compare.html; the comparison.
+    `progress` as `run_recipe` takes it, per arm; `say(line)` hears which arm starts and how
+    it ended."""
+    from pipelines import load_recipe, run_recipe
     from pipelines.plan import sample_recipe
-    from pipelines.run import run
+
+    def run(name: str, r):
+        if say:
+            say(f"arm {list(recipes).index(name) + 1}/{len(recipes)} {name!r}: {limit or 'all'} records")
+        outcome = run_recipe(r, progress=progress, progress_every=progress_every)
+        if say:
+            f = outcome.funnel
+            say(f"arm {name!r}: {f.kept} kept, {f.rejected} rejected, {f.failed} failed in {f.run_seconds:.1f} s "
+                f"({flowing_seconds(f):.1f} s of records flowing)")
+        return outcome
 
     if len(arms) < 2 or len({a.name for a in arms}) < len(arms):
         raise ConfigError("compare: give at least two arms (--teacher NAME [KEY=VALUE ...]), each with its own name")
@@ -72,7 +83,7 @@ def compare(recipe, arms: list[Arm], limit: int | None = None, out_dir: str | Pa
     _check_out(out)
     out.mkdir(parents=True, exist_ok=True)
     recipes = {a.name: sample_recipe(load_recipe(recipe, [*overrides, *a.overrides]), limit, str(out / "arms" / a.name)) for a in arms}
-    outcomes = {name: run(r) for name, r in recipes.items()}
+    outcomes = {name: run(name, r) for name, r in recipes.items()}
     rows = {name: _rows(o.out_dir) for name, o in outcomes.items()}
     truth = Truth(next(iter(recipes.values())))
     result = {
@@ -133,12 +144,19 @@ def _arm(arm: Arm, recipe, outcome, rows: dict, truth: Truth) -> dict:
         "reasons": {**{f"rejected: {k}": v for k, v in f.rejected_by_reason.items()}, **{f"failed: {k}": v for k, v in f.failed_by_reason.items()}},
         "filters": {s.filter: (s.rejected / s.checked if s.checked else None) for s in f.filters},
         "teacher_calls": calls, "teacher_calls_paid": f.teacher_requests, "tokens": f.prompt_tokens + f.completion_tokens + f.cached_tokens,
-        "teacher_seconds": f.teacher_seconds, "run_seconds": f.run_seconds,
+        "teacher_seconds": f.teacher_seconds, "run_seconds": f.run_seconds, "flow_seconds": flowing_seconds(f),
         "cost": f.cost_with_cache, "cost_paid": f.cost, "cost_per_kept": f.per_kept(f.cost_with_cache),
         "tokens_per_kept": f.per_kept(f.prompt_tokens + f.completion_tokens + f.cached_tokens),
         "truth": {"checked": len(judged), "with_errors": len(wrong), "error_rate": len(wrong) / len(judged) if judged else None,
                   "examples": wrong[:10]},
     }
+
+
+def flowing_seconds(f) -> float:
+    """The seconds records flowed through an arm (first record in to last out) less its
+    teacher's loading: what the arms' teachers and filters cost, without the one-time
+    start-up that the first arm of a process pays (imports, Beam's runner) or publishing."""
+    return round(max(0.0, f.flow_seconds - f.teacher_load_seconds), 3)
 
 
 def _facts_agree(a: dict, b: dict) -> bool:

@@ -51,6 +51,9 @@ def test_the_report_shows_the_tables_and_the_gallery(unfiltered):
     assert "<h2>Agreement</h2>" in html and "Rejection rate per filter" in html
     assert html.count('class="rec"') == min(24, result["disagreements"]) and html.count("data:image/png;base64,") >= 1
     assert "not in the scene:" in html  # the wrong sentence is shown
+    # arms are timed on the records' flow, which leaves out the first arm's one-time start-up, and the report says so
+    assert "<th>flow s</th>" in html and "pays the one-time start-up" in html
+    assert all(0 < a["flow_seconds"] <= a["run_seconds"] for a in result["arms"])
 
 
 def test_a_rerun_pays_nothing(unfiltered):
@@ -104,6 +107,11 @@ def test_the_cli_needs_two_named_arms(tmp_path):
              "--set", "sources.0.synthetic.image_size=64", "--set", "cache.dir=null")
     assert ok.returncode == 0, ok.stderr
     assert "a / b: kept by both" in ok.stdout and (tmp_path / "c" / "compare.html").exists()
+    # progress per arm while it runs (off a terminal: log lines), then each arm's outcome with its flowing time
+    said = ok.stdout.splitlines()
+    assert said.index("arm 1/2 'a': 10 records") < said.index("arm 2/2 'b': 10 records")
+    assert any(line.startswith("arm 'b': ") and "s of records flowing" in line for line in said)
+    assert ok.stderr.count("] written: 10/10 records") == 2
     with pytest.raises(ConfigError, match="not a comparison"):
         (tmp_path / "mine").mkdir()
         (tmp_path / "mine" / "notes.txt").write_text("keep")
