@@ -7,7 +7,7 @@
     extract-think compare RECIPE --teacher NAME [KEY=VALUE ...] --teacher NAME ... [--limit N] [--out DIR]   # teachers side by side
     extract-think recipes                           # list bundled recipes
     extract-think publish OUT --repo owner/name [--private] [--dry-run] [--delete-unmanaged]   # push a local publish to the Hub
-    extract-think export OUT --format trl|llava [--config extraction|reasoning] --to DEST   # for TRL's SFTTrainer / LLaVA trainers
+    extract-think export OUT --format trl|llava [--config extraction|reasoning] --to DEST [--source-dataset OWNER/NAME]   # for TRL's SFTTrainer / LLaVA trainers
 
 RECIPE is a path to a YAML file or the name of a bundled recipe ("quickstart").
 """
@@ -99,6 +99,8 @@ def _parser() -> argparse.ArgumentParser:
     exp.add_argument("--config", default="extraction", choices=["extraction", "reasoning"],
                      help="extraction: the perception model's data (default); reasoning: the reasoner's (text only)")
     exp.add_argument("--to", required=True, dest="dest", help="the folder to write: new, empty, or an earlier export (replaced)")
+    exp.add_argument("--source-dataset", default=None, metavar="OWNER/NAME",
+                     help="the Hub id the publish was pushed to: the export's card links it as its source")
     return p
 
 
@@ -106,7 +108,7 @@ def _export(args) -> int:
     from pipelines.exports import ExportRefused, export
 
     try:
-        dest = export(args.out, args.format, args.dest, args.config)
+        dest = export(args.out, args.format, args.dest, args.config, args.source_dataset)
     except ExportRefused as e:
         print(f"extract-think: {e}", file=sys.stderr)
         return 2

@@ -21,6 +21,7 @@ replace a folder that has one (or an empty or absent folder), never anything els
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from pathlib import Path
 
@@ -32,6 +33,7 @@ from pipelines.replace import Replacement
 
 FORMATS = ("trl", "llava")
 EXPORTED = ("extraction", "reasoning")
+HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]{0,95}/[A-Za-z0-9][\w.-]{0,95}")
 MARKER = "export.json"  # what marks a folder as an export this tool may replace
 _S = datasets.Value("string")
 _TYPED_TURN = {"role": _S, "content": datasets.List({"type": _S, "text": _S})}
@@ -70,7 +72,7 @@ def trl_row(row: dict) -> dict:
             "completion": [{"role": "assistant", "content": row["reasoning"]}]}
 
 
-def _write_trl(src: Path, tmp: Path, config: str) -> None:
+def _write_trl(src: Path, tmp: Path, config: str) -> dict:
     ds = _rows(src, config)
     out = ds.map(trl_row, remove_columns=ds.column_names, features=TRL_FEATURES[config])
     (tmp / "data").mkdir(parents=True)
@@ -78,15 +80,11 @@ def _write_trl(src: Path, tmp: Path, config: str) -> None:
     # and would serve an earlier export of the same folder name otherwise
     name = f"data/train-{uuid.uuid4().hex[:8]}.parquet"
     out.to_parquet(str(tmp / name))
-    what = "a vision-language model" if config == "extraction" else "a language model (text only)"
-    (tmp / "README.md").write_text(
-        f"---\nconfigs:\n- config_name: default\n  data_files:\n  - split: train\n    path: {name}\n---\n\n"
-        f"TRL export of the {config} config of {src.name}: prompt-completion form (`prompt`, `completion`"
-        f"{', `images`' if config == 'extraction' else ''}), for `trl.SFTTrainer` with {what}; "
-        "the loss is on the completion only.\n")
+    return {"configs": [{"config_name": "default", "data_files": [{"split": "train", "path": name}]}],
+            "dataset_info": datasets.DatasetInfo(features=TRL_FEATURES[config])._to_yaml_dict(), "rows": len(out)}
 
 
-def _write_llava(src: Path, tmp: Path, config: str) -> None:
+def _write_llava(src: Path, tmp: Path, config: str) -> dict:
     ds = _rows(src, config)
     entries, used = [], set()
     for row in ds:
@@ -108,6 +106,64 @@ def _write_llava(src: Path, tmp: Path, config: str) -> None:
             {"from": "gpt", "value": row["extraction"]},
         ]})
     (tmp / "llava.json").write_text(json.dumps(entries, ensure_ascii=False, indent=1))
+    return {"rows": len(entries)}
+
+
+_TRL_SNIPPET = {
+    "extraction": ("AutoModelForImageTextToText", "AutoProcessor", "HuggingFaceTB/SmolVLM-256M-Instruct", "an image-text-to-text model"),
+    "reasoning": ("AutoModelForCausalLM", "AutoTokenizer", "HuggingFaceTB/SmolLM2-135M-Instruct", "a causal language model"),
+}
+
+
+def trl_snippet(dataset: str, config: str) -> str:
+    """How to train on a TRL export, as its card shows it (a test runs it as written, with a
+    tiny model for MODEL)."""
+    model_class, processor_class, model, what = _TRL_SNIPPET[config]
+    return f"""import torch
+from datasets import load_dataset
+from transformers import {model_class}, {processor_class}
+from trl import SFTConfig, SFTTrainer
+
+MODEL = "{model}"  # {what}
+train = load_dataset({json.dumps(dataset)}, split="train")
+args = SFTConfig(output_dir="out/sft", max_length=None, use_cpu=not torch.cuda.is_available())
+trainer = SFTTrainer(model={model_class}.from_pretrained(MODEL), processing_class={processor_class}.from_pretrained(MODEL),
+                     train_dataset=train, args=args)
+trainer.train()  # the loss is on the completion only"""
+
+
+def _card(src: Path, dest: Path, fmt: str, config: str, written: dict, source_dataset: str | None) -> str:
+    """The export's card: the publish's licenses and languages, where it came from, its
+    features (TRL) and how to train on it; through huggingface_hub's card data."""
+    from huggingface_hub import DatasetCard, DatasetCardData
+
+    from pipelines.core.templates import md_code, md_text
+
+    origin = DatasetCard.load(src / "README.md").data.to_dict() if (src / "README.md").is_file() else {}
+    keep = {k: origin[k] for k in ("license", "license_name", "license_link", "language", "annotations_creators") if origin.get(k)}
+    if keep.get("license_link") and not (src / keep["license_link"]).is_file():
+        keep.pop("license_link")
+    data = DatasetCardData(
+        **keep, source_datasets=[f"extended|{source_dataset}"] if source_dataset else None,
+        task_categories=["image-text-to-text"] if config == "extraction" else ["text-generation"],
+        tags=["extract-think", f"{fmt}-export", config], pretty_name=f"{origin.get('pretty_name') or src.name}: {fmt} export ({config})",
+        **{k: written[k] for k in ("configs", "dataset_info") if k in written})
+    came_from = f"[{md_text(source_dataset)}](https://huggingface.co/datasets/{source_dataset})" if source_dataset else md_code(str(src))
+    if fmt == "trl":
+        body = (f"The `{config}` config of {came_from} (an extract-think dataset), {written['rows']} rows in TRL's conversational "
+                f"prompt-completion form: `prompt`, `completion`{', `images`' if config == 'extraction' else ''}. "
+                "`trl.SFTTrainer` reads it as is and puts the loss on the completion only:\n\n"
+                f"```python\n{trl_snippet(str(dest), config)}\n```\n")
+    else:
+        body = (f"The `{config}` config of {came_from} (an extract-think dataset), {written['rows']} conversations in LLaVA's "
+                "form: `llava.json`, a list of {id, " + ("image, " if config == "extraction" else "")
+                + "conversations: [{from: human, value}, {from: gpt, value}]}"
+                + (", with the images under `images/`" if config == "extraction" else "") + "; point a LLaVA-style trainer's "
+                "`data_path` at `llava.json` and its `image_folder` at this folder.\n")
+    licenses = f"\nLicense: {keep['license']}" + (f" (each source's: {keep['license_link']} of the dataset it came from)"
+                                                    if keep.get("license_name") else "") + ".\n" if keep.get("license") else ""
+    return DatasetCard.from_template(data, template_str="---\n{{ card_data }}\n---\n\n# {{ pretty_name }}\n\n{{ body }}{{ licenses }}",
+                                     pretty_name=md_text(data.pretty_name), body=body, licenses=licenses).content
 
 
 def check_destination(dest: Path) -> None:
@@ -122,12 +178,15 @@ def check_destination(dest: Path) -> None:
                             "name a new or empty folder")
 
 
-def export(published: str | Path, fmt: str, dest: str | Path, config: str = "extraction") -> Path:
+def export(published: str | Path, fmt: str, dest: str | Path, config: str = "extraction", source_dataset: str | None = None) -> Path:
     """Export one config of a local publish (`config`: extraction or reasoning) for TRL or LLaVA
     into `dest`, written beside it and swapped in as a run's output is (pipelines/replace.py),
-    so an interrupted export leaves the old one."""
+    so an interrupted export leaves the old one. `source_dataset`: the Hub id the publish was
+    pushed to, for the export card's `source_datasets` and link."""
     if fmt not in FORMATS:
         raise ValueError(f"format must be one of {FORMATS}, got {fmt!r}")
+    if source_dataset is not None and not HUB_ID.fullmatch(source_dataset):
+        raise ValueError(f"--source-dataset: a Hub dataset id owner/name, got {source_dataset!r}")
     if config not in EXPORTED:
         raise ValueError(f"config must be one of {EXPORTED}, got {config!r}")
     if "://" in str(published):
@@ -138,7 +197,8 @@ def export(published: str | Path, fmt: str, dest: str | Path, config: str = "ext
     dest.parent.mkdir(parents=True, exist_ok=True)
     with Replacement(fsspec.filesystem("file"), str(dest), lambda folder: (Path(folder) / MARKER).is_file()) as replacing:
         tmp = Path(replacing.staging)
-        (_write_trl if fmt == "trl" else _write_llava)(Path(published), tmp, config)
+        written = (_write_trl if fmt == "trl" else _write_llava)(Path(published), tmp, config)
+        (tmp / "README.md").write_text(_card(Path(published), dest, fmt, config, written, source_dataset))
         (tmp / MARKER).write_text(json.dumps({"format": fmt, "config": config}) + "\n")
         replacing.commit()
     return dest

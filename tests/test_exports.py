@@ -195,3 +195,40 @@ def test_planted_staging_folders_and_links_beside_an_export_are_left_alone(publi
     assert (tmp_path / ".dest.old-5678abcd" / "export.json").is_file()
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
         [".dest.old", ".dest.old-5678abcd", ".dest.partial", ".dest.partial-1234abcd", "dest", "user"])
+
+
+@pytest.mark.parametrize("config, model", [("extraction", "tiny_idefics3"), ("reasoning", "tiny_llama")])
+def test_a_trl_export_card_is_real_and_its_snippet_trains_as_written(published, tmp_path, monkeypatch, request, config, model):
+    """The card, parsed by huggingface_hub: the publish's license and language, the Hub id it
+    came from, the features; its training snippet run as written, but for MODEL (a tiny model
+    here, no Hub)."""
+    import re
+
+    from huggingface_hub import DatasetCard
+
+    dest = export(published, "trl", tmp_path / "trl", config=config, source_dataset="me/quick-data")
+    card = DatasetCard.load(dest / "README.md")
+    origin = DatasetCard.load(published / "README.md").data
+    assert card.data.license == origin.license and card.data.language == origin.language
+    assert card.data.source_datasets == ["extended|me/quick-data"] and "https://huggingface.co/datasets/me/quick-data" in card.text
+    assert [f["name"] for f in card.data.dataset_info["features"]] == ["id", "prompt", "completion", *(["images"] if config == "extraction" else [])]
+    snippet = re.search(r"```python\n(.*?)```", card.text, re.S).group(1)
+    assert 'MODEL = "HuggingFaceTB/' in snippet
+    local = re.sub(r'MODEL = "[^"]+"', f"MODEL = {str(request.getfixturevalue(model))!r}", snippet)
+    monkeypatch.chdir(tmp_path)
+    namespace: dict = {}
+    exec(compile(local, "card-snippet", "exec"), namespace)  # noqa: S102 - the card's own code, as a user runs it
+    trainer = namespace["trainer"]
+    assert trainer.state.global_step > 0 and (tmp_path / "out" / "sft").is_dir()
+    assert all(torch.isfinite(torch.tensor(h["loss"])) for h in trainer.state.log_history if "loss" in h)
+
+
+def test_a_llava_export_card_names_its_source_and_license(published, tmp_path):
+    from huggingface_hub import DatasetCard
+
+    dest = export(published, "llava", tmp_path / "llava")
+    card = DatasetCard.load(dest / "README.md")
+    assert card.data.license == DatasetCard.load(published / "README.md").data.license and "llava-export" in card.data.tags
+    assert str(published) in card.text and "llava.json" in card.text
+    with pytest.raises(ValueError, match="a Hub dataset id"):
+        export(published, "llava", tmp_path / "again", source_dataset="../not an id")
