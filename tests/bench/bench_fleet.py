@@ -76,7 +76,8 @@ def measure(n: int, capacity: int, latency: float, per_endpoint: int, work: Path
             proc.wait()
     live = [s for s in seen.values() if s.get("first_at")]
     served = sum(s["served"] for s in live)
-    busy = max(s["last_at"] for s in live) - min(s["first_at"] for s in live)
+    # an endpoint killed while a request was in it has a first request and maybe no reply yet
+    busy = max(s["last_at"] for s in live if s.get("last_at")) - min(s["first_at"] for s in live)
     f = outcome.funnel
     return {"endpoints": n, "records": f.records_in, "kept": f.kept, "rejected": f.rejected, "failed": f.failed,
             "requests": served, "busy_s": busy, "run_s": wall, "requests_per_s": served / busy, "ideal": n * capacity / latency,
