@@ -1,5 +1,5 @@
-"""The dataset card: README.md with a YAML header that `datasets` and the Hub read (configs
-and their data files, each config's features, licenses, languages, creators, source
+"""The dataset card: README.md with a YAML header that `datasets` and the Hub read (written
+through huggingface_hub's `DatasetCardData`: configs and their data files, each config's features, licenses, languages, creators, source
 datasets, task categories) and a body that says how the data was made: teacher and
 revision, prompt templates with their hashes, sampling, seeds, the funnel, the cost, how to
 load it and how to cite it. Sources under different licenses make `license: other` with a
@@ -12,7 +12,7 @@ import re
 from pathlib import Path
 
 import datasets
-import yaml
+from huggingface_hub import DatasetCardData
 
 from pipelines.config import to_plain
 from pipelines.core.secrets import scrub
@@ -146,7 +146,7 @@ def render_card(recipe: Recipe, funnel: Funnel, charts: dict[str, str] | None = 
                        "inputs": stage_inputs(name, stage.template, getattr(stage, "with_image", False)),
                        "sampling": ", ".join(f"{k}={v}" for k, v in to_plain(stage.sampling).items())})
     return scrub(_TEMPLATE.render(  # no secret of the recipe (a URL's password, a key in extra_body) or of a reply
-        header=yaml.safe_dump(header, sort_keys=False).strip(), recipe=recipe, funnel=funnel, stages=stages,
+        header=DatasetCardData(**header).to_yaml().strip(), recipe=recipe, funnel=funnel, stages=stages,
         student=render(recipe.stages.student_prompt, focus="<focus>"), kept=max(funnel.kept, 1),
         paid=funnel.prompt_tokens + funnel.completion_tokens, charts=charts, examples=examples, licenses=licenses,
         license_link=LICENSE_FILE if len(licenses) > 1 else None, config=present[0] if present else "extraction",

@@ -38,6 +38,7 @@ _STAGE = {f.name: {"inputs": datasets.List(_S), "sampling": _SAMPLING}.get(f.nam
 PROVENANCE = {stage: _STAGE for stage in STAGE_ORDER}  # a stage that did not run is null
 INJECTED = datasets.List({"kind": _S, "stage": _S, "detail": _S})
 _I = datasets.Value("int32")
+GOLD = {"text": _S, "letter": _S}  # a question's gold answer as words, and its option letter (null: not multiple choice)
 COUNTS = {"questions": _I, "statements": _I, "extraction_words": _I}  # counts, apart from the scores in [0, 1]
 
 
@@ -72,7 +73,7 @@ class Layout:
         if config == "extraction":
             return datasets.Features({
                 "id": _S, "image": datasets.Image(), "prompt": _S, "focus": _S, "extraction": _S,
-                "questions": datasets.List(_S), "statements": datasets.List(_S), "source": _S, "license": _S,
+                "questions": datasets.List(_S), "golds": datasets.List(GOLD), "statements": datasets.List(_S), "source": _S, "license": _S,
                 "finish_reason": _S, **scores, "counts": COUNTS, "provenance": PROVENANCE, "injected": INJECTED, "origin": _S,
                 "original_size": datasets.List(datasets.Value("int32")),
             })
@@ -115,6 +116,7 @@ class Layout:
             "focus": record.focus,
             "extraction": record.extraction,
             "questions": [t.question for t in record.turns],
+            "golds": [{"text": t.answer_meaning, "letter": t.answer if t.answer_type == "choice" else None} for t in record.turns],
             "statements": list(record.statements or ()),
             "source": record.source,
             "license": record.license,

@@ -1,6 +1,8 @@
 """What a run shows about itself: charts for the card, examples, and a self-contained HTML
-report (funnel, length histograms, a gallery of kept samples with their images, rejected
-samples with their reasons), written beside the run's data before its folder is swapped in.
+report (run time and cost, funnel, length histograms, each filter's score distribution,
+every reason a record ended with its count and examples, a gallery of kept samples with their
+images and of rejected ones with their reasons, searchable by id or text), written beside
+the run's data before its folder is swapped in.
 
 Lengths are counted by the pipeline into word-count buckets (Beam counters, so they cost
 nothing extra and add up across workers); samples are the first rows of the first shard of
@@ -98,15 +100,61 @@ def data_uri(png: bytes | None) -> str:
     return f"data:image/png;base64,{base64.b64encode(png).decode()}" if png else ""
 
 
-def write_report(folder: Path, data: str | Path, name: str, funnel: Funnel, charts: dict[str, str], samples: int = 24) -> Path:
-    """`folder`/report.html: one file, images inlined, readable offline; the samples are read
-    from the run's data at `data` (a path or URL), the charts from `folder`."""
+SCORE_BUCKETS = (0.2, 0.4, 0.6, 0.8, 1.0)  # upper bounds: [0, 0.2), ..., [0.8, 1.0), and 1.0 itself
+EXAMPLES_PER_REASON = 2
+
+
+def bucket_labels() -> list[str]:
+    return [f"{low:.1f}-{top:.1f}" for low, top in zip((0.0, *SCORE_BUCKETS), SCORE_BUCKETS)] + ["1.0"]
+
+
+def score_table(data: str | Path, filters: list[str]) -> list[dict]:
+    """Per filter, over every published row that has its score (kept and ended): how many, the
+    mean, and how many fall in each fifth of [0, 1) and at 1.0; read a batch at a time."""
+    table = {f: {"filter": f, "n": 0, "sum": 0.0, "buckets": [0] * (len(SCORE_BUCKETS) + 1)} for f in filters}
+    for config in ("extraction", "rejected"):
+        for row in iter_rows(data, config, ["scores"]) if filters else ():
+            for f, v in (row.get("scores") or {}).items():
+                if v is None or f not in table:
+                    continue
+                t = table[f]
+                t["n"], t["sum"] = t["n"] + 1, t["sum"] + v
+                t["buckets"][len(SCORE_BUCKETS) if v >= 1.0 else next(i for i, top in enumerate(SCORE_BUCKETS) if v < top)] += 1
+    return [{**t, "mean": t["sum"] / t["n"] if t["n"] else None} for t in table.values()]
+
+
+def reason_examples(data: str | Path, funnel: Funnel) -> list[dict]:
+    """Every reason a record ended with, its count, and the first examples of it (id, origin,
+    detail): the whole rejected config is read, a batch at a time, until each has its examples."""
+    counts = {**{("rejected", r): n for r, n in funnel.rejected_by_reason.items()},
+              **{("failed", r): n for r, n in funnel.failed_by_reason.items()}}
+    examples: dict = {key: [] for key in counts}
+    missing = {key for key in counts}
+    for row in iter_rows(data, "rejected", ["id", "origin", "status", "reason", "detail"]) if counts else ():
+        key = (row["status"], row["reason"])
+        if key in missing:
+            examples[key].append(row)
+            if len(examples[key]) >= EXAMPLES_PER_REASON:
+                missing.discard(key)
+                if not missing:
+                    break
+    return [{"status": st, "reason": r, "n": n, "examples": examples[(st, r)]}
+            for (st, r), n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))]
+
+
+def write_report(folder: Path, data: str | Path, name: str, funnel: Funnel, charts: dict[str, str], samples: int = 24,
+                 filters: list[str] | None = None) -> Path:
+    """`folder`/report.html: one file, images inlined, readable offline; the samples, the score
+    table and the reasons' examples are read from the run's data at `data` (a path or URL),
+    the charts from `folder`. The page filters its samples by id or text as you type."""
     kept = first_rows(data, "extraction", samples, ["id", "image", "prompt", "extraction", "questions", "scores"])
     rejected = first_rows(data, "rejected", samples, ["id", "image", "status", "reason", "detail", "questions", "extraction"])
     for row in kept + rejected:
         row["thumb"] = data_uri(thumbnail_png(row.pop("image")))
     summary = json.dumps({k: v for k, v in funnel.to_dict().items() if k != "filters"})
+    filters = filters if filters is not None else [f.filter for f in funnel.filters]
     page = _TEMPLATE.render(name=name, funnel=funnel, kept=kept, rejected=rejected, summary=summary,
+                            scores=score_table(data, filters), buckets=bucket_labels(), reasons=reason_examples(data, funnel),
                             charts={k: data_uri((folder / p).read_bytes()) for k, p in charts.items()})
     path = folder / "report.html"
     path.write_text(page)

@@ -105,6 +105,10 @@ def test_typed_columns_filter_and_sort_without_parsing(published):
     assert all(r["scores"]["statement_count"] < 1 for r in rejected if r["reason"] == "statements_count_mismatch")
     assert all(r["counts"]["statements"] == len(r["statements"]) and r["counts"]["questions"] == len(r["questions"])
                and r["counts"]["extraction_words"] == len(r["extraction"].split()) for r in extraction)
+    # each question's gold answer, as text and (multiple choice) its letter, beside the questions
+    for row in list(extraction)[:8]:
+        record = _record_for(recipe, row["id"], extraction)
+        assert row["golds"] == [{"text": t.answer_text, "letter": t.answer if t.answer_type == "choice" else None} for t in record.turns]
     from pipelines.stages import build_stages
     from train_min.data import chats
 

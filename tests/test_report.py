@@ -73,7 +73,7 @@ class _Page(HTMLParser):
         a = dict(attrs)
         if tag == "img":
             self.images.append(a.get("src", ""))
-        if tag in ("link", "script") or (tag == "a" and a.get("href", "").startswith("http")):
+        if tag == "link" or (tag == "script" and a.get("src")) or (tag == "a" and a.get("href", "").startswith("http")):
             self.links.append(a)
         if tag == "div" and "card" in a.get("class", ""):
             self.cards["bad" if "bad" in a["class"] else "kept"] += 1
@@ -86,7 +86,7 @@ def test_the_html_report_is_self_contained(outcome):
     out, f = outcome.out_dir, outcome.funnel.to_dict()
     page = _Page()
     page.feed((out / "report.html").read_text())
-    assert page.links == []  # no stylesheet, script or link to fetch
+    assert page.links == []  # no stylesheet, script or link to fetch (the search box's script is inline)
     assert page.images and all(src.startswith("data:image/png;base64,") for src in page.images if src)
     for src in page.images:
         if src:
@@ -133,5 +133,30 @@ def test_the_report_escapes_what_the_data_holds(tmp_path):
             "detail": ['<script>alert("x")</script>'], "extraction": ["a & b"]}
     pq.write_table(pa.table(rows), tmp_path / "data" / "rejected" / "train-0.parquet")
     page = write_report(tmp_path, tmp_path / "data", "<name>", Funnel(records_in=1, rejected=1), {}).read_text()
-    assert "<script>" not in page and "&lt;script&gt;" in page and "bad&lt;b&gt;" in page and "a &amp; b" in page
+    assert page.count("<script>") == 1 and '<script>alert' not in page  # the search box's own script only
+    assert "&lt;script&gt;" in page and "bad&lt;b&gt;" in page and "a &amp; b" in page
     assert "&lt;name&gt;" in page
+
+
+def test_the_report_tables_every_reason_and_each_filters_scores(outcome):
+    """Every reason a record ended with, with its count and an example from the data; each
+    filter's scores over every published row (the buckets add up); the run time."""
+    from pipelines.report import reason_examples, score_table
+
+    out, funnel = outcome.out_dir, outcome.funnel
+    html = (out / "report.html").read_text()
+    reasons = reason_examples(out, funnel)
+    assert {(r["status"], r["reason"]): r["n"] for r in reasons} == {
+        **{("rejected", k): v for k, v in funnel.rejected_by_reason.items()}, **{("failed", k): v for k, v in funnel.failed_by_reason.items()}}
+    rejected = datasets.load_dataset(str(out), "rejected", split="train")
+    by_id = {r["id"]: r for r in rejected}
+    for r in reasons:
+        assert 1 <= len(r["examples"]) <= 2 and all(by_id[e["id"]]["reason"] == r["reason"] for e in r["examples"])
+        assert f"<td>{r['reason']}</td><td>{r['n']}</td>" in html
+    scores = score_table(out, [f.filter for f in funnel.filters])
+    kept = datasets.load_dataset(str(out), "extraction", split="train")
+    for t in scores:
+        having = [row["scores"][t["filter"]] for row in [*kept, *rejected] if row["scores"][t["filter"]] is not None]
+        assert t["n"] == len(having) == sum(t["buckets"]) and t["buckets"][-1] == sum(v >= 1.0 for v in having)
+        assert f"<td>{t['filter']}</td><td>{t['n']}</td>" in html
+    assert f"in {funnel.run_seconds:.1f} s" in html and 'id="find"' in html
