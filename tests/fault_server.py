@@ -8,7 +8,8 @@ huge (a valid reply padded to `huge_bytes`), echo (a 401 whose body quotes the r
 Authorization header, as some gateways do), redirect (a 307 to `redirect_url`, another
 origin), redirect_local (a 307 to the same path on this server), and each shape of HOSTILE (nesting 100,000 deep in
 every field, counts of 10^30, NaN, lone surrogates, wrong types, empty choices). `fault_rate` > 0 fails that share of all attempts at random
-(seeded), in kinds drawn evenly from `random_kinds` (RANDOM_KINDS by default). `capacity` > 0 serves at most that many
+(seeded), in kinds drawn evenly from `random_kinds` (RANDOM_KINDS by default); the first attempts fail in the kinds
+of `first_kinds`, in order. `capacity` > 0 serves at most that many
 requests at once (the others queue), each taking `delay_s`: an endpoint of known throughput
 capacity / delay_s. It counts attempts and the most requests in flight at once."""
 
@@ -79,13 +80,16 @@ class _Server(ThreadingHTTPServer):
 class FaultServer:
     def __init__(self, answer: str = "The description settles it.\nAnswer: 4", hang_s: float = 2.0, delay_s: float = 0.0,
                  fault_rate: float = 0.0, seed: int = 0, capacity: int = 0, drip_s: float = 0.2, huge_bytes: int = 2_000_000,
-                 random_kinds: tuple[str, ...] = RANDOM_KINDS, models: list[str] | None = None, fail_after: int | None = None):
+                 random_kinds: tuple[str, ...] = RANDOM_KINDS, models: list[str] | None = None, fail_after: int | None = None,
+                 first_kinds: tuple[str, ...] = ()):
         self.answer, self.hang_s, self.delay_s, self.fault_rate = answer, hang_s, delay_s, fault_rate
         self.drip_s, self.huge_bytes, self.random_kinds = drip_s, huge_bytes, random_kinds
         self.redirect_url = None  # where `redirect` sends clients (another origin)
         self.models = models  # what GET /v1/models lists (None: the route is missing, as on some servers)
         self.fail_after = fail_after  # after this many replies every attempt gets a 503 (None: never)
         self._rng = random.Random(seed)
+        self.first_kinds = first_kinds  # the first attempts the server sees fail in these kinds, in order (then at random)
+        self.requests = 0
         self.faults: Counter = Counter()  # kind -> attempts failed at random
         self.served = 0  # successful replies
         self.first_at = self.last_at = None  # when the first request came in, the last reply went out
@@ -156,8 +160,11 @@ class FaultServer:
         with self._lock:
             self.attempts[prompt] += 1
             attempt = self.attempts[prompt]
+            self.requests += 1
             chance = self._rng.random()
             random_kind = self._rng.choice(self.random_kinds) if chance < self.fault_rate else None
+            if self.requests <= len(self.first_kinds):
+                random_kind = self.first_kinds[self.requests - 1]
             if random_kind:
                 self.faults[random_kind] += 1
         if self.delay_s:

@@ -128,7 +128,7 @@ def test_a_run_survives_every_hostile_reply_shape(tmp_path):
     """Half of all attempts answered with one of the hostile shapes (nesting 100,000 deep in
     each field, counts of 10^30, NaN, lone surrogates, wrong types, empty choices): the run
     finishes, in = kept + rejected + failed, every failed row says why, and text repaired from
-    surrogates went on into later stages' prompts and the published rows."""
+    surrogates went on (test below)."""
     from tests.fault_server import HOSTILE
 
     server = FaultServer(answer="The left beaker holds 4 particles.\nAnswer: 4", fault_rate=0.5, seed=3,
@@ -150,5 +150,30 @@ def test_a_run_survives_every_hostile_reply_shape(tmp_path):
     failed = [r for r in rejected if r["status"] == "failed"]
     assert len(failed) == f["failed"] and all(r["reason"].endswith("_teacher_error") for r in failed)
     assert all(r["detail"].startswith("MalformedReply: ") and r["detail"].endswith("(after 2 attempts)") for r in failed)
-    served_prompts = [json.dumps(b["messages"]) for b in server.bodies]
-    assert any("\\ufffd" in p for p in served_prompts)  # a repaired reply was sent on in a later prompt
+
+
+def test_a_reply_with_a_lone_surrogate_is_repaired_and_sent_on(tmp_path):
+    """The first reply (an extraction: nothing else can be asked yet) carries a lone surrogate:
+    it comes back with U+FFFD in its place, goes on into the think prompt and the published row."""
+    server = FaultServer(answer="The left beaker holds 4 particles.\nAnswer: 4", first_kinds=("surrogate",))
+    try:
+        outcome = run(load_recipe("quickstart", [
+            "sources.0.synthetic.num_records=1", "sources.0.synthetic.image_size=64", "sources.0.synthetic.families=[beakers]",
+            "sources.0.synthetic.max_turns=1", "teacher.backend=openai", "teacher.model=served",
+            f"teacher.openai.base_url={server.url}", "stages.think.sampling.n=1", f"output.dir={tmp_path / 'out'}",
+            "cache.dir=null", "output.min_kept=0", "teacher.preflight=false",
+        ]))
+    finally:
+        server.close()
+    assert outcome.funnel.to_dict()["failed"] == 0
+    later = [json.dumps(b["messages"]) for b in server.bodies[1:]]
+    assert later and any("\\ufffd end" in p for p in later)
+    rows = [r for config in ("default", "rejected") for r in _published(outcome.out_dir, config)]
+    assert any("\ufffd end" in json.dumps({k: v for k, v in r.items() if k != "image"}, ensure_ascii=False) for r in rows)
+
+
+def _published(out_dir, config):
+    try:
+        return list(datasets.load_dataset(str(out_dir), config, split="train"))
+    except ValueError:  # a config with no rows is not written
+        return []
