@@ -18,8 +18,9 @@ from pipelines.config import to_plain
 from pipelines.core.secrets import scrub
 from pipelines.core.templates import MARKDOWN_FILTERS, Page, md_code, md_text
 from pipelines.funnel import Funnel
+from pipelines.meta import json_fields
 from pipelines.prompting import prompt_hash, render, template_source
-from pipelines.publish import Layout
+from pipelines.publish import CONFIGS, Layout
 from pipelines.recipe import Recipe
 from pipelines.stages import active_stages, stage_inputs
 
@@ -124,7 +125,7 @@ def render_card(recipe: Recipe, funnel: Funnel, charts: dict[str, str] | None = 
         license_meta = {"license": "other", "license_name": MIXED_LICENSE, "license_link": LICENSE_FILE}
     header = {
         "configs": [
-            {"config_name": c, "data_files": [{"split": "train", "path": f"{c}/train-{funnel.run_id}-*.parquet"}],
+            {"config_name": c, "data_files": [{"split": s, "path": f"{c}/{s}-{funnel.run_id}-*.parquet"} for s in funnel.split_rows(c)],
              **({"default": True} if i == 0 else {})}
             for i, c in enumerate(present)
         ],
@@ -151,6 +152,6 @@ def render_card(recipe: Recipe, funnel: Funnel, charts: dict[str, str] | None = 
         paid=funnel.prompt_tokens + funnel.completion_tokens, charts=charts, examples=examples, licenses=licenses,
         license_link=LICENSE_FILE if len(licenses) > 1 else None, config=present[0] if present else "extraction",
         ref=json.dumps(dataset_ref).replace("`", "\\u0060"),  # in a code fence: no backtick may close it
-        filters=layout.filters, paper_citation=PAPER_CITATION,
+        filters=layout.filters, meta_json=json_fields(layout.meta), paper_citation=PAPER_CITATION, splits={c: {"train": 0, "test": 0, **funnel.split_rows(c)} for c in CONFIGS},
         project_citation=PROJECT_CITATION % tool_version(),
         prices={name: recipe.stage_teacher(name).price for name in funnel.stages if name in active_stages(recipe)}))

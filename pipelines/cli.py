@@ -217,11 +217,15 @@ def _print_funnel(funnel, out_dir, seconds: float) -> None:
     print(f"\nDataset: {out_dir}  (card: {out_dir}/README.md)")
     if empty:
         print(f"  empty, so left out: {', '.join(empty)}")
+    for c, n in rows.items():
+        if n:
+            print(f"  {c}: " + ", ".join(f"{k} {split}" for split, k in funnel.split_rows(c).items()))
     config = next((c for c, n in rows.items() if n), None)  # the hint names a config that exists
     if config and "://" in str(out_dir):
-        print(f"  from datasets import load_dataset; load_dataset('parquet', data_files={str(out_dir) + f'/{config}/*.parquet'!r}, split='train')")
+        files = {split: f"{out_dir}/{config}/{split}-*.parquet" for split in funnel.split_rows(config)}
+        print(f"  from datasets import load_dataset; load_dataset('parquet', data_files={files!r})")
     elif config:
-        print(f"  from datasets import load_dataset; load_dataset({str(out_dir)!r}, {config!r}, split='train')")
+        print(f"  from datasets import load_dataset; load_dataset({str(out_dir)!r}, {config!r})")
 
 
 def _print_counts(funnel, seconds: float) -> None:

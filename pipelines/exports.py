@@ -5,7 +5,7 @@ The `extraction` config (the perception model: image + the student's prompt -> e
   form: `prompt` (a user turn: the image placeholder and the student's prompt), `completion`
   (the assistant's extraction) and `images` (a list with the one image). `SFTTrainer` reads
   it as is and, for this form, computes the loss on the completion only.
-- LLaVA (`llava`): `llava.json`, a list of {"id", "image", "conversations": [{"from": "human",
+- LLaVA (`llava`): `llava.json` (and `llava_test.json` for the test split), a list of {"id", "image", "conversations": [{"from": "human",
   "value": "<image>\\n<prompt>"}, {"from": "gpt", "value": <extraction>}]}, with the images
   beside it under `images/` (PNG or JPEG as published, named by record id when the id is a
   plain file name, else by a hash of it: `output.safe_name`).
@@ -14,7 +14,8 @@ The `reasoning` config (the reasoner: the exact prompt the think stage sent, tex
 reasoning trace): TRL's prompt-completion form with plain-text turns; LLaVA's form without
 an `image` key (a text-only conversation).
 
-Each export holds an `export.json` naming its format and config: a later export may
+Both carry the publish's splits (`train`, and `test` where it held records out). Each export
+holds an `export.json` naming its format and config: a later export may
 replace a folder that has one (or an empty or absent folder), never anything else.
 """
 
@@ -49,14 +50,19 @@ class ExportRefused(ValueError):
     """The destination is not an export of this tool; nothing was written."""
 
 
-def _rows(published: Path, config: str) -> datasets.Dataset:
+def _splits(published: Path, config: str) -> dict[str, datasets.Dataset]:
+    """{split: rows} of one config: `train`, and `test` where the publish held records out."""
     if not (published / config).is_dir():
         raise ValueError(f"{published} has no {config} config (nothing was kept, or it is not a publish)")
-    ds = datasets.load_dataset(str(published), config, split="train")
-    if config == "reasoning" and "prompt" not in ds.column_names:
-        raise ValueError(f"{published}: its reasoning config has no `prompt` column (published by an older version); "
-                         "rerun the recipe (replies come from the cache) to publish it")
-    return ds.cast_column("image", datasets.Image(decode=False)) if "image" in ds.column_names else ds
+    loaded = datasets.load_dataset(str(published), config)
+    out = {}
+    for split in sorted(loaded, key=lambda name: (name != "train", name)):
+        ds = loaded[split]
+        if config == "reasoning" and "prompt" not in ds.column_names:
+            raise ValueError(f"{published}: its reasoning config has no `prompt` column (published by an older version); "
+                             "rerun the recipe (replies come from the cache) to publish it")
+        out[split] = ds.cast_column("image", datasets.Image(decode=False)) if "image" in ds.column_names else ds
+    return out
 
 
 def trl_row(row: dict) -> dict:
@@ -73,20 +79,37 @@ def trl_row(row: dict) -> dict:
 
 
 def _write_trl(src: Path, tmp: Path, config: str) -> dict:
-    ds = _rows(src, config)
-    out = ds.map(trl_row, remove_columns=ds.column_names, features=TRL_FEATURES[config])
     (tmp / "data").mkdir(parents=True)
     # a fresh name per export: `datasets` caches local folders by their card's file patterns,
     # and would serve an earlier export of the same folder name otherwise
-    name = f"data/train-{uuid.uuid4().hex[:8]}.parquet"
-    out.to_parquet(str(tmp / name))
-    return {"configs": [{"config_name": "default", "data_files": [{"split": "train", "path": name}]}],
-            "dataset_info": datasets.DatasetInfo(features=TRL_FEATURES[config])._to_yaml_dict(), "rows": len(out)}
+    run = uuid.uuid4().hex[:8]
+    files, rows = [], {}
+    for split, ds in _splits(src, config).items():
+        out = ds.map(trl_row, remove_columns=ds.column_names, features=TRL_FEATURES[config])
+        name = f"data/{split}-{run}.parquet"
+        out.to_parquet(str(tmp / name))
+        files.append({"split": split, "path": name})
+        rows[split] = len(out)
+    return {"configs": [{"config_name": "default", "data_files": files}],
+            "dataset_info": datasets.DatasetInfo(features=TRL_FEATURES[config])._to_yaml_dict(), "rows": rows}
+
+
+def llava_file(split: str) -> str:
+    """The conversations of a split in a LLaVA export: llava.json (train), llava_<split>.json."""
+    return "llava.json" if split == "train" else f"llava_{split}.json"
 
 
 def _write_llava(src: Path, tmp: Path, config: str) -> dict:
-    ds = _rows(src, config)
-    entries, used = [], set()
+    used, rows = set(), {}
+    for split, ds in _splits(src, config).items():
+        entries = _llava_entries(ds, config, tmp, used)
+        (tmp / llava_file(split)).write_text(json.dumps(entries, ensure_ascii=False, indent=1))
+        rows[split] = len(entries)
+    return {"rows": rows}
+
+
+def _llava_entries(ds, config: str, tmp: Path, used: set) -> list[dict]:
+    entries = []
     for row in ds:
         if config == "reasoning":
             entries.append({"id": row["id"], "conversations": [
@@ -105,8 +128,7 @@ def _write_llava(src: Path, tmp: Path, config: str) -> dict:
             {"from": "human", "value": f"<image>\n{row['prompt']}"},
             {"from": "gpt", "value": row["extraction"]},
         ]})
-    (tmp / "llava.json").write_text(json.dumps(entries, ensure_ascii=False, indent=1))
-    return {"rows": len(entries)}
+    return entries
 
 
 _TRL_SNIPPET = {
@@ -125,10 +147,11 @@ from transformers import {model_class}, {processor_class}
 from trl import SFTConfig, SFTTrainer
 
 MODEL = "{model}"  # {what}
-train = load_dataset({json.dumps(dataset)}, split="train")
-args = SFTConfig(output_dir="out/sft", max_length=None, use_cpu=not torch.cuda.is_available())
+data = load_dataset({json.dumps(dataset)})  # train, and test where the publish held records out
+args = SFTConfig(output_dir="out/sft", max_length=None, eval_strategy="epoch" if "test" in data else "no",
+                 use_cpu=not torch.cuda.is_available())
 trainer = SFTTrainer(model={model_class}.from_pretrained(MODEL), processing_class={processor_class}.from_pretrained(MODEL),
-                     train_dataset=train, args=args)
+                     train_dataset=data["train"], eval_dataset=data.get("test"), args=args)
 trainer.train()  # the loss is on the completion only"""
 
 
@@ -149,14 +172,16 @@ def _card(src: Path, dest: Path, fmt: str, config: str, written: dict, source_da
         tags=["extract-think", f"{fmt}-export", config], pretty_name=f"{origin.get('pretty_name') or src.name}: {fmt} export ({config})",
         **{k: written[k] for k in ("configs", "dataset_info") if k in written})
     came_from = f"[{md_text(source_dataset)}](https://huggingface.co/datasets/{source_dataset})" if source_dataset else md_code(str(src))
+    counts = ", ".join(f"{n} {split}" for split, n in written["rows"].items())
     if fmt == "trl":
-        body = (f"The `{config}` config of {came_from} (an extract-think dataset), {written['rows']} rows in TRL's conversational "
+        body = (f"The `{config}` config of {came_from} (an extract-think dataset), rows ({counts}) in TRL's conversational "
                 f"prompt-completion form: `prompt`, `completion`{', `images`' if config == 'extraction' else ''}. "
                 "`trl.SFTTrainer` reads it as is and puts the loss on the completion only:\n\n"
                 f"```python\n{trl_snippet(str(dest), config)}\n```\n")
     else:
-        body = (f"The `{config}` config of {came_from} (an extract-think dataset), {written['rows']} conversations in LLaVA's "
-                "form: `llava.json`, a list of {id, " + ("image, " if config == "extraction" else "")
+        files = " and ".join(f"`{llava_file(split)}` ({n} {split})" for split, n in written["rows"].items())
+        body = (f"The `{config}` config of {came_from} (an extract-think dataset) as conversations in LLaVA's "
+                f"form: {files}, each a list of {{id, " + ("image, " if config == "extraction" else "")
                 + "conversations: [{from: human, value}, {from: gpt, value}]}"
                 + (", with the images under `images/`" if config == "extraction" else "") + "; point a LLaVA-style trainer's "
                 "`data_path` at `llava.json` and its `image_folder` at this folder.\n")

@@ -70,6 +70,10 @@ def count_reasoning_row(row: dict) -> None:
     counter(RECORDS, "length", "reasoning", bucket(len(row["reasoning"].split()))).inc()
 
 
+def count_split_row(config: str, split: str) -> None:
+    counter(RECORDS, "rows", config, split).inc()
+
+
 def count_call(stage: str, reply, cached: bool) -> None:
     """One teacher call of a stage: paid now, or answered from the cache (what it had cost
     when paid). The prompt is processed and billed once per call, whatever its n samples."""
@@ -145,6 +149,7 @@ class Funnel:
     flow_seconds: float = 0.0  # from the first record in to the last one out (no start-up, no publishing)
     teacher_load_seconds: float = 0.0  # loading teachers (models, engines, servers), within the flow
     shards: dict[str, int] = field(default_factory=dict)  # config -> parquet files
+    splits: dict[str, dict[str, int]] = field(default_factory=dict)  # config -> split -> rows
     endpoints: dict[str, dict[str, int]] = field(default_factory=dict)  # a fleet's endpoint -> {calls, failures}
     run_id: str = ""
 
@@ -184,6 +189,7 @@ class Funnel:
             filters=[FilterStep(f, by_filter.get(("checked", f), 0), by_filter.get(("passed", f), 0),
                                 reasons("rejected", by_filter, (f,))) for f in filter_names],
             lengths={kind: {label: main.get(("length", kind, label), 0) for label in LABELS} for kind in LENGTH_KINDS},
+            splits=_splits(main),
             endpoints={k[1]: {"calls": v, "failures": teacher.get(("endpoint_failures", k[1]), 0)}
                        for k, v in sorted(teacher.items()) if len(k) == 2 and k[0] == "endpoint_calls"},
             **extra,
@@ -204,6 +210,15 @@ class Funnel:
         """Rows per published config."""
         return {"extraction": self.kept, "reasoning": self.reasoning_rows, "rejected": self.ended}
 
+    def split_rows(self, config: str) -> dict[str, int]:
+        """Rows per split of a config that has any ({} for one with none); a funnel read
+        before splits were counted has all its rows in `train`."""
+        if self.splits:
+            counts = self.splits.get(config, {})
+            return {s: counts[s] for s in sorted(counts, key=lambda name: (name != "train", name)) if counts[s]}
+        n = self.config_rows()[config]
+        return {"train": n} if n else {}
+
     def to_dict(self) -> dict:
         """The `funnel.json` form (the count of records in is `in`)."""
         out = {"run_id": self.run_id}
@@ -217,6 +232,14 @@ class Funnel:
         values = {("records_in" if k == "in" else k): v for k, v in data.items()}
         values["filters"] = [FilterStep(s["filter"], s["in"], s["passed"], dict(s["reasons"])) for s in data.get("filters", [])]
         return cls(**{k: v for k, v in values.items() if k in known})
+
+
+def _splits(main: dict[tuple, int]) -> dict[str, dict[str, int]]:
+    out: dict[str, dict[str, int]] = {}
+    for key, value in sorted(main.items()):
+        if len(key) == 3 and key[0] == "rows" and value:
+            out.setdefault(key[1], {})[key[2]] = value
+    return out
 
 
 def _costs(stages: dict[str, dict[str, int]], prices: dict) -> dict:

@@ -20,6 +20,7 @@ from filters.decontamination import eval_entry
 from filters.registry import SOURCE_ONLY
 from pipelines import funnel, progress
 from pipelines.config import ConfigError
+from pipelines.core.splits import SPLITS, split_of
 from pipelines.filtering import ApplyFilters
 from pipelines.publish import Layout
 from pipelines.recipe import Recipe
@@ -53,6 +54,12 @@ def _count_kept(record):
 def _count_reasoning(row):
     funnel.count_reasoning_row(row)
     return row
+
+
+def _split_index(row, _n, config: str, fraction: float) -> int:
+    split = split_of(row, fraction)
+    funnel.count_split_row(config, split)
+    return SPLITS.index(split)
 
 
 def _failed_here(before, after):
@@ -150,5 +157,9 @@ def build_pipeline(p: beam.Pipeline, recipe: Recipe, out_prefix: str, run_id: st
         "reasoning": kept | "ReasoningRows" >> beam.FlatMap(layout.reasoning_rows) | "CountReasoning" >> beam.Map(_count_reasoning),
         "rejected": split.ended | "CountEnded" >> beam.Map(_count_ended) | "RejectedRows" >> beam.Map(layout.rejected_row),
     }
+    fraction = recipe.output.test_fraction
     for config, pcoll in rows.items():  # the run id in the file names lets the card name exactly this run's files
-        pcoll | f"Write[{config}]" >> WriteShards(out_prefix, config, run_id, recipe.output.rows_per_shard, layout.features(config))
+        by_split = pcoll | f"Split[{config}]" >> beam.Partition(_split_index, len(SPLITS), config, fraction)
+        for split, part in zip(SPLITS, by_split):
+            part | f"Write[{config}][{split}]" >> WriteShards(out_prefix, config, run_id, recipe.output.rows_per_shard,
+                                                              layout.features(config), split)

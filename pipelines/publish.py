@@ -9,7 +9,8 @@ features (so `Image` columns decode to PIL images and structs load as dicts):
 - reasoning: one row per QA turn of a kept record: the exact `prompt` the reasoner is
   trained on (the think stage's template, rendered: what the teacher answered), the
   extraction, question, choices, the first reasoning trace that reached the gold answer,
-  that answer, and the turn's metadata (the source's `meta` columns, annotator answers) as JSON;
+  that answer, and the turn's metadata (the source's `meta` columns, annotator answers) as a
+  typed struct (pipelines/meta.py);
 - rejected: one row per rejected or failed record, with its status, reason and scores.
 
 Which filters a run has decides the `scores` struct, so the features belong to a run:
@@ -18,7 +19,6 @@ Which filters a run has decides the `scores` struct, so the features belong to a
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, fields
 
 import datasets
@@ -26,6 +26,7 @@ import datasets
 from filters.correctness import answer_settings, published_trace
 from pipelines.core.record import Record, StageProvenance, to_jsonable
 from pipelines.core.templates import TemplateFailure
+from pipelines.meta import ADDED, meta_features, meta_row, meta_schema
 from pipelines.prompting import PROMPT_FILES, render, template_source
 from pipelines.recipe import Recipe, Sampling
 from pipelines.stages import STAGE_ORDER
@@ -39,6 +40,7 @@ PROVENANCE = {stage: _STAGE for stage in STAGE_ORDER}  # a stage that did not ru
 INJECTED = datasets.List({"kind": _S, "stage": _S, "detail": _S})
 _I = datasets.Value("int32")
 GOLD = {"text": _S, "letter": _S}  # a question's gold answer as words, and its option letter (null: not multiple choice)
+META_ADDED = tuple(sorted(ADDED.items()))
 COUNTS = {"questions": _I, "statements": _I, "extraction_words": _I}  # counts, apart from the scores in [0, 1]
 
 
@@ -62,11 +64,12 @@ class Layout:
     student_template: str = "student/v1"
     think_template: str = "think/v1"
     answer: tuple[tuple[str, float], ...] = ()  # answer_settings(recipe.filters), as pairs
+    meta: tuple[tuple[str, str], ...] = META_ADDED  # the `meta` struct's (field, kind) pairs: meta_schema(recipe.sources)
 
     @classmethod
     def of(cls, recipe: Recipe) -> "Layout":
         return cls(tuple(dict.fromkeys(f.name for f in recipe.filters)), recipe.stages.student_prompt, recipe.stages.think.template,
-                   tuple(sorted(answer_settings(recipe.filters).items())))
+                   tuple(sorted(answer_settings(recipe.filters).items())), meta_schema(recipe.sources))
 
     def features(self, config: str) -> datasets.Features:
         scores = {"scores": {f: _F for f in self.filters}} if self.filters else {}
@@ -80,7 +83,7 @@ class Layout:
         if config == "reasoning":
             return datasets.Features({
                 "id": _S, "record_id": _S, "prompt": _S, "extraction": _S, "question": _S, "choices": datasets.List(_S),
-                "answer_type": _S, "answer": _S, "reasoning": _S, "thinking": _S, "source": _S, "meta": _S,
+                "answer_type": _S, "answer": _S, "reasoning": _S, "thinking": _S, "source": _S, "meta": meta_features(self.meta),
             })
         if config == "rejected":
             return datasets.Features({
@@ -145,7 +148,7 @@ class Layout:
                 "reasoning": best.output.text,
                 "thinking": best.output.thinking,
                 "source": record.source,
-                "meta": json.dumps(to_jsonable(turn.meta), sort_keys=True),  # the source's columns (category, annotators, ...)
+                "meta": meta_row(turn.meta, self.meta),  # the source's columns (category, annotators, ...)
             })
         return rows
 

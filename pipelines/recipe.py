@@ -141,6 +141,9 @@ class OutputConfig:
     # A new or empty folder, or an earlier output of this tool; a run replaces it as a whole.
     dir: str = "out/quickstart"
     rows_per_shard: PositiveInt = 2000
+    # The share of records whose rows go to every config's `test` split (a stable hash of the
+    # record id, the rule train_min holds out by); 0 publishes `train` only.
+    test_fraction: Share = 0.05
     # A run replaces the output only if at most this share of its records failed (a teacher
     # that was down, a wrong endpoint) and at least `min_kept` were kept; else it exits 1
     # and the previous dataset stays.

@@ -47,10 +47,11 @@ class RunOutcome:
     funnel: Funnel
     run_id: str
 
-    def dataset(self, config: str = "extraction", split: str = "train"):
+    def dataset(self, config: str = "extraction", split: str | None = None):
         """One config of the published dataset ("extraction", "reasoning", "rejected"), loaded
-        with `datasets` (images as `Image` features). A config with no rows is not published:
-        ValueError then, naming the ones that are."""
+        with `datasets` (images as `Image` features): a DatasetDict of its splits (`train`, and
+        `test` where the run held records out), or the one `split` named. A config or split
+        with no rows is not published: ValueError then, naming what is."""
         import datasets
 
         if config not in CONFIGS:
@@ -58,6 +59,9 @@ class RunOutcome:
         if not self.funnel.shards.get(config):
             raise ValueError(f"the {config} config has no rows in this run; published: "
                              f"{', '.join(c for c in CONFIGS if self.funnel.shards.get(c))}")
+        splits = self.funnel.split_rows(config)
+        if split is not None and split not in splits:
+            raise ValueError(f"the {config} config has no {split!r} split in this run; it has: {', '.join(splits)}")
         return datasets.load_dataset(str(self.out_dir), config, split=split)
 
 
@@ -118,7 +122,7 @@ def _run_into(staging: str, recipe: Recipe, run_id: str, fs, test_pipeline, out:
         ended = first_rows(staging, "rejected", 100, ["status", "reason", "detail", "origin"])
         example = next((r for r in ended if r["status"] == "failed"), None)
         raise NotPublished(refusal, funnel, example)
-    funnel = replace(funnel, shards={c: n for c in CONFIGS if (n := len(fs.glob(f"{staging}/{c}/train-{run_id}-*.parquet")))})
+    funnel = replace(funnel, shards={c: n for c in CONFIGS if (n := len(fs.glob(f"{staging}/{c}/*-{run_id}-*.parquet")))})
     publishing = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:  # the card and report, made here, then put beside the data
         meta = Path(tmp)

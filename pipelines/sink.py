@@ -5,8 +5,8 @@ Each bundle streams its rows into files of at most `rows_per_shard` rows, row gr
 `ROW_GROUP` rows (what a reader of an image dataset fetches at a time), under temporary
 names; nothing is grouped or shuffled before writing, so a worker holds one row group, not
 a shard. A last step, run once after every bundle has committed, renames the files of the
-committed bundles `train-<run>-SSSSS-of-NNNNN.parquet` and deletes what retried or failed
-bundles left behind. The folder is the run's staging folder: what readers see appears only
+committed bundles `<split>-<run>-SSSSS-of-NNNNN.parquet` and deletes what retried or failed
+bundles left behind. Each split of a config has its own writer and its own temporary names. The folder is the run's staging folder: what readers see appears only
 when the run swaps it into place (run.py).
 """
 
@@ -25,13 +25,18 @@ ROW_GROUP = 100
 TEMP_PREFIX = ".tmp-"
 
 
-def shard_name(run_id: str, i: int, n: int) -> str:
-    return f"train-{run_id}-{i:05d}-of-{n:05d}.parquet"
+def shard_name(split: str, run_id: str, i: int, n: int) -> str:
+    return f"{split}-{run_id}-{i:05d}-of-{n:05d}.parquet"
+
+
+def _temp_prefix(split: str) -> str:
+    return f"{TEMP_PREFIX}{split}-"
 
 
 class _WriteFiles(beam.DoFn):
-    def __init__(self, folder: str, config: str, rows_per_shard: int, schema: pa.Schema):
-        self._folder, self._config, self._rows_per_shard, self._schema = folder.rstrip("/"), config, rows_per_shard, schema
+    def __init__(self, folder: str, config: str, split: str, rows_per_shard: int, schema: pa.Schema):
+        self._folder, self._config, self._split = folder.rstrip("/"), config, split
+        self._rows_per_shard, self._schema = rows_per_shard, schema
 
     def setup(self):
         self._fs, _ = fsspec.core.url_to_fs(self._folder)
@@ -43,7 +48,7 @@ class _WriteFiles(beam.DoFn):
         self._written: list[str] = []
 
     def _open(self):
-        path = f"{self._folder}/{self._config}/{TEMP_PREFIX}{uuid.uuid4().hex}.parquet"
+        path = f"{self._folder}/{self._config}/{_temp_prefix(self._split)}{uuid.uuid4().hex}.parquet"
         self._fs.makedirs(f"{self._folder}/{self._config}", exist_ok=True)
         self._file = self._fs.open(path, "wb")
         self._writer = pq.ParquetWriter(self._file, self._schema, compression="snappy")
@@ -79,29 +84,32 @@ class _WriteFiles(beam.DoFn):
             yield WindowedValue(path, GlobalWindow().max_timestamp(), (GlobalWindow(),))
 
 
-def _finalize(_, folder: str, config: str, run_id: str, written: list[str]):
-    """Number the committed files, delete the rest; yields (config, shard count)."""
+def _finalize(_, folder: str, config: str, split: str, run_id: str, written: list[str]):
+    """Number the committed files of one split, delete the rest of that split's temporary
+    files; yields (config, split, shard count)."""
     fs, _ = fsspec.core.url_to_fs(folder)
     directory = f"{folder.rstrip('/')}/{config}"
     committed = sorted(written)
     for i, path in enumerate(committed):
-        fs.mv(path, f"{directory}/{shard_name(run_id, i, len(committed))}")
+        fs.mv(path, f"{directory}/{shard_name(split, run_id, i, len(committed))}")
     if fs.exists(directory):
-        for leftover in fs.glob(f"{directory}/{TEMP_PREFIX}*"):
+        for leftover in fs.glob(f"{directory}/{_temp_prefix(split)}*"):
             fs.rm(leftover)
-    yield config, len(committed)
+    yield config, split, len(committed)
 
 
 class WriteShards(beam.PTransform):
-    """Rows of `config` (dicts of `features`, a `datasets.Features`) -> parquet shards under
-    `folder`/`config`, whose schema carries the features."""
+    """Rows of one split of `config` (dicts of `features`, a `datasets.Features`) -> parquet
+    shards `<split>-<run>-*.parquet` under `folder`/`config`, whose schema carries the features."""
 
-    def __init__(self, folder: str, config: str, run_id: str, rows_per_shard: int, features):
+    def __init__(self, folder: str, config: str, run_id: str, rows_per_shard: int, features, split: str = "train"):
         super().__init__()
-        self._folder, self._config, self._run_id, self._rows_per_shard = folder, config, run_id, rows_per_shard
+        self._folder, self._config, self._split, self._run_id, self._rows_per_shard = folder, config, split, run_id, rows_per_shard
         self._schema = features.arrow_schema
 
     def expand(self, rows):
-        written = rows | "WriteFiles" >> beam.ParDo(_WriteFiles(self._folder, self._config, self._rows_per_shard, self._schema))
+        writer = _WriteFiles(self._folder, self._config, self._split, self._rows_per_shard, self._schema)
+        written = rows | "WriteFiles" >> beam.ParDo(writer)
         return (rows.pipeline | "Once" >> beam.Create([None])
-                | "NumberShards" >> beam.FlatMap(_finalize, self._folder, self._config, self._run_id, beam.pvalue.AsList(written)))
+                | "NumberShards" >> beam.FlatMap(_finalize, self._folder, self._config, self._split, self._run_id,
+                                                 beam.pvalue.AsList(written)))

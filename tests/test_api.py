@@ -9,6 +9,7 @@ from pipelines import load_recipe, plan_recipe, run_recipe
 from pipelines.config import ConfigError
 from pipelines.recipe import dump_recipe
 from pipelines.run import NotPublished
+from tests.published import published_rows
 
 SMALL = ["sources.0.synthetic.num_records=8", "sources.0.synthetic.image_size=96", "cache.dir=null"]
 
@@ -18,7 +19,7 @@ def test_run_a_dict_recipe_and_read_the_outcome(tmp_path):
     as_dict["output"]["dir"] = str(tmp_path / "out")
     outcome = run_recipe(as_dict, ["teacher.oracle.error_rate=0"])
     assert outcome.out_dir == tmp_path / "out" and outcome.funnel.records_in == 8 == outcome.funnel.kept
-    assert len(datasets.load_dataset(str(outcome.out_dir), "extraction", split="train")) == 8
+    assert len(published_rows(str(outcome.out_dir), "extraction")) == 8
     assert load_recipe(outcome.out_dir / "recipe.yaml").teacher.oracle.error_rate == 0  # the override was applied
 
 
@@ -51,8 +52,12 @@ def test_the_api_is_quiet_by_default_and_its_outcome_loads_the_dataset(tmp_path,
     outcome = run_recipe("quickstart", ["sources.0.synthetic.num_records=12", "sources.0.synthetic.image_size=64",
                                         "teacher.oracle.error_rate=0", f"output.dir={tmp_path / 'out'}", "cache.dir=null"])
     assert not [r for r in caplog.records if any(n in str(r.msg) for n in BeamNoise.NOISE)]
-    kept = outcome.dataset("extraction")
-    assert len(kept) == outcome.funnel.kept and kept.features["image"] == datasets.Image()
-    assert len(outcome.dataset("reasoning")) == outcome.funnel.reasoning_rows
+    kept = outcome.dataset("extraction")  # a DatasetDict of the config's splits
+    assert sum(map(len, kept.values())) == outcome.funnel.kept and kept["train"].features["image"] == datasets.Image()
+    assert sum(map(len, outcome.dataset("reasoning").values())) == outcome.funnel.reasoning_rows
+    assert outcome.dataset("extraction", "train")["id"] == kept["train"]["id"]
     with pytest.raises(ValueError, match="rejected config has no rows"):
         outcome.dataset("rejected")
+    if "test" not in kept:
+        with pytest.raises(ValueError, match="no 'test' split"):
+            outcome.dataset("extraction", "test")

@@ -8,7 +8,6 @@ import sys
 import time
 from pathlib import Path
 
-import datasets
 import pytest
 
 from pipelines.cache import ReplyCache, request_key, teacher_identity
@@ -17,6 +16,7 @@ from pipelines.recipe import OracleOptions, TeacherConfig, load_recipe
 from pipelines.run import run
 from pipelines.teachers.base import ChatRequest, Sampling, TeacherReply, user_message
 from pipelines.teachers.transformers_teacher import TransformersTeacher
+from tests.published import published_rows
 
 REPO = Path(__file__).resolve().parents[1]
 ORACLE = teacher_identity(TeacherConfig())
@@ -139,8 +139,8 @@ def _rows(out):
     rows = {}
     for config in ("extraction", "reasoning", "rejected"):
         if (out / config).exists():
-            ds = datasets.load_dataset(str(out), config, split="train").remove_columns(
-                [c for c in ("image",) if c in datasets.load_dataset(str(out), config, split="train").column_names])
+            ds = published_rows(str(out), config).remove_columns(
+                [c for c in ("image",) if c in published_rows(str(out), config).column_names])
             rows[config] = sorted(ds.to_list(), key=lambda r: r["id"])
     return rows
 

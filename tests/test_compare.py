@@ -7,13 +7,13 @@ import json
 import subprocess
 import sys
 
-import datasets
 import pytest
 
 from pipelines.compare import Arm, compare
 from pipelines.config import ConfigError
 from pipelines.recipe import load_recipe
 from tests.fault_server import FaultServer
+from tests.published import published_rows
 
 FACT_ERRORS = "teacher.oracle.errors=[miscount,wrong_colour,invented_object]"
 BASE = ["sources.0.synthetic.image_size=96", FACT_ERRORS]
@@ -34,7 +34,7 @@ def test_the_better_teacher_comes_out_better_by_the_truth(unfiltered):
     assert clean["in"] == noisy["in"] == 120 and clean["kept"] == noisy["kept"] == 120  # nothing filtered
     # the truth finds what the oracle planted (its `injected` column, which the truth never reads)
     for arm in (clean, noisy):
-        planted = {r["id"] for r in datasets.load_dataset(arm["out_dir"], "extraction", split="train") if r["injected"]}
+        planted = {r["id"] for r in published_rows(arm["out_dir"], "extraction") if r["injected"]}
         assert arm["truth"]["checked"] == 120
         assert abs(arm["truth"]["with_errors"] - len(planted)) <= 3, (arm["name"], arm["truth"], len(planted))
     assert clean["truth"]["error_rate"] < 0.15 and noisy["truth"]["error_rate"] > 0.35

@@ -1,5 +1,6 @@
 """Exports read by real clients: two steps of TRL's SFTTrainer on the TRL export with a tiny
-Idefics3 built at test time, and the LLaVA export read back and matched to the dataset."""
+Idefics3 built at test time, and the LLaVA export read back and matched to the dataset; both
+carry the publish's train and test splits."""
 
 import json
 
@@ -10,13 +11,19 @@ import torch
 from pipelines.exports import export
 from pipelines.recipe import load_recipe
 from pipelines.run import run
+from tests.published import published_rows
 
 
 @pytest.fixture(scope="module")
 def published(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("exports")
     return run(load_recipe("quickstart", ["sources.0.synthetic.num_records=16", "sources.0.synthetic.image_size=96",
-                                          f"output.dir={tmp / 'out'}", "cache.dir=null"])).out_dir
+                                          "output.test_fraction=0.25", f"output.dir={tmp / 'out'}", "cache.dir=null"])).out_dir
+
+
+def _llava_entries(dest) -> list[dict]:
+    """The conversations of a LLaVA export, both splits."""
+    return [e for name in ("llava.json", "llava_test.json") for e in json.loads((dest / name).read_text())]
 
 
 def test_trl_export_trains_sfttrainer_on_the_completion_only(published, tmp_path, tiny_idefics3):
@@ -24,9 +31,11 @@ def test_trl_export_trains_sfttrainer_on_the_completion_only(published, tmp_path
     from trl import SFTConfig, SFTTrainer
 
     dest = export(published, "trl", tmp_path / "trl")
-    ds = datasets.load_dataset(str(dest), split="train")
-    kept = datasets.load_dataset(str(published), "extraction", split="train")
-    assert ds["id"] == kept["id"] and ds.column_names == ["id", "prompt", "completion", "images"]
+    both = datasets.load_dataset(str(dest))
+    splits = datasets.load_dataset(str(published), "extraction")
+    assert set(both) == set(splits) == {"train", "test"} and all(both[s]["id"] == splits[s]["id"] for s in both)
+    ds, kept = both["train"], splits["train"]
+    assert ds.column_names == ["id", "prompt", "completion", "images"]
     assert ds[0]["completion"][0]["content"][0]["text"] == kept[0]["extraction"]
     assert ds[0]["prompt"][0]["content"][1]["text"] == kept[0]["prompt"]
 
@@ -58,8 +67,8 @@ def test_trl_export_of_the_reasoning_config_trains_a_causal_lm_on_the_trace(publ
     from trl import SFTConfig, SFTTrainer
 
     dest = export(published, "trl", tmp_path / "trl-reasoning", config="reasoning")
-    ds = datasets.load_dataset(str(dest), split="train")
-    rows = datasets.load_dataset(str(published), "reasoning", split="train")
+    ds = datasets.concatenate_datasets([datasets.load_dataset(str(dest), split=s) for s in ("train", "test")])
+    rows = published_rows(str(published), "reasoning")
     assert ds["id"] == rows["id"] and ds.column_names == ["id", "prompt", "completion"]
     assert ds[0]["prompt"] == [{"role": "user", "content": rows[0]["prompt"]}]
     assert ds[0]["completion"] == [{"role": "assistant", "content": rows[0]["reasoning"]}]
@@ -80,8 +89,8 @@ def test_trl_export_of_the_reasoning_config_trains_a_causal_lm_on_the_trace(publ
 
 def test_llava_export_of_the_reasoning_config_is_text_only(published, tmp_path):
     dest = export(published, "llava", tmp_path / "llava-reasoning", config="reasoning")
-    entries = json.loads((dest / "llava.json").read_text())
-    rows = {r["id"]: r for r in datasets.load_dataset(str(published), "reasoning", split="train")}
+    entries = _llava_entries(dest)
+    rows = {r["id"]: r for r in published_rows(str(published), "reasoning")}
     assert sorted(e["id"] for e in entries) == sorted(rows) and not (dest / "images").exists()
     for e in entries:
         assert "image" not in e
@@ -92,8 +101,10 @@ def test_llava_export_of_the_reasoning_config_is_text_only(published, tmp_path):
 
 def test_llava_export_reads_back_and_matches_the_dataset(published, tmp_path):
     dest = export(published, "llava", tmp_path / "llava")
-    entries = json.loads((dest / "llava.json").read_text())
-    kept = datasets.load_dataset(str(published), "extraction", split="train").cast_column("image", datasets.Image(decode=False))
+    entries = _llava_entries(dest)
+    test_ids = set(datasets.load_dataset(str(published), "extraction", split="test")["id"])
+    assert {e["id"] for e in json.loads((dest / "llava_test.json").read_text())} == test_ids
+    kept = published_rows(str(published), "extraction").cast_column("image", datasets.Image(decode=False))
     by_id = {r["id"]: r for r in kept}
     assert sorted(e["id"] for e in entries) == sorted(by_id)
     for e in entries:
@@ -107,7 +118,7 @@ def test_llava_export_reads_back_and_matches_the_dataset(published, tmp_path):
     from pipelines.sources.files import read_llava
 
     raw = list(read_llava(SourceConfig(kind="llava", name="back", llava=LLaVASource(json=str(dest / "llava.json"), image_root=str(dest)))))
-    assert len(raw) == len(entries)
+    assert len(raw) == len(entries) - len(test_ids)
 
 
 def test_exporting_twice_replaces_and_a_bad_format_is_refused(published, tmp_path):
@@ -157,9 +168,11 @@ def test_ids_from_a_downloaded_dataset_never_name_a_path(published, tmp_path):
     copy = tmp_path / "downloaded"
     shutil.copytree(published, copy)
     for config in ("extraction", "reasoning"):
-        for shard in (copy / config).glob("*.parquet"):
+        at = 0  # ids unique over the config's shards (train and test)
+        for shard in sorted((copy / config).glob("*.parquet")):
             table = pq.read_table(shard)
-            ids = [hostile[i % len(hostile)] + ("" if i < len(hostile) else f"-{i}") for i in range(table.num_rows)]
+            ids = [hostile[i % len(hostile)] + ("" if i < len(hostile) else f"-{i}") for i in range(at, at + table.num_rows)]
+            at += table.num_rows
             pq.write_table(table.set_column(table.column_names.index("id"), "id", [ids]), shard)
     deep = tmp_path / "a" / "b"
     deep.mkdir(parents=True)
@@ -171,8 +184,8 @@ def test_ids_from_a_downloaded_dataset_never_name_a_path(published, tmp_path):
             assert all(p == dest or dest in p.parents or p in dest.parents for p in written), sorted(map(str, written))
             before |= written
     assert not any(p.name == "escaped" for p in tmp_path.rglob("*")) and not __import__("os").path.exists("/tmp/et-absolute-escape.png")
-    entries = json.loads((deep / "llava-extraction" / "llava.json").read_text())
-    kept = {r["id"]: r for r in datasets.load_dataset(str(copy), "extraction", split="train").cast_column("image", datasets.Image(decode=False))}
+    entries = _llava_entries(deep / "llava-extraction")
+    kept = {r["id"]: r for r in published_rows(str(copy), "extraction").cast_column("image", datasets.Image(decode=False))}
     assert len({e["image"] for e in entries}) == len(entries) == len(kept)
     for e in entries:
         assert e["image"].startswith("images/") and "/" not in e["image"][len("images/"):]
@@ -220,6 +233,8 @@ def test_a_trl_export_card_is_real_and_its_snippet_trains_as_written(published, 
     exec(compile(local, "card-snippet", "exec"), namespace)  # noqa: S102 - the card's own code, as a user runs it
     trainer = namespace["trainer"]
     assert trainer.state.global_step > 0 and (tmp_path / "out" / "sft").is_dir()
+    assert len(trainer.eval_dataset) == len(datasets.load_dataset(str(dest), split="test")) > 0
+    assert any("eval_loss" in h for h in trainer.state.log_history)  # the test split was evaluated
     assert all(torch.isfinite(torch.tensor(h["loss"])) for h in trainer.state.log_history if "loss" in h)
 
 

@@ -6,11 +6,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-import datasets
 import pytest
 
 from pipelines.hub import MANIFEST
 from tests.hub_server import HubServer
+from tests.published import published_rows
 
 REPO = Path(__file__).resolve().parents[1]
 TOKEN = "hf_testTOKEN0123456789abcdefSECRET"
@@ -98,8 +98,8 @@ def test_push_uploads_the_local_publish_byte_for_byte_through_faults(published, 
         (remote / path).parent.mkdir(parents=True, exist_ok=True)
         (remote / path).write_bytes(data)
     for config in ("extraction", "rejected"):
-        a = datasets.load_dataset(str(out), config, split="train")
-        b = datasets.load_dataset(str(remote), config, split="train")
+        a = published_rows(str(out), config)
+        b = published_rows(str(remote), config)
         assert a["id"] == b["id"] and a["extraction"] == b["extraction"]
     # the token is nowhere: not in the output, the logs, the Hub client's home, the upload
     text = published.log + proc.stdout + proc.stderr + again.stdout + again.stderr + _all_text([out, out.parent / "cache", tmp_path])

@@ -11,6 +11,7 @@ from pipelines.recipe import load_recipe
 from pipelines.run import run
 from pipelines.sources.synthetic import make_record
 from pipelines.teachers.base import TeacherReply
+from tests.published import published_rows
 
 N = 20
 FILTER_REASONS = {"answer_wrong", "answer_unparsable", "extraction_insufficient", "majority_wrong", "reasoning_inconsistent",
@@ -26,7 +27,7 @@ def _recipe(tmp_path, *extra):
 
 
 def _load(out, config):
-    return datasets.load_dataset(str(out), config, split="train")
+    return published_rows(str(out), config)
 
 
 @pytest.fixture(scope="module")
@@ -81,7 +82,7 @@ def test_the_dataset_loads_with_images_and_the_right_columns(published):
     assert set(reasoning["record_id"]) == set(extraction["id"])
     for r in reasoning:
         assert r["reasoning"].splitlines()[-1].startswith("Answer:")
-    streamed = next(iter(datasets.load_dataset(str(outcome.out_dir), "extraction", split="train", streaming=True)))
+    streamed = next(iter(published_rows(str(outcome.out_dir), "extraction", streaming=True)))
     assert streamed["id"] in set(extraction["id"])
 
 

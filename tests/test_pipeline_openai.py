@@ -2,11 +2,10 @@
 
 import json
 
-import datasets
-
 from pipelines.recipe import load_recipe
 from pipelines.run import run
 from tests.fault_server import FaultServer
+from tests.published import published_rows
 
 
 def test_faults_end_as_failed_rows_and_everything_else_goes_on(tmp_path, monkeypatch):
@@ -30,7 +29,7 @@ def test_faults_end_as_failed_rows_and_everything_else_goes_on(tmp_path, monkeyp
     f = outcome.funnel.to_dict()
     assert f["in"] == 16 == f["kept"] + f["rejected"] + f["failed"]
     assert f["failed"] > 0 and set(f["failed_by_reason"]) == {"think_teacher_error"}
-    rejected = datasets.load_dataset(str(outcome.out_dir), "rejected", split="train")
+    rejected = published_rows(str(outcome.out_dir), "rejected")
     failed = [r for r in rejected if r["status"] == "failed"]
     assert len(failed) == f["failed"]
     assert all(r["detail"] == "HTTP 500: InternalServerError (after 3 attempts)" for r in failed)
@@ -116,7 +115,7 @@ def test_the_verify_stage_against_a_loopback_endpoint(tmp_path):
     assert f["in"] == 12 == f["kept"] + f["rejected"] + f["failed"]
     assert f["kept"] > 0 and f["rejected"] == 0  # every claim judged supported, from numbered lines
     assert f["failed"] > 0 and set(f["failed_by_reason"]) == {"verify_teacher_error"}
-    rejected = datasets.load_dataset(str(outcome.out_dir), "rejected", split="train")
+    rejected = published_rows(str(outcome.out_dir), "rejected")
     assert all("circle" in " ".join(r["statements"]) or "circle" in (r["extraction"] or "") for r in rejected)
     from pipelines.preflight import PROBE
 
@@ -146,7 +145,7 @@ def test_a_run_survives_every_hostile_reply_shape(tmp_path):
     f = outcome.funnel.to_dict()
     assert f["in"] == 24 == f["kept"] + f["rejected"] + f["failed"] and f["failed"] > 0
     assert len(server.faults) >= 15  # most shapes were served
-    rejected = datasets.load_dataset(str(outcome.out_dir), "rejected", split="train")
+    rejected = published_rows(str(outcome.out_dir), "rejected")
     failed = [r for r in rejected if r["status"] == "failed"]
     assert len(failed) == f["failed"] and all(r["reason"].endswith("_teacher_error") for r in failed)
     assert all(r["detail"].startswith("MalformedReply: ") and r["detail"].endswith("(after 2 attempts)") for r in failed)
@@ -174,6 +173,6 @@ def test_a_reply_with_a_lone_surrogate_is_repaired_and_sent_on(tmp_path):
 
 def _published(out_dir, config):
     try:
-        return list(datasets.load_dataset(str(out_dir), config, split="train"))
+        return list(published_rows(str(out_dir), config))
     except ValueError:  # a config with no rows is not written
         return []

@@ -15,6 +15,7 @@ from PIL import Image
 
 from pipelines.recipe import load_recipe
 from pipelines.run import run
+from tests.published import published_rows
 
 N, PER_SHARD = 40, 7
 
@@ -35,9 +36,9 @@ def test_shards_are_bounded_renumbered_and_load_both_ways(outcome):
         sizes = [pq.ParquetFile(s).metadata.num_rows for s in shards]
         assert sum(sizes) == rows and max(sizes) <= PER_SHARD and len(shards) == f["shards"][config]
         assert [s.name for s in shards] == [f"train-{outcome.run_id}-{i:05d}-of-{len(shards):05d}.parquet" for i in range(len(shards))]
-        assert len(datasets.load_dataset(str(out), config, split="train")) == rows
-        assert sum(1 for _ in datasets.load_dataset(str(out), config, split="train", streaming=True)) == rows
-    assert datasets.load_dataset(str(out), "extraction", split="train").features["image"] == datasets.Image()
+        assert len(published_rows(str(out), config)) == rows
+        assert sum(1 for _ in published_rows(str(out), config, streaming=True)) == rows
+    assert published_rows(str(out), "extraction").features["image"] == datasets.Image()
 
 
 def test_the_card_renders_the_runs_numbers(outcome):
@@ -57,7 +58,7 @@ def test_the_card_renders_the_runs_numbers(outcome):
         assert f"![{name}](assets/{name}.png)" in card
         with Image.open(out / "assets" / f"{name}.png") as im:
             assert im.format == "PNG" and im.width > 300
-    ids = set(datasets.load_dataset(str(out), "extraction", split="train")["id"])
+    ids = set(published_rows(str(out), "extraction")["id"])
     shown = re.findall(r"^\*\*([0-9a-f]{20})\*\* - questions", card, re.M)
     assert len(shown) == 3 and set(shown) <= ids
     header = card.split("---")[1]
@@ -94,7 +95,7 @@ def test_the_html_report_is_self_contained(outcome):
                 im.load()
     assert page.cards["kept"] == min(24, f["kept"]) and page.cards["bad"] == min(24, f["rejected"] + f["failed"])
     text = " ".join(page.text)
-    rejected = datasets.load_dataset(str(out), "rejected", split="train")
+    rejected = published_rows(str(out), "rejected")
     for row in list(rejected)[: min(24, len(rejected))]:
         assert row["id"] in text and row["reason"] in text
     assert f"{f['kept']} kept" in text
@@ -148,13 +149,13 @@ def test_the_report_tables_every_reason_and_each_filters_scores(outcome):
     reasons = reason_examples(out, funnel)
     assert {(r["status"], r["reason"]): r["n"] for r in reasons} == {
         **{("rejected", k): v for k, v in funnel.rejected_by_reason.items()}, **{("failed", k): v for k, v in funnel.failed_by_reason.items()}}
-    rejected = datasets.load_dataset(str(out), "rejected", split="train")
+    rejected = published_rows(str(out), "rejected")
     by_id = {r["id"]: r for r in rejected}
     for r in reasons:
         assert 1 <= len(r["examples"]) <= 2 and all(by_id[e["id"]]["reason"] == r["reason"] for e in r["examples"])
         assert f"<td>{r['reason']}</td><td>{r['n']}</td>" in html
     scores = score_table(out, [f.filter for f in funnel.filters])
-    kept = datasets.load_dataset(str(out), "extraction", split="train")
+    kept = published_rows(str(out), "extraction")
     for t in scores:
         having = [row["scores"][t["filter"]] for row in [*kept, *rejected] if row["scores"][t["filter"]] is not None]
         assert t["n"] == len(having) == sum(t["buckets"]) and t["buckets"][-1] == sum(v >= 1.0 for v in having)

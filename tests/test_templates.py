@@ -5,13 +5,13 @@ memory; when it tries, the recipe is refused before the run or one record fails.
 
 import time
 
-import datasets
 import pytest
 
 from pipelines.config import ConfigError
 from pipelines.core.templates import BoundedEnvironment, TemplateFailure
 from pipelines.recipe import load_recipe
 from pipelines.run import run
+from tests.published import published_rows
 
 ENV = BoundedEnvironment(max_chars=100_000, max_seconds=0.5)
 Q = "What colour is the bus?"
@@ -89,7 +89,7 @@ def test_a_template_that_breaks_a_limit_on_some_records_fails_those_records_only
                                              f"output.dir={tmp_path / 'out'}", "output.max_failed_share=1"]))
     f = outcome.funnel
     assert f.records_in == 12 == f.kept + f.rejected + f.failed and 0 < f.failed_by_reason["think_template_error"] < 12
-    rejected = datasets.load_dataset(str(outcome.out_dir), "rejected", split="train")
+    rejected = published_rows(str(outcome.out_dir), "rejected")
     details = [r["detail"] for r in rejected if r["reason"] == "think_template_error"]
     assert details and all("repetition would be" in d for d in details)
 

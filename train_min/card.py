@@ -42,7 +42,7 @@ def write_model_card(folder: Path, summary: dict) -> Path:
         f"{what.capitalize()}, fine-tuned with train_min (extract-think).", "",
         f"- base model: {md_code(cfg['model'])}",
         f"- data: {md_code(cfg['data'])}, config {md_code(config)} ({summary['train_examples']} training examples, "
-        f"{summary['eval_examples']} held out by a hash of their id, {summary['skipped_too_long']} skipped: prompt longer "
+        f"{summary['eval_examples']} held out: the dataset's test split, {summary['skipped_too_long']} skipped: prompt longer "
         f"than max_length)",
         f"- steps: {last.get('step', 0)} of {cfg['steps']}, {summary['processes']} process(es) on {summary['device']}",
         f"- final training loss: {last.get('loss', float('nan')):.4f}" + (f"; final evaluation loss: {evals[-1]:.4f}" if evals else ""),

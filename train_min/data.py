@@ -12,7 +12,6 @@ included: the model learns to stop. Padding is -100 too.
 
 from __future__ import annotations
 
-import hashlib
 import io
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +20,7 @@ import torch
 from PIL import Image
 
 from pipelines.core.options import lettered
+from pipelines.core.splits import TEST, TRAIN
 from pipelines.prompting import PROMPT_FILES, render
 
 IGNORE = -100
@@ -29,10 +29,15 @@ THINK_TEMPLATE = "think/v1"
 
 
 def load_rows(data: str, config: str):
-    """A publish folder (or a Hub dataset id) -> the rows of one config."""
+    """A publish folder (or a Hub dataset id) -> the rows of one config, every split's
+    (`train` first, then `test`), each with its `split` (what train_min holds out)."""
     import datasets
 
-    ds = datasets.load_dataset(data, config, split="train")
+    sizes = {name: len(split) for name, split in datasets.load_dataset(data, config).items()}
+    order = sorted(sizes, key=lambda name: (name != TRAIN, name != TEST, name))
+    ds = datasets.load_dataset(data, config, split="+".join(order))  # one table: `concatenate_datasets` loses nesting in flatten()
+    ds = ds.remove_columns([c for c in ("split",) if c in ds.column_names])
+    ds = ds.add_column("split", [name for name in order for _ in range(sizes[name])])
     return ds.cast_column("image", datasets.Image(decode=False)) if "image" in ds.column_names else ds
 
 
@@ -59,11 +64,6 @@ def model_template(model: str, kind: str) -> str | None:
     (copied from its dataset), or None."""
     path = Path(model) / PROMPT_FILES[kind]
     return str(path) if path.is_file() else None
-
-
-def is_eval(row_id: str, fraction: float) -> bool:
-    """A stable split by id: the same rows are held out on every run and resume."""
-    return int(hashlib.sha256(row_id.encode()).hexdigest()[:8], 16) / 16**8 < fraction
 
 
 def options_text(choices) -> str:

@@ -1,7 +1,8 @@
 """What training must know of every example before it starts, without holding any example:
 per row of the published config, its encoded length (0: its prompt alone does not fit
 `max_length`, so it is skipped), its target tokens, whether its images' attention masks are
-all ones, and whether it is held out for evaluation (a hash of its id).
+all ones, and whether it is held out for evaluation (the dataset's `test` split, and a hash
+of the record id: `held_out_rows`).
 
 The lengths come from encoding every row once, in worker processes, keeping four numbers and
 dropping the pixels at once: about 10 bytes a row (4 MB at the paper's 382K). They are
@@ -22,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from train_min.data import is_eval
+from pipelines.core.splits import TEST, in_test, record_key
 
 
 @dataclass
@@ -102,9 +103,19 @@ def build_index(rows, encoder, eval_fraction: float, workers: int = 0, cache: Pa
             tmp = path.with_suffix(f".{os.getpid()}.tmp.npz")
             np.savez(tmp, lengths=lengths, targets=targets, full_pixels=full)
             os.replace(tmp, path)
+    return Index(lengths, targets, full, held_out_rows(rows, eval_fraction))
+
+
+def held_out_rows(rows, eval_fraction: float) -> np.ndarray:
+    """Which rows are held out: those of the dataset's `test` split (`load_rows` gives each
+    row its split), and `eval_fraction` of the records by the publish's own rule (a hash of
+    the record id: at the publish's default of 5%, exactly its test split)."""
     held_out = np.zeros(len(rows), bool)
+    columns = [c for c in ("id", "record_id", "split") if c in rows.column_names]
     at = 0
-    for batch in rows.select_columns(["id"]).iter(batch_size=10_000):
-        held_out[at : at + len(batch["id"])] = [is_eval(i, eval_fraction) for i in batch["id"]]
-        at += len(batch["id"])
-    return Index(lengths, targets, full, held_out)
+    for batch in rows.select_columns(columns).iter(batch_size=10_000):
+        n = len(batch["id"])
+        batch_rows = [{c: batch[c][i] for c in columns} for i in range(n)]
+        held_out[at : at + n] = [r.get("split") == TEST or in_test(record_key(r), eval_fraction) for r in batch_rows]
+        at += n
+    return held_out

@@ -80,7 +80,7 @@ class TrainConfig:
     warmup: int = 10  # steps of linear warm-up
     weight_decay: float = 0.0  # AdamW weight decay
     clip: float = 1.0  # gradient norm clipping
-    eval_fraction: float = 0.05  # rows held out by a hash of their id
+    eval_fraction: float = 0.05  # held out besides the dataset's test split, by its rule (at 0.05: the same records)
     eval_every: int = 50  # steps; 0: only at the end
     save_every: int = 1000  # steps between checkpoints (out/checkpoints); 0: by time only
     save_minutes: float = 30.0  # minutes between checkpoints, whichever of the two comes first; 0: by steps only

@@ -17,11 +17,12 @@ import time
 from collections import Counter
 from pathlib import Path
 
+from tests.published import published_rows
+
 KINDS = ("429", "500", "timeout", "malformed", "blank", "drip", "badutf8", "badusage", "huge")
 
 
 def run_faults(records: int, fault_rate: float, retries: int, work: Path, seed: int = 0, kinds: tuple[str, ...] = KINDS) -> dict:
-    import datasets
 
     from pipelines.recipe import load_recipe
     from pipelines.run import run
@@ -50,7 +51,7 @@ def run_faults(records: int, fault_rate: float, retries: int, work: Path, seed: 
     f = outcome.funnel.to_dict()
     def rows(config):  # a config with no rows is not published
         try:
-            return datasets.load_dataset(str(outcome.out_dir), config, split="train")
+            return published_rows(str(outcome.out_dir), config)
         except ValueError:
             return []
 

@@ -24,6 +24,8 @@ import time
 from collections import Counter, defaultdict
 from pathlib import Path
 
+from tests.published import published_rows
+
 
 def write_eval_set(folder: Path, train, copies: int, heldout_seed: int, image_size: int) -> set[str]:
     """`copies` training scenes as resized JPEGs + `copies` unrelated held-out scenes; returns
@@ -66,7 +68,6 @@ def main() -> None:
     ap.add_argument("--judge-image", action="store_true", help="the judge reads the image (the scene's truth), not the text")
     args = ap.parse_args()
 
-    import datasets
 
     from filters.registry import FILTERS
     from pipelines.recipe import load_recipe
@@ -100,7 +101,7 @@ def main() -> None:
     rows = []
     for config in ("extraction", "rejected"):
         if (outcome.out_dir / config).exists():
-            ds = datasets.load_dataset(str(outcome.out_dir), config, split="train").remove_columns(["image"])
+            ds = published_rows(str(outcome.out_dir), config).remove_columns(["image"])
             for r in ds:
                 kinds = [i["kind"] for i in r["injected"]]
                 rows.append({"id": r["id"], "kind": kinds[0] if kinds else None, "rejected": config == "rejected",

@@ -21,6 +21,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from tests.published import published_rows
+
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -46,7 +48,7 @@ def dataset_rows(out) -> dict[str, list[dict]]:
     for config in ("extraction", "reasoning", "rejected"):
         if not (out / config).exists():
             continue
-        ds = datasets.load_dataset(str(out), config, split="train")
+        ds = published_rows(str(out), config)
         if "image" in ds.column_names:
             ds = ds.cast_column("image", datasets.Image(decode=False))
         rows[config] = sorted(({k: (hashlib.sha256(v["bytes"]).hexdigest() if k == "image" and v else v) for k, v in r.items()}

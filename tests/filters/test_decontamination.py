@@ -4,7 +4,6 @@ is an imagefolder of re-encoded, resized copies of some training scenes."""
 import io
 import json
 
-import datasets
 from PIL import Image
 
 from filters.decontamination import EvalIndex, decontaminate, eval_entry
@@ -13,6 +12,7 @@ from pipelines.recipe import load_recipe
 from pipelines.run import run
 from pipelines.source_config import SyntheticSource
 from pipelines.sources.synthetic import make_record
+from tests.published import published_rows
 from tests.sources.helpers import encode, picture
 
 TRAIN = SyntheticSource(num_records=30, image_size=128, seed=3)
@@ -109,7 +109,7 @@ def test_a_run_drops_contaminated_records_before_any_teacher_call(tmp_path):
     # no teacher call was spent on them: 4 stages of requests fewer per record (think: one per turn)
     per_record = plain.funnel.teacher_requests / 30
     assert f["teacher_requests"] < plain.funnel.teacher_requests - 6 * 3 and per_record > 3
-    rejected = datasets.load_dataset(str(clean.out_dir), "rejected", split="train")
+    rejected = published_rows(str(clean.out_dir), "rejected")
     assert set(rejected["id"]) == {r.id for r in records[:6]}
     assert all(d.startswith("decontaminate: image within") and "bench_eval" in d for d in rejected["detail"])
     assert all(e is None for e in rejected["extraction"])

@@ -2,7 +2,6 @@
 decisions, and a whole oracle run whose judge makes mistakes on purpose."""
 
 
-import datasets
 import pytest
 
 from filters.judged import judged
@@ -13,6 +12,7 @@ from pipelines.run import run
 from pipelines.sources.synthetic import make_record
 from pipelines.stages import build_stages
 from pipelines.verify import UNPARSED, parse_verdicts, schema
+from tests.published import published_rows
 
 S, C, N = "supported", "contradicted", "not stated"
 
@@ -113,7 +113,7 @@ def test_judging_against_the_image_attaches_it_and_no_text(tmp_path):
 
 
 def _rejected(outcome):
-    return list(datasets.load_dataset(str(outcome.out_dir), "rejected", split="train")) if outcome.funnel.rejected else []
+    return list(published_rows(str(outcome.out_dir), "rejected")) if outcome.funnel.rejected else []
 
 
 def test_an_exact_judge_catches_what_was_injected_and_nothing_else(tmp_path):
@@ -123,7 +123,7 @@ def test_an_exact_judge_catches_what_was_injected_and_nothing_else(tmp_path):
     for row in rejected:  # every rejection is an injected mistake, caught by the judge
         assert row["injected"] and row["reason"].startswith(("statement_judged", "sentence_judged")), row
     injected = sum(bool(r["injected"]) for r in rejected)
-    kept = datasets.load_dataset(str(outcome.out_dir), "extraction", split="train")
+    kept = published_rows(str(outcome.out_dir), "extraction")
     assert injected + sum(bool(r) for r in kept["injected"]) > 10
     assert not any(kept["injected"])  # and nothing injected got through
     verify = kept[0]["provenance"]["verify"]

@@ -8,13 +8,13 @@ import struct
 import zlib
 from pathlib import Path
 
-import datasets
 import yaml
 from PIL import Image, ImageDraw
 
 from pipelines.recipe import load_recipe
 from pipelines.run import run
 from tests.fault_server import FaultServer
+from tests.published import published_rows
 
 
 def picture(seed: int = 0, size: tuple[int, int] = (96, 64), mode: str = "RGB") -> Image.Image:
@@ -71,7 +71,7 @@ def run_recipe(tmp_path: Path, sources: list[dict], ingest: dict | None = None, 
 def load(outcome, config: str):
     if outcome.funnel.to_dict()["kept" if config != "rejected" else "rejected"] == 0 and config != "rejected":
         return []
-    return list(datasets.load_dataset(str(outcome.out_dir), config, split="train"))
+    return list(published_rows(str(outcome.out_dir), config))
 
 
 def conserved(outcome) -> bool:

@@ -6,13 +6,13 @@ import json
 import random
 from collections import Counter
 
-import datasets
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pipelines.source_config import ChecksConfig
 from pipelines.sources.checks import make_turn
 from pipelines.sources.images import Problem
+from tests.published import published_rows
 from tests.sources.helpers import conserved, encode, load, picture, run_recipe
 
 ODD_VALUES = (None, 7, 3.5, True, [], {}, ["a", 1], {"from": "human"}, "", "x" * 5000, "\udcff", "ok\udcffok", "\x00",
@@ -131,4 +131,4 @@ def test_rejected_rows_with_damaged_origins_are_written(tmp_path):
     outcome = run_recipe(tmp_path / "run", [{"kind": "llava", "name": "s", "llava": {"json": str(folder / "data.jsonl")}}])
     (row,) = load(outcome, "rejected")
     assert row["reason"] == "conversation_empty" and "bad\\udcffid" in row["origin"]
-    assert datasets.load_dataset(str(outcome.out_dir), "rejected", split="train").num_rows == 1
+    assert published_rows(str(outcome.out_dir), "rejected").num_rows == 1

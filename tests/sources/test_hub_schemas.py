@@ -8,6 +8,7 @@ import json
 import re
 from pathlib import Path
 
+import datasets
 import pytest
 import yaml
 
@@ -156,9 +157,13 @@ def test_mapped_sets_run_through_the_pipeline_and_publish_gold_and_metadata(tmp_
     rows = {r["question"]: r for r in load(outcome, "reasoning")}
     sign = rows["Which number is shown on the sign?"]
     assert (sign["answer"], sign["choices"], sign["answer_type"]) == ("B", ["1", "2", "4"], "choice")
-    assert json.loads(sign["meta"])["subject"] == "natural science"
-    assert json.loads(rows["How many dots are there?"]["meta"])["l2_category"] == "single-instance reasoning"
-    assert json.loads(rows["Is this a comedy book?"]["meta"]) == {"title": "Garden Design", "genre": "Crafts", "turn": 2}
+    assert sign["meta"]["subject"] == "natural science" and sign["meta"]["title"] is None  # one struct for every source's rows
+    assert rows["How many dots are there?"]["meta"]["l2_category"] == "single-instance reasoning"
+    book = rows["Is this a comedy book?"]["meta"]
+    assert {k: v for k, v in book.items() if v is not None} == {"title": "Garden Design", "genre": "Crafts", "turn": 2}
+    features = datasets.load_dataset(str(outcome.out_dir), "reasoning", split="train").features["meta"]
+    assert features["turn"] == datasets.Value("int64") and features["answers"] == datasets.List(datasets.Value("string"))
+    assert features["subject"] == datasets.Value("string")  # typed from the source's own features
 
 
 def localised_dict(source: dict, where: dict) -> dict:

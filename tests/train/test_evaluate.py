@@ -8,6 +8,7 @@ import pytest
 
 from pipelines.core.record import Turn
 from pipelines.recipe import TeacherConfig
+from tests.published import published_rows
 from train_min.evaluate import EvalConfig, evaluate, markdown, score, table
 from train_min.infer import Completion, TransformersGenerator, chat, think, word_variants
 
@@ -230,7 +231,6 @@ def test_the_reasoner_is_evaluated_on_the_prompt_it_was_trained_on(tmp_path, tin
     """A recipe with its own think template: the published prompt column, the template
     published beside the data, the copy train_min keeps beside the model and the prompts
     the evaluation sends the reasoner are all that template."""
-    import datasets
 
     import train_min.evaluate as ev
     from pipelines.recipe import load_recipe
@@ -244,7 +244,7 @@ def test_the_reasoner_is_evaluated_on_the_prompt_it_was_trained_on(tmp_path, tin
     data = run(load_recipe("quickstart", ["sources.0.synthetic.num_records=12", "sources.0.synthetic.image_size=64",
                                           "teacher.oracle.error_rate=0", f"stages.think.template={template}",
                                           f"output.dir={tmp_path / 'data'}", "cache.dir=null"])).out_dir
-    rows = datasets.load_dataset(str(data), "reasoning", split="train")
+    rows = published_rows(str(data), "reasoning")
     assert len(rows) and all(p.startswith("MY OWN PROMPT") for p in rows["prompt"])
     assert (data / "prompts" / "think.jinja").read_text() == own
     train(run_config(tmp_path, tiny_llama, data, "reasoner", task="reasoner", steps=1, max_length=512))

@@ -13,8 +13,9 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from pipelines.core.splits import in_test
 from tests.train.runs import run_config
-from train_min.data import Encoder, is_eval, load_rows
+from train_min.data import Encoder, load_rows
 from train_min.feed import Encoded, Order, Stream
 from train_min.index import build_index
 from train_min.train import train
@@ -41,9 +42,9 @@ def test_the_stream_trains_exactly_as_the_examples_held_in_memory(published, tin
 
 
 def test_several_epochs_and_a_stop_mid_epoch_resume_exactly(published, tiny_llama, tmp_path):
-    """Batch 16 of ~58 training rows: 3 steps an epoch; 10 steps are over 3 epochs; stopped
+    """Batch 16 of ~62 training rows: 3 steps an epoch; 10 steps are over 3 epochs; stopped
     after 5 (mid-epoch) and resumed, the run ends with the same history and weights."""
-    kw = dict(task="reasoner", steps=10, batch_size=16, max_length=512, eval_fraction=0.2, eval_every=5)
+    kw = dict(task="reasoner", steps=10, batch_size=16, max_length=512, eval_fraction=0.3, eval_every=5)
     straight = train(run_config(tmp_path, tiny_llama, published, "straight", **kw))
     train(run_config(tmp_path, tiny_llama, published, "resumed", stop_after=5, **kw))
     resumed = train(run_config(tmp_path, tiny_llama, published, "resumed", **kw))
@@ -72,7 +73,7 @@ def test_each_process_reads_only_its_slice_and_together_the_epoch(published, tin
     seen = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
     assert seen[0] and seen[1] and not set(seen[0]) & set(seen[1])
     rows = load_rows(str(published), "extraction")
-    order = Order(np.array([i for i, r in enumerate(rows) if not is_eval(r["id"], 0.0)]), 2, 0, 0, 2)
+    order = Order(np.array([i for i, r in enumerate(rows) if not in_test(r["id"], 0.0)]), 2, 0, 0, 2)
     used = [i for _ in range(3) for i in order.next()[1]]
     assert sorted(seen[0] + seen[1]) == sorted(used)  # prefetching runs ahead: the first 3 global batches at least
     assert json.loads((tmp_path / "two" / "final" / "train_config.json").read_text())["processes"] == 2
@@ -111,7 +112,7 @@ def test_the_index_is_cached_and_says_what_each_row_is(published, tiny_idefics3,
     index = build_index(rows, encoder, 0.25, cache=tmp_path)
     first = encoder(rows[0])
     assert index.lengths[0] == len(first["input_ids"]) and index.targets[0] == first["n_targets"]
-    assert index.held_out.tolist() == [is_eval(i, 0.25) for i in rows["id"]] and 0 < index.held_out.sum() < len(rows)
+    assert index.held_out.tolist() == [in_test(i, 0.25) for i in rows["id"]] and 0 < index.held_out.sum() < len(rows)
     monkeypatch.setattr(Encoder, "__call__", lambda *a: pytest.fail("encoded again"))
     again = build_index(rows, encoder, 0.25, cache=tmp_path)  # from the cache: nothing encoded
     assert np.array_equal(again.lengths, index.lengths) and np.array_equal(again.targets, index.targets)
