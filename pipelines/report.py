@@ -55,13 +55,21 @@ def funnel_rows(funnel: Funnel) -> list[tuple[str, int]]:
     return rows + [(f"after {f.filter}", f.passed) for f in funnel.filters] + [("kept", funnel.kept)]
 
 
+def used_buckets(histogram: dict[str, int]) -> list[tuple[str, int]]:
+    """The buckets from the first to the last that holds a text (every bucket when none does):
+    no run of empty bars above or below the lengths the run had."""
+    items = list(histogram.items())
+    filled = [i for i, (_, n) in enumerate(items) if n]
+    return items[filled[0] : filled[-1] + 1] if filled else items
+
+
 def write_charts(folder: Path, funnel: Funnel) -> dict[str, str]:
     """PNG charts under folder/assets; returns {name: relative path}."""
     (folder / ASSETS).mkdir(exist_ok=True)
     charts = {
         "funnel": bar_chart("Records through the pipeline", funnel_rows(funnel)),
-        "extraction_words": bar_chart("Kept extractions: words", list(funnel.lengths["extraction"].items()), (60, 150, 90)),
-        "reasoning_words": bar_chart("Published reasoning traces: words", list(funnel.lengths["reasoning"].items()), (170, 90, 60)),
+        "extraction_words": bar_chart("Kept extractions: words", used_buckets(funnel.lengths["extraction"]), (60, 150, 90)),
+        "reasoning_words": bar_chart("Published reasoning traces: words", used_buckets(funnel.lengths["reasoning"]), (170, 90, 60)),
     }
     out = {}
     for name, png in charts.items():

@@ -54,6 +54,10 @@ def test_the_card_renders_the_runs_numbers(outcome):
         assert f"| rejected: `{reason}` | {n} |" in card
     assert sum(f["lengths"]["extraction"].values()) == f["kept"]
     assert sum(f["lengths"]["reasoning"].values()) == f["reasoning_rows"]
+    from pipelines.report import used_buckets  # the charts leave out empty buckets above and below the lengths seen
+
+    assert used_buckets({"<25": 0, "25-49": 2, "50-99": 0, "100-199": 1, "200+": 0}) == [("25-49", 2), ("50-99", 0), ("100-199", 1)]
+    assert used_buckets({"<25": 0, "25-49": 0}) == [("<25", 0), ("25-49", 0)]
     for name in ("funnel", "extraction_words", "reasoning_words"):
         assert f"![{name}](assets/{name}.png)" in card
         with Image.open(out / "assets" / f"{name}.png") as im:
@@ -161,3 +165,50 @@ def test_the_report_tables_every_reason_and_each_filters_scores(outcome):
         assert t["n"] == len(having) == sum(t["buckets"]) and t["buckets"][-1] == sum(v >= 1.0 for v in having)
         assert f"<td>{t['filter']}</td><td>{t['n']}</td>" in html
     assert f"in {funnel.run_seconds:.1f} s" in html and 'id="find"' in html
+
+
+def test_the_report_opens_in_headless_chromium_and_finds_samples(outcome, tmp_path):
+    """The report as a reader sees it: loaded in Debian's Chromium (installed by `make test`)
+    through Playwright, no script error, every image decoded, the score and reason tables
+    filled, the search box finding a sample by id and by text; a screenshot is kept."""
+    import os
+    import shutil
+
+    chromium = shutil.which("chromium")
+    if chromium is None and not os.environ.get("CI"):
+        pytest.skip("no chromium here: `make test` installs it (Debian's chromium)")
+    assert chromium, "chromium is missing: `make test` installs it (apt-get install chromium)"
+    from playwright.sync_api import sync_playwright
+
+    errors: list[str] = []
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=chromium, args=[
+            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--disable-sync"])
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+        page.goto((outcome.out_dir / "report.html").as_uri())
+        assert page.title() == "extract-think run: quickstart"
+        images = page.eval_on_selector_all("img", "els => els.map(e => e.complete && e.naturalWidth > 0)")
+        assert images and all(images)  # charts and thumbnails, all inlined and decodable
+        filters = [f.filter for f in outcome.funnel.filters]
+        score_rows = page.locator("h2:has-text('Scores per filter') + table tr").all_inner_texts()[1:]
+        assert [r.split("\t")[0] for r in score_rows] == filters
+        reasons = page.locator("h2:has-text('Why records ended') + table tr").count() - 1
+        assert reasons == len(outcome.funnel.rejected_by_reason) + len(outcome.funnel.failed_by_reason) > 0
+        cards = page.locator(".card")
+        total = cards.count()
+        some_id = page.locator(".card .id").first.inner_text()
+        page.fill("#find", some_id)
+        visible = [c for c in cards.all() if c.is_visible()]
+        assert len(visible) == 1 and some_id in visible[0].inner_text() and page.inner_text("#found") == "1 shown"
+        page.fill("#find", "beaker")
+        texts = [c.inner_text().lower() for c in cards.all()]
+        shown = sum(c.is_visible() for c in cards.all())
+        assert 0 < shown == sum("beaker" in t for t in texts) < total and page.inner_text("#found") == f"{shown} shown"
+        page.fill("#find", "")
+        assert sum(c.is_visible() for c in cards.all()) == total and page.inner_text("#found") == ""
+        page.screenshot(path=str(tmp_path / "report.png"), full_page=True)
+        browser.close()
+    assert not errors, errors
+    assert Image.open(tmp_path / "report.png").size[1] > 1000
