@@ -20,8 +20,7 @@ KEPT, ENDED = "kept", "ended"
 
 
 class _Apply(beam.DoFn):
-    def __init__(self, filters: list[FilterConfig], split: bool, check=None, answer_filters=None):
-        answer_filters = filters if answer_filters is None else answer_filters
+    def __init__(self, filters: list[FilterConfig], split: bool, check=None):
         self._split, self._check = split, check
         # (name, function, per-record params, index params), resolved once, not per record
         self._calls = []
@@ -29,7 +28,7 @@ class _Apply(beam.DoFn):
             params = typed_params(f.name, f.params)
             index_params = {k: params.pop(k) for k in EXTRA_PARAMS.get(f.name, {}) if k in params}
             if f.name in ANSWER_AWARE:
-                params["answer"] = answer_settings(answer_filters)
+                params["answer"] = answer_settings(filters)
             self._calls.append((f.name, FILTERS[f.name], params, index_params))
         self._index: EvalIndex | None = None
 

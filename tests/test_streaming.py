@@ -28,9 +28,9 @@ def _stages(overrides):
 ])
 def test_read_stages_filters_and_writes_run_fused_in_one_stage(overrides):
     recipe, stages = _stages(overrides)
-    names = ["ReadSources/Load", "CountIn", "Deduplicate/MarkCopies", "Filters", "Write[extraction]/WriteFiles",
-             "Write[reasoning]/WriteFiles", "Write[rejected]/WriteFiles"] + [f"Stage[{s}]/QueryTeacher" for s in
-                                                                            ("statements", "focus", "extraction", "think")]
+    names = ["ReadSources/Load", "CountIn", "Deduplicate/MarkCopies", "Filters"] + [
+        f"Write[{c}][{split}]/WriteFiles" for c in ("extraction", "reasoning", "rejected") for split in ("train", "test")] + [
+        f"Stage[{s}]/QueryTeacher" for s in ("statements", "focus", "extraction", "think")]
     holding = [[n for n in names if any(t.startswith(n) for t in s)] for s in stages]
     assert max(holding, key=len) == names  # every step of a record's life in a single fused stage
     # the copies are found on the second read, whose stages hold signatures, not records
