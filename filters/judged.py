@@ -1,4 +1,4 @@
-"""`judged`: the verify stage's verdicts (pipelines/verify.py) as a filter. Every statement
+"""`judged`: the verify stage's verdicts (pipelines/stages/verify.py) as a filter. Every statement
 must be judged supported (the extraction, or the image, states it). No sentence of the
 extraction may be judged contradicted; judged against the image, none may be "not stated"
 either (the image does not show it: an invented detail), while against the other samples

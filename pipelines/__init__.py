@@ -52,7 +52,7 @@ def run_recipe(recipe: "str | Path | dict | Recipe", overrides=(), progress: str
     from pipelines import progress as display
     from pipelines.run import run
     from pipelines.sources import expected_count
-    from pipelines.stages import active_stages
+    from pipelines.teachers.stage import active_stages
 
     loaded = load_recipe(recipe, overrides)
     steps, total = ["source", *active_stages(loaded), "written"], expected_count(loaded.sources)

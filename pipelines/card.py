@@ -19,10 +19,11 @@ from pipelines.core.secrets import scrub
 from pipelines.core.templates import MARKDOWN_FILTERS, Page, md_code, md_text
 from pipelines.funnel import Funnel
 from pipelines.meta import json_fields
-from pipelines.prompting import prompt_hash, render, template_source
 from pipelines.publish import CONFIGS, Layout
 from pipelines.recipe import Recipe
-from pipelines.stages import active_stages, stage_inputs
+from pipelines.stages import stage_inputs
+from pipelines.stages.prompting import prompt_hash, render, template_source
+from pipelines.teachers.stage import active_stages
 
 TEMPLATES = Path(__file__).parent / "templates"
 # Text from data, teachers and the recipe goes through the Markdown filters (md, code,

@@ -28,8 +28,8 @@ from pipelines.sink import WriteShards
 from pipelines.sources.beam_read import ReadSources
 from pipelines.sources.dedup import Deduplicate
 from pipelines.sources.files import file_problems
-from pipelines.stages import Stage, build_stages
 from pipelines.teachers.handler import KeyedTeacherHandler, Prefetch, TeacherModelHandler
+from pipelines.teachers.stage import Stage, build_stages
 from pipelines.teachers.tokens import token_batches
 
 

@@ -27,9 +27,9 @@ from filters.correctness import answer_settings, published_trace
 from pipelines.core.record import Record, StageProvenance, to_jsonable
 from pipelines.core.templates import TemplateFailure
 from pipelines.meta import ADDED, meta_features, meta_row, meta_schema
-from pipelines.prompting import PROMPT_FILES, render, template_source
 from pipelines.recipe import Recipe, Sampling
-from pipelines.stages import STAGE_ORDER
+from pipelines.stages import STAGE_ORDER, STAGES, STUDENT_TEMPLATE
+from pipelines.stages.prompting import PROMPT_FILES, render, template_source
 
 CONFIGS = ("extraction", "reasoning", "rejected")
 _S = datasets.Value("string")
@@ -61,8 +61,8 @@ class Layout:
     matches answers (which trace is published)."""
 
     filters: tuple[str, ...] = ()
-    student_template: str = "student/v1"
-    think_template: str = "think/v1"
+    student_template: str = STUDENT_TEMPLATE
+    think_template: str = STAGES["think"].template
     answer: tuple[tuple[str, float], ...] = ()  # answer_settings(recipe.filters), as pairs
     meta: tuple[tuple[str, str], ...] = META_ADDED  # the `meta` struct's (field, kind) pairs: meta_schema(recipe.sources)
 

@@ -9,7 +9,8 @@ recipe that is saved beside every output.
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, make_dataclass
+from functools import partial
 from importlib import resources
 from pathlib import Path
 from typing import Annotated
@@ -20,6 +21,7 @@ from filters.registry import FILTERS, SOURCE_ONLY, check_params
 from pipelines.config import Bounds, ConfigError, NonNegativeInt, PositiveInt, Share, build_with_overrides, safe_load, to_plain
 from pipelines.core.secrets import scrub_data
 from pipelines.source_config import SCENE_FAMILIES, IngestConfig, SourceConfig, SyntheticSource  # noqa: F401
+from pipelines.stages import STAGES, STUDENT_TEMPLATE
 from pipelines.teacher_config import (  # noqa: F401 - where the teacher's options live; imported from here too
     ORACLE_ERRORS,
     OpenAIOptions,
@@ -51,16 +53,11 @@ class Sampling:
         return asdict(self)
 
 
-# Each stage's defaults: what a recipe gets for a stage (or a key of one) it leaves out, the
-# same values as the quickstart's (a temperature of 0 given without `n`: one sample). Several samples (extraction_agreement compares the
-# extraction's, sufficiency and self_consistency vote over the traces) need a temperature.
-STAGE_DEFAULTS = {
-    "statements": {"template": "statements/v1", "sampling": {"max_tokens": 256}},
-    "focus": {"template": "focus/v1", "sampling": {"max_tokens": 64}},
-    "extraction": {"template": "extraction/v1", "sampling": {"temperature": 0.7, "max_tokens": 768, "n": 3}},
-    "verify": {"template": "verify/v1", "sampling": {"max_tokens": 512}},
-    "think": {"template": "think/v1", "sampling": {"temperature": 0.7, "max_tokens": 1024, "n": 3}},
-}
+# Each stage's defaults, declared by the stage (`pipelines.stages`): what a recipe gets for a
+# stage (or a key of one) it leaves out, the quickstart's values (a temperature of 0 given
+# without `n`: one sample). Several samples (extraction_agreement compares the extraction's,
+# sufficiency and self_consistency vote over the traces) need a temperature.
+STAGE_DEFAULTS = {name: {"template": spec.template, "sampling": dict(spec.sampling)} for name, spec in STAGES.items()}
 
 
 @dataclass
@@ -78,12 +75,12 @@ class StageConfig:
 
 def _stage(name: str) -> StageConfig:
     d = STAGE_DEFAULTS[name]
-    return StageConfig(template=d["template"], sampling=Sampling(**d["sampling"]))
+    return (VerifyConfig if STAGES[name].optional else StageConfig)(template=d["template"], sampling=Sampling(**d["sampling"]))
 
 
 @dataclass
 class VerifyConfig(StageConfig):
-    """The judge stage (pipelines/verify.py): off unless enabled; it adds one or two teacher
+    """The judge stage (pipelines/stages/verify.py): off unless enabled; it adds one or two teacher
     calls per record. Its verdicts feed the `judged` filter."""
 
     enabled: bool = False
@@ -91,26 +88,27 @@ class VerifyConfig(StageConfig):
     sentences: bool = False  # also judge each sentence of the published extraction
 
 
-@dataclass
-class StagesConfig:
-    statements: StageConfig = field(default_factory=lambda: _stage("statements"))
-    focus: StageConfig = field(default_factory=lambda: _stage("focus"))
-    extraction: StageConfig = field(default_factory=lambda: _stage("extraction"))
-    verify: VerifyConfig = field(default_factory=lambda: VerifyConfig(template="verify/v1", sampling=Sampling(max_tokens=512)))
-    think: StageConfig = field(default_factory=lambda: _stage("think"))
-    student_prompt: str = "student/v1"  # the prompt the small model is trained with
+def _fill_stage_defaults(value: dict) -> dict:
+    """A stage given in part keeps its own defaults for the rest (`STAGE_DEFAULTS`): a recipe
+    that sets only the extraction's template still samples 3 at 0.7."""
+    out = dict(value)
+    for name, stage in value.items():
+        if name in STAGE_DEFAULTS and isinstance(stage, dict):
+            sampling = stage.get("sampling", {})
+            out[name] = {"template": STAGE_DEFAULTS[name]["template"], **stage,
+                         "sampling": stage_sampling(name, sampling) if isinstance(sampling, dict) else sampling}
+    return out
 
-    @staticmethod
-    def fill_defaults(value: dict) -> dict:
-        """A stage given in part keeps its own defaults for the rest (`STAGE_DEFAULTS`): a
-        recipe that sets only the extraction's template still samples 3 at 0.7."""
-        out = dict(value)
-        for name, stage in value.items():
-            if name in STAGE_DEFAULTS and isinstance(stage, dict):
-                sampling = stage.get("sampling", {})
-                out[name] = {"template": STAGE_DEFAULTS[name]["template"], **stage,
-                             "sampling": stage_sampling(name, sampling) if isinstance(sampling, dict) else sampling}
-        return out
+
+# `stages:` in a recipe: one key per declared stage, in the stages' order (an optional stage
+# has `enabled`), and the student's prompt template.
+StagesConfig = make_dataclass(
+    "StagesConfig",
+    [(name, VerifyConfig if spec.optional else StageConfig, field(default_factory=partial(_stage, name)))
+     for name, spec in STAGES.items()]
+    + [("student_prompt", str, field(default=STUDENT_TEMPLATE))],  # the prompt the small model is trained with
+    namespace={"fill_defaults": staticmethod(_fill_stage_defaults), "__module__": __name__},
+)
 
 
 def stage_sampling(stage: str, given: dict) -> dict:
@@ -280,6 +278,7 @@ def dump_recipe(recipe: Recipe) -> str:
     for stage in plain["stages"].values():
         if isinstance(stage, dict) and stage.get("teacher", 0) is None:
             del stage["teacher"]
-    if not recipe.stages.verify.enabled:
-        plain["stages"]["verify"] = {"enabled": False}
+    for name, spec in STAGES.items():
+        if spec.optional and not getattr(recipe.stages, name).enabled:
+            plain["stages"][name] = {"enabled": False}
     return yaml.safe_dump(plain, sort_keys=False, allow_unicode=True)

@@ -29,7 +29,7 @@ from pipelines.publish import CONFIGS, prompt_files
 from pipelines.recipe import Recipe, dump_recipe, load_recipe
 from pipelines.replace import Replacement
 from pipelines.report import first_rows, write_charts, write_report
-from pipelines.stages import active_stages
+from pipelines.teachers.stage import active_stages
 
 
 class NotPublished(RuntimeError):

@@ -110,7 +110,7 @@ def test_typed_columns_filter_and_sort_without_parsing(published):
     for row in list(extraction)[:8]:
         record = _record_for(recipe, row["id"], extraction)
         assert row["golds"] == [{"text": t.answer_text, "letter": t.answer if t.answer_type == "choice" else None} for t in record.turns]
-    from pipelines.stages import build_stages
+    from pipelines.teachers.stage import build_stages
     from train_min.data import chats
 
     think = next(s for s in build_stages(recipe) if s.name == "think")

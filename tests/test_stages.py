@@ -2,11 +2,11 @@ import pytest
 
 from pipelines.config import ConfigError
 from pipelines.core.record import TeacherOutput
-from pipelines.prompting import prompt_hash, render, template_inputs
 from pipelines.recipe import SyntheticSource, load_recipe
 from pipelines.sources.synthetic import make_record
-from pipelines.stages import build_stages
+from pipelines.stages.prompting import prompt_hash, render, template_inputs
 from pipelines.teachers.base import TeacherReply
+from pipelines.teachers.stage import build_stages
 
 RECORD = make_record(1, SyntheticSource(image_size=64))
 
@@ -59,3 +59,46 @@ def test_a_teacher_error_fails_the_record_with_the_stage_in_the_reason():
     r = stage.apply(RECORD, stage.requests(RECORD), [TeacherReply(error="HTTP 500")])
     assert (r.status, r.reason, r.detail) == ("failed", "statements_teacher_error", "HTTP 500")
     assert stage.requests(r) == [] and stage.apply(r, [], []) is r
+
+
+def test_the_stage_registry_is_the_one_list():
+    """The recipe's `stages:` keys, their defaults, the provenance columns and the active
+    stages come from `pipelines.stages.STAGES`; each stage reads and writes Record fields."""
+    import dataclasses
+
+    from pipelines.core.record import Record
+    from pipelines.publish import PROVENANCE
+    from pipelines.recipe import STAGE_DEFAULTS, StagesConfig
+    from pipelines.stages import STAGE_ORDER, STAGES
+    from pipelines.teachers.stage import active_stages
+
+    assert STAGE_ORDER == ("statements", "focus", "extraction", "verify", "think")
+    assert [f.name for f in dataclasses.fields(StagesConfig)] == [*STAGE_ORDER, "student_prompt"]
+    assert tuple(STAGE_DEFAULTS) == tuple(PROVENANCE) == STAGE_ORDER
+    record_fields = {f.name for f in dataclasses.fields(Record)} | {n for n, v in vars(Record).items() if isinstance(v, property)}
+    for spec in STAGES.values():
+        assert set(spec.reads) <= record_fields and set(spec.writes) <= record_fields, spec
+        assert getattr(load_recipe("quickstart").stages, spec.name).template == spec.template
+    assert active_stages(load_recipe("quickstart")) == tuple(n for n in STAGE_ORDER if n != "verify")
+    assert "verify" in active_stages(load_recipe("quickstart", ["stages.verify.enabled=true"]))
+
+
+def test_the_oracle_answers_by_what_a_stage_declares_it_writes(monkeypatch):
+    """A stage the oracle has never heard of by name is answered by the field it writes."""
+    from pipelines import stages
+    from pipelines.recipe import TeacherConfig
+    from pipelines.stages.focus import Focus
+    from pipelines.teachers.oracle import OracleTeacher
+    from pipelines.teachers.stage import Stage
+
+    class Gaze(Focus):
+        name = "gaze"
+
+    monkeypatch.setitem(stages.STAGES, "gaze", Gaze())
+    stage = Stage("gaze", "focus/v1", load_recipe("quickstart").stages.focus.sampling, TeacherConfig(backend="oracle"))
+    requests = stage.requests(RECORD)
+    (reply,) = OracleTeacher(TeacherConfig(backend="oracle")).generate(requests)
+    assert stage.apply(RECORD, requests, [reply]).focus  # written by the oracle's focus writer
+    requests[0].meta["stage"] = "unknown"
+    (reply,) = OracleTeacher(TeacherConfig(backend="oracle")).generate(requests)
+    assert "no answer for stage 'unknown'" in reply.error

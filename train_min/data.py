@@ -21,11 +21,12 @@ from PIL import Image
 
 from pipelines.core.options import lettered
 from pipelines.core.splits import TEST, TRAIN
-from pipelines.prompting import PROMPT_FILES, render
+from pipelines.stages import STAGES
+from pipelines.stages.prompting import PROMPT_FILES, render
 
 IGNORE = -100
 CONFIG_OF = {"perception": "extraction", "reasoner": "reasoning"}
-THINK_TEMPLATE = "think/v1"
+THINK_TEMPLATE = STAGES["think"].template  # the reasoner's prompt where a dataset carries none
 
 
 def load_rows(data: str, config: str):

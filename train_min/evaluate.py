@@ -42,9 +42,10 @@ from filters.correctness import reaches_gold
 from pipelines.config import ConfigError, load_yaml, to_plain
 from pipelines.core.answers import parse_final_answer
 from pipelines.core.record import Record, to_jsonable
-from pipelines.prompting import render
 from pipelines.recipe import TeacherConfig
 from pipelines.source_config import IngestConfig, SourceConfig
+from pipelines.stages import STAGES, STUDENT_TEMPLATE
+from pipelines.stages.prompting import render
 from pipelines.teachers.base import Sampling
 from train_min.card import add_evaluation
 from train_min.data import THINK_TEMPLATE, model_template, options_text, reasoner_prompt
@@ -57,7 +58,7 @@ SYSTEMS = ("extract_think", "caption_think", "direct")
 class FocusConfig:
     mode: Literal["teacher", "question", "none"] = "teacher"
     teacher: TeacherConfig = field(default_factory=TeacherConfig)  # any backend of the teacher layer
-    template: str = "focus/v1"
+    template: str = STAGES["focus"].template
     generic: str = "the objects, their colours, counts and positions, and any text"  # mode none
 
 
@@ -131,8 +132,8 @@ def write_focus(cfg: EvalConfig, records: list[Record]) -> dict[str, str | None]
         return {r.id: cfg.focus.generic for r in records}
     if cfg.focus.mode == "question":
         return {r.id: "; ".join(t.question for t in r.turns) for r in records}
-    from pipelines.stages import Stage
     from pipelines.teachers import load_teacher
+    from pipelines.teachers.stage import Stage
 
     stage = Stage("focus", cfg.focus.template, Sampling(max_tokens=64), cfg.focus.teacher)
     teacher, out = load_teacher(cfg.focus.teacher), {}
@@ -160,7 +161,7 @@ def _complete(gen, texts, images, max_tokens, desc, cfg):
 
 def student_template(cfg: EvalConfig) -> str:
     """The perception model's prompt template: the config's, else the one its training data had."""
-    return cfg.student_template or model_template(cfg.perception.model, "student") or "student/v1"
+    return cfg.student_template or model_template(cfg.perception.model, "student") or STUDENT_TEMPLATE
 
 
 def think_template(cfg: EvalConfig) -> str:

@@ -32,6 +32,7 @@ from pipelines.core.record import Record, TeacherOutput
 from pipelines.recipe import OracleOptions, TeacherConfig
 from pipelines.sources.scenes import FAMILIES
 from pipelines.sources.scenes.base import distractor_sentence
+from pipelines.stages import STAGES
 from pipelines.teachers.base import ChatRequest, TeacherReply
 
 INVENTED = [
@@ -212,6 +213,43 @@ def _judge(record: Record, request: ChatRequest, plan: dict | None, options: Ora
     return "\n".join(f"{i}: {v}" for i, v in enumerate(verdicts, 1))
 
 
+def _statements(record, request, plan, options):
+    family = FAMILIES[record.facts["family"]]
+    lines = [family.statement(t.meta["template"], t.meta["args"], t.answer, t.choices) for t in record.turns]
+    if plan and plan["kind"] == "statement_mismatch":
+        lines = [f"{lines[0].rstrip('.')} and {lines[1][0].lower()}{lines[1][1:]}"] + lines[2:] if len(lines) > 1 else lines * 2
+    return ["\n".join(lines)], ["stop"]
+
+
+def _focus(record, request, plan, options):
+    family = FAMILIES[record.facts["family"]]
+    return [", ".join(dict.fromkeys(family.focus(t.meta["template"], t.meta["args"]) for t in record.turns))], ["stop"]
+
+
+def _extractions(record, request, plan, options):
+    samples = [_extraction(record, plan, j, options) for j in range(request.sampling.n)]
+    return [t for t, _, _ in samples], [f for _, f, _ in samples]
+
+
+def _caption(record, request, plan, options):  # never wrong: the baseline's captions are the scene's truth
+    return [caption(record)], ["stop"]
+
+
+def _judgements(record, request, plan, options):
+    return [_judge(record, request, plan, options)], ["stop"]
+
+
+def _reasoning(record, request, plan, options):
+    n = request.sampling.n
+    pairs = [_think(record, request.meta["turn"], j, n, plan, options) for j in range(n)]
+    return [p[0] for p in pairs], [p[1] for p in pairs]
+
+
+# What the oracle writes, by the Record field a stage declares it writes (`pipelines.stages`).
+_WRITERS = {"statements": _statements, "focus": _focus, "extractions": _extractions, "caption": _caption,
+            "judgements": _judgements, "reasoning": _reasoning}
+
+
 def _words(text: str) -> int:
     return len(text.split())
 
@@ -243,30 +281,14 @@ class OracleTeacher:
         if record is None or not record.facts or record.facts.get("family") not in FAMILIES:
             return TeacherReply(error="the oracle teacher needs synthetic records that carry their ground truth")
         stage = request.meta["stage"]
+        declared = STAGES.get(stage)
+        write = _WRITERS.get(declared.writes[0] if declared else stage)  # an ad-hoc request (the caption baseline) names its field
+        if write is None:
+            return TeacherReply(error=f"the oracle has no answer for stage {stage!r}")
         plan = plan_injection(record, self.options)
-        family = FAMILIES[record.facts["family"]]
         n = request.sampling.n
         prompt_tokens = sum(_words(m["content"] if isinstance(m["content"], str) else m["content"][-1]["text"]) for m in request.messages)
-        if stage == "statements":
-            lines = [family.statement(t.meta["template"], t.meta["args"], t.answer, t.choices) for t in record.turns]
-            if plan and plan["kind"] == "statement_mismatch":
-                lines = [f"{lines[0].rstrip('.')} and {lines[1][0].lower()}{lines[1][1:]}"] + lines[2:] if len(lines) > 1 else lines * 2
-            texts, finishes = ["\n".join(lines)], ["stop"]
-        elif stage == "focus":
-            phrases = list(dict.fromkeys(family.focus(t.meta["template"], t.meta["args"]) for t in record.turns))
-            texts, finishes = [", ".join(phrases)], ["stop"]
-        elif stage == "extraction":
-            samples = [_extraction(record, plan, j, self.options) for j in range(n)]
-            texts, finishes = [t for t, _, _ in samples], [f for _, f, _ in samples]
-        elif stage == "caption":  # never wrong: the baseline's captions are the scene's truth
-            texts, finishes = [caption(record)], ["stop"]
-        elif stage == "verify":
-            texts, finishes = [_judge(record, request, plan, self.options)], ["stop"]
-        elif stage == "think":
-            pairs = [_think(record, request.meta["turn"], j, n, plan, self.options) for j in range(n)]
-            texts, finishes = [p[0] for p in pairs], [p[1] for p in pairs]
-        else:
-            return TeacherReply(error=f"the oracle has no answer for stage {stage!r}")
+        texts, finishes = write(record, request, plan, self.options)
         if len(texts) == 1 and n > 1:
             texts, finishes = texts * n, finishes * n
         outputs = tuple(TeacherOutput(t, f, prompt_tokens, _words(t)) for t, f in zip(texts, finishes))

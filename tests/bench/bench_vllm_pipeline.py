@@ -39,8 +39,8 @@ def main() -> None:
     from pipelines.recipe import load_recipe
     from pipelines.run import run
     from pipelines.sources.synthetic import make_record
-    from pipelines.stages import build_stages
     from pipelines.teachers import load_teacher, unload_all
+    from pipelines.teachers.stage import build_stages
     from tests.tiny_models import build_tiny_idefics3
 
     work = Path(tempfile.mkdtemp(prefix="bench-vllm-"))

@@ -10,8 +10,8 @@ from pipelines.core.record import Judgement
 from pipelines.recipe import SyntheticSource, load_recipe
 from pipelines.run import run
 from pipelines.sources.synthetic import make_record
-from pipelines.stages import build_stages
-from pipelines.verify import UNPARSED, parse_verdicts, schema
+from pipelines.stages.verify import UNPARSED, parse_verdicts, schema
+from pipelines.teachers.stage import build_stages
 from tests.published import published_rows
 
 S, C, N = "supported", "contradicted", "not stated"

@@ -10,8 +10,8 @@ from PIL import Image
 
 from pipelines.recipe import OpenAIOptions, SyntheticSource, TeacherConfig
 from pipelines.sources.synthetic import make_record
-from pipelines.stages import Stage
 from pipelines.teachers.base import Sampling
+from pipelines.teachers.stage import Stage
 from pipelines.teachers.tokens import ElementTokens, ImageTokens, image_tokens_for, request_tokens, token_batches
 from tests.tiny_models import IDEFICS3_SPECIALS, tiny_tokenizer
 

@@ -7,8 +7,8 @@ pytest.importorskip("vllm")
 
 from pipelines.recipe import SyntheticSource, TeacherConfig, VLLMOptions  # noqa: E402
 from pipelines.sources.synthetic import make_record  # noqa: E402
-from pipelines.stages import Stage  # noqa: E402
 from pipelines.teachers.base import ChatRequest, Sampling, user_message  # noqa: E402
+from pipelines.teachers.stage import Stage  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
@@ -64,8 +64,8 @@ def test_the_verify_stage_through_vllm_is_held_to_its_schema_cached_and_fails_al
     from dataclasses import replace
 
     from pipelines.recipe import VerifyConfig
+    from pipelines.stages.verify import VERDICTS
     from pipelines.teachers.handler import TeacherModelHandler
-    from pipelines.verify import VERDICTS
 
     config = TeacherConfig(backend="vllm", model=str(smollm2))
     stage = Stage("verify", "verify/v1", Sampling(max_tokens=60, seed=0), config, VerifyConfig(enabled=True, sentences=True))

@@ -1,4 +1,4 @@
-"""The verify stage: a teacher judges claims, one verdict each: supported, contradicted or
+"""verify (when enabled): a teacher judges claims, one verdict each: supported, contradicted or
 not stated.
 
 Claims are the record's statements (is each one in the extraction?) and, with
@@ -20,7 +20,8 @@ import re
 from filters.text import sentences
 from pipelines.core.jsontext import json_within
 from pipelines.core.record import Judgement, Record, TeacherOutput
-from pipelines.recipe import TeacherConfig
+from pipelines.stages.base import Prompt, StageSpec
+from pipelines.stages.prompting import render
 
 VERDICTS = ("supported", "contradicted", "not stated")
 UNPARSED = "unparsed"
@@ -40,7 +41,7 @@ def schema(n: int) -> dict:
             "properties": {"verdicts": {"type": "array", "minItems": n, "maxItems": n, "items": {"enum": list(VERDICTS)}}}}
 
 
-def wants_json(teacher: TeacherConfig) -> bool:
+def wants_json(teacher) -> bool:
     """Can the backend constrain its output to a schema (and is it asked to)?"""
     if teacher.backend in ("vllm", "oracle"):
         return True
@@ -113,3 +114,30 @@ def _from_lines(text: str, n: int) -> list[str]:
 def judgements(kind: str, claims: list[str], output: TeacherOutput, with_image: bool) -> tuple[Judgement, ...]:
     verdicts = parse_verdicts(output.text, len(claims))
     return tuple(Judgement(kind, c, v, "image" if with_image else "text") for c, v in zip(claims, verdicts))
+
+
+class Verify(StageSpec):
+    name = "verify"
+    template = "verify/v1"
+    sampling = {"max_tokens": 512}
+    reads = ("statements", "extractions")
+    writes = ("judgements",)
+    optional = True
+    sample = {"claims": ["The bus is red."], "evidence": "A red bus stands at a stop.", "json": False}
+
+    def check_inputs(self, template, inputs):
+        return None if "claims" in inputs else f"{template!r} must use `claims` (and may use `evidence`, `json`)"
+
+    def prompts(self, bound, record):
+        json_wanted, with_image = wants_json(bound.teacher), bound.options.with_image
+        return [Prompt(render(bound.template, claims=claims, evidence=evidence, json=json_wanted), with_image,
+                       {"kind": kind, "claims": claims, "with_image": with_image, "json": json_wanted},
+                       schema(len(claims)) if json_wanted else None)
+                for kind, claims, evidence in claim_sets(record, bound.options.sentences, with_image)]
+
+    def parse(self, bound, record, replies, prompts):
+        return {"judgements": tuple(j for p, r in zip(prompts, replies)
+                                    for j in judgements(p.meta["kind"], p.meta["claims"], r.outputs[0], bound.options.with_image))}
+
+
+STAGE = Verify()

@@ -1,0 +1,38 @@
+"""think: extraction + one question -> reasoning that ends in "Answer: X" (one request per
+turn, M samples each). The reasoner sees the extraction and the question and nothing else
+(no image, no statements, no answer): only then does reaching the gold answer show that the
+extraction held what the question needs."""
+
+from __future__ import annotations
+
+from pipelines.core.answers import parse_final_answer
+from pipelines.core.record import ThinkSample
+from pipelines.stages.base import Prompt, StageSpec
+from pipelines.stages.prompting import render
+
+
+class Think(StageSpec):
+    name = "think"
+    template = "think/v1"
+    sampling = {"temperature": 0.7, "max_tokens": 1024, "n": 3}
+    reads = ("extraction", "turns")
+    writes = ("reasoning",)
+    sample = {"extraction": "A red bus stands at a stop.", "question": "What colour is the bus?", "choices": []}
+    allowed_inputs = frozenset({"extraction", "question", "choices"})  # what the reasoner may see
+
+    def check_inputs(self, template, inputs):
+        if inputs <= self.allowed_inputs:
+            return None
+        return (f"{template!r} uses {sorted(inputs - self.allowed_inputs)}; the reasoner may only see "
+                f"{sorted(self.allowed_inputs)}, or the sufficiency check would be meaningless")
+
+    def prompts(self, bound, record):
+        return [Prompt(render(bound.template, extraction=record.extraction, question=t.question, choices=t.option_lines()),
+                       meta={"turn": i})
+                for i, t in enumerate(record.turns)]
+
+    def parse(self, bound, record, replies, prompts):
+        return {"reasoning": tuple(tuple(ThinkSample(o, parse_final_answer(o.text)) for o in r.outputs) for r in replies)}
+
+
+STAGE = Think()
