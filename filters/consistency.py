@@ -5,9 +5,9 @@ and with themselves?
   a merged or dropped line means the extraction was steered by the wrong facts).
 - `statement_coverage`: each statement's content appears in the published extraction (the
   extraction prompt asks the teacher to work them in); the score is the weakest statement's
-  support (filters/text.py).
+  support (pipelines/support/text.py).
 - `extraction_agreement`: every sentence of the published extraction agrees with the other
-  extraction samples, claim by claim (filters/claims.py): the thing it is about is named by
+  extraction samples, claim by claim (pipelines/support/claims.py): the thing it is about is named by
   some other sample, and no count or colour it states is contradicted by most of them. An
   object the teacher saw once and never again, a miscount, is what sampling exposes;
   paraphrase and extra detail are not disagreement. The score is the share of backed
@@ -23,11 +23,11 @@ from __future__ import annotations
 
 from collections import Counter
 
-from filters.claims import claim_agreement
-from filters.lexical import support
-from filters.text import sentences
 from pipelines.core.answers import answer_matches, canonical_answer
 from pipelines.core.record import Record, Verdict
+from pipelines.support.claims import claim_agreement
+from pipelines.support.lexical import support
+from pipelines.support.text import sentences
 
 
 def statement_count(record: Record) -> Verdict:

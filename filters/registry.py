@@ -15,7 +15,7 @@ from filters.decontamination import MATCHES, decontaminate
 from filters.judged import judged
 from filters.quality import degeneration, leakage
 from filters.sufficiency import sufficiency
-from filters.text import SCORERS
+from pipelines.support.text import SCORERS
 
 FILTERS = {
     "decontaminate": decontaminate,

@@ -22,12 +22,12 @@ from dataclasses import dataclass
 from itertools import combinations
 from pathlib import Path
 
-from filters.lexical import support
 from pipelines.config import ConfigError
 from pipelines.core.secrets import scrub_override
 from pipelines.core.templates import Page
 from pipelines.output import protected
 from pipelines.report import data_uri, iter_rows, thumbnail_png
+from pipelines.support.lexical import support
 
 ARM_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 MARKER = "compare.json"

@@ -37,9 +37,9 @@ def source_size(config: SourceConfig) -> int | None:
             split = (ds.info.splits or {}).get(config.hf.split) if ds.info else None
             n = split.num_examples if split else None
         return None if n is None else (n if config.limit is None else min(n, config.limit))
-    from pipelines.sources import _file_entries
+    from pipelines.sources import file_entries
 
-    return sum(1 for _ in _file_entries(config))
+    return sum(1 for _ in file_entries(config))
 
 
 def sample_recipe(recipe: Recipe, limit: int | None, out_dir: str) -> Recipe:

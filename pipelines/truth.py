@@ -10,11 +10,11 @@ filters; it is exact for the oracle's prose and a close reading for a real model
 
 from __future__ import annotations
 
-from filters.lexical import support
-from filters.text import sentences
 from pipelines.core.record import Record
 from pipelines.sources.scenes import FAMILIES
 from pipelines.sources.scenes.base import distractor_sentence
+from pipelines.support.lexical import support
+from pipelines.support.text import sentences
 
 MIN_SUPPORT = 0.8
 

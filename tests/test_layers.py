@@ -18,11 +18,13 @@ PACKAGES = ("pipelines", "filters", "prompts", "train_min")
 def layer(module: str) -> int:
     if module == "pipelines.core" or module.startswith("pipelines.core."):
         return 0
-    if module.split(".")[0] == "filters":
+    if module == "pipelines.support" or module.startswith("pipelines.support."):
         return 1
-    if module.split(".")[0] in ("pipelines", "prompts"):
+    if module.split(".")[0] == "filters":
         return 2
-    return 3
+    if module.split(".")[0] in ("pipelines", "prompts"):
+        return 3
+    return 4
 
 
 def modules() -> dict[str, Path]:
@@ -104,7 +106,7 @@ def test_the_walk_sees_imports():
     g = graph()
     assert "pipelines.core.record" in g["filters.correctness"]
     assert "pipelines.core.options" in g["pipelines.core.answers"]
-    assert layer("pipelines.core.record") < layer("filters.text") < layer("pipelines.run") < layer("train_min.train")
+    assert layer("pipelines.core.record") < layer("pipelines.support.text") < layer("pipelines.run") < layer("train_min.train")
 
 
 def test_training_and_evaluation_import_without_beam():

@@ -148,8 +148,8 @@ def eval_jobs(cfg: ExperimentConfig, out: Path, device: str) -> list[tuple[dict,
 
 def fact_coverage(row: dict, min_score: float = 0.8) -> bool:
     """Does a prediction row's stage-1 text state its question's fact with the true answer?"""
-    from filters.lexical import support
     from pipelines.sources.scenes import FAMILIES
+    from pipelines.support.lexical import support
 
     meta = row["meta"]
     statement = FAMILIES[meta["family"]].statement(meta["template"], meta["args"], row["gold"], tuple(row["choices"]))
@@ -173,7 +173,7 @@ def false_sentences(rows: list[dict], truth: dict) -> float | None:
     """The share of the stage-1 texts' sentences that their scene contradicts (a wrong
     count, value, time, colour; pipelines.truth), each scene's text counted once; None where
     no scene's truth is known."""
-    from filters.text import sentences
+    from pipelines.support.text import sentences
     from pipelines.truth import stated_errors
 
     texts = {r["record_id"]: r.get("stage1") or "" for r in rows if r["record_id"] in truth}

@@ -25,7 +25,7 @@ from pipelines.sources.ingest import to_record
 from pipelines.sources.synthetic import make_record, num_scenes
 
 
-def _planned_units(config: SourceConfig) -> list | None:
+def planned_units(config: SourceConfig) -> list | None:
     """The units known before the run starts (scene numbers, shards); None for file sources,
     whose entries are read from their file by a worker. Opening a Hub set here makes a bad
     path fail before the run."""
@@ -46,7 +46,8 @@ def scene_ranges(n: int, units: int = 256, most: int = 1000) -> list[tuple[int, 
     return [(start, min(start + step, n)) for start in range(0, n, step)]
 
 
-def _file_entries(config: SourceConfig):
+def file_entries(config: SourceConfig):
+    """The entries of a file source (LLaVA JSON or an image folder), read from its files."""
     return (read_llava if config.kind == "llava" else read_imagefolder)(config)
 
 
@@ -90,7 +91,7 @@ def iter_records(config: SourceConfig, ingest: IngestConfig) -> Iterator:
     """The same Records as `ReadSources`, read one after another in this process (no Beam):
     for small sets such as an evaluation's held-out records."""
     load = Loader([config], ingest)
-    planned = _planned_units(config)
-    for unit in planned if planned is not None else _file_entries(config):
+    planned = planned_units(config)
+    for unit in planned if planned is not None else file_entries(config):
         yield from load.process((0, unit))
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import apache_beam as beam
 
 from pipelines.source_config import IngestConfig, SourceConfig
-from pipelines.sources import Loader, _file_entries, _planned_units
+from pipelines.sources import Loader, file_entries, planned_units
 from pipelines.sources.dedup import signature, sketch_signature
 
 
@@ -41,11 +41,11 @@ class ReadSources(beam.PTransform):
     def expand(self, pbegin):
         parts = []
         for i, s in enumerate(self._sources):
-            planned = _planned_units(s)
+            planned = planned_units(s)
             if planned is not None:
                 units = pbegin | f"Units[{s.name}]" >> beam.Create([(i, u) for u in planned], reshuffle=False)
             else:
-                units = (pbegin | f"File[{s.name}]" >> beam.Create([s]) | f"Entries[{s.name}]" >> beam.FlatMap(_file_entries)
+                units = (pbegin | f"File[{s.name}]" >> beam.Create([s]) | f"Entries[{s.name}]" >> beam.FlatMap(file_entries)
                          | f"Units[{s.name}]" >> beam.Map(lambda item, i=i: (i, item)))
             parts.append(units)
         units = parts[0] if len(parts) == 1 else parts | "AllUnits" >> beam.Flatten()

@@ -17,11 +17,11 @@ from __future__ import annotations
 import json
 import re
 
-from filters.text import sentences
 from pipelines.core.jsontext import json_within
 from pipelines.core.record import Judgement, Record, TeacherOutput
 from pipelines.stages.base import Prompt, StageSpec
 from pipelines.stages.prompting import render
+from pipelines.support.text import sentences
 
 VERDICTS = ("supported", "contradicted", "not stated")
 UNPARSED = "unparsed"

@@ -191,7 +191,7 @@ def _judge(record: Record, request: ChatRequest, plan: dict | None, options: Ora
     """Verdicts as a perfect reader of the evidence would give them (the scene's ground
     truth for the image or the other samples, the published extraction for statements),
     with `judge_error_rate` of them flipped on purpose."""
-    from filters.lexical import lexical_support
+    from pipelines.support.lexical import lexical_support
 
     family = FAMILIES[record.facts["family"]]
     if request.meta["kind"] == "statement" and not request.meta["with_image"]:

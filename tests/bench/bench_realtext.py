@@ -21,7 +21,7 @@ import argparse
 import time
 
 from filters.consistency import extraction_agreement
-from filters.lexical import support
+from pipelines.support.lexical import support
 from tests.realtext import agreement_records, answer_agreement, coverage_pairs
 
 PERTURBED = ("perturbed", "cross_image")

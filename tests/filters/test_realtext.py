@@ -4,7 +4,7 @@ descriptions, one case each, and the figures measured on the corpus at the defau
 
 import pytest
 
-from filters.lexical import support
+from pipelines.support.lexical import support
 from tests.bench.bench_realtext import agreement_row, coverage_row, coverage_scores
 from tests.realtext import answer_agreement, coverage_rates
 

@@ -3,13 +3,13 @@
 import pytest
 
 from filters.consistency import extraction_agreement, self_consistency, statement_count, statement_coverage
-from filters.lexical import support
 from filters.quality import degeneration, leakage, repeated_ngrams
 from filters.registry import check_params
-from filters.text import attribute_pairs, content_tokens, sentences
 from pipelines.config import ConfigError
 from pipelines.core.record import ImageData, Record, TeacherOutput, ThinkSample, Turn
 from pipelines.recipe import load_recipe
+from pipelines.support.lexical import support
+from pipelines.support.text import attribute_pairs, content_tokens, sentences
 
 IMG = ImageData.from_bytes(b"x", 1, 1, "PNG")
 SCENE = ("The image shows two glass beakers. The left beaker holds 100 mL of liquid containing 3 red particles "

@@ -1,6 +1,6 @@
 """How well a text supports a claim: the shared measure of statement coverage and of
 agreement between extraction samples. The default scorer, `lexical`, is the v2 measure in
-filters/lexical.py (WordNet synonyms, order-free attributes, the question's words not
+pipelines/support/lexical.py (WordNet synonyms, order-free attributes, the question's words not
 demanded); this module holds the sentence splitter and the v1 scorers, described here.
 
 A claim (a statement, or one sentence of an extraction) is compared with every window of
@@ -65,13 +65,18 @@ def _stem(word: str) -> str:
 
 
 _LABEL = re.compile(r"(?<=[A-Za-z] )([A-H])\b(?!['’])")
+
+
+def keep_labels(text: str) -> str:
+    """ "Bar A" -> "Bar labela": a label survives normalisation, which drops "a" as an article."""
+    return _LABEL.sub(lambda m: f"label{m.group(1).lower()}", text)
 _NONE = {"no": "0", "none": "0"}
 
 
 @lru_cache(maxsize=4096)
 def content_tokens(text: str) -> tuple[str, ...]:
     # "Bar A" keeps its label (normalisation would drop "a" as an article); "no X" is 0 X
-    text = _LABEL.sub(lambda m: f"label{m.group(1).lower()}", text)
+    text = keep_labels(text)
     return tuple(_NONE.get(w, _stem(w)) for w in normalise_text(text).split() if w not in STOP)
 
 

@@ -3,7 +3,7 @@ on real model prose, offline, with no model.
 
 Both sides become terms: VQA-normalised words without stop words, possessives and units
 unified ("London's" -> london, "km" -> kilometre), each with its WordNet lemmas
-(filters/lexicon.py). A claim's term is found in a window of the text (one sentence, or two
+(pipelines/support/lexicon.py). A claim's term is found in a window of the text (one sentence, or two
 neighbouring ones) when the window holds
 - the same lemma, a synonym, a narrower word ("sparrow" for "bird"), a word one level broader
   ("person" for "player"), a derived form ("inauguration" for "inaugurated") or another
@@ -34,9 +34,9 @@ from functools import lru_cache
 
 from rapidfuzz import fuzz
 
-from filters.lexicon import collocation, is_name, lemmas, mostly_noun, opposites, related, weight
-from filters.text import _LABEL, COLOUR_WORDS, SCORERS, STOP, content_tokens, sentences, window_support, windows
 from pipelines.core.answers import normalise_text
+from pipelines.support.lexicon import collocation, is_name, lemmas, mostly_noun, opposites, related, weight
+from pipelines.support.text import COLOUR_WORDS, SCORERS, STOP, content_tokens, keep_labels, sentences, window_support, windows
 
 PAIRS = True
 SPAN = 3  # words between a value and its noun
@@ -75,7 +75,7 @@ class Term:
 def terms(text: str) -> tuple[Term, ...]:
     text = _PERCENT.sub(r"\1 percent", _POSSESSIVE.sub(r"\1", text or ""))
     text = _TIME.sub(r"\1h\2", text)  # 12:15 is one reading, not the numbers 12 and 15
-    text = _LABEL.sub(lambda m: f"label{m.group(1).lower()}", text)  # "Bar A" keeps its label
+    text = keep_labels(text)
     # capitalised inside a sentence, or a name WordNet knows
     names = {m.lower() for m in re.findall(r"(?<=[^.!?\s]) +([A-Z][a-z]+)", text)}
     out = []
@@ -118,7 +118,9 @@ def _expansion(word: str) -> frozenset:
     return related(word)
 
 
-def _found(term: Term, window: tuple[Term, ...]) -> bool:
+def term_found(term: Term, window: tuple[Term, ...]) -> bool:
+    """Is `term` in `window`: the same number, or a word of the same meaning (a synonym, a
+    related form, or a near spelling of a long word)?"""
     if term.value is not None:
         return any(t.value == term.value for t in window)
     expansion = set().union(*(_expansion(f) for f in term.forms)) | term.forms
@@ -129,7 +131,8 @@ def _found(term: Term, window: tuple[Term, ...]) -> bool:
     return False
 
 
-def _attribute(t: Term) -> bool:
+def is_attribute(t: Term) -> bool:
+    """A number or a colour word (what a claim says about its noun)."""
     return t.value is not None or t.colour
 
 
@@ -140,8 +143,8 @@ def _same_kind(a: Term, b: Term) -> bool:
 def _partner(claim: tuple[Term, ...], i: int) -> Term | None:
     """The noun a value belongs to: the next word ("3 dogs"), else the one before ("the dog is
     black"); None when that word is no noun ("opened in 1863": a date, not an attribute)."""
-    after = [t for t in claim[i + 1:i + 3] if not _attribute(t)]
-    before = [t for t in claim[max(0, i - SPAN):i] if not _attribute(t)]
+    after = [t for t in claim[i + 1:i + 3] if not is_attribute(t)]
+    before = [t for t in claim[max(0, i - SPAN):i] if not is_attribute(t)]
     near = after[0] if after else before[-1] if before else None
     return near if near is not None and mostly_noun(near.word) else None
 
@@ -149,7 +152,7 @@ def _partner(claim: tuple[Term, ...], i: int) -> Term | None:
 def _bound(value: Term, noun: Term, sentence: tuple[Term, ...], colour: Term | None = None) -> bool | None:
     """Is `value` bound to `noun` in the sentence? None when the sentence does not name the
     noun. `colour`: a count's noun is the coloured one ("2 red particles", not "2 green particles")."""
-    places = [j for j, t in enumerate(sentence) if not _attribute(t) and _found(noun, (t,))
+    places = [j for j, t in enumerate(sentence) if not is_attribute(t) and term_found(noun, (t,))
               and (colour is None or j and sentence[j - 1].word == colour.word)]
     if not places:
         return None
@@ -158,7 +161,7 @@ def _bound(value: Term, noun: Term, sentence: tuple[Term, ...], colour: Term | N
         # ("the circle is blue", "runs from 0 to 10"), up to the next word that is not a value
         before = _run(reversed(sentence[max(0, j - SPAN):j]), value)
         near = before or _run(sentence[j + 1:j + 1 + SPAN], value)
-        if any(_found(value, (t,)) for t in near):
+        if any(term_found(value, (t,)) for t in near):
             return True
     return False
 
@@ -166,7 +169,7 @@ def _bound(value: Term, noun: Term, sentence: tuple[Term, ...], colour: Term | N
 def _run(terms_: Iterable[Term], value: Term) -> list[Term]:
     out = []
     for t in terms_:
-        if not _attribute(t):
+        if not is_attribute(t):
             break
         if _same_kind(t, value):
             out.append(t)
@@ -177,21 +180,21 @@ def window_score(claim: tuple[Term, ...], parts: tuple[tuple[Term, ...], ...], d
                  asked: frozenset = frozenset()) -> float:
     flat = tuple(t for p in parts for t in p)
     def w(t: Term) -> float:
-        if t.word in asked and not _attribute(t):
+        if t.word in asked and not is_attribute(t):
             return 0.0  # what the question asks for ("What brand ...?"): the answer names it
-        return weight(t.word) * (QUESTION_WEIGHT if t.word in dropped and not _attribute(t) else 1.0)
+        return weight(t.word) * (QUESTION_WEIGHT if t.word in dropped and not is_attribute(t) else 1.0)
 
     total = sum(map(w, claim))
-    found = [t for t in claim if _found(t, flat)]
+    found = [t for t in claim if term_found(t, flat)]
     recall = sum(map(w, found)) / total
     words = {f for t in flat for f in t.forms}
     if any(t not in found and opposites(t.word) & words for t in claim):
         return 0.0  # "faces left" for "faces the right side"
-    attributes = [(i, t) for i, t in enumerate(claim) if _attribute(t)]
+    attributes = [(i, t) for i, t in enumerate(claim) if is_attribute(t)]
     if not attributes or recall == 0:
         return recall
     # the claim's subject (its weightiest other word): a value must stand in its sentence
-    named = [t for t in found if not _attribute(t) and t.word not in dropped]
+    named = [t for t in found if not is_attribute(t) and t.word not in dropped]
     subject = max(named, key=lambda t: weight(t.word)) if named else None
     bound = 0
     for i, value in attributes:
@@ -199,7 +202,7 @@ def window_score(claim: tuple[Term, ...], parts: tuple[tuple[Term, ...], ...], d
         colour = claim[i + 1] if value.value is not None and i + 1 < len(claim) and claim[i + 1].colour else None
         ok = False
         for sentence in parts:
-            if not _found(value, sentence) or subject is not None and not _found(subject, sentence):
+            if not term_found(value, sentence) or subject is not None and not term_found(subject, sentence):
                 continue
             if subject is not None and subject.name and not _named_before(value, subject, sentence):
                 continue
@@ -215,9 +218,9 @@ def _named_before(value: Term, subject: Term, sentence: tuple[Term, ...]) -> boo
     """The name nearest before some occurrence of the value is the claim's subject: "Kyoto ...
     11 km ... Los Angeles ... 28 km" does not give Kyoto 28 km."""
     for j, t in enumerate(sentence):
-        if _found(value, (t,)) and t.value is not None or t.colour and _found(value, (t,)):
+        if term_found(value, (t,)) and t.value is not None or t.colour and term_found(value, (t,)):
             names = [u for u in sentence[:j] if u.name]
-            if not names or _found(subject, (names[-1],)):
+            if not names or term_found(subject, (names[-1],)):
                 return True
     return False
 
@@ -250,7 +253,7 @@ def lexical_support(claim: str, text: str, question: str | None = None) -> float
 def support(claim: str, text: str, scorer: str = "lexical", question: str | None = None) -> float:
     """How well `text` supports `claim`, in [0, 1]: the best window's score. `lexical` is
     the v2 measure (above; `question`: words it contributes are not demanded);
-    the others are v1, described in filters/text.py."""
+    the others are v1, described in pipelines/support/text.py."""
     if scorer not in SCORERS:
         raise ValueError(f"scorer must be one of {SCORERS}, got {scorer!r}")
     if scorer == "lexical":

@@ -2,7 +2,7 @@
 
 Sampling the same teacher several times gives texts that differ in wording, order and detail;
 what must not differ is what they claim is in the image. Each sentence of the published
-extraction is read as visual claims (filters/lexical.py's terms):
+extraction is read as visual claims (pipelines/support/lexical.py's terms):
 
 - **the object it is about**: the first thing the sentence names (a noun whose most frequent
   sense is something visible: an animal, artifact, body part, food, natural object, person,
@@ -28,9 +28,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import lru_cache
 
-from filters.lexical import Term, _attribute, _found, lexical_support, terms
-from filters.lexicon import is_measure, is_thing, lemmas, weight, wordnet
-from filters.text import sentences
+from pipelines.support.lexical import Term, is_attribute, lexical_support, term_found, terms
+from pipelines.support.lexicon import is_measure, is_thing, lemmas, weight, wordnet
+from pipelines.support.text import sentences
 
 MIN_WEIGHT = 2.5  # the thing a sentence is about, if this informative, must be named by another sample
 NOVEL_SHARE = 0.6  # a sentence most of whose words (by weight) no other sample uses is unbacked
@@ -66,7 +66,7 @@ def thing(t: Term) -> bool:
 @lru_cache(maxsize=4096)
 def read(sentence: str) -> Sentence:
     ts = terms(sentence)
-    first = next((i for i, t in enumerate(ts) if _attribute(t)), len(ts))
+    first = next((i for i, t in enumerate(ts) if is_attribute(t)), len(ts))
     subject = frozenset(f for t in ts[:first] if _noun(t) for f in t.forms)
     values = []
     for i, t in enumerate(ts):
@@ -76,7 +76,7 @@ def read(sentence: str) -> Sentence:
             rest = ts[i + 1:i + 3]
             colour = rest[0].word if rest and rest[0].colour else None
             noun = rest[1 if colour else 0] if len(rest) > (1 if colour else 0) else None
-            if t.value == int(t.value) and noun is not None and not _attribute(noun) and not is_measure(noun.word):
+            if t.value == int(t.value) and noun is not None and not is_attribute(noun) and not is_measure(noun.word):
                 # a count: the number right before its noun ("2 blue particles")
                 key = tuple(sorted(lemmas(noun.word)))
                 values.append(((colour, *key) if colour else key, t))
@@ -86,8 +86,8 @@ def read(sentence: str) -> Sentence:
             continue
         elif t.colour:
             # a colour: of the noun right after it ("a red bus"), else right before ("the bus is red")
-            noun = ts[i + 1] if i + 1 < len(ts) and not _attribute(ts[i + 1]) else \
-                ts[i - 1] if i and not _attribute(ts[i - 1]) else None
+            noun = ts[i + 1] if i + 1 < len(ts) and not is_attribute(ts[i + 1]) else \
+                ts[i - 1] if i and not is_attribute(ts[i - 1]) else None
             if noun is not None:
                 values.append((tuple(sorted(lemmas(noun.word))), t))
     return Sentence(sentence, ts, subject, tuple(values))
@@ -115,11 +115,11 @@ def judge_sentence(sentence: Sentence, others: list[tuple[Sentence, ...]], min_w
     """Why the sentence is unbacked, or None."""
     pool = [tuple(t for s in o for t in s.terms) for o in others]
     about = next((t for t in sentence.terms if thing(t)), None)
-    if about is not None and weight(about.word) >= min_weight and not any(_found(about, p) for p in pool):
+    if about is not None and weight(about.word) >= min_weight and not any(term_found(about, p) for p in pool):
         return f"{about.word!r} is in no other sample"
     words = [t for t in sentence.terms if t.value is None]
     if len(words) >= 4:
-        unsaid = sum(weight(t.word) for t in words if not any(_found(t, p) for p in pool))
+        unsaid = sum(weight(t.word) for t in words if not any(term_found(t, p) for p in pool))
         if unsaid >= novel_share * sum(weight(t.word) for t in words):
             return f"{unsaid / sum(weight(t.word) for t in words):.0%} of what it says is in no other sample"
     for key, value in sentence.values:
