@@ -66,7 +66,7 @@ demo: $(STAMP)
 	HF_HUB_OFFLINE=1 $(BIN)/extract-think run recipes/quickstart.yaml
 
 train-demo: $(STAMP)
-	HF_HUB_OFFLINE=1 $(BIN)/python -m train_min.demo
+	HF_HUB_OFFLINE=1 $(BIN)/python -m train_min.experiment.demo
 
 test: $(VLLM_STAMP) $(CHROMIUM_STAMP) lint
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q -p no:cacheprovider

@@ -3,7 +3,7 @@
     from pipelines import run_recipe, plan_recipe, load_recipe
 
     outcome = run_recipe("quickstart", ["sources.0.synthetic.num_records=50", "output.dir=out/small"])
-    outcome.funnel.kept, outcome.out_dir          # the funnel (pipelines.funnel.Funnel) and the dataset
+    outcome.funnel.kept, outcome.out_dir          # the funnel (pipelines.observe.funnel.Funnel) and the dataset
     kept = outcome.dataset("extraction")          # a config of the published dataset, loaded with `datasets`
     estimate = plan_recipe("my-recipe.yaml", limit=50)   # a real run on 50 records, scaled to the sources
 
@@ -17,16 +17,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from pipelines.recipe import Recipe
-    from pipelines.run import RunOutcome
+    from pipelines.commands.run import RunOutcome
+    from pipelines.config.recipe import Recipe
 
 __all__ = ["load_recipe", "run_recipe", "plan_recipe"]
 
 
 def load_recipe(recipe: "str | Path | dict | Recipe", overrides=()) -> "Recipe":
     """A validated Recipe from a path, a bundled name, a dict or a Recipe, with overrides."""
-    from pipelines import recipe as recipes
     from pipelines.config import build_with_overrides, to_plain
+    from pipelines.config import recipe as recipes
 
     if isinstance(recipe, recipes.Recipe):
         return build_with_overrides(recipes.Recipe, to_plain(recipe), overrides, "recipe") if overrides else recipe
@@ -40,17 +40,17 @@ def run_recipe(recipe: "str | Path | dict | Recipe", overrides=(), progress: str
     """Run a recipe and publish its dataset at its `output.dir`; returns the outcome (`out_dir`,
     `funnel`, `run_id`, and `dataset(config)` to load a published config). Raises
     `pipelines.config.ConfigError` for a bad recipe or output (before any work) and
-    `pipelines.run.NotPublished` when the run finished but must not replace the output (too
+    `pipelines.commands.run.NotPublished` when the run finished but must not replace the output (too
     many failed, too few kept): the output is then left as it was.
     `progress`: "auto" (bars on a terminal, else none), "bars", "log" (a line per step every
     `progress_every` seconds, to stderr) or "none". `quiet`: drop Beam's harmless warnings
-    (`pipelines.quiet`), as the CLI does."""
+    (`pipelines.commands.quiet`), as the CLI does."""
     if quiet:
-        from pipelines.quiet import quiet as drop_noise
+        from pipelines.commands.quiet import quiet as drop_noise
 
         drop_noise()
-    from pipelines import progress as display
-    from pipelines.run import run
+    from pipelines.commands.run import run
+    from pipelines.observe import progress as display
     from pipelines.sources import expected_count
     from pipelines.teachers.stage import active_stages
 
@@ -71,7 +71,7 @@ def run_recipe(recipe: "str | Path | dict | Recipe", overrides=(), progress: str
 
 def plan_recipe(recipe: "str | Path | dict | Recipe", overrides=(), limit: int = 50, out_dir: str | Path | None = None) -> dict:
     """Run the recipe on its first `limit` records (never into its output) and estimate the
-    whole run: records kept, teacher calls, tokens, seconds and cost (`pipelines.plan`)."""
-    from pipelines.plan import plan
+    whole run: records kept, teacher calls, tokens, seconds and cost (`pipelines.commands.plan`)."""
+    from pipelines.commands.plan import plan
 
     return plan(load_recipe(recipe, overrides), limit, out_dir)

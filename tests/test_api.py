@@ -6,9 +6,9 @@ import pytest
 import yaml
 
 from pipelines import load_recipe, plan_recipe, run_recipe
+from pipelines.commands.run import NotPublished
 from pipelines.config import ConfigError
-from pipelines.recipe import dump_recipe
-from pipelines.run import NotPublished
+from pipelines.config.recipe import dump_recipe
 from tests.published import published_rows
 
 SMALL = ["sources.0.synthetic.num_records=8", "sources.0.synthetic.image_size=96", "cache.dir=null"]
@@ -43,7 +43,7 @@ def test_the_api_is_quiet_by_default_and_its_outcome_loads_the_dataset(tmp_path,
     published config; an unpublished config says which are."""
     import logging
 
-    from pipelines.quiet import BeamNoise
+    from pipelines.commands.quiet import BeamNoise
 
     root = logging.getLogger()
     for f in [f for f in root.filters if isinstance(f, BeamNoise)]:  # as in a fresh interpreter

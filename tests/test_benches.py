@@ -17,9 +17,9 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def bench_data(tmp_path_factory):
     """A small publish and its TRL exports, as the GPU benches' docstring makes them."""
-    from pipelines.exports import export
-    from pipelines.recipe import load_recipe
-    from pipelines.run import run
+    from pipelines.commands.run import run
+    from pipelines.config.recipe import load_recipe
+    from pipelines.publishing.exports import export
 
     tmp = tmp_path_factory.mktemp("bench_data")
     out = run(load_recipe("quickstart", ["sources.0.synthetic.num_records=24", "sources.0.synthetic.image_size=64",

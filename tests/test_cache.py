@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.cache import ReplyCache, request_key, teacher_identity
+from pipelines.commands.run import run
+from pipelines.config.recipe import OracleOptions, TeacherConfig, load_recipe
 from pipelines.core.record import TeacherOutput
-from pipelines.recipe import OracleOptions, TeacherConfig, load_recipe
-from pipelines.run import run
 from pipelines.teachers.base import ChatRequest, Sampling, TeacherReply, user_message
+from pipelines.teachers.cache import ReplyCache, request_key, teacher_identity
 from pipelines.teachers.transformers_teacher import TransformersTeacher
 from tests.published import published_rows
 
@@ -177,7 +177,7 @@ def test_after_kill_9_a_rerun_redoes_only_unfinished_calls(tmp_path, tiny_idefic
                    f"--set=teacher.model={tiny_idefics3}", "--set=teacher.batch_size=2", "--set=stages.think.sampling.n=1",
                    *(f"--set=stages.{s}.sampling.max_tokens=6" for s in ("statements", "focus", "extraction", "think")),
                    f"--set=output.dir={tmp_path / 'killed'}", f"--set=cache.dir={tmp_path / 'cache'}"]
-    proc = subprocess.Popen([sys.executable, "-m", "pipelines.cli", "run", "quickstart", "--no-progress", *recipe_args],
+    proc = subprocess.Popen([sys.executable, "-m", "pipelines.commands.cli", "run", "quickstart", "--no-progress", *recipe_args],
                             cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, "HF_HUB_OFFLINE": "1"})
     cache_dir = tmp_path / "cache"
     deadline = time.time() + 120
@@ -198,7 +198,7 @@ def test_after_kill_9_a_rerun_redoes_only_unfinished_calls(tmp_path, tiny_idefic
 def test_stages_that_differ_only_in_batching_share_one_engine_and_one_cache():
     """batch_size, max_batch_tokens, image_tokens and vLLM's prefetch decide how calls are
     grouped and sent, never which engine answers or what it answers."""
-    from pipelines.recipe import VLLMOptions
+    from pipelines.config.recipe import VLLMOptions
     from pipelines.teachers import teacher_key
 
     a = TeacherConfig(backend="vllm", model="m", vllm=VLLMOptions(max_model_len=2048))

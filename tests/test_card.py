@@ -7,9 +7,9 @@ import pytest
 import yaml
 from huggingface_hub import DatasetCard
 
-from pipelines.card import MIXED_LICENSE, card_for_repo
-from pipelines.recipe import dump_recipe, load_recipe
-from pipelines.run import run
+from pipelines.commands.run import run
+from pipelines.config.recipe import dump_recipe, load_recipe
+from pipelines.publishing.card import MIXED_LICENSE, card_for_repo
 from tests.published import published_rows
 
 
@@ -99,7 +99,7 @@ def test_the_card_is_inert_whatever_the_data_and_the_recipe_hold(mixed):
     link and no image but its own charts."""
     import dataclasses
 
-    from pipelines.card import license_file, render_card
+    from pipelines.publishing.card import license_file, render_card
 
     recipe, outcome = mixed
     evil = dataclasses.replace(recipe, name=HOSTILE, description=HOSTILE, teacher=dataclasses.replace(recipe.teacher, model=HOSTILE),

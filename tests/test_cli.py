@@ -1,6 +1,6 @@
 import pytest
 
-from pipelines.cli import main
+from pipelines.commands.cli import main
 
 
 def test_run_prints_the_funnel_and_publishes(tmp_path, capsys):
@@ -29,7 +29,7 @@ def test_without_a_terminal_log_lines_show_life_and_the_outcome(tmp_path):
     import subprocess
     import sys
 
-    done = subprocess.run([sys.executable, "-m", "pipelines.cli", "run", "quickstart", "--progress-every", "0.2",
+    done = subprocess.run([sys.executable, "-m", "pipelines.commands.cli", "run", "quickstart", "--progress-every", "0.2",
                            "--set", "sources.0.synthetic.num_records=30", "--set", "teacher.oracle.error_rate=0.5",
                            "--set", f"output.dir={tmp_path / 'out'}", "--set", "cache.dir=null"],
                           capture_output=True, text=True, timeout=300)
@@ -62,7 +62,7 @@ def test_the_command_prints_none_of_beams_known_harmless_warnings(tmp_path):
     import subprocess
     import sys
 
-    done = subprocess.run([sys.executable, "-m", "pipelines.cli", "run", "quickstart", "--set", "sources.0.synthetic.num_records=4",
+    done = subprocess.run([sys.executable, "-m", "pipelines.commands.cli", "run", "quickstart", "--set", "sources.0.synthetic.num_records=4",
                            "--set", f"output.dir={tmp_path / 'out'}", "--no-progress"], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "Funnel" in done.stdout
@@ -74,7 +74,7 @@ def test_log_lines_come_on_time_while_nothing_moves():
     """A long teacher batch: no record moves, yet a line per step comes every interval, with an ETA once a rate is known."""
     import time
 
-    from pipelines.progress import LogLines
+    from pipelines.observe.progress import LogLines
 
     lines = []
     display = LogLines(["source", "written"], 10, every=0.05, emit=lines.append)
@@ -88,7 +88,7 @@ def test_log_lines_come_on_time_while_nothing_moves():
 
 def test_the_last_block_is_not_printed_twice():
     """Off a terminal, the timer's block and the closing block of one unchanged state: once."""
-    from pipelines.progress import LogLines
+    from pipelines.observe.progress import LogLines
 
     lines = []
     display = LogLines(["source", "written"], 2, every=3600, emit=lines.append)
@@ -154,7 +154,7 @@ def test_bars_only_on_a_terminal_with_a_width(monkeypatch):
     import struct
     import termios
 
-    from pipelines.progress import bars_fit
+    from pipelines.observe.progress import bars_fit
 
     leader, follower = pty.openpty()
     with os.fdopen(follower, "w") as tty:

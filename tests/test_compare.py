@@ -9,9 +9,9 @@ import sys
 
 import pytest
 
-from pipelines.compare import Arm, compare
+from pipelines.commands.compare import Arm, compare
 from pipelines.config import ConfigError
-from pipelines.recipe import load_recipe
+from pipelines.config.recipe import load_recipe
 from tests.fault_server import FaultServer
 from tests.published import published_rows
 
@@ -96,7 +96,7 @@ def test_an_oracle_arm_against_a_loopback_endpoint(tmp_path, monkeypatch):
 
 def test_the_cli_needs_two_named_arms(tmp_path):
     def cli(*args):
-        return subprocess.run([sys.executable, "-m", "pipelines.cli", "compare", "quickstart", *args, "--out", str(tmp_path / "c")],
+        return subprocess.run([sys.executable, "-m", "pipelines.commands.cli", "compare", "quickstart", *args, "--out", str(tmp_path / "c")],
                               capture_output=True, text=True, timeout=300)
 
     one = cli("--teacher", "only", "teacher.oracle.error_rate=0.1")
@@ -120,7 +120,7 @@ def test_the_cli_needs_two_named_arms(tmp_path):
 
 def test_the_default_folder_is_named_safely_from_the_recipe_name(tmp_path, monkeypatch):
     """`name: x/../../y` in a recipe names the default folder `out/compare-<hash>`, inside out/."""
-    from pipelines.cli import main
+    from pipelines.commands.cli import main
 
     work = tmp_path / "work"
     work.mkdir()

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from pipelines.recipe import Price, load_recipe
-from pipelines.run import run
+from pipelines.commands.run import run
+from pipelines.config.recipe import Price, load_recipe
 
 PRICE = ["teacher.price.input_per_mtok=2.0", "teacher.price.output_per_mtok=8.0"]
 

@@ -1,4 +1,4 @@
-"""The miniature experiment (train_min/experiment.py): the same command as on the GPU, on
+"""The miniature experiment (train_min/experiment/): the same command as on the GPU, on
 a few records, tiny models and two steps per model, so that its code cannot rot; and the
 parts its table rests on (the bundle, the redraw, the captions, the fact coverage)."""
 
@@ -11,7 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from pipelines.config import build
-from pipelines.source_config import SourceConfig
+from pipelines.config.source_config import SourceConfig
 from pipelines.sources.synthetic import make_record
 from pipelines.teachers.oracle import caption
 from train_min.experiment import ARMS, fact_coverage, false_sentences, load_experiment, main
@@ -87,10 +87,10 @@ def test_the_bundle_holds_filtered_unfiltered_caption_and_direct_sets(experiment
 
 def test_scenes_whose_caption_fails_are_left_out_and_counted_by_reason(monkeypatch):
     import pipelines.teachers as teachers
-    from pipelines.recipe import TeacherConfig
-    from pipelines.source_config import SyntheticSource
+    from pipelines.config.recipe import TeacherConfig
+    from pipelines.config.source_config import SyntheticSource
     from pipelines.teachers.base import TeacherReply
-    from train_min.bundle import _captions
+    from train_min.experiment.bundle import _captions
 
     real = teachers.load_teacher
 
@@ -135,7 +135,7 @@ def test_a_redrawn_scene_with_other_questions_is_refused(experiment, tmp_path):
 
     import pyarrow as pa
 
-    from train_min.bundle import materialize
+    from train_min.experiment.bundle import materialize
 
     bundle = tmp_path / "bundle"
     shutil.copytree(experiment / "bundle", bundle)
@@ -147,8 +147,8 @@ def test_a_redrawn_scene_with_other_questions_is_refused(experiment, tmp_path):
 
 
 def test_fact_coverage_credits_true_statements_only_and_false_sentences_counts_the_false_ones():
-    from pipelines.recipe import OracleOptions
-    from pipelines.source_config import SyntheticSource
+    from pipelines.config.recipe import OracleOptions
+    from pipelines.config.source_config import SyntheticSource
     from pipelines.teachers.oracle import _extraction
 
     config = SyntheticSource(num_records=60, image_size=64)
@@ -177,7 +177,7 @@ def test_fact_coverage_credits_true_statements_only_and_false_sentences_counts_t
 
 
 def test_the_schedule_evaluates_as_soon_as_models_exist_drops_what_failed_and_stops_at_the_time_limit(monkeypatch):
-    import train_min.jobs as jobs
+    import train_min.experiment.jobs as jobs
 
     done = []
     def train(job):

@@ -8,9 +8,9 @@ import datasets
 import pytest
 import torch
 
-from pipelines.exports import export
-from pipelines.recipe import load_recipe
-from pipelines.run import run
+from pipelines.commands.run import run
+from pipelines.config.recipe import load_recipe
+from pipelines.publishing.exports import export
 from tests.published import published_rows
 
 
@@ -114,7 +114,7 @@ def test_llava_export_reads_back_and_matches_the_dataset(published, tmp_path):
         assert human == {"from": "human", "value": "<image>\n" + row["prompt"]}
         assert gpt == {"from": "gpt", "value": row["extraction"]}
     # and our own LLaVA reader takes it back: the export is a valid llava source
-    from pipelines.source_config import LLaVASource, SourceConfig
+    from pipelines.config.source_config import LLaVASource, SourceConfig
     from pipelines.sources.files import read_llava
 
     raw = list(read_llava(SourceConfig(kind="llava", name="back", llava=LLaVASource(json=str(dest / "llava.json"), image_root=str(dest)))))
@@ -130,8 +130,8 @@ def test_exporting_twice_replaces_and_a_bad_format_is_refused(published, tmp_pat
 
 
 def test_export_refuses_a_folder_that_is_not_an_export(published, tmp_path, monkeypatch, capsys):
-    from pipelines.cli import main
-    from pipelines.exports import ExportRefused
+    from pipelines.commands.cli import main
+    from pipelines.publishing.exports import ExportRefused
 
     project = tmp_path / "project"
     project.mkdir()

@@ -9,9 +9,9 @@ import time
 
 import pytest
 
-from pipelines.cli import main
-from pipelines.recipe import OpenAIOptions, TeacherConfig, load_recipe
-from pipelines.run import run
+from pipelines.commands.cli import main
+from pipelines.commands.run import run
+from pipelines.config.recipe import OpenAIOptions, TeacherConfig, load_recipe
 from pipelines.teachers.base import ChatRequest, Sampling, user_message
 from pipelines.teachers.fleet import Fleet
 from tests.fault_server import FaultServer
@@ -130,7 +130,7 @@ def test_a_teacher_gone_mid_run_stops_it_fast_keeping_the_dataset_and_the_cache(
 
 def test_failures_show_while_the_run_goes_on(tmp_path, monkeypatch):
     """The display hears of a failed record where it fails, before it is written."""
-    from pipelines import progress
+    from pipelines.observe import progress
 
     events = []
 
@@ -163,7 +163,7 @@ def test_failures_show_while_the_run_goes_on(tmp_path, monkeypatch):
 
 
 def test_the_fleet_shares_one_cache_whatever_endpoint_answered(tmp_path):
-    from pipelines.cache import request_key, teacher_identity
+    from pipelines.teachers.cache import request_key, teacher_identity
 
     one = TeacherConfig(backend="openai", model="m", openai=OpenAIOptions(base_url="http://a:1/v1"))
     fleet = TeacherConfig(backend="openai", model="m", openai=OpenAIOptions(base_url="http://b:2/v1", base_urls=["http://c:3/v1"]))
@@ -174,7 +174,7 @@ def test_the_fleet_shares_one_cache_whatever_endpoint_answered(tmp_path):
 def test_vllm_replicas_are_a_fleet_of_servers(tiny_idefics3):
     """Two vLLM servers of the CPU build, one teacher: requests spread over both."""
     pytest.importorskip("vllm")
-    from pipelines.recipe import VLLMOptions
+    from pipelines.config.recipe import VLLMOptions
     from pipelines.teachers.vllm_server import VLLMServerTeacher
 
     teacher = VLLMServerTeacher(TeacherConfig(backend="vllm", model=str(tiny_idefics3), vllm=VLLMOptions(

@@ -6,9 +6,9 @@ import json
 
 import apache_beam as beam
 
-from pipelines import funnel
 from pipelines.core.record import Record, Verdict
-from pipelines.funnel import Funnel, read_counters
+from pipelines.observe import funnel
+from pipelines.observe.funnel import Funnel, read_counters
 
 
 def _record(i: int) -> Record:

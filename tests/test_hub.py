@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.hub import MANIFEST
+from pipelines.publishing.hub import MANIFEST
 from tests.hub_server import HubServer
 from tests.published import published_rows
 
@@ -27,7 +27,7 @@ def published(tmp_path_factory):
     environment: neither may reach its output or its log."""
     tmp = tmp_path_factory.mktemp("hub")
     env = {**os.environ, "HF_TOKEN": TOKEN, "OPENAI_API_KEY": "sk-test-KEY-0123456789abcdef", "HF_HUB_OFFLINE": "1"}
-    proc = subprocess.run([sys.executable, "-m", "pipelines.cli", "run", "quickstart", "--no-progress",
+    proc = subprocess.run([sys.executable, "-m", "pipelines.commands.cli", "run", "quickstart", "--no-progress",
                            "--set", "sources.0.synthetic.num_records=24", "--set", "sources.0.synthetic.image_size=96",
                            "--set", f"output.dir={tmp / 'out'}", "--set", f"cache.dir={tmp / 'cache'}"],
                           cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
@@ -39,7 +39,7 @@ def _publish(out, repo, server, tmp_path, token=TOKEN, *extra):
     env = {k: v for k, v in os.environ.items() if not k.startswith("HF_")}
     env.update(HF_ENDPOINT=server.url, HF_TOKEN=token, HF_HUB_DISABLE_XET="1", HF_HOME=str(tmp_path / "hf_home"),
                HF_HUB_DISABLE_TELEMETRY="1")
-    return subprocess.run([sys.executable, "-m", "pipelines.cli", "publish", str(out), "--repo", repo, *extra],
+    return subprocess.run([sys.executable, "-m", "pipelines.commands.cli", "publish", str(out), "--repo", repo, *extra],
                           cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
 
 
@@ -148,7 +148,7 @@ def test_a_second_publish_leaves_exactly_the_new_dataset_in_the_repo(published, 
         assert first.returncode == 0, first.stderr
         assert f"{hub.url}/datasets/me/twice" in first.stdout  # the dataset's page, not only the commit
         old_shards = {p for p in hub.repos["me/twice"]["files"] if p.endswith(".parquet")}
-        rerun = subprocess.run([sys.executable, "-m", "pipelines.cli", "run", "quickstart", "--no-progress",
+        rerun = subprocess.run([sys.executable, "-m", "pipelines.commands.cli", "run", "quickstart", "--no-progress",
                                 "--set", "sources.0.synthetic.num_records=12", "--set", "sources.0.synthetic.image_size=96",
                                 "--set", f"output.dir={out}", "--set", f"cache.dir={tmp_path / 'cache'}"],
                                cwd=REPO, capture_output=True, text=True, timeout=300)
@@ -193,7 +193,7 @@ def test_publish_deletes_only_what_it_wrote_and_says_what_it_kept(published, tmp
         assert set(manifest["files"]) == {str(p.relative_to(out)) for p in out.rglob("*") if p.is_file()}
         first_run = {p for p in files if p.endswith(".parquet") and not p.startswith("other/")}
 
-        rerun = subprocess.run([sys.executable, "-m", "pipelines.cli", "run", "quickstart", "--no-progress",
+        rerun = subprocess.run([sys.executable, "-m", "pipelines.commands.cli", "run", "quickstart", "--no-progress",
                                 "--set", "sources.0.synthetic.num_records=12", "--set", "sources.0.synthetic.image_size=96",
                                 "--set", f"output.dir={out}", "--set", f"cache.dir={tmp_path / 'cache'}"],
                                cwd=REPO, capture_output=True, text=True, timeout=300)

@@ -1,30 +1,38 @@
-"""The import layers, walked from the source (every import, those inside functions too):
-
-    pipelines.core  <  filters  <  pipelines (the rest), prompts  <  train_min
-
-A module imports only from its own layer or those below it, so filters stand on the core
-alone (the record, answer matching, option letters, image hashing) and never on the Beam
-pipeline, and no cycle runs through the project's modules."""
+"""The import layers, as README.md's layout table names them, walked from the source (every
+import, those inside functions too): a module imports only from its own layer or those
+below it, nothing in layers 0 to 4 imports Beam, and no cycle runs through the project's
+modules."""
 
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("pipelines", "filters", "prompts", "train_min")
+NO_BEAM_BELOW = 5  # layers under this one import no apache_beam
+
+
+def table() -> dict[str, int]:
+    """README.md's layout table: part (a dotted module prefix) -> layer."""
+    text = (ROOT / "README.md").read_text()
+    section = text[text.index("## Layout"):]
+    parts = {}
+    for number, cell in re.findall(r"^\| (\d+) \| ([^|]+) \|", section, re.M):
+        for path in re.findall(r"`([^`]+)`", cell):
+            parts[path.removesuffix("/").removesuffix("/__init__.py").replace("/", ".")] = int(number)
+    return parts
+
+
+PARTS = table()
 
 
 def layer(module: str) -> int:
-    if module == "pipelines.core" or module.startswith("pipelines.core."):
-        return 0
-    if module == "pipelines.support" or module.startswith("pipelines.support."):
-        return 1
-    if module.split(".")[0] == "filters":
-        return 2
-    if module.split(".")[0] in ("pipelines", "prompts"):
-        return 3
-    return 4
+    """The layer of the longest part that holds `module`."""
+    holders = [p for p in PARTS if module == p or module.startswith(p + ".")]
+    assert holders, f"{module} is in no part of README.md's layout table"
+    return PARTS[max(holders, key=len)]
 
 
 def modules() -> dict[str, Path]:
@@ -36,12 +44,11 @@ def modules() -> dict[str, Path]:
     return found
 
 
-def imports(path: Path, name: str, known: dict) -> dict[str, bool]:
-    """The project modules `path` imports -> whether at the top level (not in a function)."""
+def imports(path: Path, name: str, known: dict) -> set[str]:
+    """The project modules `path` imports (a name outside the project: its top package, e.g. apache_beam)."""
     tree = ast.parse(path.read_text(), str(path))
-    top = {id(n) for n in tree.body} | {id(c) for n in tree.body if isinstance(n, (ast.If, ast.Try)) for c in ast.walk(n)}
     package = name if path.name == "__init__.py" else name.rpartition(".")[0]
-    out: dict[str, bool] = {}
+    out: set[str] = set()
     for node in ast.walk(tree):
         targets = []
         if isinstance(node, ast.Import):
@@ -52,26 +59,42 @@ def imports(path: Path, name: str, known: dict) -> dict[str, bool]:
                 base = ".".join(package.split(".")[: len(package.split(".")) - node.level + 1] + ([base] if base else []))
             targets = [f"{base}.{a.name}" if f"{base}.{a.name}" in known else base for a in node.names]
         for t in targets:
+            outside = t.split(".")[0]
             while t and t not in known:
                 t = t.rpartition(".")[0]
-            if t and t != name:
-                out[t] = out.get(t, False) or id(node) in top
+            if not t and outside not in PACKAGES:
+                out.add(outside)
+            elif t and t != name:
+                out.add(t)
     return out
 
 
-def graph() -> dict[str, dict[str, bool]]:
+def graph() -> dict[str, set[str]]:
     known = modules()
     return {name: imports(path, name, known) for name, path in known.items()}
 
 
 def test_no_module_imports_a_higher_layer():
+    known = modules()
     wrong = [f"{m} (layer {layer(m)}) imports {t} (layer {layer(t)})"
-             for m, targets in graph().items() for t in targets if layer(t) > layer(m)]
+             for m, targets in graph().items() for t in targets if t in known and layer(t) > layer(m)]
     assert not wrong, "\n".join(wrong)
 
 
+def test_the_lower_layers_import_no_beam():
+    wrong = [m for m, targets in graph().items() if layer(m) < NO_BEAM_BELOW and "apache_beam" in targets]
+    assert not wrong, wrong
+
+
+def test_every_part_of_the_table_exists():
+    assert len(PARTS) >= 10
+    for part in PARTS:
+        assert (ROOT / part.replace(".", "/")).is_dir() or (ROOT / f"{part.replace('.', '/')}.py").is_file(), part
+
+
 def test_no_import_cycle():
-    edges = {m: set(t) for m, t in graph().items()}
+    known = modules()
+    edges = {m: {t for t in targets if t in known} for m, targets in graph().items()}
     cycles, index, low, stack, on = [], {}, {}, [], set()
 
     def visit(v):  # Tarjan's strongly connected components
@@ -106,7 +129,7 @@ def test_the_walk_sees_imports():
     g = graph()
     assert "pipelines.core.record" in g["filters.correctness"]
     assert "pipelines.core.options" in g["pipelines.core.answers"]
-    assert layer("pipelines.core.record") < layer("pipelines.support.text") < layer("pipelines.run") < layer("train_min.train")
+    assert layer("pipelines.core.record") < layer("pipelines.support.text") < layer("pipelines.commands.run") < layer("train_min.train")
 
 
 def test_training_and_evaluation_import_without_beam():
@@ -121,12 +144,12 @@ def test_training_and_evaluation_import_without_beam():
         "    def find_spec(self, name, path=None, target=None):\n"
         "        if name.split('.')[0] == 'apache_beam': raise ImportError('no Beam here')\n"
         "sys.meta_path.insert(0, Block())\n"
-        "import train_min.train, train_min.evaluate, train_min.experiment, train_min.bundle, pipelines.truth\n"
+        "import train_min.train, train_min.evaluate, train_min.experiment, train_min.experiment.bundle, pipelines.sources.scenes.truth\n"
         "from pipelines.sources import iter_records\n"
         "from pipelines.config import build\n"
-        "from pipelines.source_config import IngestConfig, SourceConfig\n"
+        "from pipelines.config.source_config import IngestConfig, SourceConfig\n"
         "from pipelines.teachers import load_teacher\n"
-        "from pipelines.recipe import TeacherConfig\n"
+        "from pipelines.config.recipe import TeacherConfig\n"
         "src = build(SourceConfig, {'kind': 'synthetic', 'synthetic': {'num_records': 2, 'split': 'heldout', 'image_size': 64}})\n"
         "assert [r.status for r in iter_records(src, IngestConfig())] == ['ok', 'ok']\n"
         "load_teacher(TeacherConfig(backend='oracle'))\n"

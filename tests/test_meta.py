@@ -6,8 +6,8 @@ import json
 import datasets
 import pyarrow as pa
 
-from pipelines.meta import EXTRA, meta_features, meta_row, meta_schema
-from pipelines.source_config import Columns, HFSource, SourceConfig
+from pipelines.config.source_config import Columns, HFSource, SourceConfig
+from pipelines.publishing.meta import EXTRA, meta_features, meta_row, meta_schema
 
 
 def _parquet(tmp_path, rows, name="set.parquet"):

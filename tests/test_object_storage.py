@@ -7,8 +7,8 @@ processes that share nothing but the bucket publish the same dataset."""
 import fsspec
 import pytest
 
-from pipelines.recipe import load_recipe
-from pipelines.run import run
+from pipelines.commands.run import run
+from pipelines.config.recipe import load_recipe
 from tests.bench.bench_resume import dataset_rows
 from tests.s3_server import s3_endpoint
 
@@ -57,8 +57,8 @@ def test_multi_process_workers_share_nothing_but_the_bucket(bucket, tmp_path):
 
 
 def test_push_and_export_ask_for_a_local_copy(tmp_path):
-    from pipelines.exports import export
-    from pipelines.hub import PushError, push
+    from pipelines.publishing.exports import export
+    from pipelines.publishing.hub import PushError, push
 
     with pytest.raises(ValueError, match="export reads a local folder"):
         export("s3://bucket/runs/quickstart", "trl", tmp_path / "trl")
@@ -67,8 +67,8 @@ def test_push_and_export_ask_for_a_local_copy(tmp_path):
 
 
 def test_the_output_must_be_a_folder_inside_a_bucket():
+    from pipelines.commands.run import output_location
     from pipelines.config import ConfigError
-    from pipelines.run import output_location
 
     with pytest.raises(ConfigError, match="inside the bucket"):
         output_location("s3://bucket/")

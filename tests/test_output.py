@@ -10,12 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.cli import main
-from pipelines.funnel import Funnel
-from pipelines.output import OutputRefused, is_publish
-from pipelines.recipe import OutputConfig, load_recipe
-from pipelines.replace import OutputLock
-from pipelines.run import publish_refusal, run
+from pipelines.commands.cli import main
+from pipelines.commands.run import publish_refusal, run
+from pipelines.config.recipe import OutputConfig, load_recipe
+from pipelines.observe.funnel import Funnel
+from pipelines.publishing.output import OutputRefused, is_publish
+from pipelines.publishing.replace import OutputLock
 
 SMALL = ["sources.0.synthetic.num_records=8", "sources.0.synthetic.image_size=64"]
 
@@ -114,9 +114,9 @@ def test_the_shares_that_decide_publishing():
 
 KILLED_AT_MOVE = """
 import os, sys
-import pipelines.replace as replace
-from pipelines.recipe import load_recipe
-from pipelines.run import run
+import pipelines.publishing.replace as replace
+from pipelines.config.recipe import load_recipe
+from pipelines.commands.run import run
 
 die_after, moves, real = int(sys.argv[1]), [], replace._move
 def move(fs, source, target):
@@ -192,7 +192,7 @@ def test_a_lock_file_removed_by_the_run_before_is_not_trusted(tmp_path, monkeypa
 
     import fsspec
 
-    import pipelines.replace as replace
+    import pipelines.publishing.replace as replace
 
     out = tmp_path / "ds"
     real_flock, calls = fcntl.flock, []

@@ -7,8 +7,8 @@ import datasets
 import pytest
 
 from pipelines import teachers
-from pipelines.recipe import load_recipe
-from pipelines.run import run
+from pipelines.commands.run import run
+from pipelines.config.recipe import load_recipe
 from pipelines.sources.synthetic import make_record
 from pipelines.teachers.base import TeacherReply
 from tests.published import published_rows
@@ -200,7 +200,7 @@ def test_the_pipeline_runs_a_real_transformers_teacher(tmp_path, tiny_idefics3, 
 
 
 def test_an_all_rejected_run_publishes_only_with_min_kept_0_and_then_only_what_it_has(tmp_path):
-    from pipelines.run import NotPublished
+    from pipelines.commands.run import NotPublished
 
     args = ("sources.0.synthetic.num_records=3", "teacher.oracle.error_rate=1", "teacher.oracle.errors=[refusal]")
     with pytest.raises(NotPublished, match="0 records were kept, fewer than output.min_kept 1"):

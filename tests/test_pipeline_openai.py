@@ -2,8 +2,8 @@
 
 import json
 
-from pipelines.recipe import load_recipe
-from pipelines.run import run
+from pipelines.commands.run import run
+from pipelines.config.recipe import load_recipe
 from tests.fault_server import FaultServer
 from tests.published import published_rows
 
@@ -117,7 +117,7 @@ def test_the_verify_stage_against_a_loopback_endpoint(tmp_path):
     assert f["failed"] > 0 and set(f["failed_by_reason"]) == {"verify_teacher_error"}
     rejected = published_rows(str(outcome.out_dir), "rejected")
     assert all("circle" in " ".join(r["statements"]) or "circle" in (r["extraction"] or "") for r in rejected)
-    from pipelines.preflight import PROBE
+    from pipelines.commands.preflight import PROBE
 
     formats = [b.get("response_format") for b in server.bodies if b["messages"][0]["content"] != PROBE]
     assert formats and all(fmt["type"] == "json_schema" and fmt["json_schema"]["schema"]["required"] == ["verdicts"] for fmt in formats)

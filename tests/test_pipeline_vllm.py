@@ -5,8 +5,8 @@ import pytest
 
 pytest.importorskip("vllm")
 
-from pipelines.recipe import load_recipe  # noqa: E402
-from pipelines.run import run  # noqa: E402
+from pipelines.commands.run import run  # noqa: E402
+from pipelines.config.recipe import load_recipe  # noqa: E402
 from pipelines.teachers.handler import TeacherModelHandler  # noqa: E402
 
 pytestmark = pytest.mark.slow

@@ -7,11 +7,11 @@ import sys
 
 import pytest
 
+from pipelines.commands.plan import estimate, source_size
+from pipelines.commands.run import run
 from pipelines.config import build
-from pipelines.plan import estimate, source_size
-from pipelines.recipe import load_recipe
-from pipelines.run import run
-from pipelines.source_config import SourceConfig
+from pipelines.config.recipe import load_recipe
+from pipelines.config.source_config import SourceConfig
 from tests.sources.test_formats import _hub_parquet, _imagefolder, _llava
 
 N = 120
@@ -20,7 +20,7 @@ SET = ["--set", f"sources.0.synthetic.num_records={N}", "--set", "sources.0.synt
 
 
 def _plan(tmp_path, *extra):
-    proc = subprocess.run([sys.executable, "-m", "pipelines.cli", "plan", "quickstart", "--limit", "30", "--json", *SET,
+    proc = subprocess.run([sys.executable, "-m", "pipelines.commands.cli", "plan", "quickstart", "--limit", "30", "--json", *SET,
                            "--set", f"cache.dir={tmp_path / 'cache'}", "--set", f"output.dir={tmp_path / 'out'}", *extra],
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
@@ -46,7 +46,7 @@ def test_the_estimate_is_close_to_the_whole_run_and_the_run_reuses_the_sample(tm
 
 
 def test_the_table_names_what_is_unknown(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "pipelines.cli", "plan", "quickstart", "--limit", "8",
+    proc = subprocess.run([sys.executable, "-m", "pipelines.commands.cli", "plan", "quickstart", "--limit", "8",
                            "--set", "sources.0.synthetic.num_records=40", "--set", "cache.dir=null"],
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
@@ -61,15 +61,15 @@ def test_source_sizes_of_each_kind(tmp_path):
 
 
 def test_an_unknown_size_gives_the_sample_only():
-    from pipelines.funnel import Funnel
+    from pipelines.observe.funnel import Funnel
 
     out = estimate(Funnel(records_in=5, kept=4, teacher_requests=20, run_seconds=1.0), None)
     assert out["records"] is None and "kept" not in out and out["keep_rate"] == pytest.approx(0.8)
 
 
 def test_the_time_line_says_how_it_was_estimated_or_why_it_is_unknown():
-    from pipelines.funnel import Funnel
-    from pipelines.plan import render
+    from pipelines.commands.plan import render
+    from pipelines.observe.funnel import Funnel
 
     cached = estimate(Funnel(records_in=5, kept=4, cache_hits=20, run_seconds=1.0), 50)
     text = "\n".join(render({**cached, "limit": 5}))

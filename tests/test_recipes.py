@@ -4,7 +4,7 @@ import pytest
 import yaml
 
 from pipelines.config import ConfigError
-from pipelines.recipe import Recipe, bundled_recipes, dump_recipe, load_recipe
+from pipelines.config.recipe import Recipe, bundled_recipes, dump_recipe, load_recipe
 
 RECIPES = sorted(Path(__file__).resolve().parents[1].joinpath("recipes").glob("*.yaml"))
 
@@ -119,7 +119,7 @@ def test_a_partly_given_stage_keeps_its_default_template():
 
 
 def test_the_paper_recipe_validates_here_and_refuses_to_run_without_its_data(tmp_path, monkeypatch, capsys):
-    from pipelines.cli import main
+    from pipelines.commands.cli import main
 
     r = load_recipe("paper-coin")
     assert [s.name for s in r.sources] == ["ocr_vqa", "vqav2", "gqa", "textvqa", "vizwiz", "scienceqa"]
@@ -169,7 +169,7 @@ def test_a_recipe_that_leaves_blocks_out_gets_the_quickstarts_values(caplog):
     """Stages and filters left out, or given in part, take the quickstart's values: several
     extraction and think samples at 0.7 and extraction_agreement in the filters."""
     from pipelines.config import build, to_plain
-    from pipelines.recipe import Recipe
+    from pipelines.config.recipe import Recipe
 
     quick = to_plain(load_recipe("quickstart"))
     minimal = to_plain(build(Recipe, {"name": "mine"}))
@@ -185,7 +185,7 @@ def test_a_recipe_that_leaves_blocks_out_gets_the_quickstarts_values(caplog):
 
 
 def test_every_error_of_a_recipe_is_reported_at_once(capsys):
-    from pipelines.cli import main
+    from pipelines.commands.cli import main
 
     assert main(["run", "quickstart", "--set", "output.rows_per_shard=0", "--set", "teacher.oracle.error_rate=2",
                  "--set", "cache.dirr=x", "--set", "stages.focus.sampling.max_tokens=-1"]) == 2
@@ -200,7 +200,7 @@ def test_missing_files_and_folders_of_every_source_stop_the_run_before_it_starts
 
     import yaml
 
-    from pipelines.cli import main
+    from pipelines.commands.cli import main
 
     (tmp_path / "d.json").write_text(json.dumps([]))
     recipe = tmp_path / "r.yaml"
@@ -225,7 +225,7 @@ def test_list_items_are_addressed_by_name_in_overrides():
     assert params["answer_correct"] == {"min_vqa_accuracy": 0.3} and params["sufficiency"] == {"min_ratio": 0.7}
     assert r.sources[0].synthetic.num_records == 5
     from pipelines.config import build_with_overrides
-    from pipelines.recipe import Recipe
+    from pipelines.config.recipe import Recipe
 
     default = build_with_overrides(Recipe, {"name": "x"}, ["filters.answer_correct.tolerance=0.1"])
     assert [f.name for f in default.filters] == [f.name for f in r.filters] and default.filters[5].params == {"tolerance": 0.1}
@@ -236,7 +236,7 @@ def test_list_items_are_addressed_by_name_in_overrides():
 def test_a_missing_column_names_the_source_and_the_closest_column(tmp_path):
     import datasets
 
-    from pipelines.source_config import IngestConfig
+    from pipelines.config.source_config import IngestConfig
     from pipelines.sources import iter_records
 
     datasets.Dataset.from_dict({"question": ["Q?"], "answer": ["a"], "image": [None]}).to_parquet(str(tmp_path / "d.parquet"))

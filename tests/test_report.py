@@ -13,8 +13,8 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
-from pipelines.recipe import load_recipe
-from pipelines.run import run
+from pipelines.commands.run import run
+from pipelines.config.recipe import load_recipe
 from tests.published import published_rows
 
 N, PER_SHARD = 40, 7
@@ -54,7 +54,7 @@ def test_the_card_renders_the_runs_numbers(outcome):
         assert f"| rejected: `{reason}` | {n} |" in card
     assert sum(f["lengths"]["extraction"].values()) == f["kept"]
     assert sum(f["lengths"]["reasoning"].values()) == f["reasoning_rows"]
-    from pipelines.report import used_buckets  # the charts leave out empty buckets above and below the lengths seen
+    from pipelines.publishing.report import used_buckets  # the charts leave out empty buckets above and below the lengths seen
 
     assert used_buckets({"<25": 0, "25-49": 2, "50-99": 0, "100-199": 1, "200+": 0}) == [("25-49", 2), ("50-99", 0), ("100-199", 1)]
     assert used_buckets({"<25": 0, "25-49": 0}) == [("<25", 0), ("25-49", 0)]
@@ -108,7 +108,7 @@ def test_the_html_report_is_self_contained(outcome):
 def test_an_interrupted_publish_leaves_the_previous_version_intact(outcome, tmp_path, monkeypatch):
     import shutil
 
-    import pipelines.run as run_module
+    import pipelines.commands.run as run_module
 
     out = tmp_path / "out"
     shutil.copytree(outcome.out_dir, out)
@@ -130,8 +130,8 @@ def test_the_report_escapes_what_the_data_holds(tmp_path):
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from pipelines.funnel import Funnel
-    from pipelines.report import write_report
+    from pipelines.observe.funnel import Funnel
+    from pipelines.publishing.report import write_report
 
     (tmp_path / "data" / "rejected").mkdir(parents=True)
     rows = {"id": ["r1"], "image": [None], "status": ["rejected"], "reason": ["bad<b>"], "questions": [["q?"]],
@@ -146,7 +146,7 @@ def test_the_report_escapes_what_the_data_holds(tmp_path):
 def test_the_report_tables_every_reason_and_each_filters_scores(outcome):
     """Every reason a record ended with, with its count and an example from the data; each
     filter's scores over every published row (the buckets add up); the run time."""
-    from pipelines.report import reason_examples, score_table
+    from pipelines.publishing.report import reason_examples, score_table
 
     out, funnel = outcome.out_dir, outcome.funnel
     html = (out / "report.html").read_text()

@@ -6,9 +6,9 @@ import os
 
 import pytest
 
-from pipelines.pipeline import worker_threads
-from pipelines.recipe import load_recipe
-from pipelines.run import run
+from pipelines.beam.pipeline import worker_threads
+from pipelines.commands.run import run
+from pipelines.config.recipe import load_recipe
 from tests.bench.bench_resume import dataset_rows
 
 pytestmark = pytest.mark.slow

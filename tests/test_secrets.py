@@ -41,8 +41,8 @@ def test_user_info_in_urls_is_removed_everywhere():
 def test_the_published_recipe_and_card_hold_no_credential(tmp_path):
     """A password in the endpoint's URL and keys in `extra_body`: the run uses them, the
     published recipe.yaml and card (which `publish` uploads) show *** in their place."""
-    from pipelines.recipe import load_recipe
-    from pipelines.run import run
+    from pipelines.commands.run import run
+    from pipelines.config.recipe import load_recipe
     from tests.fault_server import FaultServer
 
     server = FaultServer(answer="The left beaker holds 4 particles.\nAnswer: 4")

@@ -8,8 +8,8 @@ import pyarrow.parquet as pq
 import pytest
 from apache_beam.testing.test_pipeline import TestPipeline
 
-from pipelines.publish import Layout
-from pipelines.sink import WriteShards
+from pipelines.beam.sink import WriteShards
+from pipelines.publishing.rows import Layout
 
 FEATURES = Layout().features("reasoning")
 

@@ -6,9 +6,9 @@ import datasets
 import numpy as np
 from huggingface_hub import DatasetCard
 
+from pipelines.commands.run import run
+from pipelines.config.recipe import load_recipe
 from pipelines.core.splits import in_test
-from pipelines.recipe import load_recipe
-from pipelines.run import run
 from train_min.data import load_rows
 from train_min.index import held_out_rows
 

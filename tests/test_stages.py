@@ -1,8 +1,8 @@
 import pytest
 
 from pipelines.config import ConfigError
+from pipelines.config.recipe import SyntheticSource, load_recipe
 from pipelines.core.record import TeacherOutput
-from pipelines.recipe import SyntheticSource, load_recipe
 from pipelines.sources.synthetic import make_record
 from pipelines.stages.prompting import prompt_hash, render, template_inputs
 from pipelines.teachers.base import TeacherReply
@@ -66,9 +66,9 @@ def test_the_stage_registry_is_the_one_list():
     stages come from `pipelines.stages.STAGES`; each stage reads and writes Record fields."""
     import dataclasses
 
+    from pipelines.config.recipe import STAGE_DEFAULTS, StagesConfig
     from pipelines.core.record import Record
-    from pipelines.publish import PROVENANCE
-    from pipelines.recipe import STAGE_DEFAULTS, StagesConfig
+    from pipelines.publishing.rows import PROVENANCE
     from pipelines.stages import STAGE_ORDER, STAGES
     from pipelines.teachers.stage import active_stages
 
@@ -86,7 +86,7 @@ def test_the_stage_registry_is_the_one_list():
 def test_the_oracle_answers_by_what_a_stage_declares_it_writes(monkeypatch):
     """A stage the oracle has never heard of by name is answered by the field it writes."""
     from pipelines import stages
-    from pipelines.recipe import TeacherConfig
+    from pipelines.config.recipe import TeacherConfig
     from pipelines.stages.focus import Focus
     from pipelines.teachers.oracle import OracleTeacher
     from pipelines.teachers.stage import Stage

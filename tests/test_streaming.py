@@ -8,8 +8,8 @@ import apache_beam as beam
 import pytest
 from apache_beam.runners.portability.fn_api_runner import fn_runner
 
-from pipelines.pipeline import build_pipeline
-from pipelines.recipe import load_recipe
+from pipelines.beam.pipeline import build_pipeline
+from pipelines.config.recipe import load_recipe
 
 
 def _stages(overrides):

@@ -7,10 +7,10 @@ import time
 
 import pytest
 
+from pipelines.commands.run import run
 from pipelines.config import ConfigError
+from pipelines.config.recipe import load_recipe
 from pipelines.core.templates import BoundedEnvironment, TemplateFailure
-from pipelines.recipe import load_recipe
-from pipelines.run import run
 from tests.published import published_rows
 
 ENV = BoundedEnvironment(max_chars=100_000, max_seconds=0.5)

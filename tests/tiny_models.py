@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from train_min.scratch import IDEFICS3_SPECIALS, LM_SPECIALS, build_idefics3, build_llama, train_tokenizer
+from train_min.experiment.scratch import IDEFICS3_SPECIALS, LM_SPECIALS, build_idefics3, build_llama, train_tokenizer
 
 CORPUS = [
     "The image shows two glass beakers. How many blue particles are in the left beaker?",

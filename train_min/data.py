@@ -149,7 +149,7 @@ def padded_length(n: int, multiple: int) -> int:
 def real_tiles(counts: list[int], width: int, pin: bool = False) -> torch.Tensor:
     """The flat indices, into a (rows x width) grid of image tiles padded with zero tiles,
     of each row's `counts[i]` real tiles, in order: which tiles the vision tower sees,
-    known on the host (train_min/images.py)."""
+    known on the host (train_min/vision.py)."""
     tiles = torch.tensor([i * width + j for i, n in enumerate(counts) for j in range(n)], dtype=torch.long)
     return tiles.pin_memory() if pin else tiles
 

@@ -40,10 +40,10 @@ from tqdm.auto import tqdm
 
 from filters.correctness import reaches_gold
 from pipelines.config import ConfigError, load_yaml, to_plain
+from pipelines.config.recipe import TeacherConfig
+from pipelines.config.source_config import IngestConfig, SourceConfig
 from pipelines.core.answers import parse_final_answer
 from pipelines.core.record import Record, to_jsonable
-from pipelines.recipe import TeacherConfig
-from pipelines.source_config import IngestConfig, SourceConfig
 from pipelines.stages import STAGES, STUDENT_TEMPLATE
 from pipelines.stages.prompting import render
 from pipelines.teachers.base import Sampling

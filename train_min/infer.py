@@ -18,7 +18,7 @@ from typing import Protocol, Sequence
 import torch
 from PIL import Image
 
-from pipelines.recipe import TeacherConfig
+from pipelines.config.recipe import TeacherConfig
 from pipelines.teachers.hf import load_model, load_processor
 
 REFLEXIVE_WORDS = ("wait", "hmm", "alternatively", "hold on", "actually")

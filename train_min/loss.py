@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import torch
 
-from train_min import images
+from train_min import vision
 
 
 def parts(model):
@@ -33,8 +33,8 @@ def loss_sum(model, batch: dict, device: str, chunk: int = 512) -> tuple[torch.T
     if device == "cuda":  # a copy from pageable memory waits for the GPU's queue; from pinned memory it is asynchronous
         where, targets = (x.pin_memory().to(device, non_blocking=True) for x in (where, targets))
     with torch.autocast("cuda", dtype=torch.bfloat16, enabled=device == "cuda"):
-        if "tiles" in inputs and images.fits(body):  # the images merged without a device sync
-            inputs = images.merged_inputs(body, inputs, device)
+        if "tiles" in inputs and vision.fits(body):  # the images merged without a device sync
+            inputs = vision.merged_inputs(body, inputs, device)
         else:  # the batch is in pinned memory on CUDA; `tiles` is train_min's, not the model's
             inputs = {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in inputs.items() if k != "tiles"}
         hidden = body(**inputs, use_cache=False).last_hidden_state  # (B, T, H); no KV cache in training

@@ -38,7 +38,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from train_min import images
+from train_min import vision
 from train_min.attention import set_attention
 from train_min.card import write_model_card
 from train_min.checkpoints import Checkpoints
@@ -46,7 +46,7 @@ from train_min.data import CONFIG_OF, PROMPT_FILES, TEMPLATE_OF, Encoder, collat
 from train_min.feed import Encoded, InMemory, Order, Stream, eval_batches
 from train_min.index import build_index, default_cache
 from train_min.loss import TargetCrossEntropy, TargetLoss, loss_sum, parts  # noqa: F401 - TargetCrossEntropy: train_min's API
-from train_min.report import CHOICES, Reporter
+from train_min.metrics import CHOICES, Reporter
 from train_min.runtime import StepProfiler, barrier, compile_towers, distributed, rng_state, set_rng_state, shapes_warning
 
 ATTENTION = ["sdpa", "varlen", "masked"]  # --attention's values
@@ -97,7 +97,7 @@ class TrainConfig:
     pad_multiple: int = 0  # batch lengths padded up to a multiple of this, so compiled shapes repeat; 0: 64 when compiling, else 1
     log_every: int = 10  # steps whose loss and gradient norm are read from the device at once (1: a host sync every step)
     progress: bool = True  # a progress bar with the loss and the eval loss
-    report_to: str = "auto"  # auto (tensorboard if installed) | tensorboard | wandb | none (train_min/report.py)
+    report_to: str = "auto"  # auto (tensorboard if installed) | tensorboard | wandb | none (train_min/metrics.py)
     profile: int = 0  # > 0: torch.profiler over this many steps after the first 10: <out>/profile/trace.json and top.txt
     feed: str = "stream"  # stream (examples encoded in worker processes as training needs them) | memory (all encoded first, held)
     workers: int = -1  # data worker processes per training process; -1: auto (the CPUs, shared by the processes, up to 8)
@@ -190,7 +190,7 @@ def train(cfg: TrainConfig) -> dict:
 
     full = bool(index.full_pixels[np.concatenate([train_rows, eval_rows])].all())
     set_attention(model, cfg.attention, packed=cfg.pack > 0, pixel_masks_full=full)  # before compiling
-    images.install(parts(model)[0])  # Idefics3's vision embeddings without a device sync: the compiled tower is one graph
+    vision.install(parts(model)[0])  # Idefics3's vision embeddings without a device sync: the compiled tower is one graph
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=cfg.lr, betas=(0.9, 0.95), weight_decay=cfg.weight_decay, fused=device == "cuda")
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_at(s, cfg) / cfg.lr)

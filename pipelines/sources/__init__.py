@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from typing import Iterator
 
-from pipelines.source_config import IngestConfig, SourceConfig
+from pipelines.config.source_config import IngestConfig, SourceConfig
 from pipelines.sources.files import check_files, read_imagefolder, read_llava
 from pipelines.sources.hf import ReadShard, shard_count
 from pipelines.sources.ingest import to_record

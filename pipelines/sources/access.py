@@ -23,7 +23,7 @@ from typing import Any
 import fsspec
 from PIL import Image
 
-from pipelines.sources.images import Problem
+from pipelines.sources.image_files import Problem
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import apache_beam as beam
 
-from pipelines.source_config import IngestConfig, SourceConfig
+from pipelines.config.source_config import IngestConfig, SourceConfig
 from pipelines.sources import Loader, file_entries, planned_units
 from pipelines.sources.dedup import signature, sketch_signature
 

@@ -13,12 +13,12 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from pipelines.config.source_config import ChecksConfig
 from pipelines.core.answers import normalise_text
 from pipelines.core.record import Turn
-from pipelines.source_config import ChecksConfig
 from pipelines.sources.gold import Rules, answer_list, choice_letter, is_unanswerable, most_common
-from pipelines.sources.images import Problem
-from pipelines.sources.options import split_options, strip_instructions
+from pipelines.sources.image_files import Problem
+from pipelines.sources.inline_options import split_options, strip_instructions
 
 IMAGE_TOKEN = "<image>"
 HUMAN, GPT = {"human", "user"}, {"gpt", "assistant"}

@@ -38,11 +38,11 @@ from typing import Sequence
 import apache_beam as beam
 from rapidfuzz import fuzz
 
-from pipelines import funnel
+from pipelines.config.source_config import DedupConfig, SourceConfig
 from pipelines.core.answers import normalise_text
 from pipelines.core.images import pixel_difference
 from pipelines.core.record import Record
-from pipelines.source_config import DedupConfig, SourceConfig
+from pipelines.observe import funnel
 from pipelines.sources.synthetic import make_record, sketch_record
 
 NEIGHBOURS = 50  # in a bucket over max_bucket, how many question-order neighbours to compare

@@ -13,9 +13,9 @@ from typing import Any, Iterator
 import fsspec
 
 from pipelines.config import ConfigError
-from pipelines.source_config import SourceConfig
+from pipelines.config.source_config import SourceConfig
 from pipelines.sources.gold import Rules
-from pipelines.sources.images import Problem
+from pipelines.sources.image_files import Problem
 from pipelines.sources.ingest import RawItem, access_for
 from pipelines.sources.mapping import mapped_fields, row_images
 

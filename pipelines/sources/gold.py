@@ -18,7 +18,7 @@ from typing import Any
 
 from pipelines.core.answers import normalise_text
 from pipelines.core.options import LETTERS
-from pipelines.sources.images import Problem
+from pipelines.sources.image_files import Problem
 
 _LETTER = re.compile(r"^(?:option\s+)?\(?([A-Ha-h])\)?(?:[.):]\s*(.*))?$", re.I)
 _FALSE = {"0", "false", "no", "n", "unanswerable"}

@@ -17,11 +17,11 @@ from typing import Iterator
 import datasets
 
 from pipelines.config import ConfigError
-from pipelines.source_config import HFSource, SourceConfig
+from pipelines.config.source_config import HFSource, SourceConfig
 from pipelines.sources.access import ImageAccess
 from pipelines.sources.files import parent
 from pipelines.sources.gold import Rules
-from pipelines.sources.images import Problem
+from pipelines.sources.image_files import Problem
 from pipelines.sources.ingest import RawItem, access_for
 from pipelines.sources.mapping import mapped_fields, needed_columns, row_images
 

@@ -12,12 +12,12 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 
+from pipelines.config.source_config import IngestConfig, SourceConfig
 from pipelines.core.record import ImageData, Record, Turn, record_id
-from pipelines.source_config import IngestConfig, SourceConfig
 from pipelines.sources.access import ImageAccess, read_image_bytes
 from pipelines.sources.checks import check_turn_count, conversation_turns, make_turn
 from pipelines.sources.gold import Rules
-from pipelines.sources.images import Problem, normalise
+from pipelines.sources.image_files import Problem, normalise
 
 
 @dataclass(frozen=True)

@@ -14,9 +14,9 @@ import jinja2
 from jinja2 import meta as jinja_meta
 
 from pipelines.config import ConfigError
+from pipelines.config.source_config import Columns
 from pipelines.core.templates import BoundedEnvironment, TemplateFailure
-from pipelines.source_config import Columns
-from pipelines.sources.images import Problem
+from pipelines.sources.image_files import Problem
 
 # A question or an image path: a few kilobytes at most.
 _ENV = BoundedEnvironment(max_chars=1 << 16, max_seconds=1.0, autoescape=False, keep_trailing_newline=False)

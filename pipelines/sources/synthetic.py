@@ -15,8 +15,8 @@ import json
 import random
 import re
 
+from pipelines.config.source_config import SourceConfig, SyntheticSource
 from pipelines.core.record import ImageData, Record, Turn, record_id
-from pipelines.source_config import SourceConfig, SyntheticSource
 from pipelines.sources.scenes import FAMILIES
 from pipelines.sources.scenes.base import add_clutter, add_distractors, sketching
 

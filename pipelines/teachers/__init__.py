@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import threading
 
-from pipelines.recipe import TeacherConfig, engine_identity
+from pipelines.config.recipe import TeacherConfig, engine_identity
 from pipelines.teachers.base import ChatRequest, Sampling, Teacher, TeacherReply
 
 _LOADED: dict[str, Teacher] = {}

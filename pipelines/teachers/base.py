@@ -15,8 +15,8 @@ import base64
 from dataclasses import dataclass, field
 from typing import Protocol, Sequence
 
+from pipelines.config.recipe import Sampling
 from pipelines.core.record import ImageData, TeacherOutput
-from pipelines.recipe import Sampling
 
 
 class TeacherDown(RuntimeError):

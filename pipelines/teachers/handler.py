@@ -23,12 +23,12 @@ import apache_beam as beam
 from apache_beam.ml.inference.base import KeyedModelHandler, ModelHandler, PredictionResult
 from apache_beam.transforms.window import GlobalWindows
 
-from pipelines import funnel, progress
-from pipelines.cache import ReplyCache, request_key, teacher_identity
+from pipelines.config.recipe import TeacherConfig
 from pipelines.core.secrets import scrub
-from pipelines.recipe import TeacherConfig
+from pipelines.observe import funnel, progress
 from pipelines.teachers import load_teacher
 from pipelines.teachers.base import ChatRequest, TeacherDown, TeacherReply
+from pipelines.teachers.cache import ReplyCache, request_key, teacher_identity
 
 
 class LazyTeacher:

@@ -30,10 +30,10 @@ from typing import Any, Sequence
 import httpx2
 import openai
 
+from pipelines.config.recipe import TeacherConfig
 from pipelines.core.jsontext import bounded_json
 from pipelines.core.record import MAX_TOKEN_COUNT, TeacherOutput
 from pipelines.core.secrets import register_env, scrub
-from pipelines.recipe import TeacherConfig
 from pipelines.teachers.base import ChatRequest, TeacherReply, split_thinking
 from pipelines.teachers.fleet import Fleet
 

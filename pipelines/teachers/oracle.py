@@ -27,9 +27,9 @@ import random
 import time
 from typing import Sequence
 
+from pipelines.config.recipe import OracleOptions, TeacherConfig
 from pipelines.core.options import LETTERS
 from pipelines.core.record import Record, TeacherOutput
-from pipelines.recipe import OracleOptions, TeacherConfig
 from pipelines.sources.scenes import FAMILIES
 from pipelines.sources.scenes.base import distractor_sentence
 from pipelines.stages import STAGES

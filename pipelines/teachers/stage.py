@@ -8,9 +8,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from pipelines.config import ConfigError
+from pipelines.config.recipe import Recipe, TeacherConfig, VerifyConfig
 from pipelines.core.record import Record, StageProvenance
 from pipelines.core.templates import TemplateFailure
-from pipelines.recipe import Recipe, TeacherConfig, VerifyConfig
 from pipelines.stages import STAGE_ORDER, STAGES, STUDENT_SAMPLE, StageSpec, stage_inputs
 from pipelines.stages.prompting import prompt_hash, render, template_inputs
 from pipelines.teachers.base import ChatRequest, Sampling, TeacherReply, user_message

@@ -14,8 +14,8 @@ from typing import Sequence
 import torch
 from PIL import Image
 
+from pipelines.config.recipe import TeacherConfig
 from pipelines.core.record import TeacherOutput
-from pipelines.recipe import TeacherConfig
 from pipelines.teachers.base import ChatRequest, TeacherReply, decode_data_uri, split_thinking
 from pipelines.teachers.hf import load_model, load_processor
 

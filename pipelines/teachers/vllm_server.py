@@ -16,7 +16,7 @@ import tempfile
 import time
 import urllib.request
 
-from pipelines.recipe import TeacherConfig
+from pipelines.config.recipe import TeacherConfig
 from pipelines.teachers.openai_teacher import OpenAITeacher
 from pipelines.teachers.vllm_teacher import engine_kwargs
 

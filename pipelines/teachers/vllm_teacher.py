@@ -19,8 +19,8 @@ import queue
 import threading
 from typing import Sequence
 
+from pipelines.config.recipe import TeacherConfig
 from pipelines.core.record import TeacherOutput
-from pipelines.recipe import TeacherConfig
 from pipelines.teachers.base import ChatRequest, TeacherReply, split_thinking
 
 

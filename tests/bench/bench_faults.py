@@ -24,8 +24,8 @@ KINDS = ("429", "500", "timeout", "malformed", "blank", "drip", "badutf8", "badu
 
 def run_faults(records: int, fault_rate: float, retries: int, work: Path, seed: int = 0, kinds: tuple[str, ...] = KINDS) -> dict:
 
-    from pipelines.recipe import load_recipe
-    from pipelines.run import run
+    from pipelines.commands.run import run
+    from pipelines.config.recipe import load_recipe
     from tests.fault_server import FaultServer
 
     server = FaultServer(answer="The description settles it.\nAnswer: 4", hang_s=1.0, fault_rate=fault_rate, seed=seed,

@@ -32,7 +32,7 @@ def write_eval_set(folder: Path, train, copies: int, heldout_seed: int, image_si
     the ids of the training records that were copied."""
     from PIL import Image
 
-    from pipelines.recipe import SyntheticSource
+    from pipelines.config.recipe import SyntheticSource
     from pipelines.sources.synthetic import make_record
 
     folder.mkdir(parents=True)
@@ -70,8 +70,8 @@ def main() -> None:
 
 
     from filters.registry import FILTERS
-    from pipelines.recipe import load_recipe
-    from pipelines.run import run
+    from pipelines.commands.run import run
+    from pipelines.config.recipe import load_recipe
     from pipelines.sources.synthetic import make_record
 
     work = Path(tempfile.mkdtemp(prefix="bench-filters-"))

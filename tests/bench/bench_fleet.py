@@ -43,8 +43,8 @@ def stats(url: str) -> dict | None:
 
 
 def measure(n: int, capacity: int, latency: float, per_endpoint: int, work: Path, kill_after: float | None = None) -> dict:
-    from pipelines.recipe import load_recipe
-    from pipelines.run import run
+    from pipelines.commands.run import run
+    from pipelines.config.recipe import load_recipe
 
     fleet = endpoints(n, capacity, latency)
     urls = [u for _, u in fleet]

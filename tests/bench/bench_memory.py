@@ -24,7 +24,7 @@ REPO = Path(__file__).resolve().parents[2]
 def peak_rss(records: int, image_size: int, work: Path, extra: list[str] = ()) -> dict:
     import psutil
 
-    cmd = [sys.executable, "-m", "pipelines.cli", "run", "quickstart", "--no-progress",
+    cmd = [sys.executable, "-m", "pipelines.commands.cli", "run", "quickstart", "--no-progress",
            f"--set=sources.0.synthetic.num_records={records}", f"--set=sources.0.synthetic.image_size={image_size}",
            f"--set=output.dir={work / f'out-{records}'}", "--set=cache.dir=null", *extra]
     started = time.perf_counter()

@@ -40,7 +40,7 @@ class InstantTeacher:
 
 
 def corpus(records: int, work: Path) -> Path:
-    from pipelines.recipe import SyntheticSource
+    from pipelines.config.recipe import SyntheticSource
     from pipelines.sources.synthetic import make_record
 
     (work / "img").mkdir(parents=True, exist_ok=True)
@@ -59,8 +59,8 @@ def corpus(records: int, work: Path) -> Path:
 
 def ours(data: Path, work: Path) -> dict:
     import pipelines.teachers as teachers
-    from pipelines.recipe import load_recipe
-    from pipelines.run import run
+    from pipelines.commands.run import run
+    from pipelines.config.recipe import load_recipe
 
     teachers._build = lambda config: InstantTeacher()  # every stage's teacher answers at once
     recipe = load_recipe("quickstart", [

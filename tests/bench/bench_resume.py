@@ -57,7 +57,7 @@ def dataset_rows(out) -> dict[str, list[dict]]:
 
 
 def _command(records: int, out: Path, cache: Path) -> list[str]:
-    return [sys.executable, "-m", "pipelines.cli", "run", "quickstart", "--no-progress",
+    return [sys.executable, "-m", "pipelines.commands.cli", "run", "quickstart", "--no-progress",
             f"--set=sources.0.synthetic.num_records={records}", "--set=sources.0.synthetic.image_size=128",
             f"--set=output.dir={out}", f"--set=cache.dir={cache}"]
 

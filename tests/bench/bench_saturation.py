@@ -24,8 +24,8 @@ def measure(records: int, capacity: int, latency: float, batch: int, concurrency
     import sys
     import urllib.request
 
-    from pipelines.recipe import load_recipe
-    from pipelines.run import run
+    from pipelines.commands.run import run
+    from pipelines.config.recipe import load_recipe
 
     server = subprocess.Popen([sys.executable, "-m", "tests.fault_server", "--capacity", str(capacity), "--delay", str(latency)],
                               cwd=Path(__file__).resolve().parents[2], stdout=subprocess.PIPE, text=True)

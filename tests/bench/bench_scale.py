@@ -78,7 +78,7 @@ class PeakRSS:
 
 def run_size(n: int, work: Path, image_size: int, latency: float, batch: int, every: float) -> dict:
     recipe = recipe_file(work, n, image_size, latency, batch)
-    cmd = [sys.executable, "-m", "pipelines.cli", "run", str(recipe), "--progress", "log", "--progress-every", str(every)]
+    cmd = [sys.executable, "-m", "pipelines.commands.cli", "run", str(recipe), "--progress", "log", "--progress-every", str(every)]
     started = time.perf_counter()
     proc = subprocess.Popen(cmd, cwd=REPO, env={**os.environ, "HF_HUB_OFFLINE": "1"}, stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, text=True)
@@ -147,7 +147,7 @@ def components(recipe) -> dict:
     import apache_beam as beam
 
     from filters.decontamination import EvalIndex, decontaminate, eval_entry
-    from pipelines.plan import source_size
+    from pipelines.commands.plan import source_size
     from pipelines.sources import iter_records
     from pipelines.sources.beam_read import ReadSources
     from pipelines.sources.dedup import DuplicateMarks
@@ -187,7 +187,7 @@ def main() -> None:
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="bench-scale-"))
     if args.components:
-        from pipelines.recipe import load_recipe
+        from pipelines.config.recipe import load_recipe
 
         c = components(load_recipe(recipe_file(work, args.records, args.image_size, args.latency, args.batch)))
         for name, r in c.items():
@@ -211,10 +211,10 @@ def main() -> None:
     after = {}
     if not args.skip_after:
         from pipelines import plan_recipe
-        from pipelines.compare import Arm as CompareArm
-        from pipelines.compare import Truth, _arm, _disputed, _pair, _rows
-        from pipelines.funnel import Funnel
-        from pipelines.recipe import load_recipe
+        from pipelines.commands.compare import Arm as CompareArm
+        from pipelines.commands.compare import Truth, _arm, _disputed, _pair, _rows
+        from pipelines.config.recipe import load_recipe
+        from pipelines.observe.funnel import Funnel
 
         recipe = load_recipe(big["recipe"])
         s, mib, plan = timed(lambda: plan_recipe(recipe, limit=50))

@@ -22,7 +22,7 @@ KEY = "sk-bench-KEY-0123456789abcdefSECRET"
 
 
 def _cli(args: list[str], env: dict) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "pipelines.cli", *args], cwd=REPO, env=env, capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "pipelines.commands.cli", *args], cwd=REPO, env=env, capture_output=True, text=True,
                           timeout=900)
 
 

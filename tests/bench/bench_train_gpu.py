@@ -61,7 +61,7 @@ REASONER = {
 
 def build_model(path: Path, shape: str = "smolvlm", task: str = "perception") -> Path:
     from tests.tiny_models import tiny_tokenizer
-    from train_min.scratch import IDEFICS3_SPECIALS, LM_SPECIALS, build_idefics3, build_llama
+    from train_min.experiment.scratch import IDEFICS3_SPECIALS, LM_SPECIALS, build_idefics3, build_llama
 
     if task == "reasoner":
         return build_llama(path, tiny_tokenizer(LM_SPECIALS, vocab_size=2000), text={"max_position_embeddings": 2048, **REASONER[shape]})
@@ -96,7 +96,7 @@ def step_flops(model: Path, task: str, batch: int, tokens: float, targets: float
 
 
 def params(path: Path) -> int:
-    from train_min.jobs import params as counted
+    from train_min.experiment.jobs import params as counted
 
     return counted(path)
 

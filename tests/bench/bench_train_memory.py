@@ -35,8 +35,8 @@ print("RESULT " + json.dumps({"seconds": time.perf_counter() - start, "train_exa
 
 
 def publish(n: int, out: Path, image_size: int = 256) -> Path:
-    from pipelines.recipe import load_recipe
-    from pipelines.run import run
+    from pipelines.commands.run import run
+    from pipelines.config.recipe import load_recipe
 
     return run(load_recipe("quickstart", [f"sources.0.synthetic.num_records={n}", f"sources.0.synthetic.image_size={image_size}",
                                           f"output.dir={out}", f"cache.dir={out.parent / 'cache'}"])).out_dir
@@ -87,7 +87,7 @@ def main() -> None:
     args = ap.parse_args()
 
     from tests.tiny_models import tiny_tokenizer
-    from train_min.scratch import IDEFICS3_SPECIALS, build_idefics3
+    from train_min.experiment.scratch import IDEFICS3_SPECIALS, build_idefics3
 
     work = Path(tempfile.mkdtemp(prefix="bench-train-memory-"))
     model = build_idefics3(work / "model", tiny_tokenizer(IDEFICS3_SPECIALS), image_size=256, patch_size=16, scale_factor=4,

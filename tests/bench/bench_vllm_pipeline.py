@@ -36,8 +36,8 @@ def main() -> None:
                     help="keep vLLM's prefix cache on (off by default: every run, raw or pipeline, computes its prompts in full)")
     args = ap.parse_args()
 
-    from pipelines.recipe import load_recipe
-    from pipelines.run import run
+    from pipelines.commands.run import run
+    from pipelines.config.recipe import load_recipe
     from pipelines.sources.synthetic import make_record
     from pipelines.teachers import load_teacher, unload_all
     from pipelines.teachers.stage import build_stages

@@ -316,8 +316,8 @@ def test_answer_correct_takes_an_answer_enough_annotators_gave():
     from dataclasses import replace
 
     from filters.correctness import answer_correct
+    from pipelines.config.recipe import SyntheticSource
     from pipelines.core.record import TeacherOutput, ThinkSample, Turn
-    from pipelines.recipe import SyntheticSource
     from pipelines.sources.synthetic import make_record
 
     annotators = ["red", "red", "red", "red", "maroon", "maroon", "maroon", "orange", "red", "red"]

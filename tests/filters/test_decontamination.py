@@ -7,10 +7,10 @@ import json
 from PIL import Image
 
 from filters.decontamination import EvalIndex, decontaminate, eval_entry
+from pipelines.commands.run import run
+from pipelines.config.recipe import load_recipe
+from pipelines.config.source_config import SyntheticSource
 from pipelines.core.images import phash
-from pipelines.recipe import load_recipe
-from pipelines.run import run
-from pipelines.source_config import SyntheticSource
 from pipelines.sources.synthetic import make_record
 from tests.published import published_rows
 from tests.sources.helpers import encode, picture

@@ -44,10 +44,10 @@ def test_the_published_trace_is_the_one_the_filter_counted_correct():
     trace, degeneration checks that trace, and that trace is the one published."""
     from dataclasses import replace
 
+    from pipelines.beam.filtering import _Apply
+    from pipelines.config.recipe import load_recipe
     from pipelines.core.record import TeacherOutput, ThinkSample, Turn
-    from pipelines.filtering import _Apply
-    from pipelines.publish import Layout
-    from pipelines.recipe import load_recipe
+    from pipelines.publishing.rows import Layout
     from pipelines.sources.synthetic import make_record
 
     recipe = load_recipe("quickstart", ["filters=[{name: answer_correct, params: {min_vqa_accuracy: 0.3}}, {name: degeneration}]"])

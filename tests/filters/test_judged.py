@@ -5,10 +5,10 @@ decisions, and a whole oracle run whose judge makes mistakes on purpose."""
 import pytest
 
 from filters.judged import judged
+from pipelines.commands.run import run
 from pipelines.config import ConfigError
+from pipelines.config.recipe import SyntheticSource, load_recipe
 from pipelines.core.record import Judgement
-from pipelines.recipe import SyntheticSource, load_recipe
-from pipelines.run import run
 from pipelines.sources.synthetic import make_record
 from pipelines.stages.verify import UNPARSED, parse_verdicts, schema
 from pipelines.teachers.stage import build_stages

@@ -6,8 +6,8 @@ from filters.consistency import extraction_agreement, self_consistency, statemen
 from filters.quality import degeneration, leakage, repeated_ngrams
 from filters.registry import check_params
 from pipelines.config import ConfigError
+from pipelines.config.recipe import load_recipe
 from pipelines.core.record import ImageData, Record, TeacherOutput, ThinkSample, Turn
-from pipelines.recipe import load_recipe
 from pipelines.support.lexical import support
 from pipelines.support.text import attribute_pairs, content_tokens, sentences
 

@@ -11,8 +11,8 @@ from pathlib import Path
 import yaml
 from PIL import Image, ImageDraw
 
-from pipelines.recipe import load_recipe
-from pipelines.run import run
+from pipelines.commands.run import run
+from pipelines.config.recipe import load_recipe
 from tests.fault_server import FaultServer
 from tests.published import published_rows
 

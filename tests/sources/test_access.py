@@ -12,7 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from pipelines.sources.access import ImageAccess, resolve
-from pipelines.sources.images import Problem
+from pipelines.sources.image_files import Problem
 from tests.sources.helpers import conserved, encode, load, picture, run_recipe
 
 

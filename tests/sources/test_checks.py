@@ -2,9 +2,9 @@
 
 import pytest
 
-from pipelines.source_config import ChecksConfig
+from pipelines.config.source_config import ChecksConfig
 from pipelines.sources.checks import conversation_turns, make_turn
-from pipelines.sources.images import Problem
+from pipelines.sources.image_files import Problem
 
 C = ChecksConfig(max_question_chars=200, max_answer_chars=50, max_turns=4)
 
@@ -84,7 +84,7 @@ def test_malformed_conversations_are_named(conv, reason):
 
 def test_a_row_without_an_image_is_no_image_whatever_else_is_wrong():
     """ScienceQA-shaped rows without an image used to be reported under the answer's problem."""
-    from pipelines.source_config import IngestConfig
+    from pipelines.config.source_config import IngestConfig
     from pipelines.sources.ingest import RawItem, to_record
 
     item = RawItem("sqa", "cc-by-nc-sa-4.0", "row 3", {"question": "Which is a mammal?", "answer": 7, "choices": ["cat", "eel", "ant"]}, (None,))
@@ -103,7 +103,7 @@ def test_a_row_without_an_image_is_no_image_whatever_else_is_wrong():
     ("Is (A) bigger than (C)?", "Is (A) bigger than (C)?", ()),  # letters out of order
 ])
 def test_options_written_inline_in_the_common_forms_become_choices(question, bare, options):
-    from pipelines.sources.options import split_options
+    from pipelines.sources.inline_options import split_options
 
     q, found, _ = split_options(question)
     assert (q, found) == (bare, options)

@@ -7,10 +7,10 @@ import apache_beam as beam
 from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
+from pipelines.config.source_config import DedupConfig, ImagesConfig, SyntheticSource
 from pipelines.core.record import Record, Turn, record_id
-from pipelines.source_config import DedupConfig, ImagesConfig, SyntheticSource
 from pipelines.sources.dedup import Deduplicate, Signature, groups_of, signature
-from pipelines.sources.images import normalise
+from pipelines.sources.image_files import normalise
 from pipelines.sources.synthetic import make_record
 from tests.sources.helpers import encode, picture
 
@@ -104,7 +104,7 @@ def test_the_second_read_sketches_scenes_and_draws_only_those_with_copies(monkey
     scenes of a group of copies are drawn, to keep the smallest id. The marks are those
     found from the drawn records themselves."""
     import pipelines.sources.dedup as dedup
-    from pipelines.source_config import IngestConfig, SourceConfig
+    from pipelines.config.source_config import IngestConfig, SourceConfig
     from pipelines.sources.beam_read import ReadSources
 
     source = SourceConfig(kind="synthetic", name="clocks",

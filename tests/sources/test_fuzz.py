@@ -9,9 +9,9 @@ from collections import Counter
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipelines.source_config import ChecksConfig
+from pipelines.config.source_config import ChecksConfig
 from pipelines.sources.checks import make_turn
-from pipelines.sources.images import Problem
+from pipelines.sources.image_files import Problem
 from tests.published import published_rows
 from tests.sources.helpers import conserved, encode, load, picture, run_recipe
 

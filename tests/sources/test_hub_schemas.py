@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from pipelines.config import ConfigError, build
-from pipelines.source_config import IngestConfig, SourceConfig
+from pipelines.config.source_config import IngestConfig, SourceConfig
 from pipelines.sources import iter_records
 from tests.sources.hub_schemas import BUILDERS
 
@@ -108,7 +108,7 @@ def test_a_question_template_assembles_the_question_from_columns(tmp_path):
 
 
 def test_inspect_shows_how_rows_were_understood_and_why_others_were_rejected(tmp_path, capsys):
-    from pipelines.cli import main
+    from pipelines.commands.cli import main
 
     sources = []
     for name in ("scienceqa", "ocrvqa"):
@@ -134,7 +134,7 @@ def test_inspect_shows_how_rows_were_understood_and_why_others_were_rejected(tmp
                                             ("textvqa", "textvqa"), ("vizwiz", "vizwiz"), ("scienceqa", "scienceqa")])
 def test_the_bundled_paper_hub_recipe_maps_each_set_with_the_right_gold(source, schema, tmp_path):
     from pipelines.config import to_plain
-    from pipelines.recipe import load_recipe
+    from pipelines.config.recipe import load_recipe
 
     config = next(s for s in load_recipe("paper-hub").sources if s.name == source)
     snippet = {k: v for k, v in to_plain(config).items() if k in ("kind", "name", "license", "unanswerable", config.kind)}
@@ -176,7 +176,7 @@ def localised_dict(source: dict, where: dict) -> dict:
 
 
 def test_a_conversation_source_checks_no_question_template_columns():
-    from pipelines.source_config import Columns
+    from pipelines.config.source_config import Columns
     from pipelines.sources.mapping import needed_columns
 
     columns = Columns(image="images", conversations="texts", question_template="{{ nowhere }}")
@@ -188,7 +188,7 @@ def test_inspect_never_prints_a_control_character_to_the_terminal(tmp_path, caps
     override and a lone C1 control come out escaped, as text."""
     from PIL import Image
 
-    from pipelines.cli import main
+    from pipelines.commands.cli import main
 
     Image.new("RGB", (32, 32), "red").save(tmp_path / "a.png")
     hostile = "What \x1b[2J\x1b]0;pwned\x07is \u202eshown\x9b here?"

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from pipelines.config.source_config import ImagesConfig
 from pipelines.core.images import phash
-from pipelines.source_config import ImagesConfig
-from pipelines.sources.images import Problem, normalise
+from pipelines.sources.image_files import Problem, normalise
 from tests.sources.helpers import encode, picture, png_claiming
 
 CFG = ImagesConfig(max_pixels=10_000, min_side=8, max_source_pixels=1_000_000)

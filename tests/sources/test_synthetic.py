@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pipelines.recipe import SCENE_FAMILIES, SyntheticSource
+from pipelines.config.recipe import SCENE_FAMILIES, SyntheticSource
 from pipelines.sources.scenes import FAMILIES
 from pipelines.sources.synthetic import make_record, sketch_record
 
@@ -91,7 +91,7 @@ def _pixels(record):
 
 
 def test_difficulty_knobs_move_the_scenes():
-    from pipelines.source_config import Difficulty
+    from pipelines.config.source_config import Difficulty
 
     base = SyntheticSource(num_records=60, families=["shapes"], image_size=128)
     many = SyntheticSource(num_records=60, families=["shapes"], image_size=128, difficulty=Difficulty(objects=3.0))
@@ -122,7 +122,7 @@ def test_a_sketch_has_the_drawn_scenes_facts_turns_and_origin(family):
     """Deduplication reads sketches: every family at every difficulty knob and size must make
     the same random choices with and without pixels, or the questions after the drawing
     would differ."""
-    from pipelines.source_config import Difficulty
+    from pipelines.config.source_config import Difficulty
 
     knobs = [Difficulty(), Difficulty(objects=2.5, clutter=1.0, distractors=4, font_scale=0.6), Difficulty(clutter=0.3, distractors=1)]
     for size, difficulty in zip((64, 256, 97), knobs):

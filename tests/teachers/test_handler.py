@@ -1,12 +1,12 @@
 """The Beam glue of every teacher: the bytes metric of a batch and the Prefetch step (the
 real engine behind them is tested in test_vllm_teacher.py and test_pipeline_vllm.py)."""
 
-from pipelines.cache import ReplyCache, request_key, teacher_identity
+from pipelines.config.recipe import SyntheticSource, TeacherConfig
 from pipelines.core.record import TeacherOutput
-from pipelines.recipe import SyntheticSource, TeacherConfig
 from pipelines.sources.synthetic import make_record
 from pipelines.teachers import handler as handler_module
 from pipelines.teachers.base import ChatRequest, Sampling, TeacherReply, data_uri, user_message
+from pipelines.teachers.cache import ReplyCache, request_key, teacher_identity
 from pipelines.teachers.handler import KeyedTeacherHandler, Prefetch, TeacherModelHandler
 
 RECORD = make_record(0, SyntheticSource(image_size=64))

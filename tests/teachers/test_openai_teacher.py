@@ -4,7 +4,7 @@ import logging
 
 import pytest
 
-from pipelines.recipe import OpenAIOptions, SyntheticSource, TeacherConfig
+from pipelines.config.recipe import OpenAIOptions, SyntheticSource, TeacherConfig
 from pipelines.sources.synthetic import make_record
 from pipelines.teachers.base import ChatRequest, Sampling, user_message
 from pipelines.teachers.openai_teacher import OpenAITeacher

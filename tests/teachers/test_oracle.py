@@ -3,7 +3,7 @@ from collections import Counter
 
 import pytest
 
-from pipelines.recipe import ORACLE_ERRORS, OracleOptions, SyntheticSource, TeacherConfig
+from pipelines.config.recipe import ORACLE_ERRORS, OracleOptions, SyntheticSource, TeacherConfig
 from pipelines.sources.synthetic import make_record
 from pipelines.teachers.base import ChatRequest, Sampling
 from pipelines.teachers.oracle import OracleTeacher, plan_injection

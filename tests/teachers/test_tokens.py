@@ -8,7 +8,7 @@ from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that
 from PIL import Image
 
-from pipelines.recipe import OpenAIOptions, SyntheticSource, TeacherConfig
+from pipelines.config.recipe import OpenAIOptions, SyntheticSource, TeacherConfig
 from pipelines.sources.synthetic import make_record
 from pipelines.teachers.base import Sampling
 from pipelines.teachers.stage import Stage
@@ -90,7 +90,7 @@ def test_beam_batches_stay_under_the_token_budget(tmp_path):
 
 
 def test_a_recipe_with_a_token_budget_runs_end_to_end(tmp_path):
-    from pipelines.run import run
+    from pipelines.commands.run import run
 
     outcome = run("quickstart", ["sources.0.synthetic.num_records=12", "sources.0.synthetic.image_size=64",
                                  "teacher.max_batch_tokens=3000", f"output.dir={tmp_path / 'o'}", "cache.dir=null"])

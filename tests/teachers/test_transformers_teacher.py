@@ -2,7 +2,7 @@
 
 import pytest
 
-from pipelines.recipe import SyntheticSource, TeacherConfig
+from pipelines.config.recipe import SyntheticSource, TeacherConfig
 from pipelines.sources.synthetic import make_record
 from pipelines.teachers.base import ChatRequest, Sampling, user_message
 from pipelines.teachers.transformers_teacher import TransformersTeacher

@@ -5,7 +5,7 @@ import pytest
 
 pytest.importorskip("vllm")
 
-from pipelines.recipe import SyntheticSource, TeacherConfig, VLLMOptions  # noqa: E402
+from pipelines.config.recipe import SyntheticSource, TeacherConfig, VLLMOptions  # noqa: E402
 from pipelines.sources.synthetic import make_record  # noqa: E402
 from pipelines.teachers.base import ChatRequest, Sampling, user_message  # noqa: E402
 from pipelines.teachers.stage import Stage  # noqa: E402
@@ -63,7 +63,7 @@ def test_the_verify_stage_through_vllm_is_held_to_its_schema_cached_and_fails_al
     the engine refuses fails its record, not the run."""
     from dataclasses import replace
 
-    from pipelines.recipe import VerifyConfig
+    from pipelines.config.recipe import VerifyConfig
     from pipelines.stages.verify import VERDICTS
     from pipelines.teachers.handler import TeacherModelHandler
 

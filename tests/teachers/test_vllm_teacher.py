@@ -7,7 +7,7 @@ import pytest
 
 pytest.importorskip("vllm")
 
-from pipelines.recipe import SyntheticSource, TeacherConfig, VLLMOptions  # noqa: E402
+from pipelines.config.recipe import SyntheticSource, TeacherConfig, VLLMOptions  # noqa: E402
 from pipelines.sources.synthetic import make_record  # noqa: E402
 from pipelines.teachers.base import ChatRequest, Sampling, user_message  # noqa: E402
 

@@ -1,7 +1,7 @@
 import pytest
 
-from pipelines.recipe import load_recipe
-from pipelines.run import run
+from pipelines.commands.run import run
+from pipelines.config.recipe import load_recipe
 
 
 @pytest.fixture(scope="session")

@@ -3,8 +3,8 @@ both trainings, the evaluation table; a rerun skips what is finished."""
 
 import json
 
-import train_min.demo as demo
-from train_min.demo import load_demo, run_demo
+import train_min.experiment.demo as demo
+from train_min.experiment.demo import load_demo, run_demo
 
 SMALL = [
     "data.overrides=[sources.0.synthetic.num_records=24, sources.0.synthetic.image_size=64, cache.dir=null]",

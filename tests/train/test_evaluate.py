@@ -6,8 +6,8 @@ import re
 
 import pytest
 
+from pipelines.config.recipe import TeacherConfig
 from pipelines.core.record import Turn
-from pipelines.recipe import TeacherConfig
 from tests.published import published_rows
 from train_min.evaluate import EvalConfig, evaluate, markdown, score, table
 from train_min.infer import Completion, TransformersGenerator, chat, think, word_variants
@@ -136,7 +136,7 @@ def _eval_config(tmp_path, vlm, lm, backend="transformers", **kw):
 @pytest.fixture
 def llava_set(tmp_path):
     """Two usable LLaVA records and one whose image is broken."""
-    from pipelines.recipe import SyntheticSource
+    from pipelines.config.recipe import SyntheticSource
     from pipelines.sources.synthetic import make_record
 
     folder = tmp_path / "llava"
@@ -233,8 +233,8 @@ def test_the_reasoner_is_evaluated_on_the_prompt_it_was_trained_on(tmp_path, tin
     the evaluation sends the reasoner are all that template."""
 
     import train_min.evaluate as ev
-    from pipelines.recipe import load_recipe
-    from pipelines.run import run
+    from pipelines.commands.run import run
+    from pipelines.config.recipe import load_recipe
     from tests.train.runs import run_config
     from train_min.train import train
 

@@ -1,4 +1,4 @@
-"""Idefics3's image half without a device sync (train_min/images.py): the same loss and
+"""Idefics3's image half without a device sync (train_min/vision.py): the same loss and
 gradients as transformers' own forward, on batches with padding tiles, padded patches and
 packed rows; no operation in a training step that must wait for the device to learn a size;
 a vision embedding that compiles as one graph."""
@@ -11,7 +11,7 @@ import torch
 from PIL import Image
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from train_min import images
+from train_min import vision
 from train_min.data import Encoder, collate, pack
 from train_min.loss import loss_sum
 
@@ -48,7 +48,7 @@ def _loss_and_grads(model, batch):
 
 def test_merged_images_give_transformers_loss_and_gradients(tiny_idefics3):
     model, pad, examples = _setup(tiny_idefics3)
-    assert images.install(model.model)
+    assert vision.install(model.model)
     batch = collate(examples, pad)
     assert batch["pixel_values"].shape[1] == 2 and batch["tiles"].tolist() == [0, 2, 4, 5]  # (0, 1) and (1, 1) are padding
     stock = _loss_and_grads(model, {k: v for k, v in batch.items() if k != "tiles"})  # through transformers' own forward
@@ -78,7 +78,7 @@ def test_vision_embeddings_match_transformers_and_compile_to_one_graph(tiny_idef
     masks[1, 3:, :] = False  # a wide image: its last row of patches is padding
     masks[2, :, 2:] = False  # a tall one
     stock = emb(pixels, masks)  # with gradients, as in training
-    assert images.install(model.model)
+    assert vision.install(model.model)
     assert torch.equal(emb(pixels, masks), stock)
     torch._dynamo.reset()
     traced = torch._dynamo.explain(emb)(pixels, masks)  # transformers' own: 2 graphs, split at a nonzero
@@ -112,7 +112,7 @@ def test_a_training_step_never_waits_on_the_device(tiny_idefics3):
     # train_min's default path: towers without dense masks, whose eager checks of the masks
     # would read the device (compiled, transformers skips them)
     set_attention(model, "sdpa", packed=False, pixel_masks_full=all(bool(e["pixel_attention_mask"].all()) for e in examples))
-    images.install(model.model)
+    vision.install(model.model)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=1e-4, fused=True)  # as on CUDA
     batch = collate(examples, pad)

@@ -5,8 +5,8 @@ import json
 
 import pytest
 
-from pipelines.recipe import load_recipe
-from pipelines.run import run
+from pipelines.commands.run import run
+from pipelines.config.recipe import load_recipe
 from train_min.train import TrainConfig, train
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import random
 
+from pipelines.config.source_config import Difficulty
 from pipelines.core import options
-from pipelines.source_config import Difficulty
 from pipelines.sources.scenes.base import COLOURS, DEFAULT, Family, canvas, choice_options, font, letter_of, scaled, shift_count, text_px
 
 BAR_COLOURS = ["red", "blue", "green", "orange", "purple"]

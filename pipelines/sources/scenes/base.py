@@ -15,8 +15,8 @@ from functools import lru_cache
 
 from PIL import Image, ImageDraw, ImageFont
 
+from pipelines.config.source_config import Difficulty
 from pipelines.core import options
-from pipelines.source_config import Difficulty
 
 DEFAULT = Difficulty()
 

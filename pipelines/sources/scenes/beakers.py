@@ -5,8 +5,8 @@ from __future__ import annotations
 import random
 from fractions import Fraction
 
+from pipelines.config.source_config import Difficulty
 from pipelines.core import options
-from pipelines.source_config import Difficulty
 from pipelines.sources.scenes.base import COLOURS, DEFAULT, Family, canvas, count_phrase, font, join_words, letter_of, scaled, shift_count, text_px
 
 PARTICLE_COLOURS = ["red", "blue", "green", "yellow", "purple"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import random
 
-from pipelines.source_config import Difficulty
+from pipelines.config.source_config import Difficulty
 from pipelines.sources.scenes.base import DEFAULT, Family, canvas, font, scaled, text_px
 
 SHOPS = ["CORNER MARKET", "GREEN GROCER", "CITY BAKERY", "HARBOUR DELI", "NORTH PHARMACY", "BOOK NOOK"]

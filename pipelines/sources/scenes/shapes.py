@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import random
 
-from pipelines.source_config import Difficulty
+from pipelines.config.source_config import Difficulty
 from pipelines.sources.scenes.base import COLOURS, DEFAULT, Family, canvas, count_phrase, scaled, shift_count
 
 SHAPE_COLOURS = ["red", "blue", "green", "yellow"]

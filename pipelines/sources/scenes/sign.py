@@ -5,8 +5,8 @@ from __future__ import annotations
 import math
 import random
 
+from pipelines.config.source_config import Difficulty
 from pipelines.core import options
-from pipelines.source_config import Difficulty
 from pipelines.sources.scenes.base import COLOURS, DEFAULT, Family, canvas, choice_options, font, letter_of, shift_count, text_px
 
 WORDS = ["EXIT", "STOP", "OPEN", "PARKING", "SCHOOL", "HOTEL", "GARAGE", "MUSEUM", "LIBRARY", "PLATFORM"]

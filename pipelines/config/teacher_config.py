@@ -1,7 +1,7 @@
 """The teacher's part of a recipe (`teacher:` and each stage's `teacher:`): one block of
 options per backend, the price, and what identifies a teacher - which loaded engine serves a
 config (`engine_identity`) and which replies are the same (`reply_identity`, the reply
-cache's key). `pipelines.recipe` re-exports all of it."""
+cache's key). `pipelines.config.recipe` re-exports all of it."""
 
 from __future__ import annotations
 

@@ -15,9 +15,9 @@ import math
 import tempfile
 from pathlib import Path
 
-from pipelines.funnel import Funnel
-from pipelines.recipe import Recipe
-from pipelines.source_config import SourceConfig
+from pipelines.config.recipe import Recipe
+from pipelines.config.source_config import SourceConfig
+from pipelines.observe.funnel import Funnel
 
 
 def source_size(config: SourceConfig) -> int | None:
@@ -85,7 +85,7 @@ def estimate(sample: Funnel, total: int | None) -> dict:
 def plan(recipe: Recipe, limit: int, out_dir: str | Path | None = None) -> dict:
     """Run `recipe` on its first `limit` records into `out_dir` (a scratch folder when None,
     deleted after) and estimate the whole run."""
-    from pipelines.run import run
+    from pipelines.commands.run import run
 
     totals = [source_size(s) for s in recipe.sources]
     total = None if any(t is None for t in totals) else sum(totals)

@@ -9,7 +9,7 @@
   named from one stays in its folder.
 
 How a finished run takes the output's place, and how a killed one is mended, is
-`pipelines/replace.py`.
+`pipelines/publishing/replace.py`.
 """
 
 from __future__ import annotations

@@ -22,7 +22,7 @@ import pyarrow.parquet as pq
 from PIL import Image, ImageDraw, ImageFont
 
 from pipelines.core.templates import Page
-from pipelines.funnel import Funnel
+from pipelines.observe.funnel import Funnel
 
 ASSETS = "assets"
 _TEMPLATE = Page(Path(__file__).parent / "templates", "report.html.jinja", autoescape=True)

@@ -20,15 +20,15 @@ import apache_beam as beam
 import fsspec
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from pipelines.card import LICENSE_FILE, license_file, render_card
-from pipelines.funnel import Funnel, read_counters
-from pipelines.output import check_output, is_publish, output_location
-from pipelines.pipeline import build_pipeline
-from pipelines.preflight import preflight
-from pipelines.publish import CONFIGS, prompt_files
-from pipelines.recipe import Recipe, dump_recipe, load_recipe
-from pipelines.replace import Replacement
-from pipelines.report import first_rows, write_charts, write_report
+from pipelines.beam.pipeline import build_pipeline
+from pipelines.commands.preflight import preflight
+from pipelines.config.recipe import Recipe, dump_recipe, load_recipe
+from pipelines.observe.funnel import Funnel, read_counters
+from pipelines.publishing.card import LICENSE_FILE, license_file, render_card
+from pipelines.publishing.output import check_output, is_publish, output_location
+from pipelines.publishing.replace import Replacement
+from pipelines.publishing.report import first_rows, write_charts, write_report
+from pipelines.publishing.rows import CONFIGS, prompt_files
 from pipelines.teachers.stage import active_stages
 
 

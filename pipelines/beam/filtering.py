@@ -13,8 +13,8 @@ import apache_beam as beam
 from filters.correctness import answer_settings
 from filters.decontamination import EvalIndex
 from filters.registry import ANSWER_AWARE, EXTRA_PARAMS, FILTERS, typed_params
-from pipelines.funnel import count_filter
-from pipelines.recipe import FilterConfig
+from pipelines.config.recipe import FilterConfig
+from pipelines.observe.funnel import count_filter
 
 KEPT, ENDED = "kept", "ended"
 

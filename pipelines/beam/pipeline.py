@@ -18,13 +18,13 @@ from apache_beam.ml.inference.base import RunInference
 
 from filters.decontamination import eval_entry
 from filters.registry import SOURCE_ONLY
-from pipelines import funnel, progress
+from pipelines.beam.filtering import ApplyFilters
+from pipelines.beam.sink import WriteShards
 from pipelines.config import ConfigError
+from pipelines.config.recipe import Recipe
 from pipelines.core.splits import SPLITS, split_of
-from pipelines.filtering import ApplyFilters
-from pipelines.publish import Layout
-from pipelines.recipe import Recipe
-from pipelines.sink import WriteShards
+from pipelines.observe import funnel, progress
+from pipelines.publishing.rows import Layout
 from pipelines.sources.beam_read import ReadSources
 from pipelines.sources.dedup import Deduplicate
 from pipelines.sources.files import file_problems

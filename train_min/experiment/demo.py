@@ -1,6 +1,6 @@
 """The offline Extract+Think demo: a tiny VLM trained from scratch on the CPU.
 
-    python -m train_min.demo [recipes/train/tiny-vlm.yaml] [key=value ...]
+    python -m train_min.experiment.demo [recipes/train/tiny-vlm.yaml] [key=value ...]
 
 1. data: run a pipeline recipe (default: the quickstart, oracle teacher) and publish it;
 2. tokenizers: byte-level BPE trained on that dataset's own text, nothing downloaded;
@@ -26,9 +26,9 @@ from pathlib import Path
 from typing import Any
 
 from pipelines.config import build, load_yaml, to_plain
-from pipelines.recipe import TeacherConfig, TransformersOptions
+from pipelines.config.recipe import TeacherConfig, TransformersOptions
 from train_min.evaluate import EvalConfig, evaluate
-from train_min.scratch import IDEFICS3_SPECIALS, LM_SPECIALS, build_idefics3, build_llama, dataset_texts, train_tokenizer
+from train_min.experiment.scratch import IDEFICS3_SPECIALS, LM_SPECIALS, build_idefics3, build_llama, dataset_texts, train_tokenizer
 from train_min.train import TrainConfig, train
 
 
@@ -85,8 +85,8 @@ def _minutes(seconds: float) -> str:
 
 
 def run_demo(cfg: DemoConfig) -> dict:
-    from pipelines.recipe import load_recipe
-    from pipelines.run import run
+    from pipelines.commands.run import run
+    from pipelines.config.recipe import load_recipe
 
     out, times = Path(cfg.out), {}
     out.mkdir(parents=True, exist_ok=True)

@@ -26,9 +26,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from pipelines.card import card_for_repo, tool_version
 from pipelines.core.jsontext import bounded_json
 from pipelines.core.secrets import scrub
+from pipelines.publishing.card import card_for_repo, tool_version
 
 MANIFEST = ".extract-think/manifest.json"  # the files a publish wrote, with their sha256: what the next may delete
 REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]{0,95}/[A-Za-z0-9][\w.-]{0,95}$")

@@ -19,10 +19,8 @@ import yaml
 
 from filters.registry import FILTERS, SOURCE_ONLY, check_params
 from pipelines.config import Bounds, ConfigError, NonNegativeInt, PositiveInt, Share, build_with_overrides, safe_load, to_plain
-from pipelines.core.secrets import scrub_data
-from pipelines.source_config import SCENE_FAMILIES, IngestConfig, SourceConfig, SyntheticSource  # noqa: F401
-from pipelines.stages import STAGES, STUDENT_TEMPLATE
-from pipelines.teacher_config import (  # noqa: F401 - where the teacher's options live; imported from here too
+from pipelines.config.source_config import SCENE_FAMILIES, IngestConfig, SourceConfig, SyntheticSource  # noqa: F401
+from pipelines.config.teacher_config import (  # noqa: F401 - where the teacher's options live; imported from here too
     ORACLE_ERRORS,
     OpenAIOptions,
     OracleOptions,
@@ -35,6 +33,8 @@ from pipelines.teacher_config import (  # noqa: F401 - where the teacher's optio
     engine_identity,
     reply_identity,
 )
+from pipelines.core.secrets import scrub_data
+from pipelines.stages import STAGES, STUDENT_TEMPLATE
 
 log = logging.getLogger(__name__)
 

@@ -11,9 +11,9 @@ import json
 from collections import Counter
 from typing import Iterator
 
+from pipelines.config.recipe import Recipe
+from pipelines.config.source_config import SourceConfig
 from pipelines.core import options
-from pipelines.recipe import Recipe
-from pipelines.source_config import SourceConfig
 
 
 def _first_rows(source: SourceConfig, limit: int) -> SourceConfig:

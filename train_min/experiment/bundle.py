@@ -71,9 +71,9 @@ def _captions(records: list, teacher_cfg, prompt: str, batch: int = 256) -> tupl
 def make_bundle(recipe: str, overrides: list[str], out: Path, caption_teacher, caption_prompt: str, direct_prompt: str) -> dict:
     """Run the recipe filtered and unfiltered under `out/runs`, write the bundle to
     `out/bundle`; returns its manifest."""
+    from pipelines.commands.run import run
     from pipelines.config import to_plain
-    from pipelines.recipe import load_recipe
-    from pipelines.run import run
+    from pipelines.config.recipe import load_recipe
     from pipelines.sources.synthetic import make_record, scene_index, sketch_record
     from train_min.data import load_rows, options_text
 
@@ -97,7 +97,7 @@ def make_bundle(recipe: str, overrides: list[str], out: Path, caption_teacher, c
             raise ValueError(f"scene {row['scene']} draws as {record.id}, published as {row['id']}: the source changed")
     captions, failed = _captions(records, caption_teacher, caption_prompt)
     if failed:
-        from train_min.jobs import log
+        from train_min.experiment.jobs import log
 
         log(f"   {sum(failed.values())} of {len(records)} scenes have no caption (left out of the caption set): {failed}")
     keys = {row["id"]: _turns_key(sketch_record(row["scene"], source.synthetic)) for row in tables["extraction_unfiltered"]}
@@ -149,7 +149,7 @@ def materialize(bundle: Path, out: Path, workers: int = 1) -> dict:
     tables = {name: pq.read_table(bundle / f"{name}.parquet").to_pylist() for name in (*IMAGE_SETS, *TEXT_SETS)}
     scenes = sorted({row["scene"] for name in IMAGE_SETS for row in tables[name]})
     from pipelines.config import build
-    from pipelines.source_config import SourceConfig
+    from pipelines.config.source_config import SourceConfig
 
     draw = partial(_draw, build(SourceConfig, manifest["source"]))  # the config built once, not per scene
     if workers > 1:

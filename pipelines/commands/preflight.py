@@ -21,8 +21,8 @@ import os
 import time
 
 from pipelines.config import ConfigError
+from pipelines.config.recipe import Recipe, TeacherConfig, engine_identity
 from pipelines.core.secrets import register_env, scrub
-from pipelines.recipe import Recipe, TeacherConfig, engine_identity
 
 log = logging.getLogger(__name__)
 TIMEOUT_S = 30.0

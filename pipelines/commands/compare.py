@@ -7,7 +7,7 @@ pays only for calls not made before. The comparison (OUT/compare.json, OUT/compa
 - per arm: the funnel and its reasons, keep rate, teacher calls and tokens behind the data,
   seconds, cost and cost per kept record (at `teacher.price`), each filter's rejection rate;
 - on synthetic sources, each arm's error rate against the scenes' ground truth: the share
-  of its kept extractions that state something the scene contradicts (pipelines/truth.py);
+  of its kept extractions that state something the scene contradicts (pipelines/sources/scenes/truth.py);
 - per pair of arms: records kept by both, by one only, by neither, and for those kept by
   both how often the two extractions agree on the facts the questions ask about (each
   statement supported by both or by neither, the filters' support measure);
@@ -25,8 +25,8 @@ from pathlib import Path
 from pipelines.config import ConfigError
 from pipelines.core.secrets import scrub_override
 from pipelines.core.templates import Page
-from pipelines.output import protected
-from pipelines.report import data_uri, iter_rows, thumbnail_png
+from pipelines.publishing.output import protected
+from pipelines.publishing.report import data_uri, iter_rows, thumbnail_png
 from pipelines.support.lexical import support
 
 ARM_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
@@ -65,7 +65,7 @@ def compare(recipe, arms: list[Arm], limit: int | None = None, out_dir: str | Pa
     `progress` as `run_recipe` takes it, per arm; `say(line)` hears which arm starts and how
     it ended."""
     from pipelines import load_recipe, run_recipe
-    from pipelines.plan import sample_recipe
+    from pipelines.commands.plan import sample_recipe
 
     def run(name: str, r):
         if say:
@@ -129,7 +129,7 @@ class Truth:
 
 
 def _arm(arm: Arm, recipe, outcome, rows: dict, truth: Truth) -> dict:
-    from pipelines.truth import stated_errors
+    from pipelines.sources.scenes.truth import stated_errors
 
     f = outcome.funnel
     kept = [r for r in rows.values() if r["status"] == "kept"]
@@ -186,7 +186,7 @@ def _disputed(rows: dict[str, dict], pairs: list[dict]) -> list[str]:
 
 
 def _cards(ids: list[str], rows: dict[str, dict], outcomes: dict, truth: Truth) -> list[dict]:
-    from pipelines.truth import stated_errors
+    from pipelines.sources.scenes.truth import stated_errors
 
     images, wanted = {}, set(ids)
     for o in outcomes.values():  # every arm publishes every record: the first arm has them all but imageless rows

@@ -29,9 +29,9 @@ import uuid
 
 import fsspec
 
+from pipelines.config.recipe import TeacherConfig, reply_identity
 from pipelines.core.jsontext import bounded_json
 from pipelines.core.record import TeacherOutput
-from pipelines.recipe import TeacherConfig, reply_identity
 from pipelines.teachers.base import ChatRequest, TeacherReply
 
 log = logging.getLogger(__name__)

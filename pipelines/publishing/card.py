@@ -15,12 +15,12 @@ import datasets
 from huggingface_hub import DatasetCardData
 
 from pipelines.config import to_plain
+from pipelines.config.recipe import Recipe
 from pipelines.core.secrets import scrub
 from pipelines.core.templates import MARKDOWN_FILTERS, Page, md_code, md_text
-from pipelines.funnel import Funnel
-from pipelines.meta import json_fields
-from pipelines.publish import CONFIGS, Layout
-from pipelines.recipe import Recipe
+from pipelines.observe.funnel import Funnel
+from pipelines.publishing.meta import json_fields
+from pipelines.publishing.rows import CONFIGS, Layout
 from pipelines.stages import stage_inputs
 from pipelines.stages.prompting import prompt_hash, render, template_source
 from pipelines.teachers.stage import active_stages

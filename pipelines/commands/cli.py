@@ -20,14 +20,14 @@ import sys
 import time
 from pathlib import Path
 
-from pipelines.quiet import quiet  # a module without Beam
+from pipelines.commands.quiet import quiet  # a module without Beam
 
 quiet()  # before Beam is imported below
 
+from pipelines.commands.preflight import PreflightError  # noqa: E402
 from pipelines.config import ConfigError  # noqa: E402
+from pipelines.config.recipe import bundled_recipes, dump_recipe, load_recipe, recipe_description  # noqa: E402
 from pipelines.core.secrets import ScrubFilter, printable  # noqa: E402
-from pipelines.preflight import PreflightError  # noqa: E402
-from pipelines.recipe import bundled_recipes, dump_recipe, load_recipe, recipe_description  # noqa: E402
 
 
 def _version() -> str:
@@ -105,7 +105,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _export(args) -> int:
-    from pipelines.exports import ExportRefused, export
+    from pipelines.publishing.exports import ExportRefused, export
 
     try:
         dest = export(args.out, args.format, args.dest, args.config, args.source_dataset)
@@ -123,7 +123,7 @@ def _plan(args) -> int:
     import json
 
     from pipelines import plan_recipe
-    from pipelines.plan import render
+    from pipelines.commands.plan import render
 
     if args.limit < 1:
         raise ConfigError("plan: --limit must be at least 1")
@@ -136,16 +136,16 @@ def _plan(args) -> int:
 
 
 def _compare(args) -> int:
-    from pipelines.compare import compare, parse_arm
+    from pipelines.commands.compare import compare, parse_arm
 
     if args.limit is not None and args.limit < 1:
         raise ConfigError("compare: --limit must be at least 1")
     arms = [parse_arm(spec) for spec in args.arms]
-    from pipelines.output import safe_name
+    from pipelines.publishing.output import safe_name
 
     name = load_recipe(args.recipe, args.overrides).name
     out = args.out or f"out/compare-{safe_name(name)}"  # a recipe's name is data: `x/../../y` names no path
-    from pipelines.progress import bars_fit
+    from pipelines.observe.progress import bars_fit
 
     progress = "bars" if args.progress == "auto" and bars_fit() else "log" if args.progress == "auto" else args.progress
     result = compare(args.recipe, arms, args.limit, out, args.overrides, args.gallery, progress, args.progress_every,
@@ -167,7 +167,7 @@ def _compare(args) -> int:
 def _inspect(args) -> int:
     import json
 
-    from pipelines.inspect_sources import inspect, render
+    from pipelines.commands.inspect import inspect, render
 
     if args.limit < 1 or args.show < 0:
         raise ConfigError("inspect: --limit must be at least 1 and --show at least 0")
@@ -181,7 +181,7 @@ def _inspect(args) -> int:
 
 
 def _publish(args) -> int:
-    from pipelines.hub import PushError, push
+    from pipelines.publishing.hub import PushError, push
 
     try:
         pushed = push(args.out, args.repo, private=args.private, revision=args.revision, message=args.message,
@@ -249,14 +249,14 @@ def _print_counts(funnel, seconds: float) -> None:
 
 def _run(args) -> int:
     from pipelines import run_recipe
-    from pipelines.run import NotPublished
+    from pipelines.commands.run import NotPublished
     from pipelines.teachers.base import TeacherDown
 
     recipe = load_recipe(args.recipe, args.overrides)
     print(f"Running recipe {recipe.name!r} -> {recipe.output.dir}", flush=True)
     mode = args.progress
     if mode == "auto":
-        from pipelines.progress import bars_fit
+        from pipelines.observe.progress import bars_fit
 
         mode = "bars" if bars_fit() else "log"
     if args.progress_every <= 0:

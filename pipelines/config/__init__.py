@@ -1,4 +1,6 @@
-"""Strict conversion of plain YAML data into typed dataclasses.
+"""Configuration: the recipe (`recipe`, with the source and teacher options in
+`source_config` and `teacher_config`), built by this module's strict conversion of plain
+YAML data into typed dataclasses.
 
 `build(cls, data)` walks the dataclass's fields and type hints: unknown keys, missing
 required keys, wrong types and numbers out of their bounds (`PositiveInt`, `Share`, ...:

@@ -35,7 +35,7 @@ from typing import Callable
 import fsspec
 from fsspec.implementations.local import LocalFileSystem
 
-from pipelines.output import OutputRefused
+from pipelines.publishing.output import OutputRefused
 
 log = logging.getLogger(__name__)
 MARK = ".extract-think-owner"

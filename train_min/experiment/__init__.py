@@ -4,7 +4,7 @@ unfiltered data, trained from scratch with several seeds, evaluated on held-out 
     python -m train_min.experiment [recipes/train/miniature.yaml] [key=value ...]
 
 1. data (needs the pipeline): the recipe's synthetic records through the real pipeline,
-   with its filters and without (train_min/bundle.py), plus captions and direct-answer rows
+   with its filters and without (train_min/experiment/bundle.py), plus captions and direct-answer rows
    from the same records, as a small text bundle (`until=data` stops there: the bundle is
    what travels to a GPU machine, where the scenes are drawn again);
 2. data folders and models: the bundle's sets as train_min data; byte-level BPE tokenizers
@@ -20,7 +20,7 @@ unfiltered data, trained from scratch with several seeds, evaluated on held-out 
    and the perception models' fact coverage: the share of held-out questions whose fact,
    stated with its true answer, the model's extraction (or caption) supports (the
    statement_coverage measure against the scene's ground truth), and the share of their
-   sentences that the scene contradicts (pipelines.truth: a wrong count, value, time);
+   sentences that the scene contradicts (pipelines.sources.scenes.truth: a wrong count, value, time);
 5. report: accuracy mean +- sd over seeds per arm and per family, written with the resolved
    config and every prediction to `out`.
 
@@ -39,10 +39,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 from pipelines.config import ConfigError, build, load_yaml, to_plain
-from pipelines.recipe import TeacherConfig
-from train_min.demo import DataStep, VLMShape, cli_args
+from pipelines.config.recipe import TeacherConfig
 from train_min.evaluate import EvalConfig
-from train_min.jobs import log, schedule
+from train_min.experiment.demo import DataStep, VLMShape, cli_args
+from train_min.experiment.jobs import log, schedule
 
 ARMS = ("extract_think", "extract_think_unfiltered", "caption_think", "direct")
 # arm -> (evaluated system, perception-side model, reasoner); models are (train_min task, data set)
@@ -91,8 +91,8 @@ def _device(cfg: ExperimentConfig) -> str:
 
 def build_models(cfg: ExperimentConfig, bundle: Path, models: Path) -> None:
     """Tokenizers (once) and the initial models of every seed."""
-    from train_min.bundle import bundle_texts
-    from train_min.scratch import IDEFICS3_SPECIALS, LM_SPECIALS, build_idefics3, build_llama, train_tokenizer
+    from train_min.experiment.bundle import bundle_texts
+    from train_min.experiment.scratch import IDEFICS3_SPECIALS, LM_SPECIALS, build_idefics3, build_llama, train_tokenizer
 
     todo = [s for s in cfg.seeds if not (models / f"seed{s}" / "reasoner" / "config.json").exists()]
     if not todo:
@@ -130,7 +130,7 @@ def train_jobs(cfg: ExperimentConfig, out: Path, device: str) -> list[dict]:
 
 
 def eval_jobs(cfg: ExperimentConfig, out: Path, device: str) -> list[tuple[dict, set[str]]]:
-    from pipelines.recipe import TransformersOptions
+    from pipelines.config.recipe import TransformersOptions
 
     dtype = "bfloat16" if device == "cuda" else "float32"
     jobs = []
@@ -171,10 +171,10 @@ def heldout_truth(cfg: ExperimentConfig) -> dict:
 
 def false_sentences(rows: list[dict], truth: dict) -> float | None:
     """The share of the stage-1 texts' sentences that their scene contradicts (a wrong
-    count, value, time, colour; pipelines.truth), each scene's text counted once; None where
+    count, value, time, colour; pipelines.sources.scenes.truth), each scene's text counted once; None where
     no scene's truth is known."""
+    from pipelines.sources.scenes.truth import stated_errors
     from pipelines.support.text import sentences
-    from pipelines.truth import stated_errors
 
     texts = {r["record_id"]: r.get("stage1") or "" for r in rows if r["record_id"] in truth}
     said = sum(len(sentences(t)) for t in texts.values())
@@ -223,7 +223,7 @@ def markdown(agg: dict, sizes: dict) -> str:
 
 
 def run_experiment(cfg: ExperimentConfig) -> dict | None:
-    from train_min.bundle import make_bundle, materialize
+    from train_min.experiment.bundle import make_bundle, materialize
 
     out, times, started = Path(cfg.out), {}, time.perf_counter()
     out.mkdir(parents=True, exist_ok=True)
@@ -234,7 +234,7 @@ def run_experiment(cfg: ExperimentConfig) -> dict | None:
     bundle = out / "bundle"
     if not (bundle / "manifest.json").exists():
         log(f"1/5 data: recipe {cfg.data.recipe}, filtered and unfiltered")
-        from pipelines.quiet import quiet
+        from pipelines.commands.quiet import quiet
 
         quiet()
         ev = eval_settings(cfg)
@@ -297,7 +297,3 @@ def main(argv: list[str] | None = None) -> None:
           f"({when}); accuracy % (mean ± sd):\n")
     print(report["table"])
     print(f"\nresults: {report['out']}/results.md, predictions: {report['out']}/predictions.jsonl")
-
-
-if __name__ == "__main__":
-    main()

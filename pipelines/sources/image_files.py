@@ -19,9 +19,9 @@ import warnings
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from pipelines.config.source_config import ImagesConfig
 from pipelines.core.images import phash, thumbnail
 from pipelines.core.record import ImageData
-from pipelines.source_config import ImagesConfig
 
 MAGIC = ((b"\x89PNG\r\n\x1a\n", "PNG"), (b"\xff\xd8\xff", "JPEG"), (b"GIF8", "GIF"), (b"BM", "BMP"),
          (b"II*\x00", "TIFF"), (b"MM\x00*", "TIFF"), (b"RIFF", "WEBP"))

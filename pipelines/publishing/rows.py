@@ -10,7 +10,7 @@ features (so `Image` columns decode to PIL images and structs load as dicts):
   trained on (the think stage's template, rendered: what the teacher answered), the
   extraction, question, choices, the first reasoning trace that reached the gold answer,
   that answer, and the turn's metadata (the source's `meta` columns, annotator answers) as a
-  typed struct (pipelines/meta.py);
+  typed struct (pipelines/publishing/meta.py);
 - rejected: one row per rejected or failed record, with its status, reason and scores.
 
 Which filters a run has decides the `scores` struct, so the features belong to a run:
@@ -24,10 +24,10 @@ from dataclasses import dataclass, fields
 import datasets
 
 from filters.correctness import answer_settings, published_trace
+from pipelines.config.recipe import Recipe, Sampling
 from pipelines.core.record import Record, StageProvenance, to_jsonable
 from pipelines.core.templates import TemplateFailure
-from pipelines.meta import ADDED, meta_features, meta_row, meta_schema
-from pipelines.recipe import Recipe, Sampling
+from pipelines.publishing.meta import ADDED, meta_features, meta_row, meta_schema
 from pipelines.stages import STAGE_ORDER, STAGES, STUDENT_TEMPLATE
 from pipelines.stages.prompting import PROMPT_FILES, render, template_source
 

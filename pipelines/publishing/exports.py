@@ -29,8 +29,8 @@ from pathlib import Path
 import datasets
 import fsspec
 
-from pipelines.output import inside, protected, safe_name
-from pipelines.replace import Replacement
+from pipelines.publishing.output import inside, protected, safe_name
+from pipelines.publishing.replace import Replacement
 
 FORMATS = ("trl", "llava")
 EXPORTED = ("extraction", "reasoning")
@@ -205,7 +205,7 @@ def check_destination(dest: Path) -> None:
 
 def export(published: str | Path, fmt: str, dest: str | Path, config: str = "extraction", source_dataset: str | None = None) -> Path:
     """Export one config of a local publish (`config`: extraction or reasoning) for TRL or LLaVA
-    into `dest`, written beside it and swapped in as a run's output is (pipelines/replace.py),
+    into `dest`, written beside it and swapped in as a run's output is (pipelines/publishing/replace.py),
     so an interrupted export leaves the old one. `source_dataset`: the Hub id the publish was
     pushed to, for the export card's `source_datasets` and link."""
     if fmt not in FORMATS:
