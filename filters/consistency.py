@@ -23,10 +23,10 @@ from __future__ import annotations
 
 from collections import Counter
 
-from pipelines.core.answers import answer_matches, canonical_answer
+from pipelines.core.answers import FUZZY_THRESHOLD, TOLERANCE, answer_matches, canonical_answer
 from pipelines.core.record import Record, Verdict
 from pipelines.support.claims import claim_agreement
-from pipelines.support.lexical import support
+from pipelines.support.lexical import SUPPORTED, support
 from pipelines.support.text import sentences
 
 
@@ -37,23 +37,23 @@ def statement_count(record: Record) -> Verdict:
     n, want = len(record.statements or ()), len(record.turns)
     score = min(n, want) / max(n, want) if max(n, want) else 1.0
     if n != want:
-        return Verdict("statement_count", False, "statements_count_mismatch", round(score, 4), f"{n} statements for {want} questions")
-    return Verdict("statement_count", True, None, 1.0)
+        return Verdict.of(statement_count, False, "statements_count_mismatch", round(score, 4), f"{n} statements for {want} questions")
+    return Verdict.of(statement_count, True, None, 1.0)
 
 
-def statement_coverage(record: Record, min_score: float = 0.8, scorer: str = "lexical") -> Verdict:
+def statement_coverage(record: Record, min_score: float = SUPPORTED, scorer: str = "lexical") -> Verdict:
     statements = record.statements or ()
     if not statements or not record.extraction:
-        return Verdict("statement_coverage", False, "statement_not_covered", 0.0)
+        return Verdict.of(statement_coverage, False, "statement_not_covered", 0.0)
     # statement i restates turn i (statement_count checks that): its question's words are not demanded
     questions = [t.question for t in record.turns] if len(record.turns) == len(statements) else [None] * len(statements)
     score, weakest = min((support(s, record.extraction, scorer, q), s) for s, q in zip(statements, questions))
     if score < min_score:
-        return Verdict("statement_coverage", False, "statement_not_covered", round(score, 4), f"{weakest!r} (support {score:.2f})")
-    return Verdict("statement_coverage", True, None, round(score, 4))
+        return Verdict.of(statement_coverage, False, "statement_not_covered", round(score, 4), f"{weakest!r} (support {score:.2f})")
+    return Verdict.of(statement_coverage, True, None, round(score, 4))
 
 
-def sentence_support(record: Record, min_support: float = 0.8, scorer: str = "recall") -> list[tuple[str, float]]:
+def sentence_support(record: Record, min_support: float = SUPPORTED, scorer: str = "recall") -> list[tuple[str, float]]:
     """Each sentence of the published extraction with the share of other samples supporting
     it; a sentence that a statement supports counts as fully backed (the statements are the
     gold answers rewritten: the teacher was told that fact, it did not invent it)."""
@@ -72,29 +72,29 @@ def sentence_support(record: Record, min_support: float = 0.8, scorer: str = "re
 def extraction_agreement(record: Record, min_agreement: float = 1.0, min_weight: float = 2.5, novel_share: float = 0.6,
                          scorer: str = "claims", min_support: float = 0.9) -> Verdict:
     if not record.extractions or len(record.extractions) < 2:
-        return Verdict("extraction_agreement", False, "extraction_unconfirmed", 0.0)
+        return Verdict.of(extraction_agreement, False, "extraction_unconfirmed", 0.0)
     if scorer == "claims":
         return _claim_agreement(record, min_agreement, min_weight, novel_share)
     shares = sentence_support(record, min_support, scorer)
     if not shares:
-        return Verdict("extraction_agreement", False, "extraction_disagreement", 0.0)
+        return Verdict.of(extraction_agreement, False, "extraction_disagreement", 0.0)
     score = sum(share >= 0.5 for _, share in shares) / len(shares)
     if score < min_agreement:
         lone = next(s for s, share in shares if share < 0.5)
-        return Verdict("extraction_agreement", False, "extraction_disagreement", round(score, 4),
+        return Verdict.of(extraction_agreement, False, "extraction_disagreement", round(score, 4),
                        f"{lone!r} is backed by {min(sh for _, sh in shares):.0%} of the other samples")
-    return Verdict("extraction_agreement", True, None, round(score, 4))
+    return Verdict.of(extraction_agreement, True, None, round(score, 4))
 
 
-def votes(record: Record, turn_index: int, fuzzy_threshold: float = 90.0) -> Counter:
+def votes(record: Record, turn_index: int, fuzzy_threshold: float = FUZZY_THRESHOLD) -> Counter:
     """The reasoning samples' answers for one turn, counted by meaning (None: unparsable)."""
     turn = record.turns[turn_index]
     return Counter(canonical_answer(s.answer, turn.answer_type, turn.choices, fuzzy_threshold) for s in record.reasoning[turn_index])
 
 
-def self_consistency(record: Record, min_agreement: float = 0.5, tolerance: float = 0.0, fuzzy_threshold: float = 90.0) -> Verdict:
+def self_consistency(record: Record, min_agreement: float = 0.5, tolerance: float = TOLERANCE, fuzzy_threshold: float = FUZZY_THRESHOLD) -> Verdict:
     if not record.reasoning:
-        return Verdict("self_consistency", False, "answer_missing", 0.0)
+        return Verdict.of(self_consistency, False, "answer_missing", 0.0)
     lowest = 1.0
     for i, turn in enumerate(record.turns):
         counts = votes(record, i, fuzzy_threshold)
@@ -103,21 +103,21 @@ def self_consistency(record: Record, min_agreement: float = 0.5, tolerance: floa
         lowest = min(lowest, agreement)
         tied = sum(1 for c in counts.values() if c == n) > 1
         if majority is None or tied or not answer_matches(str(majority), turn.answer, turn.answer_type, turn.choices, tolerance, fuzzy_threshold):
-            return Verdict("self_consistency", False, "majority_wrong", round(agreement, 4),
+            return Verdict.of(self_consistency, False, "majority_wrong", round(agreement, 4),
                            f"question {i}: votes {dict(counts)}, gold {turn.answer!r}")
         if agreement < min_agreement:
-            return Verdict("self_consistency", False, "reasoning_inconsistent", round(agreement, 4),
+            return Verdict.of(self_consistency, False, "reasoning_inconsistent", round(agreement, 4),
                            f"question {i}: {agreement:.0%} of votes for the majority < {min_agreement:.0%}")
-    return Verdict("self_consistency", True, None, round(lowest, 4))
+    return Verdict.of(self_consistency, True, None, round(lowest, 4))
 
 
 def _claim_agreement(record: Record, min_agreement: float, min_weight: float, novel_share: float) -> Verdict:
     judged = claim_agreement(record.extraction or "", [o.text for o in record.extractions[1:]],
                              tuple(record.statements or ()), min_weight=min_weight, novel_share=novel_share)
     if not judged:
-        return Verdict("extraction_agreement", False, "extraction_disagreement", 0.0)
+        return Verdict.of(extraction_agreement, False, "extraction_disagreement", 0.0)
     score = sum(why is None for _, why in judged) / len(judged)
     if score < min_agreement:
         sentence, why = next((s, w) for s, w in judged if w)
-        return Verdict("extraction_agreement", False, "extraction_disagreement", round(score, 4), f"{sentence!r}: {why}")
-    return Verdict("extraction_agreement", True, None, round(score, 4))
+        return Verdict.of(extraction_agreement, False, "extraction_disagreement", round(score, 4), f"{sentence!r}: {why}")
+    return Verdict.of(extraction_agreement, True, None, round(score, 4))

@@ -7,10 +7,9 @@ DocVQA lists) accepts any of them."""
 
 from __future__ import annotations
 
-from pipelines.core.answers import answer_matches, vqa_accuracy
+from pipelines.core.answers import FUZZY_THRESHOLD, MIN_VQA_ACCURACY, TOLERANCE, answer_matches, vqa_accuracy
 from pipelines.core.record import Record, Verdict
 
-NAME = "answer_correct"
 ANSWER_PARAMS = ("tolerance", "fuzzy_threshold", "min_vqa_accuracy")  # how an answer is matched to the gold
 
 
@@ -18,12 +17,12 @@ def answer_settings(filters) -> dict:
     """The answer-matching settings a recipe's `answer_correct` filter uses (from its
     `(name, params)` configs; none: the defaults), for every other reader of "which trace
     reached the gold" (the published trace, the degeneration filter) to match the same way."""
-    params = next((dict(f.params) for f in filters if f.name == NAME), {})
+    params = next((dict(f.params) for f in filters if f.name == answer_correct.__name__), {})
     return {k: float(v) for k, v in params.items() if k in ANSWER_PARAMS}
 
 
-def reaches_gold(answer: str | None, turn, tolerance: float = 0.0, fuzzy_threshold: float = 90.0,
-                 min_vqa_accuracy: float = 1.0) -> bool:
+def reaches_gold(answer: str | None, turn, tolerance: float = TOLERANCE, fuzzy_threshold: float = FUZZY_THRESHOLD,
+                 min_vqa_accuracy: float = MIN_VQA_ACCURACY) -> bool:
     if answer_matches(answer, turn.answer, turn.answer_type, turn.choices, tolerance, fuzzy_threshold):
         return True
     alternatives = turn.meta.get("alternatives") if turn.meta else None
@@ -34,22 +33,22 @@ def reaches_gold(answer: str | None, turn, tolerance: float = 0.0, fuzzy_thresho
     return bool(annotators) and turn.answer_type == "text" and vqa_accuracy(answer, annotators) >= min_vqa_accuracy
 
 
-def correct_samples(record: Record, tolerance: float = 0.0, fuzzy_threshold: float = 90.0,
-                    min_vqa_accuracy: float = 1.0) -> list[list[bool]]:
+def correct_samples(record: Record, tolerance: float = TOLERANCE, fuzzy_threshold: float = FUZZY_THRESHOLD,
+                    min_vqa_accuracy: float = MIN_VQA_ACCURACY) -> list[list[bool]]:
     """Per turn, per reasoning sample: did it reach the gold answer."""
     return [[reaches_gold(s.answer, turn, tolerance, fuzzy_threshold, min_vqa_accuracy) for s in samples]
             for turn, samples in zip(record.turns, record.reasoning or ())]
 
 
-def published_trace(turn, samples, tolerance: float = 0.0, fuzzy_threshold: float = 90.0, min_vqa_accuracy: float = 1.0):
+def published_trace(turn, samples, tolerance: float = TOLERANCE, fuzzy_threshold: float = FUZZY_THRESHOLD, min_vqa_accuracy: float = MIN_VQA_ACCURACY):
     """The reasoning sample a turn publishes: the first that reached the gold answer (matched
     with the filter's settings: `answer_settings`), else the first."""
     return next((s for s in samples if reaches_gold(s.answer, turn, tolerance, fuzzy_threshold, min_vqa_accuracy)), samples[0])
 
 
-def answer_correct(record: Record, tolerance: float = 0.0, fuzzy_threshold: float = 90.0, min_vqa_accuracy: float = 1.0) -> Verdict:
+def answer_correct(record: Record, tolerance: float = TOLERANCE, fuzzy_threshold: float = FUZZY_THRESHOLD, min_vqa_accuracy: float = MIN_VQA_ACCURACY) -> Verdict:
     if not record.reasoning:
-        return Verdict(NAME, False, "answer_missing", 0.0)
+        return Verdict.of(answer_correct, False, "answer_missing", 0.0)
     correct = correct_samples(record, tolerance, fuzzy_threshold, min_vqa_accuracy)
     solved = sum(any(c) for c in correct)
     score = solved / len(correct)
@@ -57,6 +56,6 @@ def answer_correct(record: Record, tolerance: float = 0.0, fuzzy_threshold: floa
         if not any(ok):
             unparsable = all(s.answer is None for s in turn_samples)
             answers = [s.answer for s in turn_samples]
-            return Verdict(NAME, False, "answer_unparsable" if unparsable else "answer_wrong", score,
+            return Verdict.of(answer_correct, False, "answer_unparsable" if unparsable else "answer_wrong", score,
                            f"question {i}: traces answered {answers}, gold {turn.answer!r}")
-    return Verdict(NAME, True, None, score)
+    return Verdict.of(answer_correct, True, None, score)

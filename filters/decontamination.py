@@ -74,7 +74,7 @@ def record_phash(record: Record) -> int | None:
         return phash(im)
 
 
-def thumbnail(record: Record) -> np.ndarray | None:
+def grey_thumbnail(record: Record) -> np.ndarray | None:
     if not record.images:
         return None
     with Image.open(io.BytesIO(record.images[0].bytes)) as im:
@@ -86,7 +86,7 @@ def eval_entry(record: Record) -> EvalEntry:
     scene = scene_key(record)
     if scene:
         return EvalEntry(record.source, record.id, record.origin, None, None, scene, turns)
-    thumb = thumbnail(record)
+    thumb = grey_thumbnail(record)
     return EvalEntry(record.source, record.id, record.origin, record_phash(record), None if thumb is None else thumb.tobytes(), scene, turns)
 
 
@@ -128,7 +128,7 @@ class EvalIndex:
                 d = bin(ph ^ self.entries[i].phash).count("1")
                 if d <= self.max_hamming:
                     near[i] = d
-        thumb = thumbnail(record).astype(np.float32) if near else None
+        thumb = grey_thumbnail(record).astype(np.float32) if near else None
         for i, d in near.items():
             # a 64-bit hash cannot tell two charts or clocks of one template apart; pixels can
             other = np.frombuffer(self.entries[i].thumb, dtype=np.uint8).reshape(THUMB, THUMB)
@@ -170,6 +170,6 @@ def decontaminate(record: Record, index: EvalIndex, match: str = "both", questio
             if pair is None:
                 continue
             said.append(f"question {pair[0]!r} ({pair[1]:.0f}% alike{', same answer' if same_answers else ''})")
-        return Verdict("decontaminate", False, "eval_contamination", 0.0,
+        return Verdict.of(decontaminate, False, "eval_contamination", 0.0,
                        f"{' and '.join(said)} as {entry.source} {entry.id} ({entry.origin})")
-    return Verdict("decontaminate", True, None, 1.0)
+    return Verdict.of(decontaminate, True, None, 1.0)

@@ -10,14 +10,12 @@ from __future__ import annotations
 
 from pipelines.core.record import Record, Verdict
 
-NAME = "judged"
-
 
 def judged(record: Record, strict_sentences: bool = False) -> Verdict:
     if record.judgements is None:
-        return Verdict(NAME, False, "judge_missing", 0.0, "the verify stage did not run for this record")
+        return Verdict.of(judged, False, "judge_missing", 0.0, "the verify stage did not run for this record")
     if not record.judgements:
-        return Verdict(NAME, True, None, 1.0)
+        return Verdict.of(judged, True, None, 1.0)
     failed = []
     for j in record.judgements:
         if j.verdict == "unparsed":
@@ -29,5 +27,5 @@ def judged(record: Record, strict_sentences: bool = False) -> Verdict:
     score = round(1 - len(failed) / len(record.judgements), 4)
     if failed:
         reason, j = failed[0]
-        return Verdict(NAME, False, reason, score, f"{j.kind} {j.claim!r}: {j.verdict}")
-    return Verdict(NAME, True, None, score)
+        return Verdict.of(judged, False, reason, score, f"{j.kind} {j.claim!r}: {j.verdict}")
+    return Verdict.of(judged, True, None, score)

@@ -17,12 +17,13 @@ from collections import Counter
 
 from filters.correctness import published_trace
 from pipelines.core.answers import normalise_text
+from pipelines.core.options import UPPER
 from pipelines.core.record import Record, TeacherOutput, Verdict
 
 LEAK_PATTERNS = {
     "answer phrase": re.compile(r"\b(?:the\s+)?(?:correct\s+|right\s+|final\s+)?answer\s+(?:to\s+(?:the|this)\s+question\s+)?(?:is|would\s+be|will\s+be)\b", re.I),
     "answer line": re.compile(r"\b(?:final\s+)?answer\s*(?:\*\*)?\s*[:：]", re.I),
-    "option letter": re.compile(r"\b(?:option|choice)\s*\(?[A-H]\)?(?![A-Za-z])"),
+    "option letter": re.compile(rf"\b(?:option|choice)\s*\(?{UPPER}\)?(?![A-Za-z])"),
     "the question": re.compile(r"\b(?:the|this|your)\s+question\b", re.I),
 }
 REFUSAL = re.compile(
@@ -37,7 +38,7 @@ def leakage(record: Record) -> Verdict:
     for name, pattern in LEAK_PATTERNS.items():
         m = pattern.search(text)
         if m:
-            return Verdict("leakage", False, "answer_leak", 0.0, f"extraction: {name} {m.group(0).strip()!r}")
+            return Verdict.of(leakage, False, "answer_leak", 0.0, f"extraction: {name} {m.group(0).strip()!r}")
     focus = f" {normalise_text(record.focus or '')} "
     # the focus serves every question of the record: what any question says is not a leak
     asked = " ".join(f" {normalise_text(t.question)} " for t in record.turns)
@@ -46,8 +47,8 @@ def leakage(record: Record) -> Verdict:
             continue
         gold = normalise_text(turn.answer_text)
         if gold and f" {gold} " in focus and f" {gold} " not in asked:
-            return Verdict("leakage", False, "focus_leak", 0.0, f"focus {record.focus!r} holds the answer {turn.answer_text!r}")
-    return Verdict("leakage", True, None, 1.0)
+            return Verdict.of(leakage, False, "focus_leak", 0.0, f"focus {record.focus!r} holds the answer {turn.answer_text!r}")
+    return Verdict.of(leakage, True, None, 1.0)
 
 
 def repeated_ngrams(text: str, n: int = 8) -> tuple[int, float]:
@@ -73,17 +74,17 @@ def degeneration(record: Record, ngram: int = 8, max_ngram_repeats: int = 3, max
     pipeline, not a recipe param), so the trace checked is the trace published."""
     for where, output in _outputs(record, answer):
         if output.finish_reason == "length":
-            return Verdict("degeneration", False, "truncated", 0.0, f"{where} stopped at max_tokens")
+            return Verdict.of(degeneration, False, "truncated", 0.0, f"{where} stopped at max_tokens")
         m = REFUSAL.search(output.text) if refusals else None
         if m:
-            return Verdict("degeneration", False, "refusal", 0.0, f"{where}: {m.group(0)!r}")
+            return Verdict.of(degeneration, False, "refusal", 0.0, f"{where}: {m.group(0)!r}")
         top, share = repeated_ngrams(output.text, ngram)
         if top > max_ngram_repeats or share > max_repeated_share:
-            return Verdict("degeneration", False, "repetition", round(1 - share, 4),
+            return Verdict.of(degeneration, False, "repetition", round(1 - share, 4),
                            f"{where}: a {ngram}-word phrase {top} times, {share:.0%} of phrases repeated")
         words = len(output.text.split())
         if where == "extraction" and words < min_words:
-            return Verdict("degeneration", False, "too_short", round(words / min_words, 4), f"{where}: {words} words < {min_words}")
+            return Verdict.of(degeneration, False, "too_short", round(words / min_words, 4), f"{where}: {words} words < {min_words}")
         if words > max_words:
-            return Verdict("degeneration", False, "too_long", round(max_words / words, 4), f"{where}: {words} words > {max_words}")
-    return Verdict("degeneration", True, None, 1.0)
+            return Verdict.of(degeneration, False, "too_long", round(max_words / words, 4), f"{where}: {words} words > {max_words}")
+    return Verdict.of(degeneration, True, None, 1.0)

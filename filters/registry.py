@@ -17,20 +17,14 @@ from filters.quality import degeneration, leakage
 from filters.sufficiency import sufficiency
 from pipelines.support.text import SCORERS
 
-FILTERS = {
-    "decontaminate": decontaminate,
-    "degeneration": degeneration,
-    "leakage": leakage,
-    "statement_count": statement_count,
-    "statement_coverage": statement_coverage,
-    "extraction_agreement": extraction_agreement,
-    "judged": judged,
-    "answer_correct": answer_correct,
-    "sufficiency": sufficiency,
-    "self_consistency": self_consistency,
-}
-SOURCE_ONLY = {"decontaminate"}
-EXTRA_PARAMS = {"decontaminate": {"max_hamming": int, "max_pixel_diff": float}}  # used to build the index, not per record
+# By the name a recipe uses: each filter's own function name (its verdicts carry it, `Verdict.of`).
+FILTERS = {f.__name__: f for f in (decontaminate, degeneration, leakage, statement_count, statement_coverage, extraction_agreement,
+                                   judged, answer_correct, sufficiency, self_consistency)}
+# The filter that compares records with the recipe's eval sets: the pipeline builds an index
+# of those (with its index params) and passes it as `index`. It reads only the sources.
+EVAL_FILTER = decontaminate.__name__
+SOURCE_ONLY = {EVAL_FILTER}
+EXTRA_PARAMS = {EVAL_FILTER: {"max_hamming": int, "max_pixel_diff": float}}  # used to build the index, not per record
 INJECTED = ("index", "answer")  # given by the pipeline (the eval index, `answer_settings`), not by a recipe
 ANSWER_AWARE = {"degeneration"}  # filters that read the published trace: they get `answer`
 CHOICES = {"match": MATCHES, "scorer": SCORERS}
@@ -42,6 +36,12 @@ def _defaults(name: str) -> dict:
     known = {p.name: p.default for p in list(signature.parameters.values())[1:] if p.name not in INJECTED}
     known.update({k: t() for k, t in EXTRA_PARAMS.get(name, {}).items()})
     return known
+
+
+def split_params(name: str, params: dict) -> tuple[dict, dict]:
+    """A filter's params, typed, as (per record, for building the eval index)."""
+    params = typed_params(name, params)
+    return params, {k: params.pop(k) for k in EXTRA_PARAMS.get(name, {}) if k in params}
 
 
 def typed_params(name: str, params: dict) -> dict:

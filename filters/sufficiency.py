@@ -7,18 +7,17 @@ rejected, so an extraction that leads there only by luck does not pass."""
 from __future__ import annotations
 
 from filters.correctness import correct_samples
+from pipelines.core.answers import FUZZY_THRESHOLD, MIN_VQA_ACCURACY, TOLERANCE
 from pipelines.core.record import Record, Verdict
 
-NAME = "sufficiency"
 
-
-def sufficiency(record: Record, min_ratio: float = 0.5, tolerance: float = 0.0, fuzzy_threshold: float = 90.0,
-                min_vqa_accuracy: float = 1.0) -> Verdict:
+def sufficiency(record: Record, min_ratio: float = 0.5, tolerance: float = TOLERANCE, fuzzy_threshold: float = FUZZY_THRESHOLD,
+                min_vqa_accuracy: float = MIN_VQA_ACCURACY) -> Verdict:
     correct = [c for turn in correct_samples(record, tolerance, fuzzy_threshold, min_vqa_accuracy) for c in turn]
     if not correct:
-        return Verdict(NAME, False, "extraction_insufficient", 0.0)
+        return Verdict.of(sufficiency, False, "extraction_insufficient", 0.0)
     ratio = sum(correct) / len(correct)
     if ratio < min_ratio:
-        return Verdict(NAME, False, "extraction_insufficient", ratio,
+        return Verdict.of(sufficiency, False, "extraction_insufficient", ratio,
                        f"{sum(correct)} of {len(correct)} reasoning samples reached the gold answer (< {min_ratio:.0%})")
-    return Verdict(NAME, True, None, ratio)
+    return Verdict.of(sufficiency, True, None, ratio)

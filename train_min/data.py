@@ -26,6 +26,8 @@ from pipelines.stages.prompting import PROMPT_FILES, render
 
 IGNORE = -100
 CONFIG_OF = {"perception": "extraction", "reasoner": "reasoning"}
+# The baselines' prompts: Caption+Think's perception prompt, the direct answer's.
+CAPTION_TEMPLATE, DIRECT_TEMPLATE = "caption/v1", "direct/v1"
 THINK_TEMPLATE = STAGES["think"].template  # the reasoner's prompt where a dataset carries none
 
 
@@ -70,6 +72,11 @@ def model_template(model: str, kind: str) -> str | None:
 def options_text(choices) -> str:
     """Answer options as lines after a question: "\nA. red\nB. blue"."""
     return "".join(f"\n{line}" for line in lettered(choices))
+
+
+def direct_prompt(question: str, choices=(), template: str = DIRECT_TEMPLATE) -> str:
+    """The direct-answer baseline's prompt: the question, its options, and how to answer."""
+    return render(template, question=question, options=options_text(choices))
 
 
 def reasoner_prompt(extraction: str, question: str, choices=(), template: str = THINK_TEMPLATE) -> str:

@@ -48,7 +48,7 @@ from pipelines.stages import STAGES, STUDENT_TEMPLATE
 from pipelines.stages.prompting import render
 from pipelines.teachers.base import Sampling
 from train_min.card import add_evaluation
-from train_min.data import THINK_TEMPLATE, model_template, options_text, reasoner_prompt
+from train_min.data import CAPTION_TEMPLATE, DIRECT_TEMPLATE, THINK_TEMPLATE, direct_prompt, model_template, reasoner_prompt
 from train_min.infer import REFLEXIVE_WORDS, chat, load_generator, open_image, think
 
 SYSTEMS = ("extract_think", "caption_think", "direct")
@@ -75,8 +75,8 @@ class EvalConfig:
     # think/v1; a template id or .jinja path here overrides both.
     student_template: str | None = None
     think_template: str | None = None
-    caption_prompt: str = "Describe the image."
-    direct_prompt: str = "Answer with a single word, number or option letter, as a last line `Answer: X`."
+    caption_template: str = CAPTION_TEMPLATE  # the Caption+Think baseline's perception prompt (a template id or .jinja path)
+    direct_template: str = DIRECT_TEMPLATE  # the direct-answer baseline's (question, options -> answer)
     extraction_tokens: int = 256
     direct_tokens: int = 32
     thinking_budget: int = 4096  # reasoner tokens before the end of thinking is forced
@@ -175,7 +175,7 @@ def perceive(cfg: EvalConfig, records: list[Record], items: list[Item], focus: d
     try:
         images = {r.id: [open_image(im.bytes) for im in r.images] for r in records}
         got: dict[str, dict] = {}
-        for system, prompt in (("extract_think", None), ("caption_think", cfg.caption_prompt)):
+        for system, prompt in (("extract_think", None), ("caption_think", render(cfg.caption_template))):
             if system not in cfg.systems:
                 continue
             todo = [r for r in records if prompt or focus[r.id]]
@@ -184,7 +184,7 @@ def perceive(cfg: EvalConfig, records: list[Record], items: list[Item], focus: d
             done = _complete(gen, texts, [images[r.id] for r in todo], cfg.extraction_tokens, system.split("_")[0], cfg)
             got[system] = {r.id: c.text.strip() for r, c in zip(todo, done)}
         if "direct" in cfg.systems:
-            texts = [gen.render(chat(f"{it.t.question}{options_text(it.t.choices)}\n{cfg.direct_prompt}", True)) for it in items]
+            texts = [gen.render(chat(direct_prompt(it.t.question, it.t.choices, cfg.direct_template), True)) for it in items]
             done = _complete(gen, texts, [images[it.record.id] for it in items], cfg.direct_tokens, "direct", cfg)
             got["direct"] = {i: c.text for i, c in enumerate(done)}
         return got

@@ -12,7 +12,7 @@ import apache_beam as beam
 
 from filters.correctness import answer_settings
 from filters.decontamination import EvalIndex
-from filters.registry import ANSWER_AWARE, EXTRA_PARAMS, FILTERS, typed_params
+from filters.registry import ANSWER_AWARE, EVAL_FILTER, FILTERS, split_params
 from pipelines.config.recipe import FilterConfig
 from pipelines.observe.funnel import count_filter
 
@@ -25,8 +25,7 @@ class _Apply(beam.DoFn):
         # (name, function, per-record params, index params), resolved once, not per record
         self._calls = []
         for f in filters:
-            params = typed_params(f.name, f.params)
-            index_params = {k: params.pop(k) for k in EXTRA_PARAMS.get(f.name, {}) if k in params}
+            params, index_params = split_params(f.name, f.params)
             if f.name in ANSWER_AWARE:
                 params["answer"] = answer_settings(filters)
             self._calls.append((f.name, FILTERS[f.name], params, index_params))
@@ -42,7 +41,7 @@ class _Apply(beam.DoFn):
             yield beam.pvalue.TaggedOutput(ENDED, record) if self._split else record
             return
         for name, fn, params, index_params in self._calls:
-            if name == "decontaminate":
+            if name == EVAL_FILTER:
                 params = self._with_index(params, index_params, entries)
             verdict = fn(record, **params)
             record = record.add(verdicts=[verdict])

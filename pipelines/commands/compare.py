@@ -27,7 +27,7 @@ from pipelines.core.secrets import scrub_override
 from pipelines.core.templates import Page
 from pipelines.publishing.output import protected
 from pipelines.publishing.report import data_uri, iter_rows, thumbnail_png
-from pipelines.support.lexical import support
+from pipelines.support.lexical import SUPPORTED, support
 
 ARM_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 MARKER = "compare.json"
@@ -163,7 +163,7 @@ def _facts_agree(a: dict, b: dict) -> bool:
     """Whether two kept extractions agree on every fact the questions ask about: each
     statement (of either arm) supported by both extractions or by neither."""
     statements = dict.fromkeys([*(a["statements"] or []), *(b["statements"] or [])])
-    return all((support(s, a["extraction"]) >= 0.8) == (support(s, b["extraction"]) >= 0.8) for s in statements)
+    return all((support(s, a["extraction"]) >= SUPPORTED) == (support(s, b["extraction"]) >= SUPPORTED) for s in statements)
 
 
 def _pair(name_a: str, name_b: str, a: dict, b: dict) -> dict:

@@ -72,16 +72,15 @@ def would_drop(recipe: Recipe, records: list) -> dict:
     """{(id, origin): (reason, detail)}: what deduplication and decontamination would end of
     `records` (compared among themselves and with the whole eval sets), as a run does."""
     from filters.decontamination import EvalIndex, decontaminate, eval_entry
-    from filters.registry import EXTRA_PARAMS, typed_params
+    from filters.registry import EVAL_FILTER, split_params
     from pipelines.sources import iter_records
     from pipelines.sources.dedup import duplicate_marks, signature
 
     dedup = recipe.ingest.dedup
     marks = duplicate_marks([signature(r) for r in records], dedup) if dedup.exact or dedup.near else {}
-    decontam = next((f for f in recipe.filters if f.name == "decontaminate"), None)
+    decontam = next((f for f in recipe.filters if f.name == EVAL_FILTER), None)
     if decontam is not None:
-        params = typed_params(decontam.name, decontam.params)
-        index_params = {k: params.pop(k) for k in EXTRA_PARAMS[decontam.name] if k in params}
+        params, index_params = split_params(decontam.name, decontam.params)
         entries = [eval_entry(r) for s in recipe.eval_sets for r in iter_records(s, recipe.ingest) if r.status == "ok"]
         index = EvalIndex(entries, **index_params)
         for r in records:

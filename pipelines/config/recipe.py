@@ -17,7 +17,7 @@ from typing import Annotated
 
 import yaml
 
-from filters.registry import FILTERS, SOURCE_ONLY, check_params
+from filters.registry import EVAL_FILTER, FILTERS, SOURCE_ONLY, check_params
 from pipelines.config import Bounds, ConfigError, NonNegativeInt, PositiveInt, Share, build_with_overrides, safe_load, to_plain
 from pipelines.config.source_config import SCENE_FAMILIES, IngestConfig, SourceConfig, SyntheticSource  # noqa: F401
 from pipelines.config.teacher_config import (  # noqa: F401 - where the teacher's options live; imported from here too
@@ -214,10 +214,10 @@ class Recipe:
             if f.name not in SOURCE_ONLY:
                 late = late or f.name
         names = [f.name for f in self.filters]
-        if "decontaminate" in names and not self.eval_sets:
-            raise ConfigError("filters: decontaminate needs `eval_sets`, the evaluation data to compare against")
-        if self.eval_sets and "decontaminate" not in names:
-            raise ConfigError("eval_sets: given, but no `decontaminate` filter uses them")
+        if EVAL_FILTER in names and not self.eval_sets:
+            raise ConfigError(f"filters: {EVAL_FILTER} needs `eval_sets`, the evaluation data to compare against")
+        if self.eval_sets and EVAL_FILTER not in names:
+            raise ConfigError(f"eval_sets: given, but no `{EVAL_FILTER}` filter uses them")
         eval_names = [s.name for s in self.eval_sets]
         if len(set(eval_names)) != len(eval_names):
             raise ConfigError(f"eval_sets: names must differ (give each a `name`), got {eval_names}")

@@ -47,6 +47,14 @@ from rapidfuzz import fuzz
 
 from pipelines.core import options
 from pipelines.core.numbers import NUMBER, NUMBER_WORDS, id_like, parse_number, plain_number, result_number
+from pipelines.core.options import ANY_CASE, LOWER, UPPER
+
+# How an answer is matched to its gold, unless a recipe's answer_correct says otherwise: the
+# relative tolerance of a number, the fuzzy ratio a text answer needs, the share of annotators
+# that must agree (VQA accuracy).
+TOLERANCE = 0.0
+FUZZY_THRESHOLD = 90.0
+MIN_VQA_ACCURACY = 1.0
 
 _THINK = re.compile(r"<think>.*?(?:</think>|$)", re.IGNORECASE | re.DOTALL)
 _END_TOKENS = re.compile(r"</s>|<\|(?:im_end|eot_id|endoftext|end)\|>|<end_of_turn>|<eos>", re.IGNORECASE)
@@ -59,7 +67,7 @@ _FILLER = re.compile(r"^(?:it\s+is|it's|its|this\s+is|that\s+is|there\s+is|there
 # A letter on its own: upper case may stand before a space ("B red"); lower case needs
 # brackets or a following ".", ")" or ":", or nothing after it, so that "a red bus" is no letter.
 _LETTER = re.compile(
-    r"^(?:(?i:option|choice|letter)\s+\(?([A-Ha-h])\)?(?![A-Za-z])|\(([A-Ha-h])\)|\[([A-Ha-h])\]|([A-H])(?=[\s.):,;-]|$)|([a-h])(?=[.):]|$))"
+    rf"^(?:(?i:option|choice|letter)\s+\(?({ANY_CASE})\)?(?![A-Za-z])|\(({ANY_CASE})\)|\[({ANY_CASE})\]|({UPPER})(?=[\s.):,;-]|$)|({LOWER})(?=[.):]|$))"
 )
 _OPTION_WORD = re.compile(r"^(?:option|choice|letter)\s+", re.IGNORECASE)
 _ARTICLES = {"a", "an", "the"}
@@ -94,7 +102,7 @@ def parse_final_answer(text: str | None, last_line: bool = True) -> str | None:
         return phrases[-1]
     if not last_line:
         return None
-    if sum(bool(re.match(r"\(?[A-H]\)", ln)) for ln in lines) > 1 or any(_ANSWER_LINE.search(ln) for ln in lines):
+    if sum(bool(re.match(rf"\(?{UPPER}\)", ln)) for ln in lines) > 1 or any(_ANSWER_LINE.search(ln) for ln in lines):
         return None  # a list of options, or an empty Answer: line, is no answer
     last = [ln for ln in lines if not _PLEASANTRY.search(ln)]
     return _clean(last[-1]) or None if last else None
@@ -130,7 +138,7 @@ def normalise_text(text: str) -> str:
     return " ".join(str(NUMBER_WORDS[w]) if w in NUMBER_WORDS and w not in ("none", "half", "dozen") else w for w in words)
 
 
-def choice_letter(pred: str, choices: tuple[str, ...], fuzzy_threshold: float = 90.0) -> str | None:
+def choice_letter(pred: str, choices: tuple[str, ...], fuzzy_threshold: float = FUZZY_THRESHOLD) -> str | None:
     """The option letter `pred` names, or None (no option, an unknown letter, two options,
     or a letter whose following text names a different option)."""
     pred = strip_answer_prefix(pred)
@@ -173,7 +181,7 @@ def _options_named(text: str, choices: tuple[str, ...], fuzzy_threshold: float) 
     return best if len(best) == 1 else []
 
 
-_LEADING_LETTER = re.compile(r"^\(?[A-Ha-h]\)[\s,.:]*|^[A-H][.:)]\s+")
+_LEADING_LETTER = re.compile(rf"^\(?{ANY_CASE}\)[\s,.:]*|^{UPPER}[.:)]\s+")
 _CANNOT = re.compile(r"\bI (?:do not|don't|cannot|can't|am unable to|'m unable to) (?:have|provide|answer|determine|tell|see|access)|"
                      r"\bwithout (?:the )?(?:specific )?(?:data|chart|image)|\bas an AI\b|my (?:last )?training", re.IGNORECASE)
 _SO = re.compile(r"\b(?:so|thus|therefore|hence),?\s+(yes|no)\b", re.IGNORECASE)
@@ -204,7 +212,7 @@ def _text(pred: str) -> str:
 
 
 def canonical_answer(pred: str | None, answer_type: str = "text", choices: tuple[str, ...] = (),
-                     fuzzy_threshold: float = 90.0):
+                     fuzzy_threshold: float = FUZZY_THRESHOLD):
     """The value `pred` means: a letter, "yes"/"no", a float, or normalised text; None when
     it means nothing of the kind."""
     return _canonical(pred, answer_type, tuple(choices), fuzzy_threshold)
@@ -254,7 +262,7 @@ def _text_matches(pred: str, gold: str, fuzzy_threshold: float) -> bool:
 
 
 def answer_matches(pred: str | None, gold: str, answer_type: str = "text", choices: tuple[str, ...] = (),
-                   tolerance: float = 0.0, fuzzy_threshold: float = 90.0) -> bool:
+                   tolerance: float = TOLERANCE, fuzzy_threshold: float = FUZZY_THRESHOLD) -> bool:
     if pred is None or not str(gold).strip():
         return False
     gold = str(gold)
@@ -282,5 +290,5 @@ def vqa_accuracy(pred: str | None, annotators: list[str] | tuple[str, ...]) -> f
 
 
 def reply_matches(reply: str | None, gold: str, answer_type: str = "text", choices: tuple[str, ...] = (),
-                  tolerance: float = 0.0, fuzzy_threshold: float = 90.0) -> bool:
+                  tolerance: float = TOLERANCE, fuzzy_threshold: float = FUZZY_THRESHOLD) -> bool:
     return answer_matches(parse_final_answer(reply), gold, answer_type, choices, tolerance, fuzzy_threshold)

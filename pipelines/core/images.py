@@ -1,5 +1,7 @@
-"""Image hashing: a perceptual hash and a tiny thumbnail per image, what near-duplicate
-detection (sources/dedup.py) and benchmark decontamination (filters/) compare."""
+"""Image hashing: a 64-bit perceptual hash, which near-duplicate detection
+(sources/dedup.py) and benchmark decontamination (filters/decontamination.py) both compare,
+and the 8x8 RGB thumbnail with its mean difference that confirms a dedup match
+(decontamination confirms on 32x32 grey thumbnails of its own, by their largest difference)."""
 
 from __future__ import annotations
 

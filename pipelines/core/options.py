@@ -4,6 +4,10 @@ A, B, C ... in order (at most eight); a choice turn's gold answer is its option'
 from __future__ import annotations
 
 LETTERS = "ABCDEFGH"
+# The letters as regex character classes, for every pattern that finds a letter in text.
+UPPER = f"[{LETTERS[0]}-{LETTERS[-1]}]"  # [A-H]
+LOWER = UPPER.lower()  # [a-h]
+ANY_CASE = f"[{LETTERS[0]}-{LETTERS[-1]}{LETTERS[0].lower()}-{LETTERS[-1].lower()}]"  # [A-Ha-h]
 
 
 def letter(index: int) -> str:

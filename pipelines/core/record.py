@@ -151,6 +151,12 @@ class Verdict:
     score: float | None = None
     detail: str | None = None
 
+    @classmethod
+    def of(cls, filter_function, keep: bool, reason: str | None = None, score: float | None = None,
+           detail: str | None = None) -> "Verdict":
+        """A verdict of `filter_function`, whose name is the filter's name (in recipes, funnels, `scores`)."""
+        return cls(filter_function.__name__, keep, reason, score, detail)
+
 
 @dataclass(frozen=True)
 class StageProvenance:

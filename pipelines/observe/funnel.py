@@ -21,6 +21,10 @@ BUCKETS = (25, 50, 100, 200, 400, 800, 1600)
 LABELS = tuple(f"<{BUCKETS[0]}" if i == 0 else f"{BUCKETS[i - 1]}-{b - 1}" for i, b in enumerate(BUCKETS)) + (f"{BUCKETS[-1]}+",)
 LENGTH_KINDS = ("extraction", "reasoning")
 STAGE_COUNTS = ("requests", "prompt_tokens", "completion_tokens", "cached_prompt_tokens", "cached_completion_tokens")
+# The teacher handler's and dedup's own counts (namespace TEACHER, DEDUP), written by them
+# through `counter`/`distribution` with these names and read back in `read`.
+CACHE_HITS, TEACHER_ERRORS, PREFETCHED = "cache_hits", "errors", "prefetched"
+BATCH_LATENCY_MS, LOAD_MS, LARGE_BUCKETS = "batch_latency_ms", "load_ms", "large_buckets"
 
 
 def name(*parts: str) -> str:
@@ -178,13 +182,13 @@ class Funnel:
             reasoning_rows=main.get(("reasoning_rows",), 0),
             rejected_by_reason=reasons("rejected"), failed_by_reason=reasons("failed"),
             licenses=sorted(k[1] for k in main if k[0] == "license"),
-            teacher_requests=total["requests"], cache_hits=teacher.get(("cache_hits",), 0),
-            prefetched=teacher.get(("prefetched",), 0), teacher_errors=teacher.get(("errors",), 0),
+            teacher_requests=total["requests"], cache_hits=teacher.get((CACHE_HITS,), 0),
+            prefetched=teacher.get((PREFETCHED,), 0), teacher_errors=teacher.get((TEACHER_ERRORS,), 0),
             prompt_tokens=total["prompt_tokens"], completion_tokens=total["completion_tokens"],
             cached_tokens=total["cached_prompt_tokens"] + total["cached_completion_tokens"],
             stages=dict(sorted(stages.items())), **_costs(stages, prices or {}),
-            teacher_seconds=round(teacher.get(("batch_latency_ms", "sum"), 0) / 1000, 3),
-            teacher_load_seconds=round(teacher.get(("load_ms",), 0) / 1000, 3),
+            teacher_seconds=round(teacher.get((BATCH_LATENCY_MS, "sum"), 0) / 1000, 3),
+            teacher_load_seconds=round(teacher.get((LOAD_MS,), 0) / 1000, 3),
             flow_seconds=round(max(0, main.get(("clock_ms", "max"), 0) - main.get(("clock_ms", "min"), 0)) / 1000, 3),
             filters=[FilterStep(f, by_filter.get(("checked", f), 0), by_filter.get(("passed", f), 0),
                                 reasons("rejected", by_filter, (f,))) for f in filter_names],

@@ -29,7 +29,7 @@ from pathlib import Path
 import datasets
 import fsspec
 
-from pipelines.publishing.output import inside, protected, safe_name
+from pipelines.publishing.output import inside, replace_problem, safe_name
 from pipelines.publishing.replace import Replacement
 
 FORMATS = ("trl", "llava")
@@ -193,14 +193,10 @@ def _card(src: Path, dest: Path, fmt: str, config: str, written: dict, source_da
 
 def check_destination(dest: Path) -> None:
     """An export replaces `dest` as a whole: it must be absent, empty or an earlier export."""
-    why = protected(dest)
-    if why:
-        raise ExportRefused(f"--to {dest} is {why}; an export replaces its folder as a whole: name a new folder")
-    if dest.exists() and not dest.is_dir():
-        raise ExportRefused(f"--to {dest} is a file; an export replaces its folder as a whole: name a new folder")
-    if dest.is_dir() and any(dest.iterdir()) and not (dest / MARKER).is_file():
-        raise ExportRefused(f"--to {dest} holds files that are not an export of this tool (no {MARKER}); "
-                            "name a new or empty folder")
+    problem = replace_problem(fsspec.filesystem("file"), str(dest), lambda folder: (Path(folder) / MARKER).is_file(),
+                              f"an export of this tool (no {MARKER})")
+    if problem:
+        raise ExportRefused(f"--to {dest} {problem}; an export replaces its folder as a whole: name a new or empty folder")
 
 
 def export(published: str | Path, fmt: str, dest: str | Path, config: str = "extraction", source_dataset: str | None = None) -> Path:

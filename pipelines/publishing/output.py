@@ -89,16 +89,24 @@ def protected(path: Path) -> str | None:
     return None
 
 
-def check_output(fs, out: str) -> None:
-    """Refuse an output that is not absent, empty or a previous publish (see the module)."""
+def replace_problem(fs, out: str, is_ours, ours: str) -> str | None:
+    """Why the folder `out` may not be replaced as a whole (by a run, or an export), or None:
+    it is a protected local folder, a file, or holds files that are not `ours` (`is_ours(out)`)."""
     if isinstance(fs, LocalFileSystem):
         why = protected(Path(out))
         if why:
-            raise OutputRefused(f"output.dir {out} is {why}; a run replaces its output folder as a whole: name a new folder")
+            return f"is {why}"
     if not fs.exists(out):
-        return
+        return None
     if not fs.isdir(out):
-        raise OutputRefused(f"output.dir {out} is a file, not a folder; a run would replace it: name a new folder")
-    if fs.ls(out, detail=False) and not is_publish(fs, out):
-        raise OutputRefused(f"output.dir {out} holds files that are not a dataset of this tool (no README.md and "
-                            f"funnel.json); a run replaces its output folder as a whole: name a new or empty folder")
+        return "is a file, not a folder"
+    if fs.ls(out, detail=False) and not is_ours(out):
+        return f"holds files that are not {ours}"
+    return None
+
+
+def check_output(fs, out: str) -> None:
+    """Refuse an output that is not absent, empty or a previous publish (see the module)."""
+    problem = replace_problem(fs, out, lambda folder: is_publish(fs, folder), "a dataset of this tool (no README.md and funnel.json)")
+    if problem:
+        raise OutputRefused(f"output.dir {out} {problem}; a run replaces its output folder as a whole: name a new or empty folder")

@@ -135,7 +135,7 @@ def _similar_pairs(group, config: DedupConfig):
     sigs = sorted(set(sigs), key=lambda s: (s.questions, s.handle))
     window = len(sigs) if len(sigs) <= config.max_bucket else NEIGHBOURS
     if len(sigs) > config.max_bucket:
-        funnel.counter(funnel.DEDUP, "large_buckets").inc()
+        funnel.counter(funnel.DEDUP, funnel.LARGE_BUCKETS).inc()
     for i, a in enumerate(sigs):
         for b in sigs[i + 1: i + 1 + window]:
             if a.handle != b.handle and bin(a.phash ^ b.phash).count("1") <= config.max_hamming and \

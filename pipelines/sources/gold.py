@@ -17,10 +17,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from pipelines.core.answers import normalise_text
-from pipelines.core.options import LETTERS
+from pipelines.core.options import ANY_CASE, LETTERS
 from pipelines.sources.image_files import Problem
 
-_LETTER = re.compile(r"^(?:option\s+)?\(?([A-Ha-h])\)?(?:[.):]\s*(.*))?$", re.I)
+_LETTER = re.compile(rf"^(?:option\s+)?\(?({ANY_CASE})\)?(?:[.):]\s*(.*))?$", re.I)
 _FALSE = {"0", "false", "no", "n", "unanswerable"}
 
 

@@ -28,7 +28,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import lru_cache
 
-from pipelines.support.lexical import Term, is_attribute, lexical_support, term_found, terms
+from pipelines.support.lexical import SUPPORTED, Term, is_attribute, lexical_support, term_found, terms
 from pipelines.support.lexicon import is_measure, is_thing, lemmas, weight, wordnet
 from pipelines.support.text import sentences
 
@@ -131,7 +131,7 @@ def judge_sentence(sentence: Sentence, others: list[tuple[Sentence, ...]], min_w
 
 
 def claim_agreement(extraction: str, others: list[str], statements: tuple[str, ...] = (),
-                    told_support: float = 0.8, min_weight: float = MIN_WEIGHT,
+                    told_support: float = SUPPORTED, min_weight: float = MIN_WEIGHT,
                     novel_share: float = NOVEL_SHARE) -> list[tuple[str, str | None]]:
     """Each sentence of `extraction` with why it is unbacked (None: backed)."""
     read_others = [read_all(o) for o in others]

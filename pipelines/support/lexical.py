@@ -41,6 +41,7 @@ from pipelines.support.text import COLOUR_WORDS, SCORERS, STOP, content_tokens, 
 PAIRS = True
 SPAN = 3  # words between a value and its noun
 QUESTION_WEIGHT = 0.25  # a word the question contributes counts this much
+SUPPORTED = 0.8  # a text backs a claim at this support or above (coverage, agreement, the truth checks)
 _UNITS = {"km": "kilometre", "kilometer": "kilometre", "kilometers": "kilometre", "kms": "kilometre", "m": "metre",
           "meter": "metre", "meters": "metre", "cm": "centimetre", "mm": "millimetre", "kg": "kilogram", "kgs": "kilogram",
           "g": "gram", "lb": "pound", "lbs": "pound", "ml": "millilitre", "l": "litre", "liter": "litre", "liters": "litre",

@@ -34,6 +34,7 @@ from functools import lru_cache
 from rapidfuzz import fuzz
 
 from pipelines.core.answers import normalise_text
+from pipelines.core.options import UPPER
 
 STOP = set("""
 a an the of in on at to for from by with without and or but as is are was were be been being it its it's this that these
@@ -64,7 +65,7 @@ def _stem(word: str) -> str:
     return word
 
 
-_LABEL = re.compile(r"(?<=[A-Za-z] )([A-H])\b(?!['’])")
+_LABEL = re.compile(rf"(?<=[A-Za-z] )({UPPER})\b(?!['’])")
 
 
 def keep_labels(text: str) -> str:

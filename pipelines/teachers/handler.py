@@ -43,7 +43,7 @@ class LazyTeacher:
         if self._teacher is None:  # the load is timed apart: it is paid once, not per call
             start = time.perf_counter()
             self._teacher = load_teacher(self.config)
-            funnel.counter(funnel.TEACHER, "load_ms").inc(int((time.perf_counter() - start) * 1000))
+            funnel.counter(funnel.TEACHER, funnel.LOAD_MS).inc(int((time.perf_counter() - start) * 1000))
         replies = self._teacher.generate(requests)
         if hasattr(self._teacher, "endpoint_stats"):  # a fleet of endpoints: calls and failures per endpoint
             funnel.count_endpoints(self._teacher.endpoint_stats())
@@ -64,9 +64,9 @@ class TeacherModelHandler(ModelHandler[list[ChatRequest], list[TeacherReply], La
         self._cache: ReplyCache | None = None
         self._identity = teacher_identity(config)
         self._failing = 0  # batches in a row whose every fresh request failed
-        self._hits = funnel.counter(funnel.TEACHER, "cache_hits")
-        self._errors = funnel.counter(funnel.TEACHER, "errors")
-        self._latency = funnel.distribution(funnel.TEACHER, "batch_latency_ms")
+        self._hits = funnel.counter(funnel.TEACHER, funnel.CACHE_HITS)
+        self._errors = funnel.counter(funnel.TEACHER, funnel.TEACHER_ERRORS)
+        self._latency = funnel.distribution(funnel.TEACHER, funnel.BATCH_LATENCY_MS)
 
     def load_model(self) -> LazyTeacher:
         return LazyTeacher(self._config)
@@ -179,7 +179,7 @@ class Prefetch(beam.DoFn):
 
     def __init__(self, config: TeacherConfig, cache_dir: str | None, ahead: int):
         self._config, self._cache_dir, self._ahead = config, cache_dir, ahead
-        self._prefetched = funnel.counter(funnel.TEACHER, "prefetched")
+        self._prefetched = funnel.counter(funnel.TEACHER, funnel.PREFETCHED)
 
     def setup(self):
         self._cache = ReplyCache(self._cache_dir) if self._cache_dir else None

@@ -40,6 +40,7 @@ from typing import Any, Literal
 
 from pipelines.config import ConfigError, build, load_yaml, to_plain
 from pipelines.config.recipe import TeacherConfig
+from pipelines.support.lexical import SUPPORTED
 from train_min.evaluate import EvalConfig
 from train_min.experiment.demo import DataStep, VLMShape, cli_args
 from train_min.experiment.jobs import log, schedule
@@ -146,7 +147,7 @@ def eval_jobs(cfg: ExperimentConfig, out: Path, device: str) -> list[tuple[dict,
     return jobs
 
 
-def fact_coverage(row: dict, min_score: float = 0.8) -> bool:
+def fact_coverage(row: dict, min_score: float = SUPPORTED) -> bool:
     """Does a prediction row's stage-1 text state its question's fact with the true answer?"""
     from pipelines.sources.scenes import FAMILIES
     from pipelines.support.lexical import support
@@ -238,7 +239,7 @@ def run_experiment(cfg: ExperimentConfig) -> dict | None:
 
         quiet()
         ev = eval_settings(cfg)
-        make_bundle(cfg.data.recipe, cfg.data.overrides, out, cfg.caption_teacher, ev.caption_prompt, ev.direct_prompt)
+        make_bundle(cfg.data.recipe, cfg.data.overrides, out, cfg.caption_teacher, ev.caption_template, ev.direct_template)
     manifest = json.loads((bundle / "manifest.json").read_text())
     log(f"   bundle: {manifest['rows']}")
     lap("data")

@@ -68,14 +68,17 @@ def _captions(records: list, teacher_cfg, prompt: str, batch: int = 256) -> tupl
     return out, dict(failed)
 
 
-def make_bundle(recipe: str, overrides: list[str], out: Path, caption_teacher, caption_prompt: str, direct_prompt: str) -> dict:
+def make_bundle(recipe: str, overrides: list[str], out: Path, caption_teacher, caption_template: str, direct_template: str) -> dict:
     """Run the recipe filtered and unfiltered under `out/runs`, write the bundle to
     `out/bundle`; returns its manifest."""
     from pipelines.commands.run import run
     from pipelines.config import to_plain
     from pipelines.config.recipe import load_recipe
     from pipelines.sources.synthetic import make_record, scene_index, sketch_record
-    from train_min.data import load_rows, options_text
+    from pipelines.stages.prompting import render
+    from train_min.data import direct_prompt, load_rows
+
+    caption_prompt = render(caption_template)
 
     runs = {}
     for name, extra in (("filtered", []), ("unfiltered", ["filters=[]", "output.min_kept=0"])):
@@ -104,7 +107,7 @@ def make_bundle(recipe: str, overrides: list[str], out: Path, caption_teacher, c
     tables["caption"] = [{"id": r.id, "record_id": r.id, "scene": row["scene"], "prompt": caption_prompt, "extraction": captions[r.id]}
                          for r, row in zip(records, tables["extraction_filtered"]) if r.id in captions]
     tables["direct"] = [{"id": f"{r.id}-{i}", "record_id": r.id, "scene": row["scene"],
-                         "prompt": f"{t.question}{options_text(t.choices)}\n{direct_prompt}", "extraction": f"Answer: {t.answer}"}
+                         "prompt": direct_prompt(t.question, t.choices, direct_template), "extraction": f"Answer: {t.answer}"}
                         for r, row in zip(records, tables["extraction_filtered"]) for i, t in enumerate(r.turns)]
     for rows in (tables[n] for n in IMAGE_SETS):
         for row in rows:

@@ -13,10 +13,8 @@ from __future__ import annotations
 from pipelines.core.record import Record
 from pipelines.sources.scenes import FAMILIES
 from pipelines.sources.scenes.base import distractor_sentence
-from pipelines.support.lexical import support
+from pipelines.support.lexical import SUPPORTED, support
 from pipelines.support.text import sentences
-
-MIN_SUPPORT = 0.8
 
 
 def truth_text(record: Record) -> str:
@@ -29,7 +27,7 @@ def truth_text(record: Record) -> str:
     return " ".join(lines)
 
 
-def stated_errors(extraction: str, record: Record, min_support: float = MIN_SUPPORT) -> list[str]:
+def stated_errors(extraction: str, record: Record, min_support: float = SUPPORTED) -> list[str]:
     """The sentences of `extraction` that the record's ground truth does not support."""
     truth = truth_text(record)
     return [s for s in sentences(extraction or "") if support(s, truth) < min_support]
