@@ -163,6 +163,18 @@ class InMemory:
         self.pool.shutdown(wait=True, cancel_futures=True)
 
 
+class HeldEval:
+    """The evaluation batches from examples encoded before training and held (the memory
+    feed's), collated afresh on every pass, in order."""
+
+    def __init__(self, examples: dict, rows: np.ndarray, batch_size: int, pad: int, multiple: int):
+        self.examples, self.rows, self.batch_size, self.pad, self.multiple = examples, rows, batch_size, pad, multiple
+
+    def __iter__(self):
+        for j in range(0, len(self.rows), self.batch_size):
+            yield collate([self.examples[int(i)] for i in self.rows[j : j + self.batch_size]], self.pad, multiple=self.multiple)
+
+
 def eval_batches(dataset: Encoded, rows: np.ndarray, batch_size: int, pad: int, multiple: int, workers: int):
     """The evaluation examples' batches, in order (collated, never packed), encoded in
     `workers` processes: an iterable to go through once per evaluation."""

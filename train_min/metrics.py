@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import time
 from pathlib import Path
 
 CHOICES = ("auto", "tensorboard", "wandb", "none")
@@ -60,3 +61,38 @@ class Reporter:
             self._tb.close()
         if self._wandb is not None:
             self._wandb.finish()
+
+
+class StepLog:
+    """The steps' loss and gradient norm, kept on the device until read at once (one host
+    sync for several steps), then into the history, the reporter and the progress bar; a
+    step's seconds are the mean of the window they were read in."""
+
+    def __init__(self, history: list, reporter: Reporter, bar):
+        self.history, self.reporter, self.bar = history, reporter, bar
+        self.pending, self.window = [], time.perf_counter()
+
+    def __len__(self) -> int:
+        return len(self.pending)
+
+    def add(self, step: int, loss_sum, grad_norm, targets: int, tokens: int, lr: float) -> None:
+        self.pending.append((step, loss_sum, grad_norm, targets, tokens, lr))
+        self.bar.update(1)
+
+    def flush(self, eval_loss: float | None = None) -> None:
+        """The pending steps read from the device; `eval_loss` goes with the last of them."""
+        import torch
+
+        values = torch.stack([torch.stack([t.float(), g.float()]) for _, t, g, *_ in self.pending]).tolist()
+        now = time.perf_counter()
+        for (s, _, _, n_t, n_tok, lr), (t, g) in zip(self.pending, values):
+            record = {"step": s, "loss": t / max(n_t, 1), "lr": lr, "grad_norm": g, "tokens": n_tok, "targets": n_t,
+                      "seconds": (now - self.window) / len(self.pending)}
+            if s == self.pending[-1][0] and eval_loss is not None:
+                record["eval_loss"] = eval_loss
+            self.history.append(record)
+            self.reporter.log(record)
+        self.pending.clear()
+        self.window = now
+        last_eval = next((r["eval_loss"] for r in reversed(self.history) if "eval_loss" in r), None)
+        self.bar.set_postfix(loss=f"{self.history[-1]['loss']:.3f}", **({"eval_loss": f"{last_eval:.3f}"} if last_eval is not None else {}))

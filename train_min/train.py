@@ -22,16 +22,13 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import inspect
 import json
 import math
 import os
 import random
-import re
 import resource
-import time
 import warnings
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, fields
 from pathlib import Path
 
 import numpy as np
@@ -42,72 +39,13 @@ from train_min import vision
 from train_min.attention import set_attention
 from train_min.card import write_model_card
 from train_min.checkpoints import Checkpoints
-from train_min.data import CONFIG_OF, PROMPT_FILES, TEMPLATE_OF, Encoder, collate, dataset_template, load_rows, padded_length
-from train_min.feed import Encoded, InMemory, Order, Stream, eval_batches
+from train_min.config import ATTENTION, COMPILE, FEEDS, TrainConfig, compile_mode, field_help
+from train_min.data import CONFIG_OF, PROMPT_FILES, TEMPLATE_OF, Encoder, dataset_template, load_rows, padded_length
+from train_min.feed import Encoded, HeldEval, InMemory, Order, Stream, eval_batches
 from train_min.index import build_index, default_cache
 from train_min.loss import TargetCrossEntropy, TargetLoss, loss_sum, parts  # noqa: F401 - TargetCrossEntropy: train_min's API
-from train_min.metrics import CHOICES, Reporter
+from train_min.metrics import CHOICES, Reporter, StepLog
 from train_min.runtime import StepProfiler, barrier, compile_towers, distributed, rng_state, set_rng_state, shapes_warning
-
-ATTENTION = ["sdpa", "varlen", "masked"]  # --attention's values
-FEEDS = ["stream", "memory"]  # --feed's values
-# --compile: torch.compile's mode for each value (None: eager; auto: compile_mode decides)
-COMPILE = {"auto": "auto", "on": "default", "off": None, "reduce-overhead": "reduce-overhead", "max-autotune": "max-autotune"}
-
-
-def compile_mode(setting: str, device: str, world: int) -> str | None:
-    """--compile's torch.compile mode, None for eager. auto: eager on the CPU; on CUDA, CUDA
-    graphs in one process (on an H200: 1.84x at the SmolVLM shape's batch 16, whose step
-    waited on the host's launches; as fast at batch 64 and the paper shape, at the same
-    memory), plain compile under DDP, whose gradient hooks with graphs are not measured."""
-    if setting == "auto":
-        return None if device != "cuda" else "reduce-overhead" if world == 1 else "default"
-    return COMPILE[setting]
-
-
-@dataclass
-class TrainConfig:
-    task: str = "perception"  # perception (image + prompt -> extraction) | reasoner (text -> reasoning)
-    model: str = ""  # the model to fine-tune: a local path or a Hub id
-    data: str = ""  # a publish folder (extract-think run) or a Hub dataset id
-    out: str = "out/train"  # where checkpoints and the final model go
-    max_length: int = 1024  # tokens per example: the reply is cut, never the prompt (longer prompts are skipped)
-    batch_size: int = 8  # examples per micro-batch and process
-    grad_accum: int = 1  # micro-batches per optimizer step
-    steps: int = 100  # optimizer steps
-    lr: float = 1e-4  # peak learning rate (AdamW), after the warm-up
-    min_lr: float = 1e-5  # learning rate at the last step (cosine decay)
-    warmup: int = 10  # steps of linear warm-up
-    weight_decay: float = 0.0  # AdamW weight decay
-    clip: float = 1.0  # gradient norm clipping
-    eval_fraction: float = 0.05  # held out besides the dataset's test split, by its rule (at 0.05: the same records)
-    eval_every: int = 50  # steps; 0: only at the end
-    save_every: int = 1000  # steps between checkpoints (out/checkpoints); 0: by time only
-    save_minutes: float = 30.0  # minutes between checkpoints, whichever of the two comes first; 0: by steps only
-    keep_checkpoints: int = 2  # the newest this many checkpoints are kept; a run resumes from the newest that loads
-    stop_after: int = 0  # run this many steps, save a checkpoint and exit (time-limited jobs); 0: run to the end
-    seed: int = 0  # data order and initialisation of new weights
-    device: str = "auto"  # auto | cpu | cuda
-    lora_r: int = 0  # > 0: train LoRA adapters (peft) instead of all weights
-    gradient_checkpointing: bool = False  # recompute activations in the backward pass: less memory, ~30% slower
-    loss_chunk: int = 512  # target tokens per logits chunk: the loss never holds more logits than this many rows
-    pack: int = 0  # > 0: each micro-batch's examples packed into rows of at most this many tokens, no padding between them
-    compile: str = "auto"  # auto (CUDA: reduce-overhead, on with DDP; CPU: off) | on | off | reduce-overhead (on, with CUDA graphs) | max-autotune: torch.compile the towers
-    attention: str = "sdpa"  # sdpa (no dense masks where exact) | varlen (packed rows, CUDA) | masked: transformers' own (train_min/attention.py)
-    pad_multiple: int = 0  # batch lengths padded up to a multiple of this, so compiled shapes repeat; 0: 64 when compiling, else 1
-    log_every: int = 10  # steps whose loss and gradient norm are read from the device at once (1: a host sync every step)
-    progress: bool = True  # a progress bar with the loss and the eval loss
-    report_to: str = "auto"  # auto (tensorboard if installed) | tensorboard | wandb | none (train_min/metrics.py)
-    profile: int = 0  # > 0: torch.profiler over this many steps after the first 10: <out>/profile/trace.json and top.txt
-    feed: str = "stream"  # stream (examples encoded in worker processes as training needs them) | memory (all encoded first, held)
-    workers: int = -1  # data worker processes per training process; -1: auto (the CPUs, shared by the processes, up to 8)
-    index_cache: str = "auto"  # folder of the per-row length index (train_min/index.py); auto: ~/.cache/extract-think; "": none
-
-
-def field_help() -> dict[str, str]:
-    """Each TrainConfig field's comment above: the --help text of its flag."""
-    source = inspect.getsource(TrainConfig)
-    return {m.group(1): m.group(2).strip() for m in re.finditer(r"^\s+(\w+): [^=\n]+=[^#\n]+#(.+)$", source, re.M)}
 
 
 def lr_at(step: int, cfg: TrainConfig) -> float:
@@ -140,7 +78,8 @@ def load_model(cfg: TrainConfig, device: str):
 
 @torch.no_grad()
 def evaluate(model, batches, cfg: TrainConfig, device: str) -> float | None:
-    """The mean loss per target token over the evaluation batches (an iterable, None: none)."""
+    """The mean loss per target token over the evaluation batches (an iterable gone through
+    once per call; None: none)."""
     if batches is None:
         return None
     model.eval()
@@ -160,28 +99,71 @@ def data_workers(setting: int, world: int) -> int:
     return max(1, min(8, (os.cpu_count() or 2) // world - 1))
 
 
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def row_index(cfg: TrainConfig, rows, encode, workers: int, rank: int, world: int):
+    """What every row's example will be (length, targets), from an index: no example is held.
+    Under DDP process 0 builds it (and caches it); the others read the cache, not encode every row again."""
+    cache = None if not cfg.index_cache else default_cache() if cfg.index_cache == "auto" else Path(cfg.index_cache)
+    index = build_index(rows, encode, cfg.eval_fraction, workers, cache, cfg.progress) if rank == 0 or not cache else None
+    barrier(world)
+    return index or build_index(rows, encode, cfg.eval_fraction, workers, cache)
+
+
+def feeds(cfg: TrainConfig, dataset, index, order: Order, pad: int, device: str, workers: int, shape: dict, multiple: int):
+    """(the training feed, the evaluation batches or None): streamed from worker processes, or
+    (--feed memory) from every example encoded first and held."""
+    train_rows, eval_rows = index.train_rows(), index.eval_rows()
+    if cfg.feed == "memory":
+        examples = {int(i): dataset[i] for i in tqdm(np.concatenate([train_rows, eval_rows]), desc="encoding", disable=not cfg.progress)}
+        return (InMemory(examples, order, index, cfg.grad_accum, pad, device == "cuda", **shape),
+                HeldEval(examples, eval_rows, cfg.batch_size, pad, multiple) if len(eval_rows) else None)
+    return (Stream(dataset, order, index, cfg.grad_accum, pad, device == "cuda", workers, **shape),
+            eval_batches(dataset, eval_rows, cfg.batch_size, pad, multiple, min(workers, 2)) if len(eval_rows) else None)
+
+
+def save_checkpoint(checkpoints: Checkpoints, state: dict, rank: int, world: int) -> None:
+    """Process 0 writes the checkpoint; every process marks the time and waits for it."""
+    if rank == 0:
+        checkpoints.save(state, state["step"])
+    checkpoints.saved()
+    barrier(world)
+
+
+def save_final(cfg: TrainConfig, model, processor, summary: dict) -> None:
+    """The final folder: the model and processor in Hugging Face format, the resolved config
+    and history, the prompt template the model was trained on, and the model card."""
+    final = Path(cfg.out) / "final"
+    model.save_pretrained(final)
+    processor.save_pretrained(final)
+    (final / "train_config.json").write_text(json.dumps(summary, indent=2))
+    template = dataset_template(cfg.data, TEMPLATE_OF[cfg.task])
+    if template is not None:  # the prompt the model was trained on, for its evaluation to render
+        (final / PROMPT_FILES[TEMPLATE_OF[cfg.task]]).parent.mkdir(parents=True, exist_ok=True)
+        (final / PROMPT_FILES[TEMPLATE_OF[cfg.task]]).write_text(template)
+    write_model_card(final, summary)
+
+
 def train(cfg: TrainConfig) -> dict:
     """Train; under torchrun, data parallel: every process takes its slice of each global
     batch (batch_size x grad_accum x processes examples) and process 0 logs and saves."""
-    for name, allowed in (("compile", COMPILE), ("attention", ATTENTION), ("feed", FEEDS)):
-        if getattr(cfg, name) not in allowed:
-            raise ValueError(f"{name}: {getattr(cfg, name)!r} is not one of {', '.join(allowed)}")
+    cfg.check()
     device = ("cuda" if torch.cuda.is_available() else "cpu") if cfg.device == "auto" else cfg.device
     rank, world = distributed(device)
-    random.seed(cfg.seed), np.random.seed(cfg.seed), torch.manual_seed(cfg.seed)
+    seed_everything(cfg.seed)
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     if cfg.attention == "varlen" and (not cfg.pack or device != "cuda"):
         raise ValueError("--attention varlen runs packed batches (--pack) on CUDA: its kernel is FlashAttention's")
     processor, model, pad = load_model(cfg, device)
 
-    # What every row's example will be (length, targets), from an index: no example is held
     encode, workers = Encoder(processor, cfg.task, cfg.max_length), data_workers(cfg.workers, world)
     rows = load_rows(cfg.data, CONFIG_OF[cfg.task])
-    cache = None if not cfg.index_cache else default_cache() if cfg.index_cache == "auto" else Path(cfg.index_cache)
-    index = build_index(rows, encode, cfg.eval_fraction, workers, cache, cfg.progress) if rank == 0 or not cache else None
-    barrier(world)  # the other processes read the index process 0 wrote to the cache, not encode every row again
-    index = index or build_index(rows, encode, cfg.eval_fraction, workers, cache)
+    index = row_index(cfg, rows, encode, workers, rank, world)
     train_rows, eval_rows = index.train_rows(), index.eval_rows()
     if len(train_rows) < cfg.batch_size * world:
         raise ValueError(f"{len(train_rows)} training examples, fewer than one batch of {cfg.batch_size * world}")
@@ -221,24 +203,7 @@ def train(cfg: TrainConfig) -> dict:
     # packed and compiled: every row as wide as the pack, so only the row count varies and the recompiles stay few
     shape = dict(pack_length=cfg.pack, multiple=padded_length(cfg.pack, multiple) if cfg.pack and compiling else multiple,
                  varlen=cfg.attention == "varlen")
-    if cfg.feed == "memory":
-        examples = {int(i): dataset[i] for i in tqdm(np.concatenate([train_rows, eval_rows]), desc="encoding", disable=not cfg.progress)}
-        feed = InMemory(examples, order, index, cfg.grad_accum, pad, device == "cuda", **shape)
-        def eval_source():
-            return (collate([examples[int(i)] for i in eval_rows[j : j + cfg.batch_size]], pad, multiple=multiple)
-                    for j in range(0, len(eval_rows), cfg.batch_size)) if len(eval_rows) else None
-    else:
-        feed = Stream(dataset, order, index, cfg.grad_accum, pad, device == "cuda", workers, **shape)
-        held = eval_batches(dataset, eval_rows, cfg.batch_size, pad, multiple, min(workers, 2)) if len(eval_rows) else None
-        def eval_source():
-            return held
-
-    def save_checkpoint():
-        if rank == 0:
-            checkpoints.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                              "data": data_state, "rng": rng_state(), "step": step, "history": history, "config": asdict(cfg)}, step)
-        checkpoints.saved()
-        barrier(world)
+    feed, held_out = feeds(cfg, dataset, index, order, pad, device, workers, shape, multiple)
 
     model.train()
     if device == "cuda":
@@ -247,25 +212,7 @@ def train(cfg: TrainConfig) -> dict:
     reporter = Reporter(cfg.report_to if rank == 0 else "none", out, asdict(cfg))
     profiler = StepProfiler(cfg.profile if rank == 0 else 0, out, device, cfg.steps - step)
     bar = tqdm(total=cfg.steps, initial=step, desc=f"train {cfg.task}", disable=not cfg.progress or rank > 0)
-    pending, window = [], time.perf_counter()  # steps whose loss and gradient norm are still on the device
-
-    def flush(eval_loss: float | None = None) -> None:
-        """The pending steps' values read from the device at once (one sync for them all)
-        into the history, the reporter and the bar; a step's seconds are its window's mean."""
-        nonlocal window
-        values = torch.stack([torch.stack([t.float(), g.float()]) for _, t, g, *_ in pending]).tolist()
-        now = time.perf_counter()
-        for (s, _, _, n_t, n_tok, lr), (t, g) in zip(pending, values):
-            record = {"step": s, "loss": t / max(n_t, 1), "lr": lr, "grad_norm": g, "tokens": n_tok, "targets": n_t, "seconds": (now - window) / len(pending)}
-            if s == pending[-1][0] and eval_loss is not None:
-                record["eval_loss"] = eval_loss
-            history.append(record)
-            reporter.log(record)
-        pending.clear()
-        window = now
-        last_eval = next((r["eval_loss"] for r in reversed(history) if "eval_loss" in r), None)
-        bar.set_postfix(loss=f"{history[-1]['loss']:.3f}", **({"eval_loss": f"{last_eval:.3f}"} if last_eval is not None else {}))
-
+    log = StepLog(history, reporter, bar)  # steps whose loss and gradient norm are still on the device
     while step < cfg.steps:
         torch.compiler.cudagraph_mark_step_begin()  # reduce-overhead: the last step's graph outputs may be overwritten
         micro, data_state = feed.next()
@@ -285,35 +232,31 @@ def train(cfg: TrainConfig) -> dict:
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
         step += 1
-        pending.append((step, total, grad_norm, n_targets, n_tokens, scheduler.get_last_lr()[0]))
-        bar.update(1), profiler.step()
+        log.add(step, total, grad_norm, n_targets, n_tokens, scheduler.get_last_lr()[0])
+        profiler.step()
         evaluating = (cfg.eval_every and step % cfg.eval_every == 0) or step == cfg.steps
         stopping = cfg.stop_after and step - first >= cfg.stop_after and step < cfg.steps
-        reading = evaluating or stopping or len(pending) >= max(1, cfg.log_every)  # the loop reads the device: a sync anyway
+        reading = evaluating or stopping or len(log) >= max(1, cfg.log_every)  # the loop reads the device: a sync anyway
         saving = step < cfg.steps and checkpoints.due(step, reading, world, device)
         if reading or saving:
-            flush(evaluate(model, eval_source(), cfg, device) if evaluating else None)
+            log.flush(evaluate(model, held_out, cfg, device) if evaluating else None)
         if saving or stopping:
-            save_checkpoint()
+            state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                     "data": data_state, "rng": rng_state(), "step": step, "history": history, "config": asdict(cfg)}
+            save_checkpoint(checkpoints, state, rank, world)
         if stopping:
-            bar.close(), feed.close(), reporter.close(), profiler.close()
-            return {"config": asdict(cfg), "device": device, "stopped_at": step, "history": history}
-    bar.close(), feed.close(), reporter.close(), profiler.close()
+            break
+    for part in (bar, feed, reporter, profiler):
+        part.close()
+    if step < cfg.steps:
+        return {"config": asdict(cfg), "device": device, "stopped_at": step, "history": history}
 
-    final = out / "final"
     summary = {"config": asdict(cfg), "device": device, "processes": world, "train_examples": len(train_rows),
                "eval_examples": len(eval_rows), "skipped_too_long": index.skipped, "history": history,
                "peak_memory_gib": torch.cuda.max_memory_allocated() / 2**30 if device == "cuda" else None,
                "peak_host_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20}
     if rank == 0:
-        model.save_pretrained(final)
-        processor.save_pretrained(final)
-        (final / "train_config.json").write_text(json.dumps(summary, indent=2))
-        template = dataset_template(cfg.data, TEMPLATE_OF[cfg.task])
-        if template is not None:  # the prompt the model was trained on, for its evaluation to render
-            (final / PROMPT_FILES[TEMPLATE_OF[cfg.task]]).parent.mkdir(parents=True, exist_ok=True)
-            (final / PROMPT_FILES[TEMPLATE_OF[cfg.task]]).write_text(template)
-        write_model_card(final, summary)
+        save_final(cfg, model, processor, summary)
     barrier(world)
     return summary
 
