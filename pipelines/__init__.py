@@ -32,7 +32,7 @@ def load_recipe(recipe: "str | Path | dict | Recipe", overrides=()) -> "Recipe":
         return build_with_overrides(recipes.Recipe, to_plain(recipe), overrides, "recipe") if overrides else recipe
     if isinstance(recipe, dict):
         return build_with_overrides(recipes.Recipe, recipe, overrides, "recipe")
-    return recipes.load_recipe(recipe, overrides)
+    return recipes.read_recipe(recipe, overrides)
 
 
 def run_recipe(recipe: "str | Path | dict | Recipe", overrides=(), progress: str = "auto", progress_every: float = 30.0,

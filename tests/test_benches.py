@@ -18,11 +18,11 @@ pytestmark = pytest.mark.slow
 def bench_data(tmp_path_factory):
     """A small publish and its TRL exports, as the GPU benches' docstring makes them."""
     from pipelines.commands.run import run
-    from pipelines.config.recipe import load_recipe
+    from pipelines.config.recipe import read_recipe
     from pipelines.publishing.exports import export
 
     tmp = tmp_path_factory.mktemp("bench_data")
-    out = run(load_recipe("quickstart", ["sources.0.synthetic.num_records=24", "sources.0.synthetic.image_size=64",
+    out = run(read_recipe("quickstart", ["sources.0.synthetic.num_records=24", "sources.0.synthetic.image_size=64",
                                          f"output.dir={tmp / 'pub'}", "cache.dir=null"])).out_dir
     return out, export(out, "trl", tmp / "trl"), export(out, "trl", tmp / "trl-r", config="reasoning")
 

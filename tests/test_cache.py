@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from pipelines.commands.run import run
-from pipelines.config.recipe import OracleOptions, TeacherConfig, load_recipe
+from pipelines.config.recipe import OracleOptions, TeacherConfig, read_recipe
 from pipelines.core.record import TeacherOutput
 from pipelines.teachers.base import ChatRequest, Sampling, TeacherReply, user_message
 from pipelines.teachers.cache import ReplyCache, request_key, teacher_identity
@@ -82,7 +82,7 @@ def test_an_entry_with_fewer_completions_than_asked_is_a_miss(tmp_path):
 def test_a_cache_that_cannot_be_written_warns_once_and_the_run_goes_on(tmp_path, caplog):
     blocked = tmp_path / "a-file"
     blocked.write_text("not a folder")  # no folder can be made under it, even by root
-    recipe = load_recipe("quickstart", ["sources.0.synthetic.num_records=6", "sources.0.synthetic.image_size=64",
+    recipe = read_recipe("quickstart", ["sources.0.synthetic.num_records=6", "sources.0.synthetic.image_size=64",
                                         f"output.dir={tmp_path / 'out'}", f"cache.dir={blocked / 'cache'}"])
     outcome = run(recipe)
     assert outcome.funnel.records_in == 6 and outcome.funnel.teacher_requests > 0
@@ -92,7 +92,7 @@ def test_a_cache_that_cannot_be_written_warns_once_and_the_run_goes_on(tmp_path,
 
 def test_a_rerun_over_a_damaged_cache_calls_again_only_for_the_damaged_entries(tmp_path):
     args = ["sources.0.synthetic.num_records=10", "sources.0.synthetic.image_size=64", f"cache.dir={tmp_path / 'cache'}"]
-    first = run(load_recipe("quickstart", [*args, f"output.dir={tmp_path / 'a'}"]))
+    first = run(read_recipe("quickstart", [*args, f"output.dir={tmp_path / 'a'}"]))
     entries = sorted((tmp_path / "cache").rglob("*.json"))
     for i, entry in enumerate(entries[:12]):
         if i % 3 == 0:
@@ -102,7 +102,7 @@ def test_a_rerun_over_a_damaged_cache_calls_again_only_for_the_damaged_entries(t
         else:
             entry.unlink()
             entry.mkdir()
-    second = run(load_recipe("quickstart", [*args, f"output.dir={tmp_path / 'b'}"]))
+    second = run(read_recipe("quickstart", [*args, f"output.dir={tmp_path / 'b'}"]))
     assert second.funnel.teacher_requests == 12
     assert _rows(first.out_dir) == _rows(second.out_dir)
 
@@ -126,7 +126,7 @@ def test_the_key_covers_what_decides_the_answer_and_nothing_else():
 
 
 def _recipe(tmp_path, model, n=6, out="out"):
-    return load_recipe("quickstart", [
+    return read_recipe("quickstart", [
         f"sources.0.synthetic.num_records={n}", "sources.0.synthetic.image_size=64", "teacher.backend=transformers",
         f"teacher.model={model}", "teacher.batch_size=2", "stages.think.sampling.n=1",
         *(f"stages.{s}.sampling.max_tokens=6" for s in ("statements", "focus", "extraction", "think")),
@@ -265,7 +265,7 @@ def test_a_rerun_over_a_fuzzed_cache_finishes_and_mends_it(tmp_path):
 
     overrides = ["sources.0.synthetic.num_records=24", "sources.0.synthetic.image_size=64", "teacher.oracle.error_rate=0.2",
                  f"cache.dir={tmp_path / 'cache'}"]
-    first = run(load_recipe("quickstart", [*overrides, f"output.dir={tmp_path / 'a'}"])).funnel
+    first = run(read_recipe("quickstart", [*overrides, f"output.dir={tmp_path / 'a'}"])).funnel
     entries = sorted((tmp_path / "cache").rglob("*.json"))
     rng, kinds = random.Random(0), sorted(set(HOSTILE_ENTRIES) - {"meta-injected-number"})  # those that are misses
     broken = 0
@@ -274,7 +274,7 @@ def test_a_rerun_over_a_fuzzed_cache_finishes_and_mends_it(tmp_path):
             continue
         path.write_text(HOSTILE_ENTRIES[rng.choice(kinds)](path.stem))
         broken += 1
-    second = run(load_recipe("quickstart", [*overrides, f"output.dir={tmp_path / 'b'}"])).funnel
+    second = run(read_recipe("quickstart", [*overrides, f"output.dir={tmp_path / 'b'}"])).funnel
     assert (second.records_in, second.kept, second.rejected, second.failed) == (24, first.kept, first.rejected, 0)
     assert second.teacher_requests + second.cache_hits == first.teacher_requests + first.cache_hits
     assert broken <= second.teacher_requests < first.teacher_requests  # each unusable entry paid for, the rest served

@@ -8,7 +8,7 @@ import yaml
 from huggingface_hub import DatasetCard
 
 from pipelines.commands.run import run
-from pipelines.config.recipe import dump_recipe, load_recipe
+from pipelines.config.recipe import dump_recipe, read_recipe
 from pipelines.publishing.card import MIXED_LICENSE, card_for_repo
 from tests.published import published_rows
 
@@ -17,7 +17,7 @@ from tests.published import published_rows
 def mixed(tmp_path_factory):
     """Two sources under different licenses."""
     tmp = tmp_path_factory.mktemp("card")
-    recipe = load_recipe("quickstart", [
+    recipe = read_recipe("quickstart", [
         "sources.0.synthetic.num_records=8", "sources.0.synthetic.image_size=96", "sources.0.license=cc-by-4.0",
         "sources.0.name=scenes-a", f"output.dir={tmp / 'out'}", "cache.dir=null", "output.min_kept=0"])
     second = {"kind": "synthetic", "name": "scenes-b", "license": "cc0-1.0",
@@ -25,7 +25,7 @@ def mixed(tmp_path_factory):
     plain = yaml.safe_load(dump_recipe(recipe))
     plain["sources"].append(second)
     (tmp / "mixed.yaml").write_text(yaml.safe_dump(plain))
-    recipe = load_recipe(tmp / "mixed.yaml")
+    recipe = read_recipe(tmp / "mixed.yaml")
     return recipe, run(recipe)
 
 
@@ -64,7 +64,7 @@ def test_the_usage_line_loads_the_folder_and_after_a_push_the_repo(mixed):
 
 
 def test_one_license_stays_plain(tmp_path):
-    outcome = run(load_recipe("quickstart", ["sources.0.synthetic.num_records=4", "sources.0.synthetic.image_size=96",
+    outcome = run(read_recipe("quickstart", ["sources.0.synthetic.num_records=4", "sources.0.synthetic.image_size=96",
                                              f"output.dir={tmp_path / 'out'}", "cache.dir=null", "output.min_kept=0"]))
     data = DatasetCard((outcome.out_dir / "README.md").read_text()).data.to_dict()
     assert data["license"] == "cc0-1.0" and "license_name" not in data and not (outcome.out_dir / "LICENSE.md").exists()

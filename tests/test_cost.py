@@ -7,13 +7,13 @@ import json
 import pytest
 
 from pipelines.commands.run import run
-from pipelines.config.recipe import Price, load_recipe
+from pipelines.config.recipe import Price, read_recipe
 
 PRICE = ["teacher.price.input_per_mtok=2.0", "teacher.price.output_per_mtok=8.0"]
 
 
 def _recipe(tmp_path, *extra):
-    return load_recipe("quickstart", ["sources.0.synthetic.num_records=10", "sources.0.synthetic.image_size=96",
+    return read_recipe("quickstart", ["sources.0.synthetic.num_records=10", "sources.0.synthetic.image_size=96",
                                       f"output.dir={tmp_path / 'out'}", f"cache.dir={tmp_path / 'cache'}", "output.min_kept=0", *extra])
 
 

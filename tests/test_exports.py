@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from pipelines.commands.run import run
-from pipelines.config.recipe import load_recipe
+from pipelines.config.recipe import read_recipe
 from pipelines.publishing.exports import export
 from tests.published import published_rows
 
@@ -17,7 +17,7 @@ from tests.published import published_rows
 @pytest.fixture(scope="module")
 def published(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("exports")
-    return run(load_recipe("quickstart", ["sources.0.synthetic.num_records=16", "sources.0.synthetic.image_size=96",
+    return run(read_recipe("quickstart", ["sources.0.synthetic.num_records=16", "sources.0.synthetic.image_size=96",
                                           "output.test_fraction=0.25", f"output.dir={tmp / 'out'}", "cache.dir=null"])).out_dir
 
 

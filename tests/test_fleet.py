@@ -11,7 +11,7 @@ import pytest
 
 from pipelines.commands.cli import main
 from pipelines.commands.run import run
-from pipelines.config.recipe import OpenAIOptions, TeacherConfig, load_recipe
+from pipelines.config.recipe import OpenAIOptions, TeacherConfig, read_recipe
 from pipelines.teachers.base import ChatRequest, Sampling, user_message
 from pipelines.teachers.fleet import Fleet
 from tests.fault_server import FaultServer
@@ -57,7 +57,7 @@ def test_a_fleet_spreads_the_work_and_goes_on_without_a_dead_endpoint(tmp_path):
     live = [FaultServer(answer=ANSWER, delay_s=0.02), FaultServer(answer=ANSWER, delay_s=0.02)]
     dead = _dead_url()
     try:
-        outcome = run(load_recipe("quickstart", _recipe(tmp_path, [live[0].url, dead, live[1].url], f"output.dir={tmp_path / 'out'}")))
+        outcome = run(read_recipe("quickstart", _recipe(tmp_path, [live[0].url, dead, live[1].url], f"output.dir={tmp_path / 'out'}")))
     finally:
         for s in live:
             s.close()
@@ -105,7 +105,7 @@ def test_a_teacher_gone_mid_run_stops_it_fast_keeping_the_dataset_and_the_cache(
     it was, and the same command against a teacher that is back pays only for what is missing."""
     from tests.test_output import _digest
 
-    good = run(load_recipe("quickstart", ["sources.0.synthetic.num_records=6", "sources.0.synthetic.image_size=64",
+    good = run(read_recipe("quickstart", ["sources.0.synthetic.num_records=6", "sources.0.synthetic.image_size=64",
                                           f"output.dir={tmp_path / 'out'}", "cache.dir=null"])).out_dir
     before = _digest(good)
     dying = FaultServer(answer=ANSWER, fail_after=12)
@@ -122,7 +122,7 @@ def test_a_teacher_gone_mid_run_stops_it_fast_keeping_the_dataset_and_the_cache(
     assert _digest(good) == before
     back = FaultServer(answer=ANSWER)
     try:
-        outcome = run(load_recipe("quickstart", _recipe(tmp_path, [back.url], f"output.dir={good}", "teacher.batch_size=4", n=40)))
+        outcome = run(read_recipe("quickstart", _recipe(tmp_path, [back.url], f"output.dir={good}", "teacher.batch_size=4", n=40)))
     finally:
         back.close()
     assert outcome.funnel.cache_hits >= 12 and outcome.funnel.records_in == 40  # the 12 replies paid before were not paid again
@@ -151,7 +151,7 @@ def test_failures_show_while_the_run_goes_on(tmp_path, monkeypatch):
     display = Recording(["source", "written"], None)
     progress.set_listener(display)
     try:
-        run(load_recipe("quickstart", _recipe(tmp_path, [server.url], f"output.dir={tmp_path / 'out'}", f"stages.think.template={template}",
+        run(read_recipe("quickstart", _recipe(tmp_path, [server.url], f"output.dir={tmp_path / 'out'}", f"stages.think.template={template}",
                                              "teacher.openai.max_retries=0", "output.max_failed_share=1")))
     finally:
         progress.set_listener(None)
@@ -197,7 +197,7 @@ def test_replica_devices():
     with pytest.raises(ValueError, match="only 2 are visible"):
         replica_devices(1, 2, "0,1")
     with pytest.raises(Exception, match="several engines need mode: server"):
-        load_recipe("quickstart", ["teacher.backend=vllm", "teacher.model=m", "teacher.vllm.replicas=2"])
+        read_recipe("quickstart", ["teacher.backend=vllm", "teacher.model=m", "teacher.vllm.replicas=2"])
 
 
 

@@ -8,7 +8,7 @@ import fsspec
 import pytest
 
 from pipelines.commands.run import run
-from pipelines.config.recipe import load_recipe
+from pipelines.config.recipe import read_recipe
 from tests.bench.bench_resume import dataset_rows
 from tests.s3_server import s3_endpoint
 
@@ -29,9 +29,9 @@ def _files(url: str) -> set[str]:
 
 
 def test_a_run_publishes_to_s3_and_reruns_from_a_cache_there(bucket, tmp_path):
-    local = run(load_recipe("quickstart", BASE + [f"output.dir={tmp_path / 'local'}", "cache.dir=null"]))
+    local = run(read_recipe("quickstart", BASE + [f"output.dir={tmp_path / 'local'}", "cache.dir=null"]))
     out, cache = f"{bucket}/runs/quickstart", f"{bucket}/cache"
-    first = run(load_recipe("quickstart", BASE + [f"output.dir={out}", f"cache.dir={cache}"]))
+    first = run(read_recipe("quickstart", BASE + [f"output.dir={out}", f"cache.dir={cache}"]))
     assert first.out_dir == out and first.funnel.teacher_requests > 0
     files = _files(out)
     assert {"README.md", "funnel.json", "recipe.yaml", "report.html"} <= files
@@ -41,16 +41,16 @@ def test_a_run_publishes_to_s3_and_reruns_from_a_cache_there(bucket, tmp_path):
     with fsspec.open(f"{out}/README.md", "r") as f:
         assert f"train-{first.run_id}-*.parquet" in f.read()
 
-    again = run(load_recipe("quickstart", BASE + [f"output.dir={out}", f"cache.dir={cache}"]))
+    again = run(read_recipe("quickstart", BASE + [f"output.dir={out}", f"cache.dir={cache}"]))
     assert again.funnel.teacher_requests == 0 and again.funnel.cache_hits == first.funnel.teacher_requests
     assert not [f for f in _files(out) if first.run_id in f]  # the first version was replaced, not mixed in
     assert dataset_rows(out) == dataset_rows(local.out_dir)
 
 
 def test_multi_process_workers_share_nothing_but_the_bucket(bucket, tmp_path):
-    local = run(load_recipe("quickstart", BASE + [f"output.dir={tmp_path / 'local'}", "cache.dir=null"]))
+    local = run(read_recipe("quickstart", BASE + [f"output.dir={tmp_path / 'local'}", "cache.dir=null"]))
     out = f"{bucket}/runs/multi"
-    many = run(load_recipe("quickstart", BASE + MULTI_PROCESS + [f"output.dir={out}", f"cache.dir={bucket}/cache-multi"]))
+    many = run(read_recipe("quickstart", BASE + MULTI_PROCESS + [f"output.dir={out}", f"cache.dir={bucket}/cache-multi"]))
     assert many.funnel.records_in == 16 and many.funnel.kept == local.funnel.kept
     assert dataset_rows(out) == dataset_rows(local.out_dir)
     assert fsspec.filesystem("s3").find(f"{bucket}/cache-multi")  # the replies the workers cached are in the bucket

@@ -12,7 +12,7 @@ import pytest
 
 from pipelines.commands.cli import main
 from pipelines.commands.run import publish_refusal, run
-from pipelines.config.recipe import OutputConfig, load_recipe
+from pipelines.config.recipe import OutputConfig, read_recipe
 from pipelines.observe.funnel import Funnel
 from pipelines.publishing.output import OutputRefused, is_publish
 from pipelines.publishing.replace import OutputLock
@@ -115,7 +115,7 @@ def test_the_shares_that_decide_publishing():
 KILLED_AT_MOVE = """
 import os, sys
 import pipelines.publishing.replace as replace
-from pipelines.config.recipe import load_recipe
+from pipelines.config.recipe import read_recipe
 from pipelines.commands.run import run
 
 die_after, moves, real = int(sys.argv[1]), [], replace._move
@@ -127,7 +127,7 @@ def move(fs, source, target):
     if len(moves) == die_after and die_after == 2:
         os._exit(9)
 replace._move = move
-run(load_recipe("quickstart", sys.argv[2:]))
+run(read_recipe("quickstart", sys.argv[2:]))
 """
 
 
@@ -215,7 +215,7 @@ def test_a_second_run_of_one_output_is_refused_while_the_first_runs(tmp_path, go
 
     out = tmp_path / "ds"
     shutil.copytree(good, out)
-    recipe = load_recipe("quickstart", [*SMALL, f"output.dir={out}", f"cache.dir={tmp_path / 'cache'}"])
+    recipe = read_recipe("quickstart", [*SMALL, f"output.dir={out}", f"cache.dir={tmp_path / 'cache'}"])
     with OutputLock(fsspec.filesystem("file"), str(out)):
         with pytest.raises(OutputRefused, match="another run is writing to"):
             run(recipe)

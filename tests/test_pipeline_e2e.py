@@ -8,7 +8,7 @@ import pytest
 
 from pipelines import teachers
 from pipelines.commands.run import run
-from pipelines.config.recipe import load_recipe
+from pipelines.config.recipe import read_recipe
 from pipelines.sources.synthetic import make_record
 from pipelines.teachers.base import TeacherReply
 from tests.published import published_rows
@@ -20,7 +20,7 @@ FILTER_REASONS = {"answer_wrong", "answer_unparsable", "extraction_insufficient"
 
 
 def _recipe(tmp_path, *extra):
-    return load_recipe("quickstart", [
+    return read_recipe("quickstart", [
         f"sources.0.synthetic.num_records={N}", "sources.0.synthetic.image_size=128", "teacher.oracle.error_rate=0.5",
         f"output.dir={tmp_path / 'out'}", f"cache.dir={tmp_path / 'cache'}", *extra,
     ])
@@ -138,7 +138,7 @@ def test_card_and_resolved_recipe_tell_the_truth(published):
     for reason, n in f["rejected_by_reason"].items():
         assert f"| rejected: `{reason}` | {n} |" in card
     assert "extraction/v1" in card and "license: cc0-1.0" in card
-    assert load_recipe(outcome.out_dir / "recipe.yaml") == recipe
+    assert read_recipe(outcome.out_dir / "recipe.yaml") == recipe
     assert json.loads((outcome.out_dir / "funnel.json").read_text()) == {"run_id": outcome.run_id, **f}
 
 

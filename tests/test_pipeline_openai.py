@@ -3,7 +3,7 @@
 import json
 
 from pipelines.commands.run import run
-from pipelines.config.recipe import load_recipe
+from pipelines.config.recipe import read_recipe
 from tests.fault_server import FaultServer
 from tests.published import published_rows
 
@@ -14,7 +14,7 @@ def test_faults_end_as_failed_rows_and_everything_else_goes_on(tmp_path, monkeyp
     server = FaultServer(answer="Reasoning.\nAnswer: 4")
     monkeypatch.setenv("ET_TEST_KEY", "sk-never-logged")
     try:
-        recipe = load_recipe("quickstart", [
+        recipe = read_recipe("quickstart", [
             "sources.0.synthetic.num_records=16", "sources.0.synthetic.image_size=64", "sources.0.synthetic.families=[beakers]",
             "teacher.backend=openai", "teacher.model=served", f"teacher.openai.base_url={server.url}",
             "teacher.openai.api_key_env=ET_TEST_KEY", "teacher.openai.max_retries=2", "teacher.openai.backoff_s=0.01",
@@ -83,7 +83,7 @@ def test_teacher_batches_are_filled_to_batch_size(tmp_path, monkeypatch):
             return super().generate(requests)
 
     monkeypatch.setattr(teachers, "_build", lambda config: Counting())
-    run(load_recipe("quickstart", [
+    run(read_recipe("quickstart", [
         "sources.0.synthetic.num_records=40", "sources.0.synthetic.image_size=64", "teacher.backend=openai",
         "teacher.model=served", "teacher.openai.base_url=http://127.0.0.1:9/v1", "teacher.batch_size=16", "teacher.preflight=false",
         "filters=[{name: degeneration}]", f"output.dir={tmp_path / 'out'}", "cache.dir=null"]))
@@ -100,7 +100,7 @@ def test_the_verify_stage_against_a_loopback_endpoint(tmp_path):
     template.write_text("{% for c in claims %}{{ loop.index }}. {{ c }}\n{% endfor %}{% for e in evidence %}{{ e }}\n{% endfor %}"
                         "{% if 'circle' in claims|join(' ') %}[[500 always]]{% endif %}{{ 'JSON' if json }}")
     try:
-        recipe = load_recipe("quickstart", [
+        recipe = read_recipe("quickstart", [
             "sources.0.synthetic.num_records=12", "sources.0.synthetic.image_size=64", "sources.0.synthetic.families=[beakers, shapes]",
             "stages.verify.enabled=true", "stages.verify.sentences=true", f"stages.verify.template={template}",
             "stages.verify.teacher.backend=openai", "stages.verify.teacher.model=judge", f"stages.verify.teacher.openai.base_url={server.url}",
@@ -133,7 +133,7 @@ def test_a_run_survives_every_hostile_reply_shape(tmp_path):
     server = FaultServer(answer="The left beaker holds 4 particles.\nAnswer: 4", fault_rate=0.5, seed=3,
                          random_kinds=tuple(sorted(HOSTILE)))
     try:
-        outcome = run(load_recipe("quickstart", [
+        outcome = run(read_recipe("quickstart", [
             "sources.0.synthetic.num_records=24", "sources.0.synthetic.image_size=64", "sources.0.synthetic.families=[beakers]",
             "teacher.backend=openai", "teacher.model=served", f"teacher.openai.base_url={server.url}",
             "teacher.openai.max_retries=1", "teacher.openai.backoff_s=0.01", "teacher.openai.timeout_s=5",
@@ -156,7 +156,7 @@ def test_a_reply_with_a_lone_surrogate_is_repaired_and_sent_on(tmp_path):
     it comes back with U+FFFD in its place, goes on into the think prompt and the published row."""
     server = FaultServer(answer="The left beaker holds 4 particles.\nAnswer: 4", first_kinds=("surrogate",))
     try:
-        outcome = run(load_recipe("quickstart", [
+        outcome = run(read_recipe("quickstart", [
             "sources.0.synthetic.num_records=1", "sources.0.synthetic.image_size=64", "sources.0.synthetic.families=[beakers]",
             "sources.0.synthetic.max_turns=1", "teacher.backend=openai", "teacher.model=served",
             f"teacher.openai.base_url={server.url}", "stages.think.sampling.n=1", f"output.dir={tmp_path / 'out'}",

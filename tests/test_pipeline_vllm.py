@@ -6,7 +6,7 @@ import pytest
 pytest.importorskip("vllm")
 
 from pipelines.commands.run import run  # noqa: E402
-from pipelines.config.recipe import load_recipe  # noqa: E402
+from pipelines.config.recipe import read_recipe  # noqa: E402
 from pipelines.teachers.handler import TeacherModelHandler  # noqa: E402
 
 pytestmark = pytest.mark.slow
@@ -15,7 +15,7 @@ pytestmark = pytest.mark.slow
 def test_the_extraction_stage_runs_on_the_vllm_engine_with_requests_prefetched(tiny_idefics3, tmp_path):
     """In one process the engine is called directly (no proxy) and every extraction request
     is handed to it as soon as its prompt exists, here ahead of token-weighted batches."""
-    recipe = load_recipe("quickstart", [
+    recipe = read_recipe("quickstart", [
         "sources.0.synthetic.num_records=6", "sources.0.synthetic.image_size=64", "teacher.oracle.error_rate=0",
         "stages.extraction.teacher.backend=vllm", f"stages.extraction.teacher.model={tiny_idefics3}",
         "stages.extraction.teacher.vllm.dtype=float32", "stages.extraction.teacher.vllm.max_model_len=512",
@@ -33,7 +33,7 @@ def test_the_extraction_stage_runs_on_the_vllm_engine_with_requests_prefetched(t
 
 
 def test_only_an_in_worker_vllm_engine_is_shared(tiny_idefics3):
-    base = load_recipe("quickstart", ["teacher.backend=vllm", f"teacher.model={tiny_idefics3}"]).teacher
+    base = read_recipe("quickstart", ["teacher.backend=vllm", f"teacher.model={tiny_idefics3}"]).teacher
     from dataclasses import replace
 
     assert TeacherModelHandler(base).share_model_across_processes()
@@ -64,14 +64,14 @@ def test_prefetching_changes_when_requests_start_not_what_is_published(tiny_idef
     from tests.bench.bench_resume import dataset_rows
 
     base = _eight_records(tiny_idefics3) + [f"cache.dir={tmp_path / 'cache'}"]  # the later setting wins
-    ahead = run(load_recipe("quickstart", base + [f"output.dir={tmp_path / 'ahead'}", "stages.extraction.teacher.vllm.prefetch=3"]))
-    off = run(load_recipe("quickstart", _eight_records(tiny_idefics3) + [
+    ahead = run(read_recipe("quickstart", base + [f"output.dir={tmp_path / 'ahead'}", "stages.extraction.teacher.vllm.prefetch=3"]))
+    off = run(read_recipe("quickstart", _eight_records(tiny_idefics3) + [
         f"output.dir={tmp_path / 'off'}", "stages.extraction.teacher.vllm.prefetch=0"]))
     keys = ("in", "kept", "rejected", "failed", "teacher_requests", "teacher_errors", "completion_tokens", "rejected_by_reason")
     assert {k: ahead.funnel.to_dict()[k] for k in keys} == {k: off.funnel.to_dict()[k] for k in keys}
     assert ahead.funnel.prefetched == 8 and off.funnel.prefetched == 0 and ahead.funnel.failed == 0
     assert dataset_rows(ahead.out_dir) == dataset_rows(off.out_dir)
-    again = run(load_recipe("quickstart", base + [f"output.dir={tmp_path / 'again'}", "stages.extraction.teacher.vllm.prefetch=3"]))
+    again = run(read_recipe("quickstart", base + [f"output.dir={tmp_path / 'again'}", "stages.extraction.teacher.vllm.prefetch=3"]))
     assert again.funnel.teacher_requests == 0 and again.funnel.prefetched == 0
     assert dataset_rows(again.out_dir) == dataset_rows(ahead.out_dir)
 
@@ -82,8 +82,8 @@ def test_the_threaded_runner_feeds_one_vllm_engine_from_every_thread(tiny_idefic
     from tests.bench.bench_resume import dataset_rows
 
     base = _eight_records(tiny_idefics3)
-    one = run(load_recipe("quickstart", base + [f"output.dir={tmp_path / 'one'}"]))
-    threads = run(load_recipe("quickstart", base + [
+    one = run(read_recipe("quickstart", base + [f"output.dir={tmp_path / 'one'}"]))
+    threads = run(read_recipe("quickstart", base + [
         f"output.dir={tmp_path / 'threads'}", "runner.runner=DirectRunner",
         "runner.options=[--direct_running_mode=multi_threading, --direct_num_workers=4]"]))
     keys = ("in", "kept", "rejected", "failed", "teacher_requests", "teacher_errors", "completion_tokens", "rejected_by_reason")
@@ -97,7 +97,7 @@ def test_worker_processes_share_one_vllm_engine(tiny_idefics3, tmp_path):
     """Beam's multi-process local runner: the workers get proxies to one engine
     (`share_model_across_processes`), whose calls arrive on several threads at once."""
     base = _eight_records(tiny_idefics3)
-    many = run(load_recipe("quickstart", base + [
+    many = run(read_recipe("quickstart", base + [
         f"output.dir={tmp_path / 'many'}", "runner.runner=DirectRunner",
         "runner.options=[--direct_running_mode=multi_processing, --direct_num_workers=2]"]))
     f = many.funnel.to_dict()

@@ -10,7 +10,7 @@ import pytest
 from pipelines.commands.plan import estimate, source_size
 from pipelines.commands.run import run
 from pipelines.config import build
-from pipelines.config.recipe import load_recipe
+from pipelines.config.recipe import read_recipe
 from pipelines.config.source_config import SourceConfig
 from tests.sources.test_formats import _hub_parquet, _imagefolder, _llava
 
@@ -33,7 +33,7 @@ def test_the_estimate_is_close_to_the_whole_run_and_the_run_reuses_the_sample(tm
     assert plan["sample"]["records"] == 30 and plan["records"] == N
     assert plan["sample"]["teacher_calls_paid"] == plan["sample"]["teacher_calls"] > 0 and plan["seconds"] > 0
     overrides = [SET[i + 1] for i in range(0, len(SET), 2)]
-    whole = run(load_recipe("quickstart", [*overrides, f"cache.dir={tmp_path / 'cache'}", f"output.dir={tmp_path / 'out'}"])).funnel
+    whole = run(read_recipe("quickstart", [*overrides, f"cache.dir={tmp_path / 'cache'}", f"output.dir={tmp_path / 'out'}"])).funnel
     assert whole.cache_hits == plan["sample"]["teacher_calls"]  # the sample's replies are not paid twice
     calls = whole.teacher_requests + whole.cache_hits
     assert abs(plan["teacher_calls"] - calls) / calls < 0.1

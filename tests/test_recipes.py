@@ -4,7 +4,7 @@ import pytest
 import yaml
 
 from pipelines.config import ConfigError
-from pipelines.config.recipe import Recipe, bundled_recipes, dump_recipe, load_recipe
+from pipelines.config.recipe import Recipe, bundled_recipes, dump_recipe, read_recipe
 
 RECIPES = sorted(Path(__file__).resolve().parents[1].joinpath("recipes").glob("*.yaml"))
 
@@ -16,12 +16,12 @@ def test_there_are_recipes_and_quickstart_is_one():
 
 @pytest.mark.parametrize("path", RECIPES, ids=lambda p: p.stem)
 def test_every_recipe_loads(path, tmp_path):
-    recipe = load_recipe(path)
+    recipe = read_recipe(path)
     assert isinstance(recipe, Recipe)
     # the resolved recipe written beside outputs loads back to the same recipe
     resolved = tmp_path / f"{path.stem}.resolved.yaml"
     resolved.write_text(dump_recipe(recipe))
-    assert load_recipe(resolved) == recipe
+    assert read_recipe(resolved) == recipe
 
 
 @pytest.mark.parametrize(
@@ -53,33 +53,33 @@ def test_every_recipe_loads(path, tmp_path):
 )
 def test_bad_values_fail_naming_the_key(override, message):
     with pytest.raises(ConfigError) as e:
-        load_recipe("quickstart", [override])
+        read_recipe("quickstart", [override])
     assert message in str(e.value)
 
 
 def test_a_backend_block_is_checked_when_its_backend_is_used():
     with pytest.raises(ConfigError, match="teacher.openai.max_concurrency: must be >= 1"):
-        load_recipe("quickstart", ["teacher.backend=openai", "teacher.openai.max_concurrency=0"])
+        read_recipe("quickstart", ["teacher.backend=openai", "teacher.openai.max_concurrency=0"])
     # switching the backend drops the file's oracle block; a block set beside the switch is still refused
-    assert load_recipe("quickstart", ["teacher.backend=vllm", "teacher.model=m"]).teacher.backend == "vllm"
+    assert read_recipe("quickstart", ["teacher.backend=vllm", "teacher.model=m"]).teacher.backend == "vllm"
     with pytest.raises(ConfigError, match="teacher.openai: openai settings, but teacher.backend is 'vllm'"):
-        load_recipe("quickstart", ["teacher.backend=vllm", "teacher.model=m", "teacher.openai.base_url=http://x/v1"])
+        read_recipe("quickstart", ["teacher.backend=vllm", "teacher.model=m", "teacher.openai.base_url=http://x/v1"])
 
 
 def test_the_resolved_recipe_holds_only_what_is_in_use():
-    text = dump_recipe(load_recipe("quickstart"))
+    text = dump_recipe(read_recipe("quickstart"))
     plain = yaml.safe_load(text)
     assert set(plain["sources"][0]) >= {"kind", "synthetic"} and not {"hf", "llava", "imagefolder"} & set(plain["sources"][0])
     assert "oracle" in plain["teacher"] and not {"vllm", "openai", "transformers"} & set(plain["teacher"])
     assert plain["stages"]["verify"] == {"enabled": False} and "teacher" not in plain["stages"]["think"]
     assert len(text.splitlines()) < 170
-    swapped = dump_recipe(load_recipe("quickstart", ["teacher.backend=vllm", "teacher.model=m", "stages.think.teacher.backend=oracle"]))
+    swapped = dump_recipe(read_recipe("quickstart", ["teacher.backend=vllm", "teacher.model=m", "stages.think.teacher.backend=oracle"]))
     plain = yaml.safe_load(swapped)
     assert "vllm" in plain["teacher"] and "oracle" not in plain["teacher"] and "oracle" in plain["stages"]["think"]["teacher"]
 
 
 def test_overrides_take_types_from_yaml_and_reach_nested_keys():
-    r = load_recipe("quickstart", ["sources.0.synthetic.num_records=7", "teacher.oracle.error_rate=0",
+    r = read_recipe("quickstart", ["sources.0.synthetic.num_records=7", "teacher.oracle.error_rate=0",
                                    "filters.6.params.min_ratio=0.9", "stages.think.sampling.n=5"])
     assert r.sources[0].synthetic.num_records == 7
     assert r.teacher.oracle.error_rate == 0.0
@@ -89,31 +89,31 @@ def test_overrides_take_types_from_yaml_and_reach_nested_keys():
 
 def test_override_needs_key_value_and_a_valid_index():
     with pytest.raises(ConfigError, match="expected key.sub=value"):
-        load_recipe("quickstart", ["teacher.model"])
+        read_recipe("quickstart", ["teacher.model"])
     with pytest.raises(ConfigError, match="neither an index of the 8-item list nor a name in it"):
-        load_recipe("quickstart", ["filters.9.name=x"])
+        read_recipe("quickstart", ["filters.9.name=x"])
 
 
 def test_missing_recipe_and_required_name(tmp_path):
     with pytest.raises(ConfigError, match="no recipe file"):
-        load_recipe(tmp_path / "absent.yaml")
+        read_recipe(tmp_path / "absent.yaml")
     p = tmp_path / "r.yaml"
     p.write_text(yaml.safe_dump({"description": "no name"}))
     with pytest.raises(ConfigError, match="name: required key is missing"):
-        load_recipe(p)
+        read_recipe(p)
     p.write_text("- a list\n")
     with pytest.raises(ConfigError, match="mapping"):
-        load_recipe(p)
+        read_recipe(p)
 
 
 def test_per_stage_teacher_overrides_the_recipe_teacher():
-    r = load_recipe("quickstart", ["stages.think.teacher.backend=transformers", "stages.think.teacher.model=/m"])
+    r = read_recipe("quickstart", ["stages.think.teacher.backend=transformers", "stages.think.teacher.model=/m"])
     assert r.stage_teacher("think").backend == "transformers"
     assert r.stage_teacher("extraction").backend == "oracle"
 
 
 def test_a_partly_given_stage_keeps_its_default_template():
-    r = load_recipe("quickstart", ["stages.statements.sampling.max_tokens=8"])
+    r = read_recipe("quickstart", ["stages.statements.sampling.max_tokens=8"])
     assert r.stages.statements.template == "statements/v1"
     assert r.stages.statements.sampling.max_tokens == 8
 
@@ -121,7 +121,7 @@ def test_a_partly_given_stage_keeps_its_default_template():
 def test_the_paper_recipe_validates_here_and_refuses_to_run_without_its_data(tmp_path, monkeypatch, capsys):
     from pipelines.commands.cli import main
 
-    r = load_recipe("paper-coin")
+    r = read_recipe("paper-coin")
     assert [s.name for s in r.sources] == ["ocr_vqa", "vqav2", "gqa", "textvqa", "vizwiz", "scienceqa"]
     assert {s.kind for s in r.sources} == {"llava"} and r.sources[-1].license == "cc-by-nc-sa-4.0"
     assert (r.teacher.backend, r.teacher.model) == ("vllm", "Qwen/Qwen3-VL-8B-Instruct")
@@ -147,22 +147,22 @@ def test_a_yaml_alias_bomb_is_refused_quickly_and_small(tmp_path):
     assert len(path.read_bytes()) < 1000
     before, start = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, time.perf_counter()
     with pytest.raises(ConfigError, match="expands to more than 100000 values"):
-        load_recipe(path)
+        read_recipe(path)
     assert time.perf_counter() - start < 5 and resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 200_000  # KiB
     with pytest.raises(ConfigError, match="expands to more than"):
-        load_recipe("quickstart", ["teacher.openai.extra_body={" + ", ".join(levels) + "}"])  # the same bomb as an override
+        read_recipe("quickstart", ["teacher.openai.extra_body={" + ", ".join(levels) + "}"])  # the same bomb as an override
 
 
 def test_aliases_of_a_sensible_size_still_work(tmp_path):
     path = tmp_path / "shared.yaml"
     path.write_text("name: shared\nstages:\n  focus:\n    sampling: &s {max_tokens: 32, seed: 3}\n  statements:\n    sampling: *s\n")
-    r = load_recipe(path)
+    r = read_recipe(path)
     assert r.stages.focus.sampling.max_tokens == r.stages.statements.sampling.max_tokens == 32
 
 
 def test_a_deadline_of_zero_is_refused():
     with pytest.raises(ConfigError, match="teacher.openai.timeout_s: must be >= 0.001, got 0"):
-        load_recipe("quickstart", ["teacher.backend=openai", "teacher.openai.base_url=http://127.0.0.1:9/v1", "teacher.openai.timeout_s=0"])
+        read_recipe("quickstart", ["teacher.backend=openai", "teacher.openai.base_url=http://127.0.0.1:9/v1", "teacher.openai.timeout_s=0"])
 
 
 def test_a_recipe_that_leaves_blocks_out_gets_the_quickstarts_values(caplog):
@@ -171,7 +171,7 @@ def test_a_recipe_that_leaves_blocks_out_gets_the_quickstarts_values(caplog):
     from pipelines.config import build, to_plain
     from pipelines.config.recipe import Recipe
 
-    quick = to_plain(load_recipe("quickstart"))
+    quick = to_plain(read_recipe("quickstart"))
     minimal = to_plain(build(Recipe, {"name": "mine"}))
     assert minimal["stages"] == quick["stages"] and minimal["filters"] == quick["filters"]
     partial = build(Recipe, {"name": "mine", "stages": {"extraction": {"template": "extraction/v1"}, "think": {"sampling": {"n": 5}}}})
@@ -219,7 +219,7 @@ def test_missing_files_and_folders_of_every_source_stop_the_run_before_it_starts
 def test_list_items_are_addressed_by_name_in_overrides():
     """`filters.answer_correct.min_vqa_accuracy=0.3` sets that filter's param (the default
     list too); `sources.<name>.` a source; a misspelt name says the closest one."""
-    r = load_recipe("quickstart", ["filters.answer_correct.min_vqa_accuracy=0.3", "filters.sufficiency.params.min_ratio=0.7",
+    r = read_recipe("quickstart", ["filters.answer_correct.min_vqa_accuracy=0.3", "filters.sufficiency.params.min_ratio=0.7",
                                    "sources.0.name=mine", "sources.mine.synthetic.num_records=5"])
     params = {f.name: f.params for f in r.filters}
     assert params["answer_correct"] == {"min_vqa_accuracy": 0.3} and params["sufficiency"] == {"min_ratio": 0.7}
@@ -230,7 +230,7 @@ def test_list_items_are_addressed_by_name_in_overrides():
     default = build_with_overrides(Recipe, {"name": "x"}, ["filters.answer_correct.tolerance=0.1"])
     assert [f.name for f in default.filters] == [f.name for f in r.filters] and default.filters[5].params == {"tolerance": 0.1}
     with pytest.raises(ConfigError, match="did you mean 'answer_correct'"):
-        load_recipe("quickstart", ["filters.answer_corect.tolerance=1"])
+        read_recipe("quickstart", ["filters.answer_corect.tolerance=1"])
 
 
 def test_a_missing_column_names_the_source_and_the_closest_column(tmp_path):
@@ -240,7 +240,7 @@ def test_a_missing_column_names_the_source_and_the_closest_column(tmp_path):
     from pipelines.sources import iter_records
 
     datasets.Dataset.from_dict({"question": ["Q?"], "answer": ["a"], "image": [None]}).to_parquet(str(tmp_path / "d.parquet"))
-    r = load_recipe("quickstart", ["sources=[{kind: hf, name: mine, hf: {path: " + str(tmp_path / "d.parquet")
+    r = read_recipe("quickstart", ["sources=[{kind: hf, name: mine, hf: {path: " + str(tmp_path / "d.parquet")
                                    + ", columns: {question: questoin}}}]"])
     with pytest.raises(ConfigError, match=r"sources\[mine\]\.hf\.columns: 'questoin' is not a column of .*\(closest: 'question'\)"):
         list(iter_records(r.sources[0], IngestConfig()))

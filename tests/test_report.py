@@ -14,7 +14,7 @@ import pytest
 from PIL import Image
 
 from pipelines.commands.run import run
-from pipelines.config.recipe import load_recipe
+from pipelines.config.recipe import read_recipe
 from tests.published import published_rows
 
 N, PER_SHARD = 40, 7
@@ -23,7 +23,7 @@ N, PER_SHARD = 40, 7
 @pytest.fixture(scope="module")
 def outcome(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("report")
-    return run(load_recipe("quickstart", [f"sources.0.synthetic.num_records={N}", "sources.0.synthetic.image_size=96",
+    return run(read_recipe("quickstart", [f"sources.0.synthetic.num_records={N}", "sources.0.synthetic.image_size=96",
                                           "teacher.oracle.error_rate=0.5", f"output.rows_per_shard={PER_SHARD}",
                                           f"output.dir={tmp / 'out'}", "cache.dir=null"]))
 
@@ -119,7 +119,7 @@ def test_an_interrupted_publish_leaves_the_previous_version_intact(outcome, tmp_
 
     monkeypatch.setattr(run_module, "write_report", boom)
     with pytest.raises(RuntimeError, match="disk full"):
-        run(load_recipe("quickstart", ["sources.0.synthetic.num_records=5", "sources.0.synthetic.image_size=64",
+        run(read_recipe("quickstart", ["sources.0.synthetic.num_records=5", "sources.0.synthetic.image_size=64",
                                        f"output.dir={out}", "cache.dir=null"]))
     assert {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]  # no staging folder left behind

@@ -8,7 +8,7 @@ import pytest
 
 from pipelines.beam.pipeline import worker_threads
 from pipelines.commands.run import run
-from pipelines.config.recipe import load_recipe
+from pipelines.config.recipe import read_recipe
 from tests.bench.bench_resume import dataset_rows
 
 pytestmark = pytest.mark.slow
@@ -16,8 +16,8 @@ pytestmark = pytest.mark.slow
 
 def test_multi_process_workers_publish_what_the_in_process_run_publishes(tmp_path):
     base = ["sources.0.synthetic.num_records=40", "sources.0.synthetic.image_size=64"]
-    one = run(load_recipe("quickstart", base + [f"output.dir={tmp_path / 'one'}", f"cache.dir={tmp_path / 'cache-one'}"]))
-    many = run(load_recipe("quickstart", base + [
+    one = run(read_recipe("quickstart", base + [f"output.dir={tmp_path / 'one'}", f"cache.dir={tmp_path / 'cache-one'}"]))
+    many = run(read_recipe("quickstart", base + [
         f"output.dir={tmp_path / 'many'}", f"cache.dir={tmp_path / 'cache-many'}", "runner.runner=DirectRunner",
         "runner.options=[--direct_running_mode=multi_processing, --direct_num_workers=2]"]))
     keys = ("in", "kept", "rejected", "failed", "reasoning_rows", "teacher_requests", "rejected_by_reason", "filters")
@@ -25,7 +25,7 @@ def test_multi_process_workers_publish_what_the_in_process_run_publishes(tmp_pat
     assert many.funnel.records_in == 40 and many.funnel.teacher_requests > 0
     assert dataset_rows(many.out_dir) == dataset_rows(one.out_dir)
     # the workers wrote every reply to the shared cache: a rerun in multi-process mode pays nothing
-    again = run(load_recipe("quickstart", base + [
+    again = run(read_recipe("quickstart", base + [
         f"output.dir={tmp_path / 'again'}", f"cache.dir={tmp_path / 'cache-many'}", "runner.runner=DirectRunner",
         "runner.options=[--direct_running_mode=multi_processing, --direct_num_workers=2]"]))
     assert again.funnel.teacher_requests == 0 and dataset_rows(again.out_dir) == dataset_rows(one.out_dir)
@@ -34,8 +34,8 @@ def test_multi_process_workers_publish_what_the_in_process_run_publishes(tmp_pat
 def test_multi_threaded_workers_publish_what_the_in_process_run_publishes(tmp_path):
     """Several bundles in flight at once (the setting that keeps a remote endpoint busy)."""
     base = ["sources.0.synthetic.num_records=40", "sources.0.synthetic.image_size=64", "cache.dir=null"]
-    one = run(load_recipe("quickstart", base + [f"output.dir={tmp_path / 'one'}"]))
-    threads = run(load_recipe("quickstart", base + [
+    one = run(read_recipe("quickstart", base + [f"output.dir={tmp_path / 'one'}"]))
+    threads = run(read_recipe("quickstart", base + [
         f"output.dir={tmp_path / 'threads'}", "runner.runner=DirectRunner", "teacher.batch_size=4",
         "runner.options=[--direct_running_mode=multi_threading, --direct_num_workers=4]"]))
     assert threads.funnel.records_in == 40

@@ -42,13 +42,13 @@ def test_the_published_recipe_and_card_hold_no_credential(tmp_path):
     """A password in the endpoint's URL and keys in `extra_body`: the run uses them, the
     published recipe.yaml and card (which `publish` uploads) show *** in their place."""
     from pipelines.commands.run import run
-    from pipelines.config.recipe import load_recipe
+    from pipelines.config.recipe import read_recipe
     from tests.fault_server import FaultServer
 
     server = FaultServer(answer="The left beaker holds 4 particles.\nAnswer: 4")
     url = server.url.replace("http://", "http://admin:hunter2-pw@")
     try:
-        outcome = run(load_recipe("quickstart", [
+        outcome = run(read_recipe("quickstart", [
             "sources.0.synthetic.num_records=6", "sources.0.synthetic.image_size=64", "teacher.backend=openai",
             "teacher.model=served", f"teacher.openai.base_url={url}", "stages.think.sampling.n=1",
             "teacher.openai.extra_body={api_key: extra-secret-1234, headers: {Authorization: Basic c2VjcmV0LXBhc3M=}, top_k: 5}",

@@ -7,7 +7,7 @@ import numpy as np
 from huggingface_hub import DatasetCard
 
 from pipelines.commands.run import run
-from pipelines.config.recipe import load_recipe
+from pipelines.config.recipe import read_recipe
 from pipelines.core.splits import in_test
 from train_min.data import load_rows
 from train_min.index import held_out_rows
@@ -17,7 +17,7 @@ BASE = ["sources.0.synthetic.image_size=64", "sources.0.synthetic.families=[beak
 
 
 def test_every_config_splits_by_the_record_id_and_train_min_holds_out_the_same_records(tmp_path):
-    outcome = run(load_recipe("quickstart", [*BASE, "sources.0.synthetic.num_records=40", "output.test_fraction=0.3",
+    outcome = run(read_recipe("quickstart", [*BASE, "sources.0.synthetic.num_records=40", "output.test_fraction=0.3",
                                              f"output.dir={tmp_path / 'out'}"]))
     out, f = str(outcome.out_dir), outcome.funnel
     for config, key, total in (("extraction", "id", f.kept), ("reasoning", "record_id", f.reasoning_rows), ("rejected", "id", f.ended)):
@@ -41,7 +41,7 @@ def test_every_config_splits_by_the_record_id_and_train_min_holds_out_the_same_r
 
 
 def test_a_fraction_of_zero_publishes_train_only_and_train_min_holds_out_by_the_same_hash(tmp_path):
-    outcome = run(load_recipe("quickstart", [*BASE, "sources.0.synthetic.num_records=12", "output.test_fraction=0",
+    outcome = run(read_recipe("quickstart", [*BASE, "sources.0.synthetic.num_records=12", "output.test_fraction=0",
                                              "teacher.oracle.error_rate=0", f"output.dir={tmp_path / 'out'}"]))
     assert set(datasets.load_dataset(str(outcome.out_dir), "extraction")) == {"train"}
     card = DatasetCard.load(outcome.out_dir / "README.md")

@@ -1,7 +1,7 @@
 import pytest
 
 from pipelines.config import ConfigError
-from pipelines.config.recipe import SyntheticSource, load_recipe
+from pipelines.config.recipe import SyntheticSource, read_recipe
 from pipelines.core.record import TeacherOutput
 from pipelines.sources.synthetic import make_record
 from pipelines.stages.prompting import prompt_hash, render, template_inputs
@@ -21,16 +21,16 @@ def test_the_think_template_may_only_see_extraction_and_question(tmp_path):
     leaky = tmp_path / "leaky.jinja"
     leaky.write_text("{{ extraction }} {{ statements }} {{ question }}")
     with pytest.raises(ConfigError, match="statements"):
-        build_stages(load_recipe("quickstart", [f"stages.think.template={leaky}"]))
+        build_stages(read_recipe("quickstart", [f"stages.think.template={leaky}"]))
 
 
 def test_unknown_template_is_a_recipe_error():
     with pytest.raises(ConfigError, match="no prompt template 'extraction/v9'"):
-        build_stages(load_recipe("quickstart", ["stages.extraction.template=extraction/v9"]))
+        build_stages(read_recipe("quickstart", ["stages.extraction.template=extraction/v9"]))
 
 
 def test_prompts_requests_and_parsing():
-    stages = {s.name: s for s in build_stages(load_recipe("quickstart"))}
+    stages = {s.name: s for s in build_stages(read_recipe("quickstart"))}
     statements = stages["statements"]
     (req,) = statements.requests(RECORD)
     assert isinstance(req.messages[0]["content"], str)  # text only
@@ -55,7 +55,7 @@ def test_prompts_requests_and_parsing():
 
 
 def test_a_teacher_error_fails_the_record_with_the_stage_in_the_reason():
-    stage = build_stages(load_recipe("quickstart"))[0]
+    stage = build_stages(read_recipe("quickstart"))[0]
     r = stage.apply(RECORD, stage.requests(RECORD), [TeacherReply(error="HTTP 500")])
     assert (r.status, r.reason, r.detail) == ("failed", "statements_teacher_error", "HTTP 500")
     assert stage.requests(r) == [] and stage.apply(r, [], []) is r
@@ -78,9 +78,9 @@ def test_the_stage_registry_is_the_one_list():
     record_fields = {f.name for f in dataclasses.fields(Record)} | {n for n, v in vars(Record).items() if isinstance(v, property)}
     for spec in STAGES.values():
         assert set(spec.reads) <= record_fields and set(spec.writes) <= record_fields, spec
-        assert getattr(load_recipe("quickstart").stages, spec.name).template == spec.template
-    assert active_stages(load_recipe("quickstart")) == tuple(n for n in STAGE_ORDER if n != "verify")
-    assert "verify" in active_stages(load_recipe("quickstart", ["stages.verify.enabled=true"]))
+        assert getattr(read_recipe("quickstart").stages, spec.name).template == spec.template
+    assert active_stages(read_recipe("quickstart")) == tuple(n for n in STAGE_ORDER if n != "verify")
+    assert "verify" in active_stages(read_recipe("quickstart", ["stages.verify.enabled=true"]))
 
 
 def test_the_oracle_answers_by_what_a_stage_declares_it_writes(monkeypatch):
@@ -95,7 +95,7 @@ def test_the_oracle_answers_by_what_a_stage_declares_it_writes(monkeypatch):
         name = "gaze"
 
     monkeypatch.setitem(stages.STAGES, "gaze", Gaze())
-    stage = Stage("gaze", "focus/v1", load_recipe("quickstart").stages.focus.sampling, TeacherConfig(backend="oracle"))
+    stage = Stage("gaze", "focus/v1", read_recipe("quickstart").stages.focus.sampling, TeacherConfig(backend="oracle"))
     requests = stage.requests(RECORD)
     (reply,) = OracleTeacher(TeacherConfig(backend="oracle")).generate(requests)
     assert stage.apply(RECORD, requests, [reply]).focus  # written by the oracle's focus writer

@@ -9,11 +9,11 @@ import pytest
 from apache_beam.runners.portability.fn_api_runner import fn_runner
 
 from pipelines.beam.pipeline import build_pipeline
-from pipelines.config.recipe import load_recipe
+from pipelines.config.recipe import read_recipe
 
 
 def _stages(overrides):
-    recipe = load_recipe("quickstart", overrides)
+    recipe = read_recipe("quickstart", overrides)
     runner = fn_runner.FnApiRunner()
     p = beam.Pipeline(runner=runner)
     build_pipeline(p, recipe, "/tmp/unused", "run")

@@ -9,7 +9,7 @@ import pytest
 
 from pipelines.commands.run import run
 from pipelines.config import ConfigError
-from pipelines.config.recipe import load_recipe
+from pipelines.config.recipe import read_recipe
 from pipelines.core.templates import BoundedEnvironment, TemplateFailure
 from tests.published import published_rows
 
@@ -69,13 +69,13 @@ def test_a_recipe_whose_template_runs_code_or_hangs_is_refused_before_the_run(tm
     evil = _template(tmp_path, "evil.jinja", "{{ cycler.__init__.__globals__.os.popen('touch " + str(marker) + "').read() }}"
                      "{% for s in statements %}{{ s }}{% endfor %}")
     with pytest.raises(ConfigError, match="stages.extraction.template: .*SecurityError"):
-        run(load_recipe("quickstart", [*QUICK, f"stages.extraction.template={evil}", f"output.dir={tmp_path / 'out'}"]))
+        run(read_recipe("quickstart", [*QUICK, f"stages.extraction.template={evil}", f"output.dir={tmp_path / 'out'}"]))
     assert not marker.exists() and not (tmp_path / "out").exists()
     hang = _template(tmp_path, "hang.jinja", "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}"
                      "{{ focus }}")
     start = time.perf_counter()
     with pytest.raises(ConfigError, match="stages.student_prompt: .*longer than"):
-        run(load_recipe("quickstart", [*QUICK, f"stages.student_prompt={hang}", f"output.dir={tmp_path / 'out'}"]))
+        run(read_recipe("quickstart", [*QUICK, f"stages.student_prompt={hang}", f"output.dir={tmp_path / 'out'}"]))
     assert time.perf_counter() - start < 10
 
 
@@ -85,7 +85,7 @@ def test_a_template_that_breaks_a_limit_on_some_records_fails_those_records_only
     bomb = _template(tmp_path, "bomb.jinja", "{{ extraction }}\nQuestion: {{ question }}"
                      "{% if 'left beaker' in question %}{{ question * 100000000 }}{% endif %}"
                      "{% for c in choices %}\n{{ c }}{% endfor %}")
-    outcome = run(load_recipe("quickstart", [*QUICK, "sources.0.synthetic.families=[beakers]", f"stages.think.template={bomb}",
+    outcome = run(read_recipe("quickstart", [*QUICK, "sources.0.synthetic.families=[beakers]", f"stages.think.template={bomb}",
                                              f"output.dir={tmp_path / 'out'}", "output.max_failed_share=1"]))
     f = outcome.funnel
     assert f.records_in == 12 == f.kept + f.rejected + f.failed and 0 < f.failed_by_reason["think_template_error"] < 12

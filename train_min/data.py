@@ -23,6 +23,7 @@ from pipelines.core.options import lettered
 from pipelines.core.splits import TEST, TRAIN
 from pipelines.stages import STAGES
 from pipelines.stages.prompting import PROMPT_FILES, render
+from pipelines.stages.think import think_prompt
 
 IGNORE = -100
 CONFIG_OF = {"perception": "extraction", "reasoner": "reasoning"}
@@ -82,7 +83,7 @@ def direct_prompt(question: str, choices=(), template: str = DIRECT_TEMPLATE) ->
 def reasoner_prompt(extraction: str, question: str, choices=(), template: str = THINK_TEMPLATE) -> str:
     """What the reasoner reads, in training and in the evaluation: the think stage's prompt
     (the teacher wrote the traces to it), with the extraction and never the image."""
-    return render(template, extraction=extraction, question=question, choices=lettered(choices))
+    return think_prompt(template, extraction, question, lettered(choices))
 
 
 def chats(row: dict, task: str) -> tuple[list[dict], list[dict], list[Image.Image]]:

@@ -77,7 +77,7 @@ def load_model(cfg: TrainConfig, device: str):
 
 
 @torch.no_grad()
-def evaluate(model, batches, cfg: TrainConfig, device: str) -> float | None:
+def eval_loss(model, batches, cfg: TrainConfig, device: str) -> float | None:
     """The mean loss per target token over the evaluation batches (an iterable gone through
     once per call; None: none)."""
     if batches is None:
@@ -239,7 +239,7 @@ def train(cfg: TrainConfig) -> dict:
         reading = evaluating or stopping or len(log) >= max(1, cfg.log_every)  # the loop reads the device: a sync anyway
         saving = step < cfg.steps and checkpoints.due(step, reading, world, device)
         if reading or saving:
-            log.flush(evaluate(model, held_out, cfg, device) if evaluating else None)
+            log.flush(eval_loss(model, held_out, cfg, device) if evaluating else None)
         if saving or stopping:
             state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
                      "data": data_state, "rng": rng_state(), "step": step, "history": history, "config": asdict(cfg)}

@@ -26,7 +26,7 @@ quiet()  # before Beam is imported below
 
 from pipelines.commands.preflight import PreflightError  # noqa: E402
 from pipelines.config import ConfigError  # noqa: E402
-from pipelines.config.recipe import bundled_recipes, dump_recipe, load_recipe, recipe_description  # noqa: E402
+from pipelines.config.recipe import bundled_recipes, dump_recipe, read_recipe, recipe_description  # noqa: E402
 from pipelines.core.secrets import ScrubFilter, printable  # noqa: E402
 
 
@@ -128,7 +128,7 @@ def _plan(args) -> int:
     if args.limit < 1:
         raise ConfigError("plan: --limit must be at least 1")
     overrides = [*args.overrides, *(["cache.dir=null"] if args.no_cache else [])]
-    recipe = load_recipe(args.recipe, overrides)
+    recipe = read_recipe(args.recipe, overrides)
     print(f"Planning recipe {recipe.name!r} on its first {args.limit} records", file=sys.stderr, flush=True)
     result = plan_recipe(recipe, limit=args.limit, out_dir=args.out)
     print(json.dumps(result, indent=1) if args.json else "\n".join(render(result)))
@@ -143,7 +143,7 @@ def _compare(args) -> int:
     arms = [parse_arm(spec) for spec in args.arms]
     from pipelines.publishing.output import safe_name
 
-    name = load_recipe(args.recipe, args.overrides).name
+    name = read_recipe(args.recipe, args.overrides).name
     out = args.out or f"out/compare-{safe_name(name)}"  # a recipe's name is data: `x/../../y` names no path
     from pipelines.observe.progress import bars_fit
 
@@ -171,7 +171,7 @@ def _inspect(args) -> int:
 
     if args.limit < 1 or args.show < 0:
         raise ConfigError("inspect: --limit must be at least 1 and --show at least 0")
-    report = inspect(load_recipe(args.recipe, args.overrides), args.limit, args.show)
+    report = inspect(read_recipe(args.recipe, args.overrides), args.limit, args.show)
     if args.json:
         print(json.dumps(report, indent=1, default=str))  # ASCII: no control or bidi character reaches the terminal
     else:
@@ -252,7 +252,7 @@ def _run(args) -> int:
     from pipelines.commands.run import NotPublished
     from pipelines.teachers.base import TeacherDown
 
-    recipe = load_recipe(args.recipe, args.overrides)
+    recipe = read_recipe(args.recipe, args.overrides)
     print(f"Running recipe {recipe.name!r} -> {recipe.output.dir}", flush=True)
     mode = args.progress
     if mode == "auto":
@@ -295,7 +295,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{name:<{width}}  {recipe_description(name)}".rstrip())
             return 0
         if args.command == "validate":
-            print(dump_recipe(load_recipe(args.recipe, args.overrides)), end="")
+            print(dump_recipe(read_recipe(args.recipe, args.overrides)), end="")
             return 0
         if args.command == "inspect":
             return _inspect(args)

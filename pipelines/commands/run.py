@@ -22,7 +22,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 
 from pipelines.beam.pipeline import build_pipeline
 from pipelines.commands.preflight import preflight
-from pipelines.config.recipe import Recipe, dump_recipe, load_recipe
+from pipelines.config.recipe import Recipe, dump_recipe, read_recipe
 from pipelines.observe.funnel import Funnel, read_counters
 from pipelines.publishing.card import LICENSE_FILE, license_file, render_card
 from pipelines.publishing.output import check_output, is_publish, output_location
@@ -92,7 +92,7 @@ def run(recipe: Recipe | str | Path, overrides: tuple[str, ...] = (), test_pipel
     `teacher.fail_fast_batches` batches in a row (the run stops), NotPublished when the run
     finished but must not replace the output; in every case the output is left as it was."""
     if not isinstance(recipe, Recipe):
-        recipe = load_recipe(recipe, overrides)
+        recipe = read_recipe(recipe, overrides)
     out = output_location(recipe.output.dir)
     fs, _ = fsspec.core.url_to_fs(out)
     check_output(fs, out)

@@ -1,6 +1,6 @@
 """Recipes: a run described in YAML, validated into typed dataclasses.
 
-`load_recipe(path_or_name, overrides)` reads a YAML file (or a recipe bundled in recipes/
+`read_recipe(path_or_name, overrides)` reads a YAML file (or a recipe bundled in recipes/
 by name, e.g. "quickstart"), applies `key.sub=value` overrides and validates. Unknown keys
 and wrong types fail with a message naming the key. `dump_recipe` writes the resolved
 recipe that is saved beside every output.
@@ -263,7 +263,7 @@ def _read(path_or_name: str | Path) -> tuple[dict, str]:
     return data, str(path_or_name)
 
 
-def load_recipe(path_or_name: str | Path, overrides: tuple[str, ...] | list[str] = ()) -> Recipe:
+def read_recipe(path_or_name: str | Path, overrides: tuple[str, ...] | list[str] = ()) -> Recipe:
     data, where = _read(path_or_name)
     return build_with_overrides(Recipe, data, overrides, where)
 

@@ -30,6 +30,7 @@ from pipelines.core.templates import TemplateFailure
 from pipelines.publishing.meta import ADDED, meta_features, meta_row, meta_schema
 from pipelines.stages import STAGE_ORDER, STAGES, STUDENT_TEMPLATE
 from pipelines.stages.prompting import PROMPT_FILES, render, template_source
+from pipelines.stages.think import think_prompt
 
 CONFIGS = ("extraction", "reasoning", "rejected")
 _S = datasets.Value("string")
@@ -106,7 +107,7 @@ class Layout:
         try:
             render(self.student_template, focus=record.focus)
             for turn in record.turns:
-                self.reasoner_prompt(record.extraction, turn.question, turn.option_lines())
+                think_prompt(self.think_template, record.extraction, turn.question, turn.option_lines())
         except TemplateFailure as e:
             return str(e)
         return None
@@ -139,7 +140,7 @@ class Layout:
             rows.append({
                 "id": f"{record.id}-{i}",
                 "record_id": record.id,
-                "prompt": self.reasoner_prompt(record.extraction, turn.question, turn.option_lines()),
+                "prompt": think_prompt(self.think_template, record.extraction, turn.question, turn.option_lines()),
                 "extraction": record.extraction,
                 "question": turn.question,
                 "choices": list(turn.choices),
@@ -151,10 +152,6 @@ class Layout:
                 "meta": meta_row(turn.meta, self.meta),  # the source's columns (category, annotators, ...)
             })
         return rows
-
-    def reasoner_prompt(self, extraction: str, question: str, option_lines=()) -> str:
-        """The think stage's prompt: what the teacher's traces answer, and what the reasoner reads."""
-        return render(self.think_template, extraction=extraction, question=question, choices=list(option_lines))
 
     def rejected_row(self, record: Record) -> dict:
         return {

@@ -27,12 +27,17 @@ class Think(StageSpec):
                 f"{sorted(self.allowed_inputs)}, or the sufficiency check would be meaningless")
 
     def prompts(self, bound, record):
-        return [Prompt(render(bound.template, extraction=record.extraction, question=t.question, choices=t.option_lines()),
-                       meta={"turn": i})
+        return [Prompt(think_prompt(bound.template, record.extraction, t.question, t.option_lines()), meta={"turn": i})
                 for i, t in enumerate(record.turns)]
 
     def parse(self, bound, record, replies, prompts):
         return {"reasoning": tuple(tuple(ThinkSample(o, parse_final_answer(o.text)) for o in r.outputs) for r in replies)}
+
+
+def think_prompt(template: str, extraction: str, question: str, option_lines=()) -> str:
+    """The think stage's prompt: what the teacher's traces answer, the published reasoning
+    rows' `prompt`, and what train_min's reasoner reads."""
+    return render(template, extraction=extraction, question=question, choices=list(option_lines))
 
 
 STAGE = Think()

@@ -25,13 +25,13 @@ KINDS = ("429", "500", "timeout", "malformed", "blank", "drip", "badutf8", "badu
 def run_faults(records: int, fault_rate: float, retries: int, work: Path, seed: int = 0, kinds: tuple[str, ...] = KINDS) -> dict:
 
     from pipelines.commands.run import run
-    from pipelines.config.recipe import load_recipe
+    from pipelines.config.recipe import read_recipe
     from tests.fault_server import FaultServer
 
     server = FaultServer(answer="The description settles it.\nAnswer: 4", hang_s=1.0, fault_rate=fault_rate, seed=seed,
                          random_kinds=kinds, drip_s=0.05)
     try:
-        recipe = load_recipe("quickstart", [
+        recipe = read_recipe("quickstart", [
             f"sources.0.synthetic.num_records={records}", "sources.0.synthetic.image_size=64",
             "teacher.backend=openai", "teacher.model=served", f"teacher.openai.base_url={server.url}",
             f"teacher.openai.max_retries={retries}", "teacher.openai.backoff_s=0.01", "teacher.openai.backoff_max_s=0.05",

@@ -71,7 +71,7 @@ def main() -> None:
 
     from filters.registry import FILTERS
     from pipelines.commands.run import run
-    from pipelines.config.recipe import load_recipe
+    from pipelines.config.recipe import read_recipe
     from pipelines.sources.synthetic import make_record
 
     work = Path(tempfile.mkdtemp(prefix="bench-filters-"))
@@ -80,7 +80,7 @@ def main() -> None:
                  f"teacher.oracle.seed={args.seed}", f"teacher.oracle.repeat={args.repeat}", f"output.dir={work / 'out'}", "cache.dir=null"]
     copied: set[str] = set()
     if args.eval_copies:
-        base = load_recipe("quickstart", overrides)
+        base = read_recipe("quickstart", overrides)
         train = [make_record(i, base.sources[0].synthetic, base.sources[0].name) for i in range(args.eval_copies)]
         copied = write_eval_set(work / "eval", train, args.eval_copies, args.seed + 1, args.image_size)
         filters = [{"name": "decontaminate", "params": {"max_hamming": 6, "max_pixel_diff": args.max_pixel_diff}}] + [
@@ -88,12 +88,12 @@ def main() -> None:
         overrides += [f"eval_sets=[{{kind: imagefolder, name: eval_copies, imagefolder: {{dir: '{work / 'eval'}'}}}}]",
                       f"filters={json.dumps(filters)}"]
     if args.judge is not None:
-        base = load_recipe("quickstart", overrides)
+        base = read_recipe("quickstart", overrides)
         filters = [{"name": "judged", "params": {}}] + [{"name": f.name, "params": f.params} for f in base.filters]
         overrides += ["stages.verify.enabled=true", "stages.verify.sentences=true", f"teacher.oracle.judge_error_rate={args.judge}",
                       f"stages.verify.with_image={str(args.judge_image).lower()}",
                       f"filters={json.dumps(filters)}"]
-    recipe = load_recipe("quickstart", overrides)
+    recipe = read_recipe("quickstart", overrides)
     start = time.perf_counter()
     outcome = run(recipe)
     seconds = time.perf_counter() - start

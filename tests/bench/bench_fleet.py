@@ -44,7 +44,7 @@ def stats(url: str) -> dict | None:
 
 def measure(n: int, capacity: int, latency: float, per_endpoint: int, work: Path, kill_after: float | None = None) -> dict:
     from pipelines.commands.run import run
-    from pipelines.config.recipe import load_recipe
+    from pipelines.config.recipe import read_recipe
 
     fleet = endpoints(n, capacity, latency)
     urls = [u for _, u in fleet]
@@ -57,7 +57,7 @@ def measure(n: int, capacity: int, latency: float, per_endpoint: int, work: Path
             fleet[-1][0].kill()
         killer = threading.Thread(target=kill, daemon=True)
     try:
-        recipe = load_recipe("quickstart", [
+        recipe = read_recipe("quickstart", [
             f"sources.0.synthetic.num_records={per_endpoint * n}", "sources.0.synthetic.image_size=64",
             "teacher.backend=openai", "teacher.model=served", f"teacher.openai.base_url={urls[0]}",
             f"teacher.openai.base_urls=[{', '.join(urls[1:])}]", f"teacher.batch_size={16 * n}",

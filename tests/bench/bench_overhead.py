@@ -60,10 +60,10 @@ def corpus(records: int, work: Path) -> Path:
 def ours(data: Path, work: Path) -> dict:
     import pipelines.teachers as teachers
     from pipelines.commands.run import run
-    from pipelines.config.recipe import load_recipe
+    from pipelines.config.recipe import read_recipe
 
     teachers._build = lambda config: InstantTeacher()  # every stage's teacher answers at once
-    recipe = load_recipe("quickstart", [
+    recipe = read_recipe("quickstart", [
         "sources=[{kind: llava, name: bench, llava: {json: " + str(data) + ", image_root: " + str(work / "img") + "}}]",
         # an openai teacher by name (the recipe checks it); _build above makes it instant
         "teacher.backend=openai", "teacher.model=instant", "teacher.openai.base_url=http://127.0.0.1:9/v1", "teacher.preflight=false",

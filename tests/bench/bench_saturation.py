@@ -25,13 +25,13 @@ def measure(records: int, capacity: int, latency: float, batch: int, concurrency
     import urllib.request
 
     from pipelines.commands.run import run
-    from pipelines.config.recipe import load_recipe
+    from pipelines.config.recipe import read_recipe
 
     server = subprocess.Popen([sys.executable, "-m", "tests.fault_server", "--capacity", str(capacity), "--delay", str(latency)],
                               cwd=Path(__file__).resolve().parents[2], stdout=subprocess.PIPE, text=True)
     try:
         url = server.stdout.readline().strip()
-        recipe = load_recipe("quickstart", [
+        recipe = read_recipe("quickstart", [
             f"sources.0.synthetic.num_records={records}", "sources.0.synthetic.image_size=64",
             "teacher.backend=openai", "teacher.model=served", f"teacher.openai.base_url={url}",
             f"teacher.batch_size={batch}", f"teacher.openai.max_concurrency={concurrency}", "teacher.openai.timeout_s=60",

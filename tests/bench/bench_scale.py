@@ -187,9 +187,9 @@ def main() -> None:
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="bench-scale-"))
     if args.components:
-        from pipelines.config.recipe import load_recipe
+        from pipelines.config.recipe import read_recipe
 
-        c = components(load_recipe(recipe_file(work, args.records, args.image_size, args.latency, args.batch)))
+        c = components(read_recipe(recipe_file(work, args.records, args.image_size, args.latency, args.batch)))
         for name, r in c.items():
             print(f"{name} at {args.records:,} records: {r['seconds']:.1f} s, peak RSS {r['peak_mib']:.0f} MiB, {r['found']:,} found")
         print(json.dumps(c))
@@ -213,10 +213,10 @@ def main() -> None:
         from pipelines import plan_recipe
         from pipelines.commands.compare import Arm as CompareArm
         from pipelines.commands.compare import Truth, _arm, _disputed, _pair, _rows
-        from pipelines.config.recipe import load_recipe
+        from pipelines.config.recipe import read_recipe
         from pipelines.observe.funnel import Funnel
 
-        recipe = load_recipe(big["recipe"])
+        recipe = read_recipe(big["recipe"])
         s, mib, plan = timed(lambda: plan_recipe(recipe, limit=50))
         after["plan"] = {"seconds": s, "peak_mib": mib}
         print(f"plan (50-record sample, scaled to {args.records:,}): {s:.1f} s, peak RSS {mib:.0f} MiB")

@@ -36,9 +36,9 @@ print("RESULT " + json.dumps({"seconds": time.perf_counter() - start, "train_exa
 
 def publish(n: int, out: Path, image_size: int = 256) -> Path:
     from pipelines.commands.run import run
-    from pipelines.config.recipe import load_recipe
+    from pipelines.config.recipe import read_recipe
 
-    return run(load_recipe("quickstart", [f"sources.0.synthetic.num_records={n}", f"sources.0.synthetic.image_size={image_size}",
+    return run(read_recipe("quickstart", [f"sources.0.synthetic.num_records={n}", f"sources.0.synthetic.image_size={image_size}",
                                           f"output.dir={out}", f"cache.dir={out.parent / 'cache'}"])).out_dir
 
 

@@ -37,7 +37,7 @@ def main() -> None:
     args = ap.parse_args()
 
     from pipelines.commands.run import run
-    from pipelines.config.recipe import load_recipe
+    from pipelines.config.recipe import read_recipe
     from pipelines.sources.synthetic import make_record
     from pipelines.teachers import load_teacher, unload_all
     from pipelines.teachers.stage import build_stages
@@ -49,7 +49,7 @@ def main() -> None:
     def recipe(batch_size: int, out: str, cache: str | None, threads: int = 0, prefetch: int = 512):
         runner = ["runner.runner=DirectRunner",
                   f"runner.options=[--direct_running_mode=multi_threading, --direct_num_workers={threads}]"] if threads else []
-        return load_recipe("quickstart", runner + [
+        return read_recipe("quickstart", runner + [
             f"sources.0.synthetic.num_records={args.records}", f"sources.0.synthetic.image_size={args.image_size}",
             "teacher.oracle.error_rate=0",
             "stages.extraction.teacher.backend=vllm", f"stages.extraction.teacher.model={model}",

@@ -8,7 +8,7 @@ from PIL import Image
 
 from filters.decontamination import EvalIndex, decontaminate, eval_entry
 from pipelines.commands.run import run
-from pipelines.config.recipe import load_recipe
+from pipelines.config.recipe import read_recipe
 from pipelines.config.source_config import SyntheticSource
 from pipelines.core.images import phash
 from pipelines.sources.synthetic import make_record
@@ -96,7 +96,7 @@ def test_a_run_drops_contaminated_records_before_any_teacher_call(tmp_path):
     def recipe(decontam: bool, out: str):
         extra = [f"eval_sets=[{{kind: imagefolder, name: bench_eval, imagefolder: {{dir: '{evaldir}'}}}}]",
                  "filters=[{name: decontaminate, params: {max_hamming: 6}}, {name: answer_correct}]"] if decontam else []
-        return load_recipe("quickstart", [
+        return read_recipe("quickstart", [
             f"sources.0.synthetic.num_records={TRAIN.num_records}", f"sources.0.synthetic.image_size={TRAIN.image_size}",
             f"sources.0.synthetic.seed={TRAIN.seed}", "teacher.oracle.error_rate=0", f"output.dir={tmp_path / out}",
             "cache.dir=null", *extra])

@@ -45,12 +45,12 @@ def test_the_published_trace_is_the_one_the_filter_counted_correct():
     from dataclasses import replace
 
     from pipelines.beam.filtering import _Apply
-    from pipelines.config.recipe import load_recipe
+    from pipelines.config.recipe import read_recipe
     from pipelines.core.record import TeacherOutput, ThinkSample, Turn
     from pipelines.publishing.rows import Layout
     from pipelines.sources.synthetic import make_record
 
-    recipe = load_recipe("quickstart", ["filters=[{name: answer_correct, params: {min_vqa_accuracy: 0.3}}, {name: degeneration}]"])
+    recipe = read_recipe("quickstart", ["filters=[{name: answer_correct, params: {min_vqa_accuracy: 0.3}}, {name: degeneration}]"])
     annotators = ["red"] * 6 + ["maroon"] * 3 + ["orange"]
     turn = Turn("What colour is the car?", "red", (), "text", {"answers": annotators})
     samples = (ThinkSample(TeacherOutput("The car is blue, as far as I can tell from " * 3, "length"), "blue"),

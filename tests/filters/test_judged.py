@@ -7,7 +7,7 @@ import pytest
 from filters.judged import judged
 from pipelines.commands.run import run
 from pipelines.config import ConfigError
-from pipelines.config.recipe import SyntheticSource, load_recipe
+from pipelines.config.recipe import SyntheticSource, read_recipe
 from pipelines.core.record import Judgement
 from pipelines.sources.synthetic import make_record
 from pipelines.stages.verify import UNPARSED, parse_verdicts, schema
@@ -63,7 +63,7 @@ def test_judged_wants_every_statement_supported_and_no_sentence_contradicted():
 
 
 def _recipe(tmp_path, *extra):
-    return load_recipe("quickstart", [
+    return read_recipe("quickstart", [
         "sources.0.synthetic.num_records=40", "sources.0.synthetic.image_size=96", "teacher.oracle.error_rate=0.5",
         "teacher.oracle.errors=[miscount, wrong_colour, invented_object]", "stages.verify.enabled=true",
         "stages.verify.sentences=true", f"output.dir={tmp_path / 'out'}", "cache.dir=null", "output.min_kept=0",
@@ -72,7 +72,7 @@ def _recipe(tmp_path, *extra):
 
 def test_a_judged_filter_needs_the_verify_stage():
     with pytest.raises(ConfigError, match="stages.verify.enabled"):
-        load_recipe("quickstart", ['filters=[{name: judged}]'])
+        read_recipe("quickstart", ['filters=[{name: judged}]'])
 
 
 @pytest.mark.parametrize("backend, extra, wants_json", [

@@ -6,7 +6,7 @@ from filters.consistency import extraction_agreement, self_consistency, statemen
 from filters.quality import degeneration, leakage, repeated_ngrams
 from filters.registry import check_params
 from pipelines.config import ConfigError
-from pipelines.config.recipe import load_recipe
+from pipelines.config.recipe import read_recipe
 from pipelines.core.record import ImageData, Record, TeacherOutput, ThinkSample, Turn
 from pipelines.support.lexical import support
 from pipelines.support.text import attribute_pairs, content_tokens, sentences
@@ -148,7 +148,7 @@ def test_params_are_checked_by_name_type_and_choice():
 def test_yaml_numbers_reach_filters_with_their_types():
     from filters.registry import typed_params
 
-    r = load_recipe("quickstart", ["filters.0.params={ngram: 6, max_ngram_repeats: 2, min_words: 3}"])
+    r = read_recipe("quickstart", ["filters.0.params={ngram: 6, max_ngram_repeats: 2, min_words: 3}"])
     params = typed_params("degeneration", r.filters[0].params)
     assert params == {"ngram": 6, "max_ngram_repeats": 2, "min_words": 3} and all(type(v) is int for v in params.values())
     assert degeneration(rec(), **params).keep
@@ -163,4 +163,4 @@ def test_yaml_numbers_reach_filters_with_their_types():
 ])
 def test_recipes_with_broken_filter_lists_are_refused(overrides, message):
     with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace("[", r"\[")):
-        load_recipe("quickstart", overrides)
+        read_recipe("quickstart", overrides)

@@ -12,7 +12,7 @@ import yaml
 from PIL import Image, ImageDraw
 
 from pipelines.commands.run import run
-from pipelines.config.recipe import load_recipe
+from pipelines.config.recipe import read_recipe
 from tests.fault_server import FaultServer
 from tests.published import published_rows
 
@@ -62,7 +62,7 @@ def run_recipe(tmp_path: Path, sources: list[dict], ingest: dict | None = None, 
     path = tmp_path / "recipe.yaml"
     path.write_text(yaml.safe_dump(data))
     try:
-        outcome = run(load_recipe(path))
+        outcome = run(read_recipe(path))
     finally:
         server.close()
     return outcome

@@ -134,9 +134,9 @@ def test_inspect_shows_how_rows_were_understood_and_why_others_were_rejected(tmp
                                             ("textvqa", "textvqa"), ("vizwiz", "vizwiz"), ("scienceqa", "scienceqa")])
 def test_the_bundled_paper_hub_recipe_maps_each_set_with_the_right_gold(source, schema, tmp_path):
     from pipelines.config import to_plain
-    from pipelines.config.recipe import load_recipe
+    from pipelines.config.recipe import read_recipe
 
-    config = next(s for s in load_recipe("paper-hub").sources if s.name == source)
+    config = next(s for s in read_recipe("paper-hub").sources if s.name == source)
     snippet = {k: v for k, v in to_plain(config).items() if k in ("kind", "name", "license", "unanswerable", config.kind)}
     got, expected = records({**snippet, "name": schema}, tmp_path)
     assert [(r.status, r.reason, [(t.question, t.answer) for t in r.turns] if r.status == "ok" else None) for r in got] == \

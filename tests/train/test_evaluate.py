@@ -234,14 +234,14 @@ def test_the_reasoner_is_evaluated_on_the_prompt_it_was_trained_on(tmp_path, tin
 
     import train_min.evaluate as ev
     from pipelines.commands.run import run
-    from pipelines.config.recipe import load_recipe
+    from pipelines.config.recipe import read_recipe
     from tests.train.runs import run_config
     from train_min.train import train
 
     own = "MY OWN PROMPT\n{{ extraction }}\nQ: {{ question }}{% for c in choices %}\n{{ c }}{% endfor %}\nEnd with Answer: X."
     template = tmp_path / "my_think.jinja"
     template.write_text(own)
-    data = run(load_recipe("quickstart", ["sources.0.synthetic.num_records=12", "sources.0.synthetic.image_size=64",
+    data = run(read_recipe("quickstart", ["sources.0.synthetic.num_records=12", "sources.0.synthetic.image_size=64",
                                           "teacher.oracle.error_rate=0", f"stages.think.template={template}",
                                           f"output.dir={tmp_path / 'data'}", "cache.dir=null"])).out_dir
     rows = published_rows(str(data), "reasoning")

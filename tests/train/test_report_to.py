@@ -6,14 +6,14 @@ import json
 import pytest
 
 from pipelines.commands.run import run
-from pipelines.config.recipe import load_recipe
+from pipelines.config.recipe import read_recipe
 from train_min.train import TrainConfig, train
 
 
 @pytest.fixture(scope="module")
 def published(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("report_data")
-    return run(load_recipe("quickstart", ["sources.0.synthetic.num_records=20", "sources.0.synthetic.image_size=64",
+    return run(read_recipe("quickstart", ["sources.0.synthetic.num_records=20", "sources.0.synthetic.image_size=64",
                                           "teacher.oracle.error_rate=0", f"output.dir={tmp / 'out'}", "cache.dir=null"])).out_dir
 
 

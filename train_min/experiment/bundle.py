@@ -73,7 +73,7 @@ def make_bundle(recipe: str, overrides: list[str], out: Path, caption_teacher, c
     `out/bundle`; returns its manifest."""
     from pipelines.commands.run import run
     from pipelines.config import to_plain
-    from pipelines.config.recipe import load_recipe
+    from pipelines.config.recipe import read_recipe
     from pipelines.sources.synthetic import make_record, scene_index, sketch_record
     from pipelines.stages.prompting import render
     from train_min.data import direct_prompt, load_rows
@@ -82,7 +82,7 @@ def make_bundle(recipe: str, overrides: list[str], out: Path, caption_teacher, c
 
     runs = {}
     for name, extra in (("filtered", []), ("unfiltered", ["filters=[]", "output.min_kept=0"])):
-        resolved = load_recipe(recipe, [*overrides, *extra, f"output.dir={out / 'runs' / name}"])
+        resolved = read_recipe(recipe, [*overrides, *extra, f"output.dir={out / 'runs' / name}"])
         if len(resolved.sources) != 1 or resolved.sources[0].kind != "synthetic":
             raise ValueError("the experiment's data recipe needs exactly one synthetic source (it draws the scenes again)")
         source = resolved.sources[0]

@@ -86,14 +86,14 @@ def _minutes(seconds: float) -> str:
 
 def run_demo(cfg: DemoConfig) -> dict:
     from pipelines.commands.run import run
-    from pipelines.config.recipe import load_recipe
+    from pipelines.config.recipe import read_recipe
 
     out, times = Path(cfg.out), {}
     out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
 
     _log(f"1/5 data: recipe {cfg.data.recipe}")
-    result = run(load_recipe(cfg.data.recipe, [*cfg.data.overrides, f"output.dir={out / 'data'}"]))
+    result = run(read_recipe(cfg.data.recipe, [*cfg.data.overrides, f"output.dir={out / 'data'}"]))
     data = str(result.out_dir)
     times["data"] = time.perf_counter() - started
 
