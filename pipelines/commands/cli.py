@@ -282,32 +282,30 @@ def _run(args) -> int:
     return 0
 
 
+def _recipes(args) -> int:
+    names = bundled_recipes()
+    width = max(map(len, names))
+    for name in names:
+        print(f"{name:<{width}}  {recipe_description(name)}".rstrip())
+    return 0
+
+
+def _validate(args) -> int:
+    print(dump_recipe(read_recipe(args.recipe, args.overrides)), end="")
+    return 0
+
+
+COMMANDS = {"recipes": _recipes, "validate": _validate, "inspect": _inspect, "plan": _plan, "compare": _compare,
+            "publish": _publish, "export": _export, "run": _run}
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     for handler in logging.getLogger().handlers:
         handler.addFilter(ScrubFilter())
     try:
-        if args.command == "recipes":
-            names = bundled_recipes()
-            width = max(map(len, names))
-            for name in names:
-                print(f"{name:<{width}}  {recipe_description(name)}".rstrip())
-            return 0
-        if args.command == "validate":
-            print(dump_recipe(read_recipe(args.recipe, args.overrides)), end="")
-            return 0
-        if args.command == "inspect":
-            return _inspect(args)
-        if args.command == "plan":
-            return _plan(args)
-        if args.command == "compare":
-            return _compare(args)
-        if args.command == "publish":
-            return _publish(args)
-        if args.command == "export":
-            return _export(args)
-        return _run(args)
+        return COMMANDS[args.command](args)
     except PreflightError as e:
         print(printable(f"extract-think: pre-flight: {e}"), file=sys.stderr)
         return 2

@@ -11,11 +11,8 @@ from pipelines.stages.prompting import render
 
 
 class Extraction(StageSpec):
-    name = "extraction"
-    template = "extraction/v1"
-    sampling = {"temperature": 0.7, "max_tokens": 768, "n": 3}
-    reads = ("statements", "images")
-    writes = ("extractions",)
+    name, template, sampling = "extraction", "extraction/v1", {"temperature": 0.7, "max_tokens": 768, "n": 3}
+    reads, writes = ("statements", "images"), ("extractions",)
     image = True
     sample = {"statements": ["The bus is red."]}
 

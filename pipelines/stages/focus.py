@@ -8,11 +8,8 @@ from pipelines.stages.prompting import render
 
 
 class Focus(StageSpec):
-    name = "focus"
-    template = "focus/v1"
-    sampling = {"max_tokens": 64}
-    reads = ("turns",)
-    writes = ("focus",)
+    name, template, sampling = "focus", "focus/v1", {"max_tokens": 64}
+    reads, writes = ("turns",), ("focus",)
     sample = {"questions": ["What colour is the bus?"]}
 
     def prompts(self, bound, record):

@@ -11,11 +11,8 @@ _NUMBERING = re.compile(r"^\s*(?:[-*\u2022]|\d+[.)]|pair \d+:?)\s*", re.IGNORECA
 
 
 class Statements(StageSpec):
-    name = "statements"
-    template = "statements/v1"
-    sampling = {"max_tokens": 256}
-    reads = ("turns",)
-    writes = ("statements",)
+    name, template, sampling = "statements", "statements/v1", {"max_tokens": 256}
+    reads, writes = ("turns",), ("statements",)
     sample = {"qa_pairs": [{"question": "What colour is the bus?", "answer": "red"}]}
 
     def prompts(self, bound, record):

@@ -12,11 +12,8 @@ from pipelines.stages.prompting import render
 
 
 class Think(StageSpec):
-    name = "think"
-    template = "think/v1"
-    sampling = {"temperature": 0.7, "max_tokens": 1024, "n": 3}
-    reads = ("extraction", "turns")
-    writes = ("reasoning",)
+    name, template, sampling = "think", "think/v1", {"temperature": 0.7, "max_tokens": 1024, "n": 3}
+    reads, writes = ("extraction", "turns"), ("reasoning",)
     sample = {"extraction": "A red bus stands at a stop.", "question": "What colour is the bus?", "choices": []}
     allowed_inputs = frozenset({"extraction", "question", "choices"})  # what the reasoner may see
 

@@ -117,11 +117,8 @@ def judgements(kind: str, claims: list[str], output: TeacherOutput, with_image: 
 
 
 class Verify(StageSpec):
-    name = "verify"
-    template = "verify/v1"
-    sampling = {"max_tokens": 512}
-    reads = ("statements", "extractions")
-    writes = ("judgements",)
+    name, template, sampling = "verify", "verify/v1", {"max_tokens": 512}
+    reads, writes = ("statements", "extractions"), ("judgements",)
     optional = True
     sample = {"claims": ["The bus is red."], "evidence": "A red bus stands at a stop.", "json": False}
 
