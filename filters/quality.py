@@ -17,7 +17,7 @@ from collections import Counter
 
 from filters.correctness import published_trace
 from pipelines.core.answers import normalise_text
-from pipelines.core.options import UPPER
+from pipelines.core.letters import UPPER
 from pipelines.core.record import Record, TeacherOutput, Verdict
 
 LEAK_PATTERNS = {

@@ -128,7 +128,7 @@ def test_the_walk_sees_imports():
     """The checker itself: a known import of each kind is found."""
     g = graph()
     assert "pipelines.core.record" in g["filters.correctness"]
-    assert "pipelines.core.options" in g["pipelines.core.answers"]
+    assert "pipelines.core.letters" in g["pipelines.core.answers"]
     assert layer("pipelines.core.record") < layer("pipelines.support.text") < layer("pipelines.commands.run") < layer("train_min.train")
 
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 from PIL import Image
 
-from pipelines.core.options import lettered
+from pipelines.core.letters import lettered
 from pipelines.core.splits import TEST, TRAIN
 from pipelines.stages import STAGES
 from pipelines.stages.prompting import PROMPT_FILES, render

@@ -13,7 +13,7 @@ from typing import Iterator
 
 from pipelines.config.recipe import Recipe
 from pipelines.config.source_config import SourceConfig
-from pipelines.core import options
+from pipelines.core import letters
 
 
 def _first_rows(source: SourceConfig, limit: int) -> SourceConfig:
@@ -93,7 +93,7 @@ def would_drop(recipe: Recipe, records: list) -> dict:
 
 def _gold(turn: dict) -> str:
     if turn["type"] == "choice":
-        return f"{turn['gold']} = {turn['choices'][options.index(turn['gold'])]!r}"
+        return f"{turn['gold']} = {turn['choices'][letters.index(turn['gold'])]!r}"
     return repr(turn["gold"])
 
 
@@ -110,7 +110,7 @@ def render(report: list[dict]) -> Iterator[str]:
             for t in r["turns"]:
                 yield f"    question: {_clip(t['question'])}"
                 if t["choices"]:
-                    yield "    choices:  " + _clip(" | ".join(options.lettered(t["choices"])))
+                    yield "    choices:  " + _clip(" | ".join(letters.lettered(t["choices"])))
                 yield f"    gold:     {_clip(_gold(t))}   ({t['type']})"
                 if t["meta"]:
                     yield f"    meta:     {_clip(json.dumps(t['meta'], ensure_ascii=False, default=str))}"

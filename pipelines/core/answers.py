@@ -45,9 +45,9 @@ from functools import lru_cache
 
 from rapidfuzz import fuzz
 
-from pipelines.core import options
+from pipelines.core import letters
+from pipelines.core.letters import ANY_CASE, LOWER, UPPER
 from pipelines.core.numbers import NUMBER, NUMBER_WORDS, id_like, parse_number, plain_number, result_number
-from pipelines.core.options import ANY_CASE, LOWER, UPPER
 
 # How an answer is matched to its gold, unless a recipe's answer_correct says otherwise: the
 # relative tolerance of a number, the fuzzy ratio a text answer needs, the share of annotators
@@ -147,12 +147,12 @@ def choice_letter(pred: str, choices: tuple[str, ...], fuzzy_threshold: float = 
     m = _LETTER.match(pred)
     if m:
         letter = next(g for g in m.groups() if g).upper()
-        index = options.index(letter)
+        index = letters.index(letter)
         if m.group(4) and pred[m.end():m.end() + 1].isspace() and choices:
             # "A dog": the article, or option A? Whole text naming an option decides.
             whole = _options_named(normalise_text(pred), choices, fuzzy_threshold)
             if len(whole) == 1 and normalise_text(pred[m.end():]) == normalise_text(choices[whole[0]]):
-                return options.letter(whole[0])
+                return letters.letter(whole[0])
         if choices and index >= len(choices):
             return None
         rest = normalise_text(pred[m.end():].lstrip(".):,;- "))
@@ -162,7 +162,7 @@ def choice_letter(pred: str, choices: tuple[str, ...], fuzzy_threshold: float = 
                 return None  # "B) green" when B is blue: a contradiction
         return letter
     named = _options_named(normalise_text(_OPTION_WORD.sub("", pred)), choices, fuzzy_threshold)
-    return options.letter(named[0]) if len(named) == 1 else None
+    return letters.letter(named[0]) if len(named) == 1 else None
 
 
 def _options_named(text: str, choices: tuple[str, ...], fuzzy_threshold: float) -> list[int]:

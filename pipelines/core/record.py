@@ -16,7 +16,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from pipelines.core import options
+from pipelines.core import letters
 from pipelines.core.secrets import scrub
 
 # Which fields a source sets; everything else on a Record is written by the stages.
@@ -65,7 +65,7 @@ class Turn:
     def answer_text(self) -> str:
         """The gold answer as words: a choice letter becomes its option's text."""
         if self.answer_type == "choice" and self.choices:
-            return self.choices[options.index(self.answer)]
+            return self.choices[letters.index(self.answer)]
         return self.answer
 
     @property
@@ -81,7 +81,7 @@ class Turn:
 
     def option_lines(self) -> list[str]:
         """The options as the prompts show them: ["A. red", "B. blue"]."""
-        return options.lettered(self.choices)
+        return letters.lettered(self.choices)
 
 
 MAX_TOKEN_COUNT = 1 << 31  # more tokens than any context holds: a larger count is not a count

@@ -18,7 +18,7 @@ from pipelines.core.answers import normalise_text
 from pipelines.core.record import Turn
 from pipelines.sources.gold import Rules, answer_list, choice_letter, is_unanswerable, most_common
 from pipelines.sources.image_files import Problem
-from pipelines.sources.inline_options import split_options, strip_instructions
+from pipelines.sources.inline_choices import split_options, strip_instructions
 
 IMAGE_TOKEN = "<image>"
 HUMAN, GPT = {"human", "user"}, {"gpt", "assistant"}

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pipelines.core.answers import normalise_text
-from pipelines.core.options import ANY_CASE, LETTERS
+from pipelines.core.letters import ANY_CASE, LETTERS
 from pipelines.sources.image_files import Problem
 
 _LETTER = re.compile(rf"^(?:option\s+)?\(?({ANY_CASE})\)?(?:[.):]\s*(.*))?$", re.I)

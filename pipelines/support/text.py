@@ -34,7 +34,7 @@ from functools import lru_cache
 from rapidfuzz import fuzz
 
 from pipelines.core.answers import normalise_text
-from pipelines.core.options import UPPER
+from pipelines.core.letters import UPPER
 
 STOP = set("""
 a an the of in on at to for from by with without and or but as is are was were be been being it its it's this that these

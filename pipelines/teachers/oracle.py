@@ -28,7 +28,7 @@ import time
 from typing import Sequence
 
 from pipelines.config.recipe import OracleOptions, TeacherConfig
-from pipelines.core.options import LETTERS
+from pipelines.core.letters import LETTERS
 from pipelines.core.record import Record, TeacherOutput
 from pipelines.sources.scenes import FAMILIES
 from pipelines.sources.scenes.base import distractor_sentence

@@ -103,7 +103,7 @@ def test_a_row_without_an_image_is_no_image_whatever_else_is_wrong():
     ("Is (A) bigger than (C)?", "Is (A) bigger than (C)?", ()),  # letters out of order
 ])
 def test_options_written_inline_in_the_common_forms_become_choices(question, bare, options):
-    from pipelines.sources.inline_options import split_options
+    from pipelines.sources.inline_choices import split_options
 
     q, found, _ = split_options(question)
     assert (q, found) == (bare, options)

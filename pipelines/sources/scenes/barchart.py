@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 
 from pipelines.config.source_config import Difficulty
-from pipelines.core import options
+from pipelines.core import letters
 from pipelines.sources.scenes.base import COLOURS, DEFAULT, Family, canvas, choice_options, font, letter_of, scaled, shift_count, text_px
 
 BAR_COLOURS = ["red", "blue", "green", "orange", "purple"]
@@ -90,7 +90,7 @@ class BarChart(Family):
         if template == "taller":
             return f"Bar {args['a']} is {'' if answer == 'yes' else 'not '}taller than bar {args['b']}."
         if template == "colour":
-            return f"Bar {args['label']} is {choices[options.index(answer)]}."
+            return f"Bar {args['label']} is {choices[letters.index(answer)]}."
         return f"Bar {answer} has the highest value."
 
     def focus(self, template, args):

@@ -16,7 +16,7 @@ from functools import lru_cache
 from PIL import Image, ImageDraw, ImageFont
 
 from pipelines.config.source_config import Difficulty
-from pipelines.core import options
+from pipelines.core import letters
 
 DEFAULT = Difficulty()
 
@@ -134,7 +134,7 @@ def letter_of(choices: tuple[str, ...], option: str) -> str:
     a misperceived colour is not among the choices): the question cannot be answered."""
     if option not in choices:
         raise KeyError(option)
-    return options.letter(choices.index(option))
+    return letters.letter(choices.index(option))
 
 
 def choice_options(rng: random.Random, correct: str, pool: list[str], k: int = 4) -> tuple[str, ...]:

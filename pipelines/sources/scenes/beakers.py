@@ -6,7 +6,7 @@ import random
 from fractions import Fraction
 
 from pipelines.config.source_config import Difficulty
-from pipelines.core import options
+from pipelines.core import letters
 from pipelines.sources.scenes.base import COLOURS, DEFAULT, Family, canvas, count_phrase, font, join_words, letter_of, scaled, shift_count, text_px
 
 PARTICLE_COLOURS = ["red", "blue", "green", "yellow", "purple"]
@@ -87,7 +87,7 @@ class Beakers(Family):
         if template == "more":
             verb = "has" if answer == "yes" else "does not have"
             return f"The {args['side']} beaker {verb} more {args['a']} particles than {args['b']} particles."
-        option = choices[options.index(answer)]
+        option = choices[letters.index(answer)]
         if option == CONCENTRATION_CHOICES[2]:
             return "Both beakers have the same concentration of particles."
         return f"{option[0].upper() + option[1:]} has the higher concentration of particles."

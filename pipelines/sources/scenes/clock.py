@@ -6,7 +6,7 @@ import math
 import random
 
 from pipelines.config.source_config import Difficulty
-from pipelines.core import options
+from pipelines.core import letters
 from pipelines.sources.scenes.base import COLOURS, DEFAULT, Family, canvas, choice_options, font, letter_of, text_px
 
 FRAME_COLOURS = ["red", "blue", "green", "black", "orange", "purple"]
@@ -77,7 +77,7 @@ class Clock(Family):
 
     def statement(self, template, args, answer, choices):
         if template == "frame":
-            return f"The clock's frame is {choices[options.index(answer)]}."
+            return f"The clock's frame is {choices[letters.index(answer)]}."
         if template == "late":
             return f"The clock shows a time {'past' if answer == 'yes' else 'not past'} half past the hour."
         return f"The clock shows {answer}." if template == "time" else f"The hour on the clock is {answer}."

@@ -6,7 +6,7 @@ import math
 import random
 
 from pipelines.config.source_config import Difficulty
-from pipelines.core import options
+from pipelines.core import letters
 from pipelines.sources.scenes.base import COLOURS, DEFAULT, Family, canvas, choice_options, font, letter_of, shift_count, text_px
 
 WORDS = ["EXIT", "STOP", "OPEN", "PARKING", "SCHOOL", "HOTEL", "GARAGE", "MUSEUM", "LIBRARY", "PLATFORM"]
@@ -77,7 +77,7 @@ class Sign(Family):
 
     def statement(self, template, args, answer, choices):
         if template == "colour":
-            return f"The sign's background is {choices[options.index(answer)]}."
+            return f"The sign's background is {choices[letters.index(answer)]}."
         return {
             "word": f"The sign says \"{answer}\".",
             "number": f"The number {answer} is shown on the sign.",

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 
-from pipelines.core.options import LETTERS
+from pipelines.core.letters import LETTERS
 
 _KEYWORD = re.compile(r"(?:^|\n)[ \t]*(?:answer\s+)?(?:options|choices)\s*:[ \t]*", re.I)
 # an instruction: a whole line, or the end of one ("What is it? Answer the question using ...")
