@@ -116,7 +116,7 @@ def test_typed_columns_filter_and_sort_without_parsing(published):
     think = next(s for s in build_stages(recipe) if s.name == "think")
     row = next(r for r in _load(outcome.out_dir, "reasoning") if r["choices"])
     record_rows = [r for r in _load(outcome.out_dir, "reasoning") if r["record_id"] == row["record_id"]]
-    assert row["prompt"] == think.prompts(_record_for(recipe, row["record_id"], extraction))[record_rows.index(row)][0]
+    assert row["prompt"] == think.prompts(_record_for(recipe, row["record_id"], extraction))[record_rows.index(row)].text
     assert chats(row, "reasoner")[0][0]["content"] == row["prompt"]  # what the reasoner trains on
 
 

@@ -11,7 +11,7 @@ from pipelines.config import ConfigError
 from pipelines.config.recipe import Recipe, TeacherConfig, VerifyConfig
 from pipelines.core.record import Record, StageProvenance
 from pipelines.core.templates import TemplateFailure
-from pipelines.stages import STAGE_ORDER, STAGES, STUDENT_SAMPLE, StageSpec, stage_inputs
+from pipelines.stages import STAGE_ORDER, STAGES, STUDENT_SAMPLE, Prompt, StageSpec, stage_inputs
 from pipelines.stages.prompting import prompt_hash, render, template_inputs
 from pipelines.teachers.base import ChatRequest, Sampling, TeacherReply, user_message
 
@@ -33,6 +33,10 @@ class Stage:
     def spec(self) -> StageSpec:
         return STAGES[self.name]
 
+    def prompts(self, record: Record) -> list[Prompt]:
+        """The stage's prompts for `record`, rendered with this stage's template."""
+        return self.spec.prompts(self, record)
+
     def prepare(self, record: Record) -> tuple[Record, list[ChatRequest]]:
         """(record, its requests); a record whose prompt cannot be rendered (the template
         breaks a limit, or fails on this record's data) fails with `<stage>_template_error`."""
@@ -46,7 +50,7 @@ class Stage:
             return []
         return [ChatRequest(user_message(p.text, record.images if p.image else ()), self.sampling,
                             {"stage": self.name, "record": record, "prompt": p, **p.meta}, p.schema)
-                for p in self.spec.prompts(self, record)]
+                for p in self.prompts(record)]
 
     def apply(self, record: Record, requests: list[ChatRequest], replies: list[TeacherReply]) -> Record:
         """The record with this stage's fields added, or failed with the teacher's error.
