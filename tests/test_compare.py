@@ -11,7 +11,7 @@ import pytest
 
 from pipelines.commands.compare import Arm, compare
 from pipelines.config import ConfigError
-from pipelines.config.recipe import load_recipe
+from pipelines.config.recipe import read_recipe
 from tests.fault_server import FaultServer
 from tests.published import published_rows
 
@@ -115,7 +115,7 @@ def test_the_cli_needs_two_named_arms(tmp_path):
     with pytest.raises(ConfigError, match="not a comparison"):
         (tmp_path / "mine").mkdir()
         (tmp_path / "mine" / "notes.txt").write_text("keep")
-        compare(load_recipe("quickstart"), [Arm("a"), Arm("b")], 4, tmp_path / "mine")
+        compare(read_recipe("quickstart"), [Arm("a"), Arm("b")], 4, tmp_path / "mine")
 
 
 def test_the_default_folder_is_named_safely_from_the_recipe_name(tmp_path, monkeypatch):
