@@ -41,13 +41,20 @@ def statement_count(record: Record) -> Verdict:
     return Verdict.of(statement_count, True, None, 1.0)
 
 
+def statement_supports(statements, extraction: str, questions, scorer: str = "lexical") -> list[float]:
+    """Each statement's support by the extraction (statement_coverage's score is the least of
+    them; calibrate scores statement labels with it). Statement i restates turn i when the
+    counts agree (statement_count checks that): its question's words are not demanded."""
+    questions = list(questions) if len(questions) == len(statements) else [None] * len(statements)
+    return [support(s, extraction, scorer, q) for s, q in zip(statements, questions)]
+
+
 def statement_coverage(record: Record, min_score: float = SUPPORTED, scorer: str = "lexical") -> Verdict:
     statements = record.statements or ()
     if not statements or not record.extraction:
         return Verdict.of(statement_coverage, False, "statement_not_covered", 0.0)
-    # statement i restates turn i (statement_count checks that): its question's words are not demanded
-    questions = [t.question for t in record.turns] if len(record.turns) == len(statements) else [None] * len(statements)
-    score, weakest = min((support(s, record.extraction, scorer, q), s) for s, q in zip(statements, questions))
+    scores = statement_supports(statements, record.extraction, [t.question for t in record.turns], scorer)
+    score, weakest = min(zip(scores, statements))
     if score < min_score:
         return Verdict.of(statement_coverage, False, "statement_not_covered", round(score, 4), f"{weakest!r} (support {score:.2f})")
     return Verdict.of(statement_coverage, True, None, round(score, 4))

@@ -27,6 +27,10 @@ SOURCE_ONLY = {EVAL_FILTER}
 EXTRA_PARAMS = {EVAL_FILTER: {"max_hamming": int, "max_pixel_diff": float}}  # used to build the index, not per record
 INJECTED = ("index", "answer")  # given by the pipeline (the eval index, `answer_settings`), not by a recipe
 ANSWER_AWARE = {"degeneration"}  # filters that read the published trace: they get `answer`
+# The param a filter keeps a record by (keep when its score is at least the param): what
+# `extract-think calibrate` sets from reviewers' labels.
+THRESHOLD_PARAM = {statement_coverage.__name__: "min_score", extraction_agreement.__name__: "min_agreement",
+                   sufficiency.__name__: "min_ratio", self_consistency.__name__: "min_agreement"}
 CHOICES = {"match": MATCHES, "scorer": SCORERS}
 PARAM_CHOICES = {("extraction_agreement", "scorer"): ("claims", *SCORERS)}
 

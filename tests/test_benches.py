@@ -31,6 +31,7 @@ def _tiny(name, bench_data, tmp_path):
     pub, trl, trl_r = bench_data
     return {
         "bench_bad_inputs": [],
+        "bench_calibrate": ["--seeds", "1"],
         "bench_faults": ["--records", "12", "--hostile"],
         "bench_filters": ["--records", "30", "--image-size", "64"],
         "bench_fleet": ["--sizes", "1,2", "--capacity", "4", "--latency", "0.05", "--records-per-endpoint", "4", "--kill", "2"],
