@@ -8,6 +8,8 @@
     extract-think recipes                           # list bundled recipes
     extract-think publish OUT --repo owner/name [--private] [--dry-run] [--delete-unmanaged]   # push a local publish to the Hub
     extract-think export OUT --format trl|llava [--config extraction|reasoning] --to DEST [--source-dataset OWNER/NAME]   # for TRL's SFTTrainer / LLaVA trainers
+    extract-think review OUT [--name NAME] [--sample N]   # label a sample in the browser (a local page)
+    extract-think calibrate OUT [--max-bad 0.02] [--json]  # the filters against those labels; thresholds and a recipe patch
 
 RECIPE is a path to a YAML file or the name of a bundled recipe ("quickstart").
 """
@@ -24,6 +26,7 @@ from pipelines.commands.quiet import quiet  # a module without Beam
 
 quiet()  # before Beam is imported below
 
+from pipelines.commands import calibrate, review  # noqa: E402
 from pipelines.commands.preflight import PreflightError  # noqa: E402
 from pipelines.config import ConfigError  # noqa: E402
 from pipelines.config.recipe import bundled_recipes, dump_recipe, read_recipe, recipe_description  # noqa: E402
@@ -101,6 +104,8 @@ def _parser() -> argparse.ArgumentParser:
     exp.add_argument("--to", required=True, dest="dest", help="the folder to write: new, empty, or an earlier export (replaced)")
     exp.add_argument("--source-dataset", default=None, metavar="OWNER/NAME",
                      help="the Hub id the publish was pushed to: the export's card links it as its source")
+    review.add_arguments(sub)
+    calibrate.add_arguments(sub)
     return p
 
 
@@ -296,7 +301,7 @@ def _validate(args) -> int:
 
 
 COMMANDS = {"recipes": _recipes, "validate": _validate, "inspect": _inspect, "plan": _plan, "compare": _compare,
-            "publish": _publish, "export": _export, "run": _run}
+            "publish": _publish, "export": _export, "run": _run, "review": review.command, "calibrate": calibrate.command}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -21,13 +21,14 @@ import fsspec
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from pipelines.beam.pipeline import build_pipeline
+from pipelines.commands import reviews
 from pipelines.commands.preflight import preflight
 from pipelines.config.recipe import Recipe, dump_recipe, read_recipe
 from pipelines.observe.funnel import Funnel, read_counters
 from pipelines.publishing.card import LICENSE_FILE, license_file, render_card
 from pipelines.publishing.output import check_output, is_publish, output_location
 from pipelines.publishing.replace import Replacement
-from pipelines.publishing.report import first_rows, write_charts, write_report
+from pipelines.publishing.report import ASSETS, chart_paths, first_rows, write_charts, write_report
 from pipelines.publishing.rows import CONFIGS, prompt_files
 from pipelines.teachers.stage import active_stages
 
@@ -132,7 +133,9 @@ def _run_into(staging: str, recipe: Recipe, run_id: str, fs, test_pipeline, out:
             (meta / name).write_text(text)
         charts = write_charts(meta, funnel)
         examples = first_rows(staging, "extraction", 3, ["id", "prompt", "extraction", "questions"])
-        (meta / "README.md").write_text(render_card(recipe, funnel, charts, examples, dataset_ref=out))
+        audited = "://" not in out and reviews.carry(out, staging)  # reviewers' labels stay with the dataset
+        (meta / "README.md").write_text(render_card(recipe, funnel, charts, examples, dataset_ref=out,
+                                                    audit=reviews.audit(staging) if audited else None))
         licenses = license_file(recipe, funnel)
         if licenses:
             (meta / LICENSE_FILE).write_text(licenses)
@@ -145,3 +148,17 @@ def _run_into(staging: str, recipe: Recipe, run_id: str, fs, test_pipeline, out:
                 fs.makedirs(target.rsplit("/", 1)[0], exist_ok=True)
                 fs.put_file(str(f), target)
     return funnel
+
+
+def refresh_card(out: str | Path) -> None:
+    """Rewrite a local publish's card from what it holds (recipe, funnel, charts, rows) with the
+    audit of its reviewers' labels: after `review`, `calibrate` calls this."""
+    out = Path(out).resolve()
+    recipe = read_recipe(out / "recipe.yaml")
+    funnel = Funnel.from_dict(json.loads((out / "funnel.json").read_text()))
+    charts = chart_paths(p.stem for p in (out / ASSETS).glob("*.png"))
+    examples = first_rows(out, "extraction", 3, ["id", "prompt", "extraction", "questions"])
+    text = render_card(recipe, funnel, charts, examples, dataset_ref=str(out), audit=reviews.audit(out))
+    tmp = out / ".README.md.tmp"
+    tmp.write_text(text)
+    tmp.replace(out / "README.md")

@@ -110,9 +110,10 @@ def _template_hash(template_id: str) -> str:
 
 
 def render_card(recipe: Recipe, funnel: Funnel, charts: dict[str, str] | None = None, examples: list[dict] | None = None,
-                dataset_ref: str = ".") -> str:
+                dataset_ref: str = ".", audit: dict | None = None) -> str:
     """The card of a run; `dataset_ref` is where it is loaded from (the output folder; `publish`
-    puts the repo id there)."""
+    puts the repo id there); `audit`: what reviewers' labels say of it (records, reviewers,
+    and the kept records' precision as a rate with its interval), where there are labels."""
     # The run id is in the data-file patterns because `datasets` caches a local dataset
     # under a hash of its card's configs (folder name and patterns, not the files): with a
     # fixed pattern, a rerun into the same folder would be served the old rows.
@@ -152,7 +153,7 @@ def render_card(recipe: Recipe, funnel: Funnel, charts: dict[str, str] | None = 
         student=render(recipe.stages.student_prompt, focus="<focus>"), kept=max(funnel.kept, 1),
         paid=funnel.prompt_tokens + funnel.completion_tokens, charts=charts, examples=examples, licenses=licenses,
         license_link=LICENSE_FILE if len(licenses) > 1 else None, config=present[0] if present else "extraction",
-        ref=json.dumps(dataset_ref).replace("`", "\\u0060"),  # in a code fence: no backtick may close it
+        ref=json.dumps(dataset_ref).replace("`", "\\u0060"), audit=audit,  # in a code fence: no backtick may close it
         filters=layout.filters, meta_json=json_fields(layout.meta), paper_citation=PAPER_CITATION, splits={c: {"train": 0, "test": 0, **funnel.split_rows(c)} for c in CONFIGS},
         project_citation=PROJECT_CITATION % tool_version(),
         prices={name: recipe.stage_teacher(name).price for name in funnel.stages if name in active_stages(recipe)}))

@@ -63,6 +63,15 @@ def used_buckets(histogram: dict[str, int]) -> list[tuple[str, int]]:
     return items[filled[0] : filled[-1] + 1] if filled else items
 
 
+CHARTS = ("funnel", "extraction_words", "reasoning_words")  # the card shows them in this order
+
+
+def chart_paths(names) -> dict[str, str]:
+    """{name: relative path} of the charts, in the card's order."""
+    present = set(names)
+    return {name: f"{ASSETS}/{name}.png" for name in CHARTS if name in present}
+
+
 def write_charts(folder: Path, funnel: Funnel) -> dict[str, str]:
     """PNG charts under folder/assets; returns {name: relative path}."""
     (folder / ASSETS).mkdir(exist_ok=True)
@@ -71,11 +80,9 @@ def write_charts(folder: Path, funnel: Funnel) -> dict[str, str]:
         "extraction_words": bar_chart("Kept extractions: words", used_buckets(funnel.lengths["extraction"]), (60, 150, 90)),
         "reasoning_words": bar_chart("Published reasoning traces: words", used_buckets(funnel.lengths["reasoning"]), (170, 90, 60)),
     }
-    out = {}
     for name, png in charts.items():
         (folder / ASSETS / f"{name}.png").write_bytes(png)
-        out[name] = f"{ASSETS}/{name}.png"
-    return out
+    return chart_paths(charts)
 
 
 def iter_rows(folder: str | Path, config: str, columns: list[str], batch_size: int = 1024):
