@@ -24,7 +24,7 @@ from __future__ import annotations
 from collections import Counter
 
 from pipelines.core.answers import FUZZY_THRESHOLD, TOLERANCE, answer_matches, canonical_answer
-from pipelines.core.record import Record, Verdict
+from pipelines.core.record import Record, TeacherOutput, Verdict
 from pipelines.support.claims import claim_agreement
 from pipelines.support.lexical import SUPPORTED, support
 from pipelines.support.text import sentences
@@ -91,6 +91,19 @@ def extraction_agreement(record: Record, min_agreement: float = 1.0, min_weight:
         return Verdict.of(extraction_agreement, False, "extraction_disagreement", round(score, 4),
                        f"{lone!r} is backed by {min(sh for _, sh in shares):.0%} of the other samples")
     return Verdict.of(extraction_agreement, True, None, round(score, 4))
+
+
+def backed_sentences(extraction: str, others: list[str], statements=(), scorer: str = "claims", min_weight: float = 2.5,
+                     novel_share: float = 0.6, min_support: float = 0.9) -> list[bool]:
+    """Whether each sentence of `extraction` (as `sentences` splits it) is backed by the other
+    samples, as extraction_agreement decides it: claim by claim, or (another scorer) by at
+    least half of them. calibrate compares this with reviewers' sentence labels."""
+    if scorer == "claims":
+        return [why is None for _, why in claim_agreement(extraction, others, tuple(statements), min_weight=min_weight,
+                                                          novel_share=novel_share)]
+    record = Record(id="", source="", license="", images=(), turns=(), statements=tuple(statements),
+                    extractions=tuple(TeacherOutput(t, "stop") for t in (extraction, *others)))
+    return [share >= 0.5 for _, share in sentence_support(record, min_support, scorer)]
 
 
 def votes(record: Record, turn_index: int, fuzzy_threshold: float = FUZZY_THRESHOLD) -> Counter:

@@ -185,6 +185,8 @@ def test_calibrate_against_labels(out, tmp_path):
         t = entry.get("threshold")
         if t:
             assert t["false_accept"]["k"] <= 0.05 * t["false_accept"]["n"]
+    sentences = result["filters"]["extraction_agreement"]["sentences"]
+    assert sentences["sentences"] > 0 and sentences["recall"]["n"] > 0  # per sentence, against the other samples now published
     text = render(result)
     assert "published set's precision on them: 1.000" in text
     done = subprocess.run([sys.executable, "-m", "pipelines.commands.cli", "calibrate", str(out), "--json"], capture_output=True,

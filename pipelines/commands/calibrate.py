@@ -21,7 +21,7 @@ from pathlib import Path
 
 import yaml
 
-from filters.consistency import statement_supports
+from filters.consistency import backed_sentences, statement_supports
 from filters.registry import THRESHOLD_PARAM
 from pipelines.commands.reviews import record_labels, rejecting_filter
 from pipelines.core.rates import rate
@@ -72,9 +72,18 @@ def pick_threshold(units: list[tuple[float, bool]], max_bad: float, resamples: i
 
 def _rows(out: str | Path, ids: set[str]) -> list[dict]:
     columns = ["id", "scores", "statements", "extraction", "questions"]
+    if (Path(out) / "extraction").is_dir() and "other_extractions" in _schema(out):
+        columns.append("other_extractions")  # older publishes have no other samples
     rows = [{**r, "status": None} for r in iter_rows(out, "extraction", columns) if r["id"] in ids]
     rows += [r for r in iter_rows(out, "rejected", columns + ["status", "reason", "detail"]) if r["id"] in ids]
     return rows
+
+
+def _schema(out: str | Path) -> set[str]:
+    import pyarrow.parquet as pq
+
+    shard = next(iter(sorted((Path(out) / "extraction").glob("*.parquet"))), None)
+    return set(pq.read_schema(shard).names) if shard else set()
 
 
 def _filters(out: str | Path) -> list[dict]:
@@ -108,6 +117,8 @@ def calibrate(out: str | Path, max_bad: float = 0.02) -> dict:
                 result["set"].append(f"filters.{i}.params.{param}={entry['threshold']['threshold']}")
         if name == "statement_coverage":
             entry["statements"] = _statement_level(ran, labels, params.get("scorer", "lexical"), max_bad)
+        if name == "extraction_agreement":
+            entry["sentences"] = _sentence_level(ran, labels, params)
         result["filters"][name] = entry
     if result["set"]:
         result["patch"] = yaml.safe_dump({"filters": filters}, sort_keys=False, allow_unicode=True)
@@ -125,6 +136,24 @@ def _statement_level(rows: list[dict], labels: dict, scorer: str, max_bad: float
             continue
         units += [(s, j not in marked) for j, s in enumerate(scores)]
     return {"units": len(units), "threshold": pick_threshold(units, max_bad)}
+
+
+def _sentence_level(rows: list[dict], labels: dict, params: dict) -> dict:
+    """extraction_agreement at its own level: each sentence's backed-or-not decision against
+    the reviewers' sentence marks (a sentence of a good record, or unmarked in a record with
+    marks, counts as supported; a bad record without marks is left out: which sentence is
+    unknown)."""
+    settings = {k: params[k] for k in ("scorer", "min_weight", "novel_share", "min_support") if k in params}
+    pairs = []
+    for r in rows:
+        marked = labels[r["id"]]["unsupported"]["sentence"]
+        if not r.get("other_extractions") or labels[r["id"]]["label"] == "bad" and not marked:
+            continue
+        backed = backed_sentences(r["extraction"] or "", r["other_extractions"], r["statements"] or (), **settings)
+        pairs += [(b, j not in marked) for j, b in enumerate(backed)]
+    backed_ones = [s for b, s in pairs if b]
+    supported = [b for b, s in pairs if s]
+    return {"sentences": len(pairs), "precision": rate(sum(backed_ones), len(backed_ones)), "recall": rate(sum(supported), len(supported))}
 
 
 def _would_keep(out: str | Path, name: str, threshold: dict | None) -> dict | None:
@@ -172,6 +201,10 @@ def render(result: dict) -> str:
         if s and s["threshold"]:
             lines.append(f"  statement level ({s['units']} statements): {s['threshold']['threshold']}, false accepts "
                          f"{show(s['threshold']['false_accept'])}, recall {show(s['threshold']['recall'])}")
+    agreement = result["filters"].get("extraction_agreement", {}).get("sentences")
+    if agreement and agreement["sentences"]:
+        lines.append(f"\nextraction_agreement per sentence ({agreement['sentences']} sentences): precision of backed "
+                     f"{show(agreement['precision'])}, recall of supported {show(agreement['recall'])}")
     if result["patch"]:
         lines += ["", "recipe patch (or --set " + " --set ".join(result["set"]) + "):", result["patch"].rstrip()]
     return "\n".join(lines)

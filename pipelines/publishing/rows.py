@@ -78,7 +78,7 @@ class Layout:
             return datasets.Features({
                 "id": _S, "image": datasets.Image(), "prompt": _S, "focus": _S, "extraction": _S,
                 "questions": datasets.List(_S), "golds": datasets.List(GOLD), "statements": datasets.List(_S), "source": _S, "license": _S,
-                "finish_reason": _S, **scores, "counts": COUNTS, "provenance": PROVENANCE, "injected": INJECTED, "origin": _S,
+                "finish_reason": _S, "other_extractions": datasets.List(_S), **scores, "counts": COUNTS, "provenance": PROVENANCE, "injected": INJECTED, "origin": _S,
                 "original_size": datasets.List(datasets.Value("int32")),
             })
         if config == "reasoning":
@@ -90,7 +90,8 @@ class Layout:
             return datasets.Features({
                 "id": _S, "image": datasets.Image(), "status": _S, "reason": _S, "detail": _S,
                 "questions": datasets.List(_S), "answers": datasets.List(_S), "statements": datasets.List(_S),
-                "focus": _S, "extraction": _S, "source": _S, **scores, "counts": COUNTS, "injected": INJECTED, "origin": _S,
+                "focus": _S, "extraction": _S, "other_extractions": datasets.List(_S), "source": _S, **scores, "counts": COUNTS,
+                "injected": INJECTED, "origin": _S,
             })
         raise ValueError(f"config must be one of {CONFIGS}, got {config!r}")
 
@@ -125,6 +126,7 @@ class Layout:
             "source": record.source,
             "license": record.license,
             "finish_reason": record.extractions[0].finish_reason,
+            "other_extractions": _others(record),
             **self._scores(record),
             "counts": _counts(record),
             "provenance": {stage: to_jsonable(record.provenance.get(stage)) for stage in STAGE_ORDER},
@@ -165,12 +167,18 @@ class Layout:
             "statements": list(record.statements or ()),
             "focus": record.focus,
             "extraction": record.extraction,
+            "other_extractions": _others(record),
             "source": record.source,
             **self._scores(record),
             "counts": _counts(record),
             "injected": _injected(record),
             "origin": record.origin,
         }
+
+
+def _others(record: Record) -> list[str]:
+    """The extraction samples besides the published one: what extraction_agreement compared it with."""
+    return [o.text for o in (record.extractions or ())[1:]]
 
 
 def _counts(record: Record) -> dict:
