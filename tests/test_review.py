@@ -226,3 +226,14 @@ def test_calibrate_holds_on_real_text_it_did_not_see():
     assert len(results) == 10 and all(r["within"] for r in results), results
     assert all(r["measured"]["value"] <= r["interval"]["high"] for r in results)
     assert min(r["recall_unseen"]["value"] for r in results) > 0.25  # it keeps a real share of what is supported
+
+
+def test_a_plan_sample_can_be_reviewed(tmp_path):
+    """`plan --out` keeps its sample's publish: the same page serves it."""
+    from pipelines import plan_recipe
+
+    plan_recipe("quickstart", ["sources.0.synthetic.image_size=96", "cache.dir=null", "teacher.oracle.error_rate=0.5"], limit=16,
+                out_dir=tmp_path / "sample")
+    review = Review(tmp_path / "sample", "planner", 8)
+    assert len(review.items) == 8 and {i["status"] for i in review.items} <= {"kept", "rejected"}
+    assert all(review.images[i["id"]] for i in review.items)
