@@ -237,3 +237,24 @@ def test_a_plan_sample_can_be_reviewed(tmp_path):
     review = Review(tmp_path / "sample", "planner", 8)
     assert len(review.items) == 8 and {i["status"] for i in review.items} <= {"kept", "rejected"}
     assert all(review.images[i["id"]] for i in review.items)
+
+
+def test_the_review_command_prints_its_url_and_stops_on_ctrl_c(out):
+    import signal
+
+    proc = subprocess.Popen([sys.executable, "-m", "pipelines.commands.cli", "review", str(out), "--sample", "5", "--name", "cli"],
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert "Reviewing 5 records" in proc.stdout.readline()
+        line = proc.stdout.readline()
+        address = line.split()[1]
+        assert address.startswith("http://127.0.0.1:") and "this machine only" in line
+        status, body = _get(address + "api/items")
+        assert status == 200 and len(json.loads(body)["items"]) == 5
+    finally:
+        proc.send_signal(signal.SIGINT)
+        rest, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0 and "0 of 5 labelled" in rest, err[-2000:]
+    bad = subprocess.run([sys.executable, "-m", "pipelines.commands.cli", "review", str(out), "--name", "../x"], cwd=ROOT,
+                         capture_output=True, text=True)
+    assert bad.returncode == 2 and "review name" in bad.stderr
