@@ -74,9 +74,27 @@ def _rows(out: str | Path, ids: set[str]) -> list[dict]:
     columns = ["id", "scores", "statements", "extraction", "questions"]
     if (Path(out) / "extraction").is_dir() and "other_extractions" in _schema(out):
         columns.append("other_extractions")  # older publishes have no other samples
-    rows = [{**r, "status": None} for r in iter_rows(out, "extraction", columns) if r["id"] in ids]
-    rows += [r for r in iter_rows(out, "rejected", columns + ["status", "reason", "detail"]) if r["id"] in ids]
+    rows = [{**r, "status": None, "rejected_by": None} for r in iter_rows(out, "extraction", columns) if r["id"] in ids]
+    rows += [{**r, "rejected_by": rejecting_filter(r)} for r in iter_rows(out, "rejected", columns + ["status"]) if r["id"] in ids]
     return rows
+
+
+def _would_keep(out: str | Path, thresholds: dict[str, float]) -> dict[str, dict]:
+    """Per filter, at its threshold: the kept records that would stay, and the records that
+    filter alone rejected that would pass it (the filters after it did not run on them); one
+    pass over the published scores for all of them."""
+    counts = {name: {"kept_stay": 0, "kept": 0, "rejected_would_pass": 0} for name in thresholds}
+    for r in iter_rows(out, "extraction", ["scores"]):
+        for name, t in thresholds.items():
+            score = (r["scores"] or {}).get(name)
+            counts[name]["kept"] += 1
+            counts[name]["kept_stay"] += score is not None and score >= t
+    for r in iter_rows(out, "rejected", ["status", "scores"]):
+        by = rejecting_filter(r)
+        if by in thresholds:
+            score = r["scores"][by]
+            counts[by]["rejected_would_pass"] += score is not None and score >= thresholds[by]
+    return counts
 
 
 def _schema(out: str | Path) -> set[str]:
@@ -102,7 +120,7 @@ def calibrate(out: str | Path, max_bad: float = 0.02) -> dict:
     for i, f in enumerate(filters):
         name, params = f["name"], dict(f.get("params") or {})
         ran = [r for r in rows if (r.get("scores") or {}).get(name) is not None]
-        keeps = [(r, r["status"] is None or rejecting_filter(r) != name) for r in ran]
+        keeps = [(r, r["rejected_by"] != name) for r in ran]
         good = [(r, k) for r, k in keeps if labels[r["id"]]["label"] == "good"]
         entry = {"labelled": len(ran), "precision": rate(sum(labels[r["id"]]["label"] == "good" for r, k in keeps if k), sum(k for _, k in keeps)),
                  "recall": rate(sum(k for _, k in good), len(good))}
@@ -111,7 +129,7 @@ def calibrate(out: str | Path, max_bad: float = 0.02) -> dict:
             units = [(float(r["scores"][name]), labels[r["id"]]["label"] == "good") for r in ran]
             entry["param"] = param
             entry["threshold"] = pick_threshold(units, max_bad)
-            entry["would_keep"] = _would_keep(out, name, entry["threshold"])
+            entry["would_keep"] = None
             if entry["threshold"] is not None:
                 f.setdefault("params", {})[param] = entry["threshold"]["threshold"]
                 result["set"].append(f"filters.{i}.params.{param}={entry['threshold']['threshold']}")
@@ -120,6 +138,9 @@ def calibrate(out: str | Path, max_bad: float = 0.02) -> dict:
         if name == "extraction_agreement":
             entry["sentences"] = _sentence_level(ran, labels, params)
         result["filters"][name] = entry
+    thresholds = {n: e["threshold"]["threshold"] for n, e in result["filters"].items() if e.get("threshold")}
+    for name, counts in (_would_keep(out, thresholds) if thresholds else {}).items():
+        result["filters"][name]["would_keep"] = counts
     if result["set"]:
         result["patch"] = yaml.safe_dump({"filters": filters}, sort_keys=False, allow_unicode=True)
     return result
@@ -131,7 +152,7 @@ def _statement_level(rows: list[dict], labels: dict, scorer: str, max_bad: float
         marked = labels[r["id"]]["unsupported"]["statement"]
         good_record = labels[r["id"]]["label"] == "good"
         scores = statement_supports(r["statements"] or [], r["extraction"] or "", r["questions"] or [], scorer)
-        # a statement is unsupported when marked, or when its record is bad and nothing is marked (unknown: left out)
+        # a statement is unsupported when marked; a bad record with nothing marked is left out (which one is unknown)
         if not good_record and not marked:
             continue
         units += [(s, j not in marked) for j, s in enumerate(scores)]
@@ -154,22 +175,6 @@ def _sentence_level(rows: list[dict], labels: dict, params: dict) -> dict:
     backed_ones = [s for b, s in pairs if b]
     supported = [b for b, s in pairs if s]
     return {"sentences": len(pairs), "precision": rate(sum(backed_ones), len(backed_ones)), "recall": rate(sum(supported), len(supported))}
-
-
-def _would_keep(out: str | Path, name: str, threshold: dict | None) -> dict | None:
-    """At the threshold: the kept records that would stay, and the records this filter alone
-    rejected that would pass it (the filters after it did not run on them)."""
-    if threshold is None:
-        return None
-    t, stay, of, pass_ = threshold["threshold"], 0, 0, 0
-    for r in iter_rows(out, "extraction", ["scores"]):
-        score = (r["scores"] or {}).get(name)
-        of += 1
-        stay += score is not None and score >= t
-    for r in iter_rows(out, "rejected", ["status", "detail", "scores"]):
-        score = (r["scores"] or {}).get(name)
-        pass_ += rejecting_filter(r) == name and score is not None and score >= t
-    return {"kept_stay": stay, "kept": of, "rejected_would_pass": pass_}
 
 
 def render(result: dict) -> str:

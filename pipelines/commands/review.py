@@ -74,7 +74,7 @@ class Review:
 
     def labels(self) -> dict:
         """This reviewer's latest label of each sampled record."""
-        mine = [e for e in read_lines(self.path.parent.parent) if e.get("reviewer") == self.name and e["record"] in self.ids]
+        mine = [e for e in read_lines(self.path.parent.parent, self.name) if e["record"] in self.ids]
         return {record: entry for (_, record), entry in latest(mine).items()}
 
     def label(self, body: dict) -> dict:

@@ -76,11 +76,13 @@ def label_entry(record: str, label: str, reviewer: str, unsupported: dict | None
     return {"record": record, "label": label, "reviewer": reviewer, "unsupported": marks, "time": round(time.time(), 3)}
 
 
-def read_lines(out: str | Path) -> list[dict]:
-    """Every well-formed label line under OUT/reviews, in file then line order (a line cut by
-    a crash, or not a label, is skipped)."""
+def read_lines(out: str | Path, name: str | None = None) -> list[dict]:
+    """Every well-formed label line under OUT/reviews (of reviews/`name`.jsonl only, when
+    given), in file then line order (a line cut by a crash, or not a label, is skipped)."""
     lines = []
-    for path in sorted((Path(out) / REVIEWS).glob("*.jsonl")):
+    for path in [labels_path(out, name)] if name else sorted((Path(out) / REVIEWS).glob("*.jsonl")):
+        if not path.is_file():
+            continue
         for text in path.read_text(errors="replace").splitlines():
             try:
                 entry = json.loads(text)
@@ -100,7 +102,7 @@ def latest(lines: list[dict]) -> dict[tuple[str, str], dict]:
 
 
 def record_labels(out: str | Path) -> tuple[dict[str, dict], int]:
-    """(record id -> {"label", "unsupported": {unit: set of indices}, "reviewers"}, reviewers):
+    """(record id -> {"label", "unsupported": {unit: set of indices}, "reviewers": their names}, reviewers):
     each record's majority label over its reviewers (ties left out); a unit is unsupported
     when a reviewer who gave the majority label marked it."""
     by_record = defaultdict(list)
@@ -119,17 +121,17 @@ def record_labels(out: str | Path) -> tuple[dict[str, dict], int]:
                 for unit, indices in (e.get("unsupported") or {}).items():
                     if unit in marks and isinstance(indices, list):
                         marks[unit].update(i for i in indices if isinstance(i, int))
-        labels[record] = {"label": label, "unsupported": marks, "reviewers": len(entries)}
+        labels[record] = {"label": label, "unsupported": marks, "reviewers": {str(e.get("reviewer", "")) for e in entries}}
     return labels, len(reviewers)
 
 
 def rejecting_filter(row: dict) -> str | None:
-    """The filter that rejected a row of the rejected config (its detail starts with the
-    filter's name), None for a failed record or a rejection at the source."""
+    """The filter that rejected a row of the rejected config: filters run in the order of the
+    `scores` struct and the first that rejects ends the record, so it is the last one with a
+    score. None for a failed record or a rejection at the source (no filter ran)."""
     if row.get("status") != "rejected":
         return None
-    name = str(row.get("detail") or "").split(":", 1)[0].split(",", 1)[0].strip()
-    return name if name in (row.get("scores") or {}) else None
+    return next((f for f, s in reversed(list((row.get("scores") or {}).items())) if s is not None), None)
 
 
 def stratum(row: dict) -> str:
@@ -165,12 +167,12 @@ def audit(out: str | Path) -> dict | None:
     labels, _ = record_labels(out)
     if not labels:
         return None
-    kept = [labels[r["id"]]["label"] == "good" for r in iter_rows(out, "extraction", ["id"]) if r["id"] in labels]
-    present = len(kept) + sum(1 for r in iter_rows(out, "rejected", ["id"]) if r["id"] in labels)
+    kept = [r["id"] for r in iter_rows(out, "extraction", ["id"]) if r["id"] in labels]
+    present = kept + [r["id"] for r in iter_rows(out, "rejected", ["id"]) if r["id"] in labels]
     if not present:
         return None
-    reviewers = {e.get("reviewer") for e in read_lines(out) if e["record"] in labels}
-    return {"records": present, "reviewers": len(reviewers), "kept": rate(sum(kept), len(kept))}
+    reviewers = set().union(*(labels[i]["reviewers"] for i in present))
+    return {"records": len(present), "reviewers": len(reviewers), "kept": rate(sum(labels[i]["label"] == "good" for i in kept), len(kept))}
 
 
 def carry(old: str | Path, new: str | Path) -> bool:

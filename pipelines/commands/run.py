@@ -132,7 +132,7 @@ def _run_into(staging: str, recipe: Recipe, run_id: str, fs, test_pipeline, out:
             (meta / name).parent.mkdir(parents=True, exist_ok=True)
             (meta / name).write_text(text)
         charts = write_charts(meta, funnel)
-        examples = first_rows(staging, "extraction", 3, ["id", "prompt", "extraction", "questions"])
+        examples = card_examples(staging)
         audited = "://" not in out and reviews.carry(out, staging)  # reviewers' labels stay with the dataset
         (meta / "README.md").write_text(render_card(recipe, funnel, charts, examples, dataset_ref=out,
                                                     audit=reviews.audit(staging) if audited else None))
@@ -150,6 +150,11 @@ def _run_into(staging: str, recipe: Recipe, run_id: str, fs, test_pipeline, out:
     return funnel
 
 
+def card_examples(folder) -> list[dict]:
+    """The card's three example rows."""
+    return first_rows(folder, "extraction", 3, ["id", "prompt", "extraction", "questions"])
+
+
 def refresh_card(out: str | Path) -> None:
     """Rewrite a local publish's card from what it holds (recipe, funnel, charts, rows) with the
     audit of its reviewers' labels: after `review`, `calibrate` calls this."""
@@ -157,7 +162,7 @@ def refresh_card(out: str | Path) -> None:
     recipe = read_recipe(out / "recipe.yaml")
     funnel = Funnel.from_dict(json.loads((out / "funnel.json").read_text()))
     charts = chart_paths(p.stem for p in (out / ASSETS).glob("*.png"))
-    examples = first_rows(out, "extraction", 3, ["id", "prompt", "extraction", "questions"])
+    examples = card_examples(out)
     text = render_card(recipe, funnel, charts, examples, dataset_ref=str(out), audit=reviews.audit(out))
     tmp = out / ".README.md.tmp"
     tmp.write_text(text)

@@ -17,7 +17,7 @@ class Extraction(StageSpec):
     sample = {"statements": ["The bus is red."]}
 
     def prompts(self, bound, record):
-        return [Prompt(render(bound.template, statements=list(record.statements or ())), image=True)]
+        return [Prompt(render(bound.template, statements=list(record.statements or ())), image=self.image)]
 
     def parse(self, bound, record, replies, prompts):
         return {"extractions": tuple(dataclasses.replace(o, text=o.text.strip()) for o in replies[0].outputs)}

@@ -74,9 +74,7 @@ function setLabel(label) {
 function toggle(unit, i) {
   const item = items[at], m = marks(item.id), label = labels[item.id] && labels[item.id].label;
   if (m[unit].has(i)) m[unit].delete(i); else m[unit].add(i);
-  if (unit === "sentence" || unit === "statement") {
-    labels[item.id] = { ...(labels[item.id] || {}), label: label, unsupported: { sentence: [...m.sentence], statement: [...m.statement] } };
-  }
+  labels[item.id] = { ...(labels[item.id] || {}), label: label, unsupported: { sentence: [...m.sentence], statement: [...m.statement] } };
   // an unsupported statement or sentence makes the record bad unless the reviewer says otherwise
   const next = label || ((m.sentence.size || m.statement.size) ? "bad" : null);
   if (next) send(item.id, next, m); else show();
